@@ -1,0 +1,138 @@
+//! Where emitted batches, state calls and log lines go: the host's imports inside a component,
+//! or the in-memory host of [`crate::testing::Harness`] in native tests.
+
+use crate::StateError;
+use crate::log::Level;
+use std::cell::RefCell;
+
+/// The host services an operator uses.
+pub(crate) trait Backend {
+    fn emit(&mut self, output: Option<&str>, batch: &[u8]);
+    fn value_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+    fn value_set(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<(), StateError>;
+    fn value_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError>;
+    fn map_get(
+        &mut self,
+        name: &str,
+        key: &[u8],
+        map_key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError>;
+    fn map_put(
+        &mut self,
+        name: &str,
+        key: &[u8],
+        map_key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StateError>;
+    fn map_remove(&mut self, name: &str, key: &[u8], map_key: &[u8]) -> Result<(), StateError>;
+    fn map_entries(
+        &mut self,
+        name: &str,
+        key: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError>;
+    fn log(&mut self, level: Level, message: &str);
+}
+
+thread_local! {
+    static BACKEND: RefCell<Option<Box<dyn Backend>>> = RefCell::new(default_backend());
+}
+
+#[cfg(target_family = "wasm")]
+fn default_backend() -> Option<Box<dyn Backend>> {
+    Some(Box::new(wasm::Host))
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn default_backend() -> Option<Box<dyn Backend>> {
+    None
+}
+
+/// Runs `f` against the current backend.
+pub(crate) fn with<R>(f: impl FnOnce(&mut dyn Backend) -> R) -> R {
+    BACKEND.with(|b| {
+        let mut b = b.borrow_mut();
+        let backend = b
+            .as_deref_mut()
+            .expect("no weir host: run the operator in weir, or natively under weir_guest_sdk::testing::Harness");
+        f(backend)
+    })
+}
+
+/// Installs `backend` for this thread, returning the previous one.
+pub(crate) fn install(backend: Option<Box<dyn Backend>>) -> Option<Box<dyn Backend>> {
+    BACKEND.with(|b| b.replace(backend))
+}
+
+#[cfg(target_family = "wasm")]
+mod wasm {
+    use super::Backend;
+    use crate::StateError;
+    use crate::bindings::weir::operator::{emit, log, state};
+    use crate::log::Level;
+
+    /// The host's imports.
+    pub(super) struct Host;
+
+    fn err(e: state::StateError) -> StateError {
+        match e {
+            state::StateError::KeyOutsideKeyGroups(m) => StateError::KeyOutsideKeyGroups(m),
+            state::StateError::Invalid(m) => StateError::Invalid(m),
+        }
+    }
+
+    impl Backend for Host {
+        fn emit(&mut self, output: Option<&str>, batch: &[u8]) {
+            emit::emit(output, batch)
+        }
+        fn value_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+            state::value_get(name, key).map_err(err)
+        }
+        fn value_set(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+            state::value_set(name, key, value).map_err(err)
+        }
+        fn value_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError> {
+            state::value_clear(name, key).map_err(err)
+        }
+        fn map_get(
+            &mut self,
+            name: &str,
+            key: &[u8],
+            map_key: &[u8],
+        ) -> Result<Option<Vec<u8>>, StateError> {
+            state::map_get(name, key, map_key).map_err(err)
+        }
+        fn map_put(
+            &mut self,
+            name: &str,
+            key: &[u8],
+            map_key: &[u8],
+            value: &[u8],
+        ) -> Result<(), StateError> {
+            state::map_put(name, key, map_key, value).map_err(err)
+        }
+        fn map_remove(&mut self, name: &str, key: &[u8], map_key: &[u8]) -> Result<(), StateError> {
+            state::map_remove(name, key, map_key).map_err(err)
+        }
+        fn map_entries(
+            &mut self,
+            name: &str,
+            key: &[u8],
+        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+            state::map_entries(name, key).map_err(err)
+        }
+        fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError> {
+            state::map_clear(name, key).map_err(err)
+        }
+        fn log(&mut self, level: Level, message: &str) {
+            let level = match level {
+                Level::Trace => log::Level::Trace,
+                Level::Debug => log::Level::Debug,
+                Level::Info => log::Level::Info,
+                Level::Warn => log::Level::Warn,
+                Level::Error => log::Level::Error,
+            };
+            log::log(level, message)
+        }
+    }
+}

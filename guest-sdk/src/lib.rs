@@ -1,0 +1,104 @@
+//! Write weir operators in Rust.
+//!
+//! An operator is a type implementing [`Operator`]: it is opened with its manifest config, sees
+//! records one at a time (the SDK unpacks the batch the host passes in one call), emits records
+//! through a [`Context`], and keeps keyed state in [`ValueState`] and [`MapState`] handles that
+//! the host stores per key group. [`export_operator!`] turns the type into a component's exports,
+//! and [`testing::Harness`] runs it natively under `cargo test`, no WASM needed.
+//!
+//! ```ignore
+//! use weir_guest_sdk::prelude::*;
+//!
+//! struct Count { counts: ValueState<u64> }
+//!
+//! impl Operator for Count {
+//!     fn open(_ctx: &mut Context, _config: Config) -> Result<Self, Error> {
+//!         Ok(Count { counts: ValueState::new("count") })
+//!     }
+//!     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
+//!         let n = self.counts.get(record.key)?.unwrap_or(0) + 1;
+//!         self.counts.set(record.key, &n)?;
+//!         ctx.emit(record.key, format!("{} {n}", record.key_str()?))
+//!     }
+//! }
+//!
+//! export_operator!(Count);
+//! ```
+
+extern crate self as weir_guest_sdk;
+
+mod backend;
+mod context;
+mod error;
+pub mod log;
+mod record;
+#[doc(hidden)]
+pub mod runtime;
+mod state;
+pub mod testing;
+
+pub use context::{Config, Context};
+pub use error::{Error, StateError};
+pub use record::Record;
+pub use state::{MapState, ValueState};
+
+/// Everything an operator needs, in one import.
+pub mod prelude {
+    pub use crate::{
+        Config, Context, Error, MapState, Operator, Record, ValueState, export_operator,
+    };
+}
+
+/// The generated bindings of `weir:operator@0.1.0`; used by [`export_operator!`].
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "operator",
+        pub_export_macro: true,
+        export_macro_name: "__export_operator_world",
+        default_bindings_module: "weir_guest_sdk::bindings",
+        runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// A stream operator: opened once per subtask, called for every record, closed at end of input.
+pub trait Operator: Sized + 'static {
+    /// Builds the operator from its manifest `config` table. An error fails the job.
+    fn open(ctx: &mut Context, config: Config) -> Result<Self, Error>;
+
+    /// Handles one record; emit results through `ctx`.
+    fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error>;
+
+    /// Called once when the input has ended; may still emit.
+    fn close(&mut self, ctx: &mut Context) -> Result<(), Error> {
+        let _ = ctx;
+        Ok(())
+    }
+}
+
+/// Exports a type implementing [`Operator`] as the component's `weir:operator` world.
+#[macro_export]
+macro_rules! export_operator {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        struct __WeirOperatorExports;
+
+        impl $crate::bindings::exports::weir::operator::handler::Guest for __WeirOperatorExports {
+            fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::open::<$ty>(config)
+            }
+            fn process(batch: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::process::<$ty>(&batch)
+            }
+            fn close() -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::close::<$ty>()
+            }
+        }
+
+        $crate::bindings::__export_operator_world!(__WeirOperatorExports with_types_in $crate::bindings);
+    };
+}

@@ -1,0 +1,102 @@
+//! Keyed state handles. The host stores the state per key group, so it moves with its keys when a
+//! job is rescaled; values are kept in the compact binary encoding (postcard).
+
+use crate::{StateError, backend};
+use serde::{Serialize, de::DeserializeOwned};
+use std::marker::PhantomData;
+
+fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StateError> {
+    postcard::to_allocvec(value)
+        .map_err(|e| StateError::Invalid(format!("value does not encode: {e}")))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
+    postcard::from_bytes(bytes).map_err(|e| StateError::Decode(e.to_string()))
+}
+
+/// One value of type `T` per key, under a state name.
+#[derive(Debug, Clone)]
+pub struct ValueState<T> {
+    name: String,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ValueState<T> {
+    /// The value state called `name`; operators usually create their handles in `open`.
+    pub fn new(name: impl Into<String>) -> Self {
+        ValueState {
+            name: name.into(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The value for `key`, if one was set.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<T>, StateError> {
+        match backend::with(|b| b.value_get(&self.name, key.as_ref()))? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the value for `key`.
+    pub fn set(&self, key: impl AsRef<[u8]>, value: &T) -> Result<(), StateError> {
+        let bytes = encode(value)?;
+        backend::with(|b| b.value_set(&self.name, key.as_ref(), &bytes))
+    }
+
+    /// Removes the value for `key`.
+    pub fn clear(&self, key: impl AsRef<[u8]>) -> Result<(), StateError> {
+        backend::with(|b| b.value_clear(&self.name, key.as_ref()))
+    }
+}
+
+/// A map from `K` to `V` per key, under a state name.
+#[derive(Debug, Clone)]
+pub struct MapState<K, V> {
+    name: String,
+    _type: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> MapState<K, V> {
+    /// The map state called `name`.
+    pub fn new(name: impl Into<String>) -> Self {
+        MapState {
+            name: name.into(),
+            _type: PhantomData,
+        }
+    }
+
+    /// The entry for `map_key` in `key`'s map.
+    pub fn get(&self, key: impl AsRef<[u8]>, map_key: &K) -> Result<Option<V>, StateError> {
+        let mk = encode(map_key)?;
+        match backend::with(|b| b.map_get(&self.name, key.as_ref(), &mk))? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Puts `map_key -> value` into `key`'s map.
+    pub fn put(&self, key: impl AsRef<[u8]>, map_key: &K, value: &V) -> Result<(), StateError> {
+        let (mk, v) = (encode(map_key)?, encode(value)?);
+        backend::with(|b| b.map_put(&self.name, key.as_ref(), &mk, &v))
+    }
+
+    /// Removes `map_key` from `key`'s map.
+    pub fn remove(&self, key: impl AsRef<[u8]>, map_key: &K) -> Result<(), StateError> {
+        let mk = encode(map_key)?;
+        backend::with(|b| b.map_remove(&self.name, key.as_ref(), &mk))
+    }
+
+    /// All entries of `key`'s map, ordered by the encoded map key.
+    pub fn entries(&self, key: impl AsRef<[u8]>) -> Result<Vec<(K, V)>, StateError> {
+        let raw = backend::with(|b| b.map_entries(&self.name, key.as_ref()))?;
+        raw.iter()
+            .map(|(k, v)| Ok((decode(k)?, decode(v)?)))
+            .collect()
+    }
+
+    /// Removes every entry of `key`'s map.
+    pub fn clear(&self, key: impl AsRef<[u8]>) -> Result<(), StateError> {
+        backend::with(|b| b.map_clear(&self.name, key.as_ref()))
+    }
+}

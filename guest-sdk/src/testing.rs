@@ -1,0 +1,206 @@
+//! Run an operator natively under `cargo test`: the same runtime glue as in a component, with an
+//! in-memory host standing in for weir (state, emitted records, log lines).
+//!
+//! ```ignore
+//! let mut h = Harness::<Count>::open("{}")?;
+//! h.process(&[Record::new("a", "a"), Record::new("a", "a")])?;
+//! assert_eq!(h.output_values(), ["a 1", "a 2"]);
+//! assert_eq!(h.value::<u64>("count", "a"), Some(2));
+//! ```
+//!
+//! An operator instance lives in a thread-local slot, as in a component, so a thread runs one
+//! harness at a time (each `#[test]` has its own thread).
+
+use crate::backend::{self, Backend};
+use crate::log::Level;
+use crate::{Error, Operator, Record, StateError, runtime};
+use serde::de::DeserializeOwned;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+/// A record the operator emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    /// `None` for the main output, else the side output's name.
+    pub output: Option<String>,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub timestamp: Option<i64>,
+}
+
+impl Emitted {
+    /// The value as text (lossy).
+    pub fn value_str(&self) -> String {
+        String::from_utf8_lossy(&self.value).into_owned()
+    }
+}
+
+#[derive(Default)]
+struct MemoryHost {
+    values: BTreeMap<(String, Vec<u8>), Vec<u8>>,
+    maps: BTreeMap<(String, Vec<u8>), BTreeMap<Vec<u8>, Vec<u8>>>,
+    emitted: Vec<Emitted>,
+    logs: Vec<(Level, String)>,
+}
+
+struct Shared(Rc<RefCell<MemoryHost>>);
+
+fn slot(name: &str, key: &[u8]) -> (String, Vec<u8>) {
+    (name.to_string(), key.to_vec())
+}
+
+impl Backend for Shared {
+    fn emit(&mut self, output: Option<&str>, batch: &[u8]) {
+        let mut host = self.0.borrow_mut();
+        for r in weir_batch::iter(batch) {
+            let r = r.expect("the SDK writes well-formed batches");
+            host.emitted.push(Emitted {
+                output: output.map(str::to_string),
+                key: r.key.to_vec(),
+                value: r.value.to_vec(),
+                timestamp: r.timestamp,
+            });
+        }
+    }
+    fn value_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.0.borrow().values.get(&slot(name, key)).cloned())
+    }
+    fn value_set(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        self.0
+            .borrow_mut()
+            .values
+            .insert(slot(name, key), value.to_vec());
+        Ok(())
+    }
+    fn value_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError> {
+        self.0.borrow_mut().values.remove(&slot(name, key));
+        Ok(())
+    }
+    fn map_get(
+        &mut self,
+        name: &str,
+        key: &[u8],
+        map_key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self
+            .0
+            .borrow()
+            .maps
+            .get(&slot(name, key))
+            .and_then(|m| m.get(map_key))
+            .cloned())
+    }
+    fn map_put(
+        &mut self,
+        name: &str,
+        key: &[u8],
+        map_key: &[u8],
+        value: &[u8],
+    ) -> Result<(), StateError> {
+        self.0
+            .borrow_mut()
+            .maps
+            .entry(slot(name, key))
+            .or_default()
+            .insert(map_key.to_vec(), value.to_vec());
+        Ok(())
+    }
+    fn map_remove(&mut self, name: &str, key: &[u8], map_key: &[u8]) -> Result<(), StateError> {
+        if let Some(m) = self.0.borrow_mut().maps.get_mut(&slot(name, key)) {
+            m.remove(map_key);
+        }
+        Ok(())
+    }
+    fn map_entries(
+        &mut self,
+        name: &str,
+        key: &[u8],
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        let host = self.0.borrow();
+        let entries = host.maps.get(&slot(name, key));
+        Ok(entries
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default())
+    }
+    fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError> {
+        self.0.borrow_mut().maps.remove(&slot(name, key));
+        Ok(())
+    }
+    fn log(&mut self, level: Level, message: &str) {
+        self.0.borrow_mut().logs.push((level, message.to_string()));
+    }
+}
+
+/// Drives one operator instance natively, as weir would inside a component.
+pub struct Harness<T: Operator> {
+    host: Rc<RefCell<MemoryHost>>,
+    _operator: PhantomData<T>,
+}
+
+impl<T: Operator> Harness<T> {
+    /// Opens the operator with `config` (JSON text, as the host passes the manifest's table).
+    pub fn open(config: &str) -> Result<Self, Error> {
+        let h = Harness {
+            host: Rc::default(),
+            _operator: PhantomData,
+        };
+        h.call(|| runtime::open::<T>(config.to_string()))?;
+        Ok(h)
+    }
+
+    /// Passes `records` to the operator as one batch.
+    pub fn process(&mut self, records: &[Record<'_>]) -> Result<(), Error> {
+        let mut batch = Vec::new();
+        for r in records {
+            weir_batch::push(
+                &mut batch,
+                &weir_batch::Record {
+                    key: r.key,
+                    value: r.value,
+                    timestamp: r.timestamp,
+                },
+            );
+        }
+        self.call(|| runtime::process::<T>(&batch))
+    }
+
+    /// Ends the input: the operator's `close`.
+    pub fn close(&mut self) -> Result<(), Error> {
+        self.call(runtime::close::<T>)
+    }
+
+    /// Takes every record emitted so far.
+    pub fn take_output(&mut self) -> Vec<Emitted> {
+        std::mem::take(&mut self.host.borrow_mut().emitted)
+    }
+
+    /// Takes the values (as text) of the records emitted so far to the main output.
+    pub fn output_values(&mut self) -> Vec<String> {
+        self.take_output()
+            .into_iter()
+            .filter(|e| e.output.is_none())
+            .map(|e| e.value_str())
+            .collect()
+    }
+
+    /// The value state `name` holds for `key`.
+    pub fn value<V: DeserializeOwned>(&self, name: &str, key: impl AsRef<[u8]>) -> Option<V> {
+        let host = self.host.borrow();
+        let bytes = host.values.get(&slot(name, key.as_ref()))?;
+        Some(postcard::from_bytes(bytes).expect("state written by ValueState decodes"))
+    }
+
+    /// The log lines written so far.
+    pub fn logs(&self) -> Vec<(Level, String)> {
+        self.host.borrow().logs.clone()
+    }
+
+    fn call(&self, f: impl FnOnce() -> Result<(), String>) -> Result<(), Error> {
+        let previous = backend::install(Some(Box::new(Shared(self.host.clone()))));
+        let r = f();
+        backend::install(previous);
+        r.map_err(Error::msg)
+    }
+}

@@ -1,0 +1,135 @@
+//! The `weir` command line: `run`, `validate`, `inspect`.
+
+mod progress;
+
+use crate::manifest::{self, Override};
+use crate::plan::{ExecutionGraph, JobGraph};
+use crate::wasm::{self, LoadedComponent, Runtime};
+use crate::worker::{self, JobControl, JobMetrics};
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A stateful stream processor whose functions are WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job in this process (embedded local mode) until its sources end, or until Ctrl-C.
+    Run {
+        /// The job manifest (TOML).
+        manifest: PathBuf,
+        /// Override a manifest field, e.g. `--set operators.count.parallelism=4` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
+    /// Check a manifest and its components without running anything.
+    Validate {
+        manifest: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+    },
+    /// Show which weir worlds a component implements, and its imports and exports.
+    Inspect {
+        /// A component (.wasm).
+        component: PathBuf,
+    },
+}
+
+/// The entry point of the `weir` binary.
+pub fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,weir=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            manifest,
+            overrides,
+        } => run(manifest, &overrides),
+        Command::Validate {
+            manifest,
+            overrides,
+        } => validate(manifest, &overrides),
+        Command::Inspect { component } => inspect(component),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads the manifest and compiles its components: everything that can fail before the job runs.
+fn prepare(
+    manifest: &PathBuf,
+    overrides: &[Override],
+) -> Result<(JobGraph, Runtime, Vec<Option<LoadedComponent>>)> {
+    let job = manifest::load(manifest, overrides)?;
+    let runtime = Runtime::new().map_err(anyhow::Error::msg)?;
+    let components = worker::load_components(&runtime, &job)?;
+    Ok((job, runtime, components))
+}
+
+fn validate(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
+    let (job, _, _) = prepare(&manifest, overrides)?;
+    let exec = ExecutionGraph::build(&job);
+    println!(
+        "{}: ok; job `{}`, {} tasks: {}",
+        manifest.display(),
+        job.name,
+        exec.chains.iter().map(|c| c.parallelism).sum::<u32>(),
+        exec.describe(&job)
+    );
+    Ok(())
+}
+
+fn run(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
+    let started = Instant::now();
+    let (job, _runtime, components) = prepare(&manifest, overrides)?;
+    let control = JobControl::new();
+    let metrics = JobMetrics::new(started);
+    let c = control.clone();
+    let interrupts = std::sync::atomic::AtomicU32::new(0);
+    ctrlc::set_handler(move || {
+        // First Ctrl-C: stop the sources and let everything drain; the second: cancel.
+        if interrupts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            eprintln!(
+                "\nstopping: sources end, the job drains and sinks flush (Ctrl-C again to cancel)"
+            );
+            c.stop();
+        } else {
+            c.cancel();
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let reporter = progress::Reporter::start(metrics.clone());
+    let result = worker::run(&job, &components, &control, &metrics);
+    reporter.finish();
+    result?;
+    eprintln!("{}", progress::summary(&job.name, &metrics));
+    Ok(())
+}
+
+fn inspect(component: PathBuf) -> Result<()> {
+    let runtime = Runtime::new().map_err(anyhow::Error::msg)?;
+    let report = wasm::inspect(&runtime, &component)?;
+    print!("{report}");
+    Ok(())
+}

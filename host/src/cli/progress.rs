@@ -1,0 +1,91 @@
+//! Live progress of `weir run`: a status line redrawn on a terminal, a log line at intervals
+//! otherwise, and a summary at the end.
+
+use crate::worker::JobMetrics;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub struct Reporter {
+    done: mpsc::Sender<()>,
+    thread: Option<JoinHandle<()>>,
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn human(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2} G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2} M", x / 1e6),
+        x if x >= 1e3 => format!("{:.1} K", x / 1e3),
+        x => format!("{x:.0} "),
+    }
+}
+
+fn status(m: &JobMetrics) -> String {
+    let t = m.elapsed();
+    format!(
+        "{:>7.1} s  in {} records ({}records/s)  out {} records",
+        t.as_secs_f64(),
+        m.records_in(),
+        human(rate(m.records_in(), t)),
+        m.records_out()
+    )
+}
+
+impl Reporter {
+    /// Starts reporting on stderr: every 200 ms on a terminal, every 10 s otherwise.
+    pub fn start(metrics: Arc<JobMetrics>) -> Self {
+        let terminal = std::io::stderr().is_terminal();
+        let every = if terminal {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_secs(10)
+        };
+        let (done, rx) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weir-progress".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                    if terminal {
+                        eprint!("\r\x1b[2K{}", status(&metrics));
+                        let _ = std::io::stderr().flush();
+                    } else {
+                        tracing::info!("{}", status(&metrics));
+                    }
+                }
+                if terminal {
+                    eprint!("\r\x1b[2K");
+                }
+            })
+            .ok();
+        Reporter { done, thread }
+    }
+
+    /// Stops reporting (clearing the status line).
+    pub fn finish(mut self) {
+        let _ = self.done.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The closing line of a run.
+pub fn summary(job: &str, m: &JobMetrics) -> String {
+    let t = m.elapsed();
+    let first = m.first_output_after().map_or(String::new(), |d| {
+        format!("; first record out after {} ms", d.as_millis())
+    });
+    format!(
+        "job `{job}` finished in {:.2} s: {} records in, {} records out, {}records/s in{first}",
+        t.as_secs_f64(),
+        m.records_in(),
+        m.records_out(),
+        human(rate(m.records_in(), t))
+    )
+}

@@ -1,0 +1,83 @@
+//! Native connectors: where records enter and leave a job.
+//!
+//! Sources: `datagen` (deterministic records from a seed, bounded or not, optionally paced) and
+//! `file` (text lines or JSON lines, split across subtasks by byte range). Sinks: `file` (one file
+//! per subtask in a directory, one record value per line) and `stdout`.
+
+mod datagen;
+mod file;
+mod sinks;
+
+pub use datagen::{DatagenConfig, DatagenShape, splitmix};
+pub use file::{FileSourceConfig, LineFormat};
+pub use sinks::{SinkConfig, prepare_sink};
+
+use std::path::PathBuf;
+
+/// A connector failed: unreadable input, unwritable output, malformed lines.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} at byte {offset}: {message}")]
+    Malformed {
+        path: PathBuf,
+        offset: u64,
+        message: String,
+    },
+    #[error("writing to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// What a source has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Poll {
+    /// More records may come.
+    More,
+    /// The source is exhausted (bounded sources only).
+    Ended,
+}
+
+/// One subtask of a source.
+pub trait Source: Send {
+    /// Appends records (flat format) to `batch`, stopping near `max_bytes`.
+    fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError>;
+}
+
+/// One subtask of a sink.
+pub trait Sink: Send {
+    /// Writes every record of `batch` (flat format).
+    fn write(&mut self, batch: &[u8]) -> Result<(), ConnectorError>;
+    /// Flushes everything written; called once at the end of input.
+    fn close(&mut self) -> Result<(), ConnectorError>;
+}
+
+/// A source's configuration, from the manifest.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SourceConfig {
+    File(FileSourceConfig),
+    Datagen(DatagenConfig),
+}
+
+impl SourceConfig {
+    /// Whether the source ends by itself.
+    pub fn is_bounded(&self) -> bool {
+        match self {
+            SourceConfig::File(_) => true,
+            SourceConfig::Datagen(d) => d.count.is_some(),
+        }
+    }
+
+    /// Opens subtask `subtask` of `parallelism`.
+    pub fn open(&self, subtask: u32, parallelism: u32) -> Result<Box<dyn Source>, ConnectorError> {
+        Ok(match self {
+            SourceConfig::File(f) => Box::new(file::FileSource::open(f, subtask, parallelism)?),
+            SourceConfig::Datagen(d) => {
+                Box::new(datagen::Datagen::new(d.clone(), subtask, parallelism))
+            }
+        })
+    }
+}

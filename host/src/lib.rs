@@ -1,0 +1,13 @@
+//! weir: a stateful stream processor whose user functions are WebAssembly components.
+//!
+//! Layers, each knowing only the ones below: [`cli`] over [`worker`] (tasks, channels, the local
+//! runner) over [`wasm`] (engine, components, limits), [`state`] and [`connectors`]; [`manifest`]
+//! and [`plan`] turn a job description into what the worker runs.
+
+pub mod cli;
+pub mod connectors;
+pub mod manifest;
+pub mod plan;
+pub mod state;
+pub mod wasm;
+pub mod worker;

@@ -1,0 +1,738 @@
+//! Reading a job manifest (TOML) into a checked [`JobGraph`], with errors that name the field,
+//! its line and column, and what is wrong.
+//!
+//! ```toml
+//! edges = ["lines -> split", "split -> count", "count -> out"]
+//!
+//! [job]
+//! name = "wordcount"
+//! max_parallelism = 128          # key groups
+//! parallelism = 2                # default for every node
+//!
+//! [sources.lines]
+//! kind = "file"
+//! path = "input.txt"
+//!
+//! [operators.split]
+//! component = "split.wasm"
+//!
+//! [operators.count]
+//! component = "count.wasm"
+//! partition = "hash"
+//!
+//! [sinks.out]
+//! kind = "file"
+//! path = "out"
+//! ```
+
+mod overrides;
+mod spec;
+
+pub use overrides::Override;
+
+use crate::connectors::{
+    DatagenConfig, DatagenShape, FileSourceConfig, LineFormat, SinkConfig, SourceConfig,
+};
+use crate::plan::{Edge, GuestLimits, JobGraph, Node, NodeKind, OperatorNode, Partition};
+use spec::{SinkSpec, SourceSpec, Spec};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Flink's upper bound for the number of key groups.
+pub const MAX_KEY_GROUPS: u32 = 32768;
+const DEFAULT_MAX_PARALLELISM: u32 = 128;
+
+/// A manifest that cannot be run, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestError {
+    pub file: PathBuf,
+    /// Line and column (1-based) of the offending field, when known.
+    pub at: Option<(usize, usize)>,
+    /// The dotted field path, e.g. `operators.count.parallelism`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.at {
+            write!(f, ":{line}:{col}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+/// Reads and checks the manifest at `path`, after applying `overrides`.
+///
+/// Relative paths in the file resolve against the manifest's directory; relative paths set with
+/// `--set` resolve against the current directory, as on any command line.
+pub fn load(path: &Path, overrides: &[Override]) -> Result<JobGraph, ManifestError> {
+    let whole = |message: String| ManifestError {
+        file: path.to_path_buf(),
+        at: None,
+        field: String::new(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| whole(format!("cannot read the manifest: {e}")))?;
+    let (text, overridden) =
+        overrides::apply(&text, overrides).map_err(|e| whole(format!("--set: {e}")))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cx = Checker {
+        file: path.to_path_buf(),
+        text: &text,
+        base,
+        overridden,
+    };
+    let spec: Spec = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| cx.position(s.start));
+        ManifestError {
+            file: path.to_path_buf(),
+            at,
+            field: String::new(),
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    cx.check(spec)
+}
+
+struct Checker<'a> {
+    file: PathBuf,
+    text: &'a str,
+    base: PathBuf,
+    overridden: BTreeSet<String>,
+}
+
+fn is_valid_uid(uid: &str) -> bool {
+    !uid.is_empty()
+        && uid
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Checker<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    }
+
+    fn err(
+        &self,
+        span: Option<Range<usize>>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError {
+            file: self.file.clone(),
+            at: span.map(|s| self.position(s.start)),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Resolves a path field: against the current directory if it came from `--set`.
+    fn path(&self, field: &str, value: &str) -> PathBuf {
+        let p = PathBuf::from(value);
+        if p.is_absolute() || self.overridden.contains(field) {
+            p
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn parallelism(
+        &self,
+        field: &str,
+        p: Option<&Spanned<u32>>,
+        default: u32,
+        max: u32,
+    ) -> Result<u32, ManifestError> {
+        let Some(p) = p else { return Ok(default) };
+        let v = *p.get_ref();
+        if v == 0 {
+            return Err(self.err(Some(p.span()), field, "parallelism must be at least 1"));
+        }
+        if v > max {
+            return Err(self.err(
+                Some(p.span()),
+                field,
+                format!("parallelism {v} exceeds job.max_parallelism {max} (the number of key groups); raise max_parallelism or lower the parallelism"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn check(&self, spec: Spec) -> Result<JobGraph, ManifestError> {
+        let job = &spec.job;
+        let max_parallelism = match &job.max_parallelism {
+            None => DEFAULT_MAX_PARALLELISM,
+            Some(m) if (1..=MAX_KEY_GROUPS).contains(m.get_ref()) => *m.get_ref(),
+            Some(m) => {
+                return Err(self.err(
+                    Some(m.span()),
+                    "job.max_parallelism",
+                    format!("must be between 1 and {MAX_KEY_GROUPS}"),
+                ));
+            }
+        };
+        let default_parallelism = self.parallelism(
+            "job.parallelism",
+            job.parallelism.as_ref(),
+            1,
+            max_parallelism,
+        )?;
+        let buffer_bytes = match &job.buffer_bytes {
+            None => 32 * 1024,
+            Some(b) if (256..=(64 << 20)).contains(b.get_ref()) => *b.get_ref() as usize,
+            Some(b) => {
+                return Err(self.err(
+                    Some(b.span()),
+                    "job.buffer_bytes",
+                    "must be between 256 bytes and 64 MiB",
+                ));
+            }
+        };
+        let mut limits = GuestLimits::default();
+        if let Some(m) = &spec.limits.memory_mib {
+            if !(1..=4096).contains(m.get_ref()) {
+                return Err(self.err(
+                    Some(m.span()),
+                    "limits.memory_mib",
+                    "must be between 1 and 4096",
+                ));
+            }
+            limits.memory_bytes = (*m.get_ref() as usize) << 20;
+        }
+        if let Some(t) = &spec.limits.call_timeout_ms {
+            if *t.get_ref() == 0 {
+                return Err(self.err(
+                    Some(t.span()),
+                    "limits.call_timeout_ms",
+                    "must be at least 1",
+                ));
+            }
+            limits.call_timeout = Duration::from_millis(*t.get_ref());
+        }
+
+        // Nodes, by uid; uids are unique across sources, operators and sinks.
+        let mut nodes: Vec<Node> = Vec::new();
+        // Where each node sets `partition`; nodes without it get Flink's default below.
+        let mut partition_spans: Vec<Option<Range<usize>>> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        let mut add = |cx: &Self,
+                       section: &str,
+                       uid: &str,
+                       node: Node,
+                       span: Range<usize>,
+                       pspan| {
+            if !is_valid_uid(uid) {
+                return Err(cx.err(
+                    Some(span),
+                    format!("{section}.{uid}"),
+                    "a uid may hold only letters, digits, `_` and `-`",
+                ));
+            }
+            if index.insert(uid.to_string(), nodes.len()).is_some() {
+                return Err(cx.err(Some(span), format!("{section}.{uid}"), format!("uid `{uid}` is used twice; uids are unique across sources, operators and sinks")));
+            }
+            nodes.push(node);
+            partition_spans.push(pspan);
+            Ok(())
+        };
+        for (uid, s) in &spec.sources {
+            let field = format!("sources.{uid}");
+            let parallelism = self.parallelism(
+                &format!("{field}.parallelism"),
+                s.get_ref().parallelism.as_ref(),
+                default_parallelism,
+                max_parallelism,
+            )?;
+            let kind = NodeKind::Source(self.source(&field, s.get_ref())?);
+            add(
+                self,
+                "sources",
+                uid,
+                Node {
+                    uid: uid.clone(),
+                    parallelism,
+                    partition: Partition::Forward,
+                    kind,
+                },
+                s.span(),
+                None,
+            )?;
+        }
+        for (uid, o) in &spec.operators {
+            let field = format!("operators.{uid}");
+            let op = o.get_ref();
+            let parallelism = self.parallelism(
+                &format!("{field}.parallelism"),
+                op.parallelism.as_ref(),
+                default_parallelism,
+                max_parallelism,
+            )?;
+            let component = self.path(&format!("{field}.component"), op.component.get_ref());
+            if !component.is_file() {
+                return Err(self.err(
+                    Some(op.component.span()),
+                    format!("{field}.component"),
+                    format!(
+                        "component file {} does not exist (build the example guests first?)",
+                        component.display()
+                    ),
+                ));
+            }
+            let config_json = serde_json::to_string(&op.config).map_err(|e| {
+                self.err(
+                    None,
+                    format!("{field}.config"),
+                    format!("cannot be passed as JSON: {e}"),
+                )
+            })?;
+            let kind = NodeKind::Operator(OperatorNode {
+                component,
+                config_json,
+            });
+            let partition = self.partition(&field, op.partition.as_ref())?;
+            let pspan = op.partition.as_ref().map(Spanned::span);
+            add(
+                self,
+                "operators",
+                uid,
+                Node {
+                    uid: uid.clone(),
+                    parallelism,
+                    partition: partition.unwrap_or(Partition::Forward),
+                    kind,
+                },
+                o.span(),
+                pspan,
+            )?;
+        }
+        for (uid, s) in &spec.sinks {
+            let field = format!("sinks.{uid}");
+            let sink = s.get_ref();
+            let parallelism = self.parallelism(
+                &format!("{field}.parallelism"),
+                sink.parallelism.as_ref(),
+                default_parallelism,
+                max_parallelism,
+            )?;
+            let partition = self.partition(&field, sink.partition.as_ref())?;
+            let kind = NodeKind::Sink(self.sink(&field, sink)?);
+            let pspan = sink.partition.as_ref().map(Spanned::span);
+            add(
+                self,
+                "sinks",
+                uid,
+                Node {
+                    uid: uid.clone(),
+                    parallelism,
+                    partition: partition.unwrap_or(Partition::Forward),
+                    kind,
+                },
+                s.span(),
+                pspan,
+            )?;
+        }
+        drop(add);
+
+        if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+            return Err(self.err(None, "sources", "the job has no source"));
+        }
+        if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_))) {
+            return Err(self.err(None, "sinks", "the job has no sink"));
+        }
+
+        // Edges.
+        let mut edges = Vec::new();
+        let mut edge_spans = Vec::new();
+        for e in &spec.edges {
+            let span = Some(e.span());
+            let Some((from, to)) = e.get_ref().split_once("->") else {
+                return Err(self.err(
+                    span,
+                    "edges",
+                    format!(
+                        "`{}` is not of the form \"from -> to\" or \"from.side-output -> to\"",
+                        e.get_ref()
+                    ),
+                ));
+            };
+            let (from, to) = (from.trim(), to.trim());
+            let (from_uid, output) = match from.split_once('.') {
+                Some((u, o)) => (u, Some(o.to_string())),
+                None => (from, None),
+            };
+            let lookup = |uid: &str| {
+                index.get(uid).copied().ok_or_else(|| {
+                    self.err(
+                        span.clone(),
+                        "edges",
+                        format!(
+                            "unknown operator `{uid}` in edge `{}`; known: {}",
+                            e.get_ref(),
+                            index.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    )
+                })
+            };
+            let (f, t) = (lookup(from_uid)?, lookup(to)?);
+            match (&nodes[f].kind, &nodes[t].kind) {
+                (NodeKind::Sink(_), _) => {
+                    return Err(self.err(
+                        span,
+                        "edges",
+                        format!("`{from_uid}` is a sink and has no output"),
+                    ));
+                }
+                (_, NodeKind::Source(_)) => {
+                    return Err(self.err(
+                        span,
+                        "edges",
+                        format!("`{to}` is a source and takes no input"),
+                    ));
+                }
+                (NodeKind::Source(_), _) if output.is_some() => {
+                    return Err(self.err(
+                        span,
+                        "edges",
+                        format!("`{from_uid}` is a source; only operators have side outputs"),
+                    ));
+                }
+                _ => {}
+            }
+            let edge = Edge {
+                from: f,
+                output,
+                to: t,
+            };
+            if edges.contains(&edge) {
+                return Err(self.err(
+                    span,
+                    "edges",
+                    format!("edge `{}` is listed twice", e.get_ref()),
+                ));
+            }
+            edges.push(edge);
+            edge_spans.push(span);
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            if !matches!(n.kind, NodeKind::Source(_)) && !edges.iter().any(|e| e.to == i) {
+                return Err(self.err(
+                    None,
+                    "edges",
+                    format!(
+                        "`{}` has no input: add an edge \"<upstream> -> {}\"",
+                        n.uid, n.uid
+                    ),
+                ));
+            }
+        }
+
+        // Partitioning: Flink's default is forward between equal parallelism, else rebalance.
+        for i in 0..nodes.len() {
+            let inputs: Vec<usize> = edges.iter().filter(|e| e.to == i).map(|e| e.from).collect();
+            if partition_spans[i].is_none() {
+                let all_equal = inputs
+                    .iter()
+                    .all(|&u| nodes[u].parallelism == nodes[i].parallelism);
+                nodes[i].partition = if all_equal {
+                    Partition::Forward
+                } else {
+                    Partition::Rebalance
+                };
+            } else if nodes[i].partition == Partition::Forward {
+                if let Some(&u) = inputs
+                    .iter()
+                    .find(|&&u| nodes[u].parallelism != nodes[i].parallelism)
+                {
+                    let section = match nodes[i].kind {
+                        NodeKind::Sink(_) => "sinks",
+                        _ => "operators",
+                    };
+                    return Err(self.err(
+                        partition_spans[i].clone(),
+                        format!("{section}.{}.partition", nodes[i].uid),
+                        format!(
+                            "forward needs equal parallelism, but `{}` has {} and `{}` has {}; use rebalance or hash",
+                            nodes[u].uid, nodes[u].parallelism, nodes[i].uid, nodes[i].parallelism
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let (nodes, edges) = self.topological(nodes, edges, &edge_spans)?;
+        Ok(JobGraph {
+            name: job.name.clone().unwrap_or_else(|| {
+                self.file
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "job".into())
+            }),
+            max_parallelism,
+            chaining: job.chaining.unwrap_or(true),
+            buffer_bytes,
+            flush_interval: Duration::from_millis(job.flush_ms.unwrap_or(100)),
+            limits,
+            nodes,
+            edges,
+        })
+    }
+
+    /// Orders nodes so that every node follows its inputs; refuses cycles.
+    fn topological(
+        &self,
+        nodes: Vec<Node>,
+        edges: Vec<Edge>,
+        spans: &[Option<Range<usize>>],
+    ) -> Result<(Vec<Node>, Vec<Edge>), ManifestError> {
+        let n = nodes.len();
+        let mut indegree = vec![0usize; n];
+        for e in &edges {
+            indegree[e.to] += 1;
+        }
+        let mut order = Vec::with_capacity(n);
+        let mut ready: Vec<usize> = (0..n).filter(|&i| indegree[i] == 0).rev().collect();
+        while let Some(i) = ready.pop() {
+            order.push(i);
+            for e in edges.iter().filter(|e| e.from == i) {
+                indegree[e.to] -= 1;
+                if indegree[e.to] == 0 {
+                    ready.push(e.to);
+                }
+            }
+        }
+        if order.len() < n {
+            let stuck: Vec<&str> = (0..n)
+                .filter(|&i| indegree[i] > 0)
+                .map(|i| nodes[i].uid.as_str())
+                .collect();
+            let at = edges
+                .iter()
+                .position(|e| indegree[e.to] > 0 && indegree[e.from] > 0)
+                .and_then(|i| spans[i].clone());
+            return Err(self.err(
+                at,
+                "edges",
+                format!("the edges form a cycle through {}", stuck.join(", ")),
+            ));
+        }
+        let mut new_index = vec![0; n];
+        for (new, &old) in order.iter().enumerate() {
+            new_index[old] = new;
+        }
+        let mut slots: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
+        let nodes = order
+            .iter()
+            .map(|&old| slots[old].take().expect("each node is placed once"))
+            .collect();
+        let edges = edges
+            .into_iter()
+            .map(|e| Edge {
+                from: new_index[e.from],
+                to: new_index[e.to],
+                output: e.output,
+            })
+            .collect();
+        Ok((nodes, edges))
+    }
+
+    fn partition(
+        &self,
+        field: &str,
+        p: Option<&Spanned<String>>,
+    ) -> Result<Option<Partition>, ManifestError> {
+        let Some(p) = p else { return Ok(None) };
+        Partition::parse(p.get_ref()).map(Some).ok_or_else(|| {
+            self.err(
+                Some(p.span()),
+                format!("{field}.partition"),
+                format!(
+                    "unknown partitioning `{}`; use forward, hash, rebalance or broadcast",
+                    p.get_ref()
+                ),
+            )
+        })
+    }
+
+    /// Refuses fields that do not apply to a connector kind, so a misplaced setting is not ignored.
+    fn only(
+        &self,
+        field: &str,
+        kind: &str,
+        present: &[(&str, Option<Range<usize>>)],
+    ) -> Result<(), ManifestError> {
+        match present.iter().find(|(_, span)| span.is_some()) {
+            Some((name, span)) => Err(self.err(
+                span.clone(),
+                format!("{field}.{name}"),
+                format!("does not apply to a `{kind}` connector"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn source(&self, field: &str, s: &SourceSpec) -> Result<SourceConfig, ManifestError> {
+        let span = |o: &Option<Spanned<_>>| o.as_ref().map(|v: &Spanned<_>| v.span());
+        let span_s = |o: &Option<Spanned<String>>| o.as_ref().map(Spanned::span);
+        match s.kind.get_ref().as_str() {
+            "file" => {
+                self.only(
+                    field,
+                    "file",
+                    &[
+                        ("seed", span(&s.seed)),
+                        ("count", span(&s.count)),
+                        ("rate", s.rate.as_ref().map(Spanned::span)),
+                        ("shape", span_s(&s.shape)),
+                        (
+                            "words_per_line",
+                            s.words_per_line.as_ref().map(Spanned::span),
+                        ),
+                        ("vocabulary", span(&s.vocabulary)),
+                    ],
+                )?;
+                let path = s.path.as_ref().ok_or_else(|| {
+                    self.err(
+                        Some(s.kind.span()),
+                        format!("{field}.path"),
+                        "a file source needs `path`",
+                    )
+                })?;
+                let resolved = self.path(&format!("{field}.path"), path.get_ref());
+                if !resolved.is_file() {
+                    return Err(self.err(
+                        Some(path.span()),
+                        format!("{field}.path"),
+                        format!("input file {} does not exist", resolved.display()),
+                    ));
+                }
+                let format = match s.format.as_ref().map(|f| f.get_ref().as_str()) {
+                    None | Some("text") => LineFormat::Text,
+                    Some("json") => LineFormat::Json,
+                    Some(other) => {
+                        return Err(self.err(
+                            span_s(&s.format),
+                            format!("{field}.format"),
+                            format!("unknown format `{other}`; use text or json"),
+                        ));
+                    }
+                };
+                if s.key_field.is_some() && format != LineFormat::Json {
+                    return Err(self.err(
+                        span_s(&s.key_field),
+                        format!("{field}.key_field"),
+                        "key_field needs format = \"json\"",
+                    ));
+                }
+                Ok(SourceConfig::File(FileSourceConfig {
+                    path: resolved,
+                    format,
+                    key_field: s.key_field.as_ref().map(|k| k.get_ref().clone()),
+                }))
+            }
+            "datagen" => {
+                self.only(
+                    field,
+                    "datagen",
+                    &[
+                        ("path", span_s(&s.path)),
+                        ("format", span_s(&s.format)),
+                        ("key_field", span_s(&s.key_field)),
+                    ],
+                )?;
+                if let Some(r) = &s.rate {
+                    if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
+                        return Err(self.err(
+                            Some(r.span()),
+                            format!("{field}.rate"),
+                            "rate must be a positive number of records per second",
+                        ));
+                    }
+                }
+                let shape = match s.shape.as_ref().map(|f| f.get_ref().as_str()) {
+                    None | Some("lines") => {
+                        let words_per_line = s.words_per_line.as_ref().map_or(8, |w| *w.get_ref());
+                        let vocabulary = s.vocabulary.as_ref().map_or(10_000, |v| *v.get_ref());
+                        if words_per_line == 0 || vocabulary == 0 {
+                            return Err(self.err(
+                                None,
+                                field,
+                                "words_per_line and vocabulary must be at least 1",
+                            ));
+                        }
+                        DatagenShape::Lines {
+                            words_per_line,
+                            vocabulary,
+                        }
+                    }
+                    Some("sequence") => DatagenShape::Sequence,
+                    Some(other) => {
+                        return Err(self.err(
+                            span_s(&s.shape),
+                            format!("{field}.shape"),
+                            format!("unknown shape `{other}`; use lines or sequence"),
+                        ));
+                    }
+                };
+                Ok(SourceConfig::Datagen(DatagenConfig {
+                    seed: s.seed.as_ref().map_or(0, |v| *v.get_ref()),
+                    count: s.count.as_ref().map(|v| *v.get_ref()),
+                    rate: s.rate.as_ref().map(|v| *v.get_ref()),
+                    shape,
+                }))
+            }
+            other => Err(self.err(
+                Some(s.kind.span()),
+                format!("{field}.kind"),
+                format!("unknown source kind `{other}`; use file or datagen"),
+            )),
+        }
+    }
+
+    fn sink(&self, field: &str, s: &SinkSpec) -> Result<SinkConfig, ManifestError> {
+        let delay = Duration::from_micros(s.delay_us.as_ref().map_or(0, |d| *d.get_ref()));
+        match s.kind.get_ref().as_str() {
+            "file" => {
+                let path = s.path.as_ref().ok_or_else(|| {
+                    self.err(
+                        Some(s.kind.span()),
+                        format!("{field}.path"),
+                        "a file sink needs `path` (a directory)",
+                    )
+                })?;
+                Ok(SinkConfig::File {
+                    dir: self.path(&format!("{field}.path"), path.get_ref()),
+                    delay,
+                })
+            }
+            "stdout" => {
+                self.only(
+                    field,
+                    "stdout",
+                    &[("path", s.path.as_ref().map(Spanned::span))],
+                )?;
+                Ok(SinkConfig::Stdout { delay })
+            }
+            other => Err(self.err(
+                Some(s.kind.span()),
+                format!("{field}.kind"),
+                format!("unknown sink kind `{other}`; use file or stdout"),
+            )),
+        }
+    }
+}

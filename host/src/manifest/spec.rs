@@ -1,0 +1,83 @@
+//! The manifest's TOML shape, as serde reads it. Fields that errors point at are `Spanned`, so a
+//! message can give the line and column; unknown fields are refused so a typo is an error, not a
+//! silently ignored setting.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// The whole manifest file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// `"from -> to"` or `"from.side-output -> to"` strings.
+    #[serde(default)]
+    pub edges: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub job: JobSpec,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<SourceSpec>>,
+    #[serde(default)]
+    pub operators: BTreeMap<String, Spanned<OperatorSpec>>,
+    #[serde(default)]
+    pub sinks: BTreeMap<String, Spanned<SinkSpec>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: Option<String>,
+    pub max_parallelism: Option<Spanned<u32>>,
+    pub parallelism: Option<Spanned<u32>>,
+    pub chaining: Option<bool>,
+    pub buffer_bytes: Option<Spanned<u64>>,
+    pub flush_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    pub memory_mib: Option<Spanned<u64>>,
+    pub call_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub kind: Spanned<String>,
+    pub parallelism: Option<Spanned<u32>>,
+    // file
+    pub path: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub key_field: Option<Spanned<String>>,
+    // datagen
+    pub seed: Option<Spanned<u64>>,
+    pub count: Option<Spanned<u64>>,
+    pub rate: Option<Spanned<f64>>,
+    pub shape: Option<Spanned<String>>,
+    pub words_per_line: Option<Spanned<u32>>,
+    pub vocabulary: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    pub component: Spanned<String>,
+    pub parallelism: Option<Spanned<u32>>,
+    pub partition: Option<Spanned<String>>,
+    #[serde(default)]
+    pub config: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    pub kind: Spanned<String>,
+    pub parallelism: Option<Spanned<u32>>,
+    pub partition: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    /// Test hook and demo of backpressure: sleep this long per record written.
+    pub delay_us: Option<Spanned<u64>>,
+}

@@ -1,0 +1,112 @@
+//! The logical job: what a manifest describes once it has been checked.
+
+use crate::connectors::{SinkConfig, SourceConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A checked job: nodes in topological order and the edges between them.
+#[derive(Clone, Debug)]
+pub struct JobGraph {
+    pub name: String,
+    /// The number of key groups; the upper bound for any parallelism.
+    pub max_parallelism: u32,
+    /// Whether forward edges between equal parallelism are chained into one task.
+    pub chaining: bool,
+    /// Size at which an output buffer is sent downstream.
+    pub buffer_bytes: usize,
+    /// How long a partly filled output buffer may wait before it is sent.
+    pub flush_interval: Duration,
+    pub limits: GuestLimits,
+    /// Every node appears after all of its inputs.
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+}
+
+/// Per-instance limits on guest code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Linear memory (all memories of the instance together).
+    pub memory_bytes: usize,
+    /// Longest a single guest call (open, process of one batch, close) may run.
+    pub call_timeout: Duration,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            memory_bytes: 256 << 20,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A source, operator or sink.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The stable id (the manifest table's name); state is kept under it.
+    pub uid: String,
+    pub parallelism: u32,
+    /// How records reach this node's subtasks from its inputs.
+    pub partition: Partition,
+    pub kind: NodeKind,
+}
+
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    Source(SourceConfig),
+    Operator(OperatorNode),
+    Sink(SinkConfig),
+}
+
+/// A WASM operator.
+#[derive(Clone, Debug)]
+pub struct OperatorNode {
+    pub component: PathBuf,
+    /// The `config` table, as the JSON text passed to `open`.
+    pub config_json: String,
+}
+
+/// A connection from a node's output (main, or a named side output) to another node's input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edge {
+    pub from: usize,
+    /// `None` for the main output.
+    pub output: Option<String>,
+    pub to: usize,
+}
+
+/// How records are distributed from the upstream subtasks to the downstream ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partition {
+    /// Subtask i sends to subtask i (equal parallelism).
+    Forward,
+    /// By key group of the record key.
+    Hash,
+    /// Round robin over the downstream subtasks.
+    Rebalance,
+    /// Every record to every downstream subtask.
+    Broadcast,
+}
+
+impl Partition {
+    /// The manifest spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Partition::Forward => "forward",
+            Partition::Hash => "hash",
+            Partition::Rebalance => "rebalance",
+            Partition::Broadcast => "broadcast",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Partition> {
+        [
+            Partition::Forward,
+            Partition::Hash,
+            Partition::Rebalance,
+            Partition::Broadcast,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
+    }
+}

@@ -1,0 +1,8 @@
+//! Planning: the checked job graph, key groups, and the execution graph of chained tasks.
+
+mod execution;
+mod job_graph;
+pub mod key_groups;
+
+pub use execution::{Chain, ExecutionGraph, InputEdge};
+pub use job_graph::{Edge, GuestLimits, JobGraph, Node, NodeKind, OperatorNode, Partition};

@@ -1,0 +1,144 @@
+//! `weir inspect`: which weir worlds a component implements, and what it imports and exports.
+
+use super::Runtime;
+use std::fmt::{self, Write};
+use std::path::Path;
+use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
+
+/// What a component is, as `weir inspect` reports it.
+pub struct Inspection {
+    pub size: u64,
+    /// The weir worlds the component implements, e.g. `weir:operator/operator@0.1.0`.
+    pub worlds: Vec<String>,
+    /// Why it does not implement the operator world, when it does not.
+    pub not_operator: Option<String>,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+/// A WIT-like spelling of a type, enough to tell a batch from a string at a glance.
+fn type_name(ty: &Type) -> String {
+    match ty {
+        Type::Bool => "bool".into(),
+        Type::S8 => "s8".into(),
+        Type::U8 => "u8".into(),
+        Type::S16 => "s16".into(),
+        Type::U16 => "u16".into(),
+        Type::S32 => "s32".into(),
+        Type::U32 => "u32".into(),
+        Type::S64 => "s64".into(),
+        Type::U64 => "u64".into(),
+        Type::Float32 => "f32".into(),
+        Type::Float64 => "f64".into(),
+        Type::Char => "char".into(),
+        Type::String => "string".into(),
+        Type::List(l) => format!("list<{}>", type_name(&l.ty())),
+        Type::Tuple(t) => format!(
+            "tuple<{}>",
+            t.types()
+                .map(|t| type_name(&t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Type::Option(o) => format!("option<{}>", type_name(&o.ty())),
+        Type::Result(r) => {
+            let part = |t: Option<Type>| t.map_or("_".to_string(), |t| type_name(&t));
+            format!("result<{}, {}>", part(r.ok()), part(r.err()))
+        }
+        Type::Record(_) => "record".into(),
+        Type::Variant(_) => "variant".into(),
+        Type::Enum(_) => "enum".into(),
+        Type::Flags(_) => "flags".into(),
+        Type::Own(_) | Type::Borrow(_) => "resource".into(),
+        other => format!("{other:?}")
+            .split('(')
+            .next()
+            .unwrap_or("?")
+            .to_lowercase(),
+    }
+}
+
+fn func_sig(f: &ComponentFunc) -> String {
+    let params: Vec<String> = f
+        .params()
+        .map(|(name, ty)| format!("{name}: {}", type_name(&ty)))
+        .collect();
+    let results: Vec<String> = f.results().map(|ty| type_name(&ty)).collect();
+    let mut s = format!("func({})", params.join(", "));
+    if !results.is_empty() {
+        let _ = write!(s, " -> {}", results.join(", "));
+    }
+    s
+}
+
+fn describe(engine: &wasmtime::Engine, name: &str, item: &ComponentItem, out: &mut Vec<String>) {
+    match item {
+        ComponentItem::ComponentFunc(f) => out.push(format!("{name}: {}", func_sig(f))),
+        ComponentItem::ComponentInstance(i) => {
+            out.push(format!("{name} (interface)"));
+            for (fname, fitem) in i.exports(engine) {
+                if let ComponentItem::ComponentFunc(f) = fitem.ty {
+                    out.push(format!("    {fname}: {}", func_sig(&f)));
+                }
+            }
+        }
+        ComponentItem::CoreFunc(_) => out.push(format!("{name}: core func")),
+        ComponentItem::Module(_) => out.push(format!("{name}: core module")),
+        ComponentItem::Component(_) => out.push(format!("{name}: component")),
+        ComponentItem::Type(_) => out.push(format!("{name}: type")),
+        ComponentItem::Resource(_) => out.push(format!("{name}: resource")),
+    }
+}
+
+/// Reads the component at `path` and reports on it.
+pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, super::LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| super::LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let component = runtime.compile(path, &bytes)?;
+    let engine = runtime.engine();
+    let ty = component.component_type();
+    let mut imports = Vec::new();
+    for (name, item) in ty.imports(engine) {
+        describe(engine, name, &item.ty, &mut imports);
+    }
+    let mut exports = Vec::new();
+    for (name, item) in ty.exports(engine) {
+        describe(engine, name, &item.ty, &mut exports);
+    }
+    let (worlds, not_operator) = match runtime.load(path) {
+        Ok(_) => (vec!["weir:operator/operator@0.1.0".to_string()], None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    Ok(Inspection {
+        size: bytes.len() as u64,
+        worlds,
+        not_operator,
+        imports,
+        exports,
+    })
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "size: {} bytes", self.size)?;
+        if self.worlds.is_empty() {
+            writeln!(f, "weir worlds: none")?;
+        } else {
+            writeln!(f, "weir worlds: {}", self.worlds.join(", "))?;
+        }
+        if let Some(why) = &self.not_operator {
+            writeln!(f, "  not an operator: {why}")?;
+        }
+        writeln!(f, "imports:")?;
+        for i in &self.imports {
+            writeln!(f, "  {i}")?;
+        }
+        writeln!(f, "exports:")?;
+        for e in &self.exports {
+            writeln!(f, "  {e}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Running operator components: one engine per process, components compiled once (with an
+//! on-disk cache keyed by content), instantiated per subtask from an `InstancePre`, each instance
+//! limited in memory and in time per call.
+
+mod cache;
+mod host;
+mod inspect;
+mod instance;
+
+pub use inspect::{Inspection, inspect};
+pub use instance::{GuestError, InstanceSpec, OperatorInstance, Outputs};
+
+use host::HostState;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine};
+
+/// The bindings of `wit/operator.wit`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "operator",
+        imports: { "weir:operator/emit.emit": trappable },
+    });
+}
+
+/// The epoch advances this often; per-call time limits are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Why a component cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid WebAssembly component: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("{path} does not implement the weir:operator/operator@0.1.0 world: {reason}")]
+    WrongWorld { path: PathBuf, reason: String },
+}
+
+/// The process-wide WASM engine with the host's imports linked.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: cache::ComponentCache,
+}
+
+/// A component ready to be instantiated once per subtask.
+#[derive(Clone)]
+pub struct LoadedComponent {
+    pre: Arc<bindings::OperatorPre<HostState>>,
+    pub path: PathBuf,
+}
+
+impl Runtime {
+    /// The engine, linker and component cache (`$WEIR_CACHE_DIR`, else the user cache dir).
+    pub fn new() -> Result<Self, String> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        // Async components are not used; leaving concurrency support on triples the cost of a call.
+        config.concurrency_support(false);
+        let engine =
+            Engine::new(&config).map_err(|e| format!("cannot start the WASM engine: {e}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch thread: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e}"))?;
+        bindings::Operator::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| format!("cannot link the weir imports: {e}"))?;
+        let cache = cache::ComponentCache::from_env();
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+        })
+    }
+
+    /// Compiles (or loads from the cache) the component at `path` and checks that it implements
+    /// the operator world, so a wrong component is refused before anything runs.
+    pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let component = self.compile(path, &bytes)?;
+        let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let pre = self.linker.instantiate_pre(&component).map_err(wrong)?;
+        let pre = bindings::OperatorPre::new(pre).map_err(wrong)?;
+        Ok(LoadedComponent {
+            pre: Arc::new(pre),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        if !wasmparser_is_component(bytes) {
+            return Err(LoadError::Invalid {
+                path: path.to_path_buf(),
+                reason: "not a component (a core module, or not WebAssembly); build for wasm32-wasip2 or run `wasm-tools component new`".into(),
+            });
+        }
+        if let Some(c) = self.cache.get(&self.engine, bytes) {
+            return Ok(c);
+        }
+        let component = Component::new(&self.engine, bytes).map_err(invalid)?;
+        self.cache.put(&self.engine, bytes, &component);
+        Ok(component)
+    }
+
+    /// The engine (for inspection).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Whether `bytes` start with the component-model preamble (layer 1), as opposed to a core module.
+fn wasmparser_is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}

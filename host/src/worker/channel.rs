@@ -1,0 +1,264 @@
+//! In-process channels between tasks: an input gate per downstream task, holding one queue per
+//! channel, bounded by credits (see [`super::credit`]). A sender blocks while its channel has no
+//! credit, which is how backpressure travels upstream; the receiver takes buffers round robin
+//! across channels. The network transport will drive the same gate from QUIC streams.
+
+use super::credit::Credits;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Exclusive buffers per channel (Flink's `taskmanager.network.memory.buffers-per-channel`).
+pub const EXCLUSIVE_BUFFERS: u32 = 2;
+/// Floating buffers per gate (Flink's `floating-buffers-per-gate`).
+pub const FLOATING_BUFFERS: u32 = 8;
+
+/// What travels through a channel: data, or an event in-band after the data before it.
+#[derive(Debug)]
+enum Event {
+    Data(Vec<u8>),
+    EndOfPartition,
+}
+
+/// What [`Gate::recv`] returns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// A buffer of records (flat format).
+    Data(Vec<u8>),
+    /// Every channel has delivered its end of partition.
+    AllEnded,
+    /// The deadline passed with nothing to read.
+    TimedOut,
+    /// The job is being cancelled.
+    Cancelled,
+}
+
+/// The job is being cancelled; whoever waited should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+struct GateState {
+    queues: Vec<VecDeque<Event>>,
+    credits: Credits,
+    open_channels: usize,
+    /// Where the next round-robin scan starts.
+    cursor: usize,
+    cancelled: bool,
+}
+
+/// The input side of a task: all channels into it.
+pub struct Gate {
+    state: Mutex<GateState>,
+    readable: Condvar,
+    writable: Condvar,
+}
+
+impl Gate {
+    /// A gate with `channels` channels.
+    pub fn new(channels: usize) -> Arc<Self> {
+        Arc::new(Gate {
+            state: Mutex::new(GateState {
+                queues: (0..channels).map(|_| VecDeque::new()).collect(),
+                credits: Credits::new(channels, EXCLUSIVE_BUFFERS, FLOATING_BUFFERS),
+                open_channels: channels,
+                cursor: 0,
+                cancelled: false,
+            }),
+            readable: Condvar::new(),
+            writable: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        // A panic while holding the lock cannot leave the queues half-updated; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sending end of channel `channel`.
+    pub fn sender(self: &Arc<Self>, channel: usize) -> ChannelSender {
+        ChannelSender {
+            gate: self.clone(),
+            channel,
+        }
+    }
+
+    /// The next buffer from any channel, waiting until `deadline` (or forever if `None`).
+    pub fn recv(&self, deadline: Option<Instant>) -> Received {
+        let mut s = self.lock();
+        loop {
+            if s.cancelled {
+                return Received::Cancelled;
+            }
+            let n = s.queues.len();
+            for k in 0..n {
+                let ch = (s.cursor + k) % n;
+                match s.queues[ch].pop_front() {
+                    Some(Event::Data(buf)) => {
+                        s.cursor = (ch + 1) % n;
+                        s.credits.release(ch);
+                        drop(s);
+                        self.writable.notify_all();
+                        return Received::Data(buf);
+                    }
+                    Some(Event::EndOfPartition) => {
+                        s.open_channels -= 1;
+                    }
+                    None => {}
+                }
+            }
+            if s.open_channels == 0 {
+                return Received::AllEnded;
+            }
+            s = match deadline {
+                None => self.readable.wait(s).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Received::TimedOut;
+                    }
+                    self.readable
+                        .wait_timeout(s, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Wakes everyone waiting on this gate with [`Cancelled`]; buffered data is dropped.
+    pub fn cancel(&self) {
+        let mut s = self.lock();
+        s.cancelled = true;
+        s.queues.iter_mut().for_each(VecDeque::clear);
+        drop(s);
+        self.readable.notify_all();
+        self.writable.notify_all();
+    }
+
+    /// Buffers sent into this gate and not yet taken, per channel (for metrics and tests).
+    pub fn in_flight(&self) -> Vec<u32> {
+        let s = self.lock();
+        (0..s.queues.len())
+            .map(|c| s.credits.in_flight(c))
+            .collect()
+    }
+}
+
+/// The sending end of one channel.
+pub struct ChannelSender {
+    gate: Arc<Gate>,
+    channel: usize,
+}
+
+impl ChannelSender {
+    /// Sends a buffer, waiting for credit: this wait is backpressure.
+    pub fn send(&self, buf: Vec<u8>) -> Result<(), Cancelled> {
+        let mut s = self.gate.lock();
+        loop {
+            if s.cancelled {
+                return Err(Cancelled);
+            }
+            if s.credits.try_acquire(self.channel) {
+                s.queues[self.channel].push_back(Event::Data(buf));
+                drop(s);
+                self.gate.readable.notify_one();
+                return Ok(());
+            }
+            s = self
+                .gate
+                .writable
+                .wait(s)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Ends this channel: no buffer follows. Events need no credit.
+    pub fn end(&self) -> Result<(), Cancelled> {
+        let mut s = self.gate.lock();
+        if s.cancelled {
+            return Err(Cancelled);
+        }
+        s.queues[self.channel].push_back(Event::EndOfPartition);
+        drop(s);
+        self.gate.readable.notify_one();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn delivers_in_order_per_channel_and_ends_when_all_channels_end() {
+        let gate = Gate::new(2);
+        let (a, b) = (gate.sender(0), gate.sender(1));
+        a.send(vec![1]).unwrap();
+        b.send(vec![2]).unwrap();
+        a.send(vec![3]).unwrap();
+        a.end().unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            match gate.recv(None) {
+                Received::Data(d) => got.push(d[0]),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(got, [1, 2, 3]);
+        assert_eq!(
+            gate.recv(Some(Instant::now() + Duration::from_millis(5))),
+            Received::TimedOut
+        );
+        b.end().unwrap();
+        assert_eq!(gate.recv(None), Received::AllEnded);
+    }
+
+    #[test]
+    fn a_sender_without_credit_blocks_until_the_receiver_takes_a_buffer() {
+        let gate = Gate::new(1);
+        let tx = gate.sender(0);
+        let capacity = (EXCLUSIVE_BUFFERS + FLOATING_BUFFERS) as usize;
+        let sender = std::thread::spawn(move || {
+            for i in 0..capacity + 5 {
+                tx.send(vec![i as u8]).unwrap();
+            }
+            tx.end().unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            gate.in_flight(),
+            [capacity as u32],
+            "the sender stopped at its credit"
+        );
+        let mut n = 0;
+        while let Received::Data(d) = gate.recv(None) {
+            assert_eq!(d[0] as usize, n);
+            n += 1;
+        }
+        assert_eq!(n, capacity + 5);
+        sender.join().unwrap();
+    }
+
+    #[test]
+    fn cancel_wakes_blocked_senders_and_receivers() {
+        let gate = Gate::new(1);
+        let tx = gate.sender(0);
+        let sender = std::thread::spawn(move || {
+            loop {
+                if tx.send(vec![0]).is_err() {
+                    return;
+                }
+            }
+        });
+        let g2 = gate.clone();
+        let receiver_gate = Gate::new(1);
+        let r2 = receiver_gate.clone();
+        let receiver = std::thread::spawn(move || r2.recv(None));
+        std::thread::sleep(Duration::from_millis(20));
+        g2.cancel();
+        receiver_gate.cancel();
+        sender.join().unwrap();
+        assert_eq!(receiver.join().unwrap(), Received::Cancelled);
+    }
+}

@@ -1,0 +1,227 @@
+//! A task: one subtask of a chain, on its own thread, with a mailbox loop (Flink's StreamTask).
+//! The head is a source or an input gate; each batch runs through the chain's operators in turn
+//! (the same buffer, no channel between them) and leaves through the record writers.
+
+use super::channel::{Gate, Received};
+use super::control::{JobControl, JobMetrics};
+use super::writer::{RecordWriter, WriteError};
+use crate::connectors::{ConnectorError, Poll, Sink, Source};
+use crate::wasm::{GuestError, OperatorInstance, Outputs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Why a task stopped before its end.
+#[derive(Debug)]
+pub enum TaskError {
+    /// The job is being cancelled (another task failed, or the user asked).
+    Cancelled,
+    /// This task failed: `uid` names the operator, source or sink at fault.
+    Failed { uid: Arc<str>, cause: String },
+}
+
+/// Where a step's output goes.
+#[derive(Default)]
+pub struct Routes {
+    /// The next step of the chain, for a chained main output.
+    pub chained: Option<usize>,
+    /// Writers of the main output's edges to other chains.
+    pub main: Vec<usize>,
+    /// Writers of each named side output.
+    pub side: Vec<(String, Vec<usize>)>,
+}
+
+/// One node of the chain, after the head.
+pub enum Step {
+    Operator(OperatorInstance),
+    Sink(Box<dyn Sink>),
+}
+
+pub struct ChainStep {
+    pub uid: Arc<str>,
+    pub step: Step,
+    pub routes: Routes,
+}
+
+/// Where a task's input comes from.
+pub enum Head {
+    Source {
+        uid: Arc<str>,
+        source: Box<dyn Source>,
+        routes: Routes,
+    },
+    Gate(Arc<Gate>),
+}
+
+pub struct Task {
+    pub steps: Vec<ChainStep>,
+    pub writers: Vec<RecordWriter>,
+    pub buffer_bytes: usize,
+    pub flush_interval: Duration,
+    pub control: Arc<JobControl>,
+    pub metrics: Arc<JobMetrics>,
+}
+
+fn guest_failed(uid: &Arc<str>, e: GuestError) -> TaskError {
+    TaskError::Failed {
+        uid: uid.clone(),
+        cause: e.to_string(),
+    }
+}
+
+fn connector_failed(uid: &Arc<str>, e: ConnectorError) -> TaskError {
+    TaskError::Failed {
+        uid: uid.clone(),
+        cause: e.to_string(),
+    }
+}
+
+impl Task {
+    /// Runs the task to the end of its input from `head` (or until the job is cancelled).
+    pub fn run(mut self, head: Head) -> Result<(), TaskError> {
+        let mut last_flush = Instant::now();
+        match head {
+            Head::Source {
+                uid,
+                mut source,
+                routes,
+            } => loop {
+                if self.control.is_cancelled() {
+                    return Err(TaskError::Cancelled);
+                }
+                if self.control.is_stopping() {
+                    break;
+                }
+                let mut batch = Vec::with_capacity(self.buffer_bytes + 1024);
+                let poll = source
+                    .poll(&mut batch, self.buffer_bytes)
+                    .map_err(|e| connector_failed(&uid, e))?;
+                if !batch.is_empty() {
+                    self.metrics
+                        .add_in(weir_batch::count(&batch).unwrap_or(0) as u64);
+                    self.dispatch(&uid, &routes, None, batch)?;
+                }
+                if last_flush.elapsed() >= self.flush_interval {
+                    self.flush()?;
+                    last_flush = Instant::now();
+                }
+                if poll == Poll::Ended {
+                    break;
+                }
+            },
+            Head::Gate(gate) => loop {
+                let pending = self.writers.iter().any(RecordWriter::has_pending);
+                let deadline = pending.then(|| last_flush + self.flush_interval);
+                match gate.recv(deadline) {
+                    Received::Data(batch) => {
+                        self.run_step(0, batch)?;
+                        if last_flush.elapsed() >= self.flush_interval {
+                            self.flush()?;
+                            last_flush = Instant::now();
+                        }
+                    }
+                    Received::TimedOut => {
+                        self.flush()?;
+                        last_flush = Instant::now();
+                    }
+                    Received::AllEnded => break,
+                    Received::Cancelled => return Err(TaskError::Cancelled),
+                }
+            },
+        }
+        self.finish()
+    }
+
+    /// End of input: close the steps in chain order (what a step emits while closing still
+    /// reaches the steps after it), then end every outgoing channel.
+    fn finish(mut self) -> Result<(), TaskError> {
+        for i in 0..self.steps.len() {
+            let uid = self.steps[i].uid.clone();
+            match &mut self.steps[i].step {
+                Step::Operator(op) => {
+                    let outputs = op.close().map_err(|e| guest_failed(&uid, e))?;
+                    self.dispatch_outputs(i, outputs)?;
+                }
+                Step::Sink(sink) => sink.close().map_err(|e| connector_failed(&uid, e))?,
+            }
+        }
+        for w in &mut self.writers {
+            w.end().map_err(|_| TaskError::Cancelled)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), TaskError> {
+        for w in &mut self.writers {
+            w.flush().map_err(|_| TaskError::Cancelled)?;
+        }
+        Ok(())
+    }
+
+    fn run_step(&mut self, i: usize, batch: Vec<u8>) -> Result<(), TaskError> {
+        let step = &mut self.steps[i];
+        match &mut step.step {
+            Step::Operator(op) => {
+                let outputs = op.process(&batch).map_err(|e| guest_failed(&step.uid, e))?;
+                self.dispatch_outputs(i, outputs)
+            }
+            Step::Sink(sink) => {
+                let n = weir_batch::count(&batch).unwrap_or(0) as u64;
+                sink.write(&batch)
+                    .map_err(|e| connector_failed(&step.uid, e))?;
+                self.metrics.add_out(n);
+                Ok(())
+            }
+        }
+    }
+
+    fn dispatch_outputs(&mut self, i: usize, outputs: Outputs) -> Result<(), TaskError> {
+        // Routes are read while later steps run, so take them out for the duration.
+        let routes = std::mem::take(&mut self.steps[i].routes);
+        let uid = self.steps[i].uid.clone();
+        let result = outputs
+            .into_iter()
+            .try_for_each(|(output, batch)| self.dispatch(&uid, &routes, output, batch));
+        self.steps[i].routes = routes;
+        result
+    }
+
+    fn dispatch(
+        &mut self,
+        uid: &Arc<str>,
+        routes: &Routes,
+        output: Option<String>,
+        batch: Vec<u8>,
+    ) -> Result<(), TaskError> {
+        let writers: &[usize] = match &output {
+            None => {
+                if let Some(next) = routes.chained {
+                    return self.run_step(next, batch);
+                }
+                &routes.main
+            }
+            // A side output no edge consumes is dropped, as in Flink.
+            Some(name) => routes
+                .side
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(&[], |(_, w)| w.as_slice()),
+        };
+        let Some((&last, rest)) = writers.split_last() else {
+            return Ok(());
+        };
+        for &w in rest {
+            self.write(uid, w, batch.clone())?;
+        }
+        self.write(uid, last, batch)
+    }
+
+    fn write(&mut self, uid: &Arc<str>, writer: usize, batch: Vec<u8>) -> Result<(), TaskError> {
+        self.writers[writer].write(batch).map_err(|e| match e {
+            WriteError::Cancelled => TaskError::Cancelled,
+            WriteError::Malformed(e) => TaskError::Failed {
+                uid: uid.clone(),
+                cause: format!("emitted a {e}"),
+            },
+        })
+    }
+}
