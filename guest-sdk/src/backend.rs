@@ -5,6 +5,9 @@ use crate::StateError;
 use crate::log::Level;
 use std::cell::RefCell;
 
+/// Key-value pairs as map-state calls return them.
+pub(crate) type EntryList = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The host services an operator uses.
 pub(crate) trait Backend {
     fn emit(&mut self, output: Option<&str>, batch: &[u8]);
@@ -25,11 +28,7 @@ pub(crate) trait Backend {
         value: &[u8],
     ) -> Result<(), StateError>;
     fn map_remove(&mut self, name: &str, key: &[u8], map_key: &[u8]) -> Result<(), StateError>;
-    fn map_entries(
-        &mut self,
-        name: &str,
-        key: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError>;
+    fn map_entries(&mut self, name: &str, key: &[u8]) -> Result<EntryList, StateError>;
     fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError>;
     fn log(&mut self, level: Level, message: &str);
 }
@@ -66,7 +65,7 @@ pub(crate) fn install(backend: Option<Box<dyn Backend>>) -> Option<Box<dyn Backe
 
 #[cfg(target_family = "wasm")]
 mod wasm {
-    use super::Backend;
+    use super::{Backend, EntryList};
     use crate::StateError;
     use crate::bindings::weir::operator::{emit, log, state};
     use crate::log::Level;
@@ -114,11 +113,7 @@ mod wasm {
         fn map_remove(&mut self, name: &str, key: &[u8], map_key: &[u8]) -> Result<(), StateError> {
             state::map_remove(name, key, map_key).map_err(err)
         }
-        fn map_entries(
-            &mut self,
-            name: &str,
-            key: &[u8],
-        ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+        fn map_entries(&mut self, name: &str, key: &[u8]) -> Result<EntryList, StateError> {
             state::map_entries(name, key).map_err(err)
         }
         fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError> {

@@ -6,7 +6,7 @@
 //! the host stores per key group. [`export_operator!`] turns the type into a component's exports,
 //! and [`testing::Harness`] runs it natively under `cargo test`, no WASM needed.
 //!
-//! ```ignore
+//! ```
 //! use weir_guest_sdk::prelude::*;
 //!
 //! struct Count { counts: ValueState<u64> }
@@ -18,11 +18,13 @@
 //!     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
 //!         let n = self.counts.get(record.key)?.unwrap_or(0) + 1;
 //!         self.counts.set(record.key, &n)?;
-//!         ctx.emit(record.key, format!("{} {n}", record.key_str()?))
+//!         ctx.emit(record.key, format!("{} {n}", record.key_str()?));
+//!         Ok(())
 //!     }
 //! }
 //!
 //! export_operator!(Count);
+//! # fn main() {}
 //! ```
 
 extern crate self as weir_guest_sdk;
@@ -81,12 +83,17 @@ pub trait Operator: Sized + 'static {
 }
 
 /// Exports a type implementing [`Operator`] as the component's `weir:operator` world.
+///
+/// The exports exist only when building for WASM; natively (tests under
+/// [`testing::Harness`]) the type is used directly.
 #[macro_export]
 macro_rules! export_operator {
     ($ty:ty) => {
         #[doc(hidden)]
+        #[cfg(target_family = "wasm")]
         struct __WeirOperatorExports;
 
+        #[cfg(target_family = "wasm")]
         impl $crate::bindings::exports::weir::operator::handler::Guest for __WeirOperatorExports {
             fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::runtime::open::<$ty>(config)
@@ -99,6 +106,7 @@ macro_rules! export_operator {
             }
         }
 
+        #[cfg(target_family = "wasm")]
         $crate::bindings::__export_operator_world!(__WeirOperatorExports with_types_in $crate::bindings);
     };
 }

@@ -1,11 +1,26 @@
 //! Run an operator natively under `cargo test`: the same runtime glue as in a component, with an
 //! in-memory host standing in for weir (state, emitted records, log lines).
 //!
-//! ```ignore
+//! ```
+//! # use weir_guest_sdk::prelude::*;
+//! # use weir_guest_sdk::testing::Harness;
+//! # struct Count { counts: ValueState<u64> }
+//! # impl Operator for Count {
+//! #     fn open(_: &mut Context, _: Config) -> Result<Self, Error> {
+//! #         Ok(Count { counts: ValueState::new("count") })
+//! #     }
+//! #     fn process(&mut self, ctx: &mut Context, r: Record<'_>) -> Result<(), Error> {
+//! #         let n = self.counts.get(r.key)?.unwrap_or(0) + 1;
+//! #         self.counts.set(r.key, &n)?;
+//! #         ctx.emit(r.key, format!("{} {n}", r.key_str()?));
+//! #         Ok(())
+//! #     }
+//! # }
 //! let mut h = Harness::<Count>::open("{}")?;
 //! h.process(&[Record::new("a", "a"), Record::new("a", "a")])?;
 //! assert_eq!(h.output_values(), ["a 1", "a 2"]);
 //! assert_eq!(h.value::<u64>("count", "a"), Some(2));
+//! # Ok::<(), Error>(())
 //! ```
 //!
 //! An operator instance lives in a thread-local slot, as in a component, so a thread runs one
@@ -37,17 +52,20 @@ impl Emitted {
     }
 }
 
+/// A state slot: state name and key.
+type Slot = (String, Vec<u8>);
+
 #[derive(Default)]
 struct MemoryHost {
-    values: BTreeMap<(String, Vec<u8>), Vec<u8>>,
-    maps: BTreeMap<(String, Vec<u8>), BTreeMap<Vec<u8>, Vec<u8>>>,
+    values: BTreeMap<Slot, Vec<u8>>,
+    maps: BTreeMap<Slot, BTreeMap<Vec<u8>, Vec<u8>>>,
     emitted: Vec<Emitted>,
     logs: Vec<(Level, String)>,
 }
 
 struct Shared(Rc<RefCell<MemoryHost>>);
 
-fn slot(name: &str, key: &[u8]) -> (String, Vec<u8>) {
+fn slot(name: &str, key: &[u8]) -> Slot {
     (name.to_string(), key.to_vec())
 }
 
@@ -117,7 +135,7 @@ impl Backend for Shared {
         &mut self,
         name: &str,
         key: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    ) -> Result<crate::backend::EntryList, StateError> {
         let host = self.0.borrow();
         let entries = host.maps.get(&slot(name, key));
         Ok(entries

@@ -8,7 +8,7 @@ use crate::wasm::{self, LoadedComponent, Runtime};
 use crate::worker::{self, JobControl, JobMetrics};
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -78,7 +78,7 @@ pub fn main() -> ExitCode {
 
 /// Reads the manifest and compiles its components: everything that can fail before the job runs.
 fn prepare(
-    manifest: &PathBuf,
+    manifest: &Path,
     overrides: &[Override],
 ) -> Result<(JobGraph, Runtime, Vec<Option<LoadedComponent>>)> {
     let job = manifest::load(manifest, overrides)?;

@@ -38,14 +38,19 @@ fn status(m: &JobMetrics) -> String {
 }
 
 impl Reporter {
-    /// Starts reporting on stderr: every 200 ms on a terminal, every 10 s otherwise.
+    /// Starts reporting on stderr: every 200 ms on a terminal, every 10 s otherwise (or every
+    /// `$WEIR_PROGRESS_MS`).
     pub fn start(metrics: Arc<JobMetrics>) -> Self {
         let terminal = std::io::stderr().is_terminal();
-        let every = if terminal {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(10)
-        };
+        let every = std::env::var("WEIR_PROGRESS_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(if terminal {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_secs(10)
+            });
         let (done, rx) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("weir-progress".into())

@@ -163,14 +163,21 @@ mod tests {
         let mut seen = Vec::new();
         for k in 0..3 {
             let mut d = Datagen::new(config.clone(), k, 3);
-            let mut batch = Vec::new();
-            while d.poll(&mut batch, 16).unwrap() == Poll::More {}
-            seen.extend(weir_batch::iter(&batch).map(|r| {
-                String::from_utf8(r.unwrap().value.to_vec())
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
-            }));
+            loop {
+                let mut batch = Vec::new();
+                let poll = d.poll(&mut batch, 16).unwrap();
+                for r in weir_batch::iter(&batch) {
+                    seen.push(
+                        std::str::from_utf8(r.unwrap().value)
+                            .unwrap()
+                            .parse::<u64>()
+                            .unwrap(),
+                    );
+                }
+                if poll == Poll::Ended {
+                    break;
+                }
+            }
         }
         seen.sort();
         assert_eq!(seen, (0..10).collect::<Vec<_>>());

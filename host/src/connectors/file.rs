@@ -125,12 +125,17 @@ mod tests {
         let mut out = Vec::new();
         for k in 0..parallelism {
             let mut s = FileSource::open(config, k, parallelism).unwrap();
-            let mut batch = Vec::new();
-            while s.poll(&mut batch, 7).unwrap() == Poll::More {}
-            out.extend(weir_batch::iter(&batch).map(|r| {
-                let r = r.unwrap();
-                (r.key.to_vec(), String::from_utf8(r.value.to_vec()).unwrap())
-            }));
+            loop {
+                let mut batch = Vec::new();
+                let poll = s.poll(&mut batch, 7).unwrap();
+                out.extend(weir_batch::iter(&batch).map(|r| {
+                    let r = r.unwrap();
+                    (r.key.to_vec(), String::from_utf8(r.value.to_vec()).unwrap())
+                }));
+                if poll == Poll::Ended {
+                    break;
+                }
+            }
         }
         out
     }
@@ -148,7 +153,6 @@ mod tests {
             key_field: None,
         };
         let mut expected: Vec<String> = lines.clone();
-        expected.last_mut().map(|l| l.push_str(""));
         expected.push(String::new());
         expected.push("last-without-newline".into());
         for p in [1, 2, 3, 7, 64] {

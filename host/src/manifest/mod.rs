@@ -347,7 +347,6 @@ impl Checker<'_> {
                 pspan,
             )?;
         }
-        drop(add);
 
         if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
             return Err(self.err(None, "sources", "the job has no source"));
@@ -454,24 +453,23 @@ impl Checker<'_> {
                 } else {
                     Partition::Rebalance
                 };
-            } else if nodes[i].partition == Partition::Forward {
-                if let Some(&u) = inputs
+            } else if nodes[i].partition == Partition::Forward
+                && let Some(&u) = inputs
                     .iter()
                     .find(|&&u| nodes[u].parallelism != nodes[i].parallelism)
-                {
-                    let section = match nodes[i].kind {
-                        NodeKind::Sink(_) => "sinks",
-                        _ => "operators",
-                    };
-                    return Err(self.err(
-                        partition_spans[i].clone(),
-                        format!("{section}.{}.partition", nodes[i].uid),
-                        format!(
-                            "forward needs equal parallelism, but `{}` has {} and `{}` has {}; use rebalance or hash",
-                            nodes[u].uid, nodes[u].parallelism, nodes[i].uid, nodes[i].parallelism
-                        ),
-                    ));
-                }
+            {
+                let section = match nodes[i].kind {
+                    NodeKind::Sink(_) => "sinks",
+                    _ => "operators",
+                };
+                return Err(self.err(
+                    partition_spans[i].clone(),
+                    format!("{section}.{}.partition", nodes[i].uid),
+                    format!(
+                        "forward needs equal parallelism, but `{}` has {} and `{}` has {}; use rebalance or hash",
+                        nodes[u].uid, nodes[u].parallelism, nodes[i].uid, nodes[i].parallelism
+                    ),
+                ));
             }
         }
 
@@ -655,14 +653,14 @@ impl Checker<'_> {
                         ("key_field", span_s(&s.key_field)),
                     ],
                 )?;
-                if let Some(r) = &s.rate {
-                    if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) {
-                        return Err(self.err(
-                            Some(r.span()),
-                            format!("{field}.rate"),
-                            "rate must be a positive number of records per second",
-                        ));
-                    }
+                if let Some(r) = &s.rate
+                    && !(r.get_ref().is_finite() && *r.get_ref() > 0.0)
+                {
+                    return Err(self.err(
+                        Some(r.span()),
+                        format!("{field}.rate"),
+                        "rate must be a positive number of records per second",
+                    ));
                 }
                 let shape = match s.shape.as_ref().map(|f| f.get_ref().as_str()) {
                     None | Some("lines") => {

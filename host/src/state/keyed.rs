@@ -35,11 +35,15 @@ impl fmt::Display for StateAccessError {
 }
 
 type Entries = HashMap<Vec<u8>, Vec<u8>>;
+/// The entries of one key's map state, ordered by map key.
+type MapEntries = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Key-value pairs as map-state calls return them.
+pub type EntryList = Vec<(Vec<u8>, Vec<u8>)>;
 
 #[derive(Default, Debug)]
 struct KeyGroupState {
     values: HashMap<String, Entries>,
-    maps: HashMap<String, HashMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    maps: HashMap<String, HashMap<Vec<u8>, MapEntries>>,
 }
 
 /// The keyed state of one subtask: its key groups and, in each, named value and map states.
@@ -168,11 +172,7 @@ impl KeyedState {
         Ok(())
     }
 
-    pub fn map_entries(
-        &mut self,
-        name: &str,
-        key: &[u8],
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateAccessError> {
+    pub fn map_entries(&mut self, name: &str, key: &[u8]) -> Result<EntryList, StateAccessError> {
         let g = self.group(key)?;
         let m = g.maps.get(name).and_then(|t| t.get(key));
         Ok(

@@ -65,7 +65,8 @@ impl WasiView for HostState {
 /// Caps an instance's linear memory, remembering a refused growth so the failure can say so.
 pub(super) struct MemoryLimiter {
     pub(super) limit: usize,
-    pub(super) refused: Option<usize>,
+    /// Why growth was refused, once it was.
+    pub(super) refused: Option<String>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -76,13 +77,14 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.limit {
-            self.refused = Some(desired);
-            // Trap right here rather than let the guest's allocator fail somewhere less obvious.
-            return Err(wasmtime::Error::msg(format!(
+            let why = format!(
                 "the operator tried to grow its memory to {} MiB, past its limit of {} MiB (limits.memory_mib)",
                 desired >> 20,
                 self.limit >> 20
-            )));
+            );
+            // Trap right here rather than let the guest's allocator fail somewhere less obvious.
+            self.refused = Some(why.clone());
+            return Err(wasmtime::Error::msg(why));
         }
         Ok(true)
     }

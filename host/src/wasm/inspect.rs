@@ -94,7 +94,7 @@ fn describe(engine: &wasmtime::Engine, name: &str, item: &ComponentItem, out: &m
 pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, super::LoadError> {
     let bytes = std::fs::read(path).map_err(|source| super::LoadError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let component = runtime.compile(path, &bytes)?;
     let engine = runtime.engine();

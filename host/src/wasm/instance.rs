@@ -132,11 +132,8 @@ impl OperatorInstance {
                 limit_ms: self.call_timeout_ms,
             };
         }
-        if data.limiter.refused.is_some() {
-            return GuestError::OutOfMemory {
-                call,
-                message: clip(format!("{e}")),
-            };
+        if let Some(why) = data.limiter.refused.take() {
+            return GuestError::OutOfMemory { call, message: why };
         }
         if let Some(panic) = data
             .last_error_log

@@ -32,10 +32,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Why a component cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read component {path}: {source}")]
+    #[error("cannot read component {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     Invalid { path: PathBuf, reason: String },
@@ -95,7 +95,7 @@ impl Runtime {
     pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         })?;
         let component = self.compile(path, &bytes)?;
         let wrong = |e: wasmtime::Error| LoadError::WrongWorld {

@@ -219,7 +219,7 @@ pub fn run(
                         parallelism: n.parallelism,
                         cause,
                     };
-                    tracing::error!(operator = %f.uid, subtask, cause = %f.cause, "task failed");
+                    tracing::debug!(operator = %f.uid, subtask, cause = %f.cause, "task failed");
                     failure
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds everything a run or a test needs: the wasm32-wasip2 target, the example guests as
+# components, and the weir host (release). Safe to run again; cargo only rebuilds what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed; install Rust from rustup first" >&2
+  exit 1
+fi
+if command -v rustup >/dev/null; then
+  if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    echo "==> installing the wasm32-wasip2 target"
+    rustup target add wasm32-wasip2
+  fi
+fi
+
+echo "==> building the example guests (wasm32-wasip2 components)"
+cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
+echo "==> building weir"
+cargo build --release -p weir

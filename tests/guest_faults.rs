@@ -1,0 +1,89 @@
+//! Guests that panic, loop forever or allocate without bound fail their job cleanly and quickly,
+//! naming the operator, the subtask and the cause; the process exits non-zero and nothing hangs.
+
+mod common;
+
+use common::*;
+
+fn faulty_job(component_name: &str, limits: &str) -> String {
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> bad", "bad -> out"]
+[job]
+parallelism = 2
+{limits}
+[sources.gen]
+kind = "datagen"
+count = 100000
+shape = "sequence"
+[operators.bad]
+component = "{component}"
+config = {{ panic_on = "777" }}
+[sinks.out]
+kind = "file"
+path = "{out}"
+"#,
+            component = component(component_name),
+            out = dir.path().join("out").display(),
+        ),
+    );
+    run_err(&["run", manifest.to_str().unwrap()])
+}
+
+#[test]
+fn a_panicking_guest_fails_the_job_with_its_message() {
+    let e = faulty_job("faulty_panic", "");
+    // Record 777 goes to subtask 1 (odd indices) of the source, then forward to `bad` subtask 1.
+    assert!(
+        e.contains("operator `bad` (subtask 1 of 2) failed: the operator panicked in process"),
+        "{e}"
+    );
+    assert!(e.contains("guest gave up on record \"777\""), "{e}");
+}
+
+#[test]
+fn a_looping_guest_is_stopped_by_the_call_time_limit() {
+    let e = faulty_job("faulty_spin", "[limits]\ncall_timeout_ms = 300");
+    assert!(e.contains("operator `bad` (subtask "), "{e}");
+    assert!(
+        e.contains("a call to process ran past the limit of 300 ms (limits.call_timeout_ms)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_guest_allocating_without_bound_is_stopped_by_the_memory_limit() {
+    let e = faulty_job("faulty_hog", "[limits]\nmemory_mib = 32");
+    assert!(e.contains("operator `bad` (subtask "), "{e}");
+    assert!(e.contains("out of memory in process"), "{e}");
+    assert!(
+        e.contains("past its limit of 32 MiB (limits.memory_mib)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_operator_returning_an_error_names_it() {
+    // The panic guest refuses a config that does not parse into its settings.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> bad", "bad -> out"]
+[sources.gen]
+kind = "datagen"
+count = 10
+[operators.bad]
+component = "{component}"
+config = {{ panic_on = 5 }}
+[sinks.out]
+kind = "stdout"
+"#,
+            component = component("faulty_panic"),
+        ),
+    );
+    let e = run_err(&["run", manifest.to_str().unwrap()]);
+    assert!(e.contains("operator `bad` (subtask 0 of 1) failed: the operator returned an error from open: invalid operator config"), "{e}");
+}

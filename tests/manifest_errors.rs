@@ -1,0 +1,259 @@
+//! Bad manifests and bad components: every mistake gets a message naming the field (with line
+//! and column) and what is wrong, from both `validate` and `run`, with a non-zero exit and before
+//! anything runs.
+
+mod common;
+
+use common::*;
+
+/// A valid word-count manifest; tests break one thing in it.
+fn manifest() -> String {
+    format!(
+        r#"edges = ["lines -> split", "split -> count", "count -> out"]
+
+[job]
+max_parallelism = 4
+
+[sources.lines]
+kind = "file"
+path = "input.txt"
+
+[operators.split]
+component = "{split}"
+parallelism = 2
+
+[operators.count]
+component = "{count}"
+partition = "hash"
+
+[sinks.out]
+kind = "file"
+path = "out"
+"#,
+        split = component("wordcount_split"),
+        count = component("wordcount_count"),
+    )
+}
+
+/// Writes `text` as a manifest, runs `validate` and `run` on it, checks both fail with the same
+/// error and that nothing ran; returns the message.
+fn refused(text: &str, sets: &[&str]) -> String {
+    let dir = scratch();
+    std::fs::write(dir.path().join("input.txt"), "some words\n").unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    let mut args = vec![path.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    let validate = run_err(&[&["validate"], args.as_slice()].concat());
+    let run = run_err(&[&["run"], args.as_slice()].concat());
+    assert_eq!(validate, run, "validate and run report the same error");
+    assert!(
+        !dir.path().join("out").exists(),
+        "nothing ran: the sink directory was not created"
+    );
+    validate
+}
+
+#[test]
+fn the_base_manifest_is_valid() {
+    let dir = scratch();
+    std::fs::write(dir.path().join("input.txt"), "a b a\n").unwrap();
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, manifest()).unwrap();
+    run_ok(&["validate", path.to_str().unwrap()]);
+    run_ok(&["run", path.to_str().unwrap()]);
+    assert_eq!(sink_lines(&dir.path().join("out")).len(), 3);
+}
+
+#[test]
+fn unknown_operator_in_an_edge() {
+    let e = refused(
+        &manifest().replace("\"split -> count\"", "\"split -> cuont\""),
+        &[],
+    );
+    assert!(
+        e.contains("job.toml:1:28: edges: unknown operator `cuont` in edge `split -> cuont`"),
+        "{e}"
+    );
+    assert!(e.contains("known: count, lines, out, split"), "{e}");
+}
+
+#[test]
+fn cycle() {
+    let text = manifest().replace(r#""count -> out"]"#, r#""count -> out", "count -> split"]"#);
+    let e = refused(&text, &[]);
+    assert!(
+        e.contains("edges: the edges form a cycle through count, split"),
+        "{e}"
+    );
+    assert!(e.contains("job.toml:1:"), "{e}");
+}
+
+#[test]
+fn parallelism_above_max_parallelism() {
+    let e = refused(&manifest(), &["operators.count.parallelism=8"]);
+    assert!(
+        e.contains("operators.count.parallelism: parallelism 8 exceeds job.max_parallelism 4"),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace("parallelism = 2", "parallelism = 5"),
+        &[],
+    );
+    assert!(
+        e.contains("job.toml:12:15: operators.split.parallelism: parallelism 5 exceeds"),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace("parallelism = 2", "parallelism = 0"),
+        &[],
+    );
+    assert!(
+        e.contains("operators.split.parallelism: parallelism must be at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_component_file() {
+    let e = refused(
+        &manifest().replace("wordcount_count.wasm", "nope.wasm"),
+        &[],
+    );
+    assert!(
+        e.contains("job.toml:15:13: operators.count.component: component file"),
+        "{e}"
+    );
+    assert!(e.contains("nope.wasm does not exist"), "{e}");
+}
+
+#[test]
+fn component_of_the_wrong_world() {
+    let e = refused(
+        &manifest().replace("wordcount_count.wasm", "faulty_wrong_world.wasm"),
+        &[],
+    );
+    assert!(e.contains("operator `count`"), "{e}");
+    assert!(
+        e.contains("does not implement the weir:operator/operator@0.1.0 world"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_a_component() {
+    let dir = scratch();
+    let fake = dir.path().join("fake.wasm");
+    std::fs::write(&fake, b"\0asm\x01\0\0\0").unwrap();
+    let e = refused(
+        &manifest().replace(&component("wordcount_count"), fake.to_str().unwrap()),
+        &[],
+    );
+    assert!(
+        e.contains("operator `count`") && e.contains("is not a valid WebAssembly component"),
+        "{e}"
+    );
+    assert!(e.contains("not a component (a core module"), "{e}");
+}
+
+#[test]
+fn misspelled_and_misplaced_fields() {
+    let e = refused(
+        &manifest().replace("partition = \"hash\"", "partitoin = \"hash\""),
+        &[],
+    );
+    assert!(
+        e.contains("job.toml:16:1: unknown field `partitoin`"),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace("partition = \"hash\"", "partition = \"hashed\""),
+        &[],
+    );
+    assert!(
+        e.contains("job.toml:16:13: operators.count.partition: unknown partitioning `hashed`"),
+        "{e}"
+    );
+    let e = refused(&manifest(), &["sources.lines.seed=4"]);
+    assert!(
+        e.contains("sources.lines.seed: does not apply to a `file` connector"),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace("kind = \"file\"\npath = \"out\"", "kind = \"kafka\""),
+        &[],
+    );
+    assert!(
+        e.contains("sinks.out.kind: unknown sink kind `kafka`; use file or stdout"),
+        "{e}"
+    );
+}
+
+#[test]
+fn forward_between_different_parallelism() {
+    let e = refused(&manifest(), &["operators.split.partition=forward"]);
+    assert!(e.contains("operators.split.partition: forward needs equal parallelism, but `lines` has 1 and `split` has 2"), "{e}");
+}
+
+#[test]
+fn edges_that_cannot_be() {
+    let e = refused(
+        &manifest().replace("\"count -> out\"", "\"count -> out\", \"out -> split\""),
+        &[],
+    );
+    assert!(
+        e.contains("edges: `out` is a sink and has no output"),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace("\"count -> out\"", "\"count -> out\", \"count -> lines\""),
+        &[],
+    );
+    assert!(
+        e.contains("edges: `lines` is a source and takes no input"),
+        "{e}"
+    );
+    let e = refused(&manifest().replace("\"split -> count\", ", ""), &[]);
+    assert!(e.contains("`count` has no input"), "{e}");
+    let e = refused(
+        &manifest().replace("\"lines -> split\"", "\"lines split\""),
+        &[],
+    );
+    assert!(e.contains("is not of the form \"from -> to\""), "{e}");
+}
+
+#[test]
+fn toml_syntax_errors_and_bad_overrides() {
+    let e = refused(
+        &manifest().replace("max_parallelism = 4", "max_parallelism = "),
+        &[],
+    );
+    assert!(e.contains("job.toml:4:"), "{e}");
+    let e = refused(&manifest(), &["job.max_parallelism.x=1"]);
+    assert!(
+        e.contains("--set job.max_parallelism.x: `job.max_parallelism` is not a table"),
+        "{e}"
+    );
+    let e = refused(&manifest(), &["job.max_parallelism=40000"]);
+    assert!(
+        e.contains("job.max_parallelism: must be between 1 and 32768"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_input_file_and_manifest() {
+    let e = refused(&manifest().replace("input.txt", "missing.txt"), &[]);
+    assert!(
+        e.contains("job.toml:8:8: sources.lines.path: input file")
+            && e.contains("missing.txt does not exist"),
+        "{e}"
+    );
+    let e = run_err(&["run", "/nonexistent/job.toml"]);
+    assert!(
+        e.contains("/nonexistent/job.toml: cannot read the manifest"),
+        "{e}"
+    );
+}
