@@ -133,3 +133,49 @@ path = "{}"
         "progress lines and a summary: {stderr}"
     );
 }
+
+#[test]
+fn progress_is_a_live_line_on_a_terminal() {
+    // `script` runs weir on a pseudo-terminal, as a user's shell would.
+    components();
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> split", "split -> out"]
+[job]
+name = "live"
+[sources.gen]
+kind = "datagen"
+count = 3000
+rate = 3000.0
+[operators.split]
+component = "{}"
+[sinks.out]
+kind = "file"
+path = "{}"
+"#,
+            component("wordcount_split"),
+            dir.path().join("out").display()
+        ),
+    );
+    let weir_cmd = format!(
+        "WEIR_CACHE_DIR={} {} run {}",
+        root().join("target/test-component-cache").display(),
+        env!("CARGO_BIN_EXE_weir"),
+        manifest.display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qefc", &weir_cmd, "/dev/null"]);
+    let out = run_bounded(cmd, std::time::Duration::from_secs(60));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    // The status line is redrawn in place (carriage return + erase line) several times.
+    assert!(tty.matches("\r\x1b[2K").count() >= 3, "{tty:?}");
+    assert!(tty.contains(" records/s)  out "), "{tty:?}");
+    assert!(tty.contains("job `live` finished"), "{tty:?}");
+    assert!(
+        tty.contains("3000 records in, 24000 records out"),
+        "{tty:?}"
+    );
+}

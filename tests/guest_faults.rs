@@ -87,3 +87,42 @@ kind = "stdout"
     let e = run_err(&["run", manifest.to_str().unwrap()]);
     assert!(e.contains("operator `bad` (subtask 0 of 1) failed: the operator returned an error from open: invalid operator config"), "{e}");
 }
+
+#[test]
+fn a_guest_sees_no_files_environment_wall_clock_or_network() {
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> snoop", "snoop -> out"]
+[sources.gen]
+kind = "datagen"
+count = 1
+[operators.snoop]
+component = "{component}"
+[sinks.out]
+kind = "file"
+path = "{out}"
+"#,
+            component = component("faulty_snoop"),
+            out = dir.path().join("out").display(),
+        ),
+    );
+    let mut cmd = weir();
+    cmd.env("SECRET_TOKEN", "hunter2")
+        .args(["run", manifest.to_str().unwrap()]);
+    let out = run_bounded(cmd, std::time::Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut found = sink_lines(&dir.path().join("out"));
+    found.sort();
+    assert_eq!(found.len(), 5, "{found:?}");
+    assert_eq!(found[0], "clock: 0 s since the epoch");
+    assert_eq!(found[1], "env: 0 variables");
+    assert!(found[2].starts_with("files: refused"), "{found:?}");
+    assert!(found[3].starts_with("net: refused"), "{found:?}");
+    assert!(found[4].starts_with("read: refused"), "{found:?}");
+}

@@ -22,14 +22,14 @@ fn human(x: f64) -> String {
         x if x >= 1e9 => format!("{:.2} G", x / 1e9),
         x if x >= 1e6 => format!("{:.2} M", x / 1e6),
         x if x >= 1e3 => format!("{:.1} K", x / 1e3),
-        x => format!("{x:.0} "),
+        x => format!("{x:.0}"),
     }
 }
 
 fn status(m: &JobMetrics) -> String {
     let t = m.elapsed();
     format!(
-        "{:>7.1} s  in {} records ({}records/s)  out {} records",
+        "{:>7.1} s  in {} records ({} records/s)  out {} records",
         t.as_secs_f64(),
         m.records_in(),
         human(rate(m.records_in(), t)),
@@ -87,7 +87,7 @@ pub fn summary(job: &str, m: &JobMetrics) -> String {
         format!("; first record out after {} ms", d.as_millis())
     });
     format!(
-        "job `{job}` finished in {:.2} s: {} records in, {} records out, {}records/s in{first}",
+        "job `{job}` finished in {:.2} s: {} records in, {} records out, {} records/s in{first}",
         t.as_secs_f64(),
         m.records_in(),
         m.records_out(),

@@ -3,9 +3,12 @@
 
 use super::{ConnectorError, Poll, Source};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use weir_batch::Record;
+
+/// A longer line is an error rather than unbounded memory.
+const MAX_LINE_BYTES: u64 = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LineFormat {
@@ -51,8 +54,7 @@ impl FileSource {
         if start > 0 {
             // The line holding byte start-1 belongs to the previous range: skip through its end.
             reader.seek(SeekFrom::Start(start - 1)).map_err(io)?;
-            let mut skipped = Vec::new();
-            pos = start - 1 + reader.read_until(b'\n', &mut skipped).map_err(io)? as u64;
+            pos = start - 1 + reader.skip_until(b'\n').map_err(io)? as u64;
         }
         Ok(FileSource {
             config: config.clone(),
@@ -79,8 +81,9 @@ impl Source for FileSource {
                 return Ok(Poll::Ended);
             }
             self.line.clear();
-            let n = self
-                .reader
+            let limit = MAX_LINE_BYTES + 1;
+            let n = (&mut self.reader)
+                .take(limit)
                 .read_until(b'\n', &mut self.line)
                 .map_err(|source| ConnectorError::Io {
                     path: self.config.path.clone(),
@@ -88,6 +91,13 @@ impl Source for FileSource {
                 })?;
             if n == 0 {
                 return Ok(Poll::Ended);
+            }
+            if n as u64 == limit && self.line.last() != Some(&b'\n') {
+                return Err(ConnectorError::Malformed {
+                    path: self.config.path.clone(),
+                    offset: self.pos,
+                    message: format!("a line is longer than {} MiB", MAX_LINE_BYTES >> 20),
+                });
             }
             let offset = self.pos;
             self.pos += n as u64;
@@ -159,6 +169,26 @@ mod tests {
             let got: Vec<String> = read_all(&config, p).into_iter().map(|(_, v)| v).collect();
             assert_eq!(got, expected, "parallelism {p}");
         }
+    }
+
+    #[test]
+    fn a_line_past_the_limit_is_an_error() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "short").unwrap();
+        f.write_all(&vec![b'x'; MAX_LINE_BYTES as usize + 1])
+            .unwrap();
+        let config = FileSourceConfig {
+            path: f.path().to_path_buf(),
+            format: LineFormat::Text,
+            key_field: None,
+        };
+        let mut s = FileSource::open(&config, 0, 1).unwrap();
+        let err = s.poll(&mut Vec::new(), 1 << 30).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("at byte 6: a line is longer than 16 MiB"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -63,14 +63,6 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
-    /// Whether the source ends by itself.
-    pub fn is_bounded(&self) -> bool {
-        match self {
-            SourceConfig::File(_) => true,
-            SourceConfig::Datagen(d) => d.count.is_some(),
-        }
-    }
-
     /// Opens subtask `subtask` of `parallelism`.
     pub fn open(&self, subtask: u32, parallelism: u32) -> Result<Box<dyn Source>, ConnectorError> {
         Ok(match self {

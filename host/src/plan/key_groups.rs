@@ -5,9 +5,6 @@
 use std::ops::Range;
 use xxhash_rust::xxh3::xxh3_64;
 
-/// The name of the key hash, as it appears in docs and savepoint metadata.
-pub const KEY_HASH: &str = "xxh3-64";
-
 /// The key group of `key`.
 pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
     (xxh3_64(key) % u64::from(max_parallelism)) as u32

@@ -83,11 +83,6 @@ impl KeyedState {
         }
     }
 
-    /// The key groups this state covers.
-    pub fn key_groups(&self) -> Range<u32> {
-        self.range.clone()
-    }
-
     fn group(&mut self, key: &[u8]) -> Result<&mut KeyGroupState, StateAccessError> {
         let kg = key_groups::key_group(key, self.max_parallelism);
         if !self.range.contains(&kg) {
@@ -188,19 +183,6 @@ impl KeyedState {
         }
         Ok(())
     }
-
-    /// How many (state, key) entries each key group holds; what a snapshot would write.
-    pub fn entries_per_key_group(&self) -> Vec<(u32, usize)> {
-        self.groups
-            .iter()
-            .enumerate()
-            .map(|(i, g)| {
-                let n = g.values.values().map(HashMap::len).sum::<usize>()
-                    + g.maps.values().map(HashMap::len).sum::<usize>();
-                (self.range.start + i as u32, n)
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -262,7 +244,5 @@ mod tests {
         assert!(matches!(err, StateAccessError::KeyOutsideKeyGroups { .. }));
         assert!(err.to_string().contains("partitioned by hash"), "{err}");
         assert!(s.map_put("m", foreign, vec![], vec![]).is_err());
-        let total: usize = s.entries_per_key_group().iter().map(|(_, n)| n).sum();
-        assert_eq!(total, 1);
     }
 }

@@ -14,7 +14,6 @@ pub struct HostState {
     /// Batches emitted during the current call, by output (`None` = main).
     pub(super) outputs: Vec<(Option<String>, Vec<u8>)>,
     pub(super) output_bytes: usize,
-    pub(super) output_records: u64,
     /// Most a single call may emit before the guest is stopped.
     pub(super) max_output_bytes: usize,
     pub(super) state: KeyedState,
@@ -31,9 +30,15 @@ impl HostState {
         memory_bytes: usize,
         state: KeyedState,
     ) -> Self {
-        // Guests get no filesystem, network, environment or clock beyond what WASI gives every
-        // component; stdout and stderr go nowhere (operators log through the `log` import).
-        let wasi = WasiCtx::builder().build();
+        // Guests get no filesystem (no preopens), no network, no environment and no wall clock
+        // (it reads as the epoch; the monotonic clock stays, for measuring durations). Stdout and
+        // stderr go nowhere: operators log through the `log` import.
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(NoWallClock)
+            .build();
         HostState {
             wasi,
             table: ResourceTable::new(),
@@ -43,7 +48,6 @@ impl HostState {
             },
             outputs: Vec::new(),
             output_bytes: 0,
-            output_records: 0,
             max_output_bytes: memory_bytes.max(16 << 20),
             state,
             operator,
@@ -59,6 +63,18 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+/// The wall clock a guest sees: always the epoch, so results cannot depend on when they ran.
+struct NoWallClock;
+
+impl wasmtime_wasi::HostWallClock for NoWallClock {
+    fn resolution(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
+    fn now(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }
 
@@ -101,7 +117,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 impl emit::Host for HostState {
     fn emit(&mut self, output: Option<String>, batch: Vec<u8>) -> wasmtime::Result<()> {
-        let records = weir_batch::count(&batch)
+        weir_batch::count(&batch)
             .map_err(|e| wasmtime::Error::msg(format!("the operator emitted a {e}")))?;
         self.output_bytes += batch.len();
         if self.output_bytes > self.max_output_bytes {
@@ -110,7 +126,6 @@ impl emit::Host for HostState {
                 self.max_output_bytes >> 20
             )));
         }
-        self.output_records += records as u64;
         self.outputs.push((output, batch));
         Ok(())
     }

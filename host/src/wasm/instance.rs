@@ -110,9 +110,7 @@ impl OperatorInstance {
         ) -> wasmtime::Result<Result<(), String>>,
     ) -> Result<Outputs, GuestError> {
         self.store.set_epoch_deadline(self.call_ticks);
-        let data = self.store.data_mut();
-        data.output_bytes = 0;
-        data.output_records = 0;
+        self.store.data_mut().output_bytes = 0;
         match f(&self.operator, &mut self.store) {
             Ok(Ok(())) => Ok(std::mem::take(&mut self.store.data_mut().outputs)),
             Ok(Err(message)) => Err(GuestError::Returned {
@@ -164,15 +162,5 @@ impl OperatorInstance {
         self.call("close", |op, store| {
             op.weir_operator_handler().call_close(store)
         })
-    }
-
-    /// Records emitted by the last call.
-    pub fn last_output_records(&self) -> u64 {
-        self.store.data().output_records
-    }
-
-    /// The subtask's keyed state.
-    pub fn state(&self) -> &KeyedState {
-        &self.store.data().state
     }
 }
