@@ -34,7 +34,7 @@ use crate::connectors::{
     DatagenConfig, DatagenShape, FileSourceConfig, LineFormat, SinkConfig, SourceConfig,
 };
 use crate::plan::{Edge, GuestLimits, JobGraph, Node, NodeKind, OperatorNode, Partition};
-use spec::{SinkSpec, SourceSpec, Spec};
+use spec::{OperatorSpec, SinkSpec, SourceSpec, Spec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
@@ -104,6 +104,70 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<JobGraph, ManifestErr
         }
     })?;
     cx.check(spec)
+}
+
+/// The nodes read so far, by uid, with where each set `partition` (nodes without it get
+/// Flink's default once the edges are known).
+#[derive(Default)]
+struct NodeSet {
+    default_parallelism: u32,
+    max_parallelism: u32,
+    nodes: Vec<Node>,
+    partition_spans: Vec<Option<Range<usize>>>,
+    index: BTreeMap<String, usize>,
+}
+
+impl NodeSet {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        cx: &Checker<'_>,
+        section: &str,
+        uid: &str,
+        span: Range<usize>,
+        parallelism: Option<&Spanned<u32>>,
+        partition: Option<&Spanned<String>>,
+        kind: NodeKind,
+    ) -> Result<(), ManifestError> {
+        let field = format!("{section}.{uid}");
+        if !is_valid_uid(uid) {
+            return Err(cx.err(
+                Some(span),
+                field,
+                "a uid may hold only letters, digits, `_` and `-`",
+            ));
+        }
+        let parallelism = cx.parallelism(
+            &format!("{field}.parallelism"),
+            parallelism,
+            self.default_parallelism,
+            self.max_parallelism,
+        )?;
+        let explicit = cx.partition(&field, partition)?;
+        let partition_span = partition.map(Spanned::span);
+        if self
+            .index
+            .insert(uid.to_string(), self.nodes.len())
+            .is_some()
+        {
+            return Err(cx.err(
+                Some(span),
+                field,
+                format!(
+                    "uid `{uid}` is used twice; uids are unique across sources, operators and sinks"
+                ),
+            ));
+        }
+        let partition = explicit.unwrap_or(Partition::Forward);
+        self.nodes.push(Node {
+            uid: uid.to_string(),
+            parallelism,
+            partition,
+            kind,
+        });
+        self.partition_spans.push(partition_span);
+        Ok(())
+    }
 }
 
 struct Checker<'a> {
@@ -227,126 +291,55 @@ impl Checker<'_> {
         }
 
         // Nodes, by uid; uids are unique across sources, operators and sinks.
-        let mut nodes: Vec<Node> = Vec::new();
-        // Where each node sets `partition`; nodes without it get Flink's default below.
-        let mut partition_spans: Vec<Option<Range<usize>>> = Vec::new();
-        let mut index: BTreeMap<String, usize> = BTreeMap::new();
-        let mut add = |cx: &Self,
-                       section: &str,
-                       uid: &str,
-                       node: Node,
-                       span: Range<usize>,
-                       pspan| {
-            if !is_valid_uid(uid) {
-                return Err(cx.err(
-                    Some(span),
-                    format!("{section}.{uid}"),
-                    "a uid may hold only letters, digits, `_` and `-`",
-                ));
-            }
-            if index.insert(uid.to_string(), nodes.len()).is_some() {
-                return Err(cx.err(Some(span), format!("{section}.{uid}"), format!("uid `{uid}` is used twice; uids are unique across sources, operators and sinks")));
-            }
-            nodes.push(node);
-            partition_spans.push(pspan);
-            Ok(())
+        let mut set = NodeSet {
+            default_parallelism,
+            max_parallelism,
+            ..NodeSet::default()
         };
         for (uid, s) in &spec.sources {
-            let field = format!("sources.{uid}");
-            let parallelism = self.parallelism(
-                &format!("{field}.parallelism"),
-                s.get_ref().parallelism.as_ref(),
-                default_parallelism,
-                max_parallelism,
-            )?;
-            let kind = NodeKind::Source(self.source(&field, s.get_ref())?);
-            add(
+            let kind = NodeKind::Source(self.source(&format!("sources.{uid}"), s.get_ref())?);
+            set.add(
                 self,
                 "sources",
                 uid,
-                Node {
-                    uid: uid.clone(),
-                    parallelism,
-                    partition: Partition::Forward,
-                    kind,
-                },
                 s.span(),
+                s.get_ref().parallelism.as_ref(),
                 None,
+                kind,
             )?;
         }
         for (uid, o) in &spec.operators {
-            let field = format!("operators.{uid}");
             let op = o.get_ref();
-            let parallelism = self.parallelism(
-                &format!("{field}.parallelism"),
-                op.parallelism.as_ref(),
-                default_parallelism,
-                max_parallelism,
-            )?;
-            let component = self.path(&format!("{field}.component"), op.component.get_ref());
-            if !component.is_file() {
-                return Err(self.err(
-                    Some(op.component.span()),
-                    format!("{field}.component"),
-                    format!(
-                        "component file {} does not exist (build the example guests first?)",
-                        component.display()
-                    ),
-                ));
-            }
-            let config_json = serde_json::to_string(&op.config).map_err(|e| {
-                self.err(
-                    None,
-                    format!("{field}.config"),
-                    format!("cannot be passed as JSON: {e}"),
-                )
-            })?;
-            let kind = NodeKind::Operator(OperatorNode {
-                component,
-                config_json,
-            });
-            let partition = self.partition(&field, op.partition.as_ref())?;
-            let pspan = op.partition.as_ref().map(Spanned::span);
-            add(
+            let kind = NodeKind::Operator(self.operator(&format!("operators.{uid}"), op)?);
+            set.add(
                 self,
                 "operators",
                 uid,
-                Node {
-                    uid: uid.clone(),
-                    parallelism,
-                    partition: partition.unwrap_or(Partition::Forward),
-                    kind,
-                },
                 o.span(),
-                pspan,
+                op.parallelism.as_ref(),
+                op.partition.as_ref(),
+                kind,
             )?;
         }
         for (uid, s) in &spec.sinks {
-            let field = format!("sinks.{uid}");
             let sink = s.get_ref();
-            let parallelism = self.parallelism(
-                &format!("{field}.parallelism"),
-                sink.parallelism.as_ref(),
-                default_parallelism,
-                max_parallelism,
-            )?;
-            let partition = self.partition(&field, sink.partition.as_ref())?;
-            let kind = NodeKind::Sink(self.sink(&field, sink)?);
-            let pspan = sink.partition.as_ref().map(Spanned::span);
-            add(
+            let kind = NodeKind::Sink(self.sink(&format!("sinks.{uid}"), sink)?);
+            set.add(
                 self,
                 "sinks",
                 uid,
-                Node {
-                    uid: uid.clone(),
-                    parallelism,
-                    partition: partition.unwrap_or(Partition::Forward),
-                    kind,
-                },
                 s.span(),
-                pspan,
+                sink.parallelism.as_ref(),
+                sink.partition.as_ref(),
+                kind,
             )?;
         }
+        let NodeSet {
+            mut nodes,
+            partition_spans,
+            index,
+            ..
+        } = set;
 
         if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
             return Err(self.err(None, "sources", "the job has no source"));
@@ -547,6 +540,31 @@ impl Checker<'_> {
             })
             .collect();
         Ok((nodes, edges))
+    }
+
+    fn operator(&self, field: &str, op: &OperatorSpec) -> Result<OperatorNode, ManifestError> {
+        let component = self.path(&format!("{field}.component"), op.component.get_ref());
+        if !component.is_file() {
+            return Err(self.err(
+                Some(op.component.span()),
+                format!("{field}.component"),
+                format!(
+                    "component file {} does not exist (build the example guests first?)",
+                    component.display()
+                ),
+            ));
+        }
+        let config_json = serde_json::to_string(&op.config).map_err(|e| {
+            self.err(
+                None,
+                format!("{field}.config"),
+                format!("cannot be passed as JSON: {e}"),
+            )
+        })?;
+        Ok(OperatorNode {
+            component,
+            config_json,
+        })
     }
 
     fn partition(
