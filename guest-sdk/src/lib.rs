@@ -36,18 +36,21 @@ pub mod log;
 mod record;
 #[doc(hidden)]
 pub mod runtime;
+mod source;
 mod state;
 pub mod testing;
 
 pub use context::{Config, Context};
 pub use error::{Error, StateError};
 pub use record::Record;
+pub use source::{Poll, Source, Split};
 pub use state::{MapState, ValueState};
 
 /// Everything an operator needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Config, Context, Error, MapState, Operator, Record, ValueState, export_operator,
+        Config, Context, Error, MapState, Operator, Poll, Record, Source, Split, ValueState,
+        export_operator, export_source,
     };
 }
 
@@ -62,6 +65,23 @@ pub mod bindings {
         default_bindings_module: "weir_guest_sdk::bindings",
         runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
     });
+
+    /// The source world's own exports; its imports are the operator world's.
+    pub mod source {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "source",
+            pub_export_macro: true,
+            export_macro_name: "__export_source_world",
+            default_bindings_module: "weir_guest_sdk::bindings::source",
+            runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
+            type_section_suffix: "source",
+            with: {
+                "weir:operator/emit@0.1.0": crate::bindings::weir::operator::emit,
+                "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
+            },
+        });
+    }
 }
 
 #[doc(hidden)]
@@ -108,5 +128,49 @@ macro_rules! export_operator {
 
         #[cfg(target_family = "wasm")]
         $crate::bindings::__export_operator_world!(__WeirOperatorExports with_types_in $crate::bindings);
+    };
+}
+
+/// Exports a type implementing [`Source`] as the component's `weir:operator/source` world.
+#[macro_export]
+macro_rules! export_source {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        #[cfg(target_family = "wasm")]
+        struct __WeirSourceExports;
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::source::exports::weir::operator::source_handler::Guest for __WeirSourceExports {
+            fn open(
+                config: ::std::string::String,
+                subtask: u32,
+                parallelism: u32,
+            ) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::source_open::<$ty>(config, subtask, parallelism)
+            }
+            fn poll(
+                max_records: u32,
+            ) -> ::std::result::Result<
+                $crate::bindings::source::exports::weir::operator::source_handler::PollStatus,
+                ::std::string::String,
+            > {
+                use $crate::bindings::source::exports::weir::operator::source_handler::PollStatus;
+                $crate::runtime::source_poll::<$ty>(max_records).map(|p| match p {
+                    $crate::Poll::More => PollStatus::More,
+                    $crate::Poll::Ended => PollStatus::Ended,
+                })
+            }
+            fn position() -> ::std::vec::Vec<u8> {
+                $crate::runtime::source_position::<$ty>()
+            }
+            fn restore(position: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::source_restore::<$ty>(position)
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        $crate::bindings::source::__export_source_world!(
+            __WeirSourceExports with_types_in $crate::bindings::source
+        );
     };
 }

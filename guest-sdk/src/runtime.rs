@@ -1,7 +1,8 @@
-//! The glue between the component's exports and an [`Operator`]: one instance per subtask,
-//! batches unpacked into records, emitted records packed back and flushed once per batch.
+//! The glue between the component's exports and an [`Operator`] or a [`Source`]: one instance
+//! per subtask, batches unpacked into records, emitted records packed back and flushed once per
+//! call.
 
-use crate::{Config, Context, Operator, Record, log};
+use crate::{Config, Context, Operator, Poll, Record, Source, Split, log};
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -22,13 +23,15 @@ fn install_panic_hook() {
     }));
 }
 
-/// The `open` export.
-pub fn open<T: Operator>(config: String) -> Result<(), String> {
+/// Opens the instance of this subtask with `open`.
+fn install<T: 'static>(
+    open: impl FnOnce(&mut Context) -> Result<T, crate::Error>,
+) -> Result<(), String> {
     if cfg!(target_family = "wasm") {
         install_panic_hook();
     }
     let mut ctx = Context::default();
-    let operator = T::open(&mut ctx, Config::from_json(config)).map_err(|e| e.to_string())?;
+    let operator = open(&mut ctx).map_err(|e| e.to_string())?;
     ctx.flush();
     INSTANCE.with(|i| {
         *i.borrow_mut() = Some(Instance {
@@ -39,7 +42,12 @@ pub fn open<T: Operator>(config: String) -> Result<(), String> {
     Ok(())
 }
 
-fn with_instance<T: Operator, R>(
+/// The operator's `open` export.
+pub fn open<T: Operator>(config: String) -> Result<(), String> {
+    install(|ctx| T::open(ctx, Config::from_json(config)))
+}
+
+fn with_instance<T: 'static, R>(
     f: impl FnOnce(&mut T, &mut Context) -> Result<R, String>,
 ) -> Result<R, String> {
     INSTANCE.with(|i| {
@@ -74,4 +82,37 @@ pub fn close<T: Operator>() -> Result<(), String> {
     let r = with_instance::<T, _>(|op, ctx| op.close(ctx).map_err(|e| e.to_string()));
     INSTANCE.with(|i| i.borrow_mut().take());
     r
+}
+
+/// The source's `open` export.
+pub fn source_open<T: Source>(
+    config: String,
+    subtask: u32,
+    parallelism: u32,
+) -> Result<(), String> {
+    install(|ctx| {
+        T::open(
+            ctx,
+            Config::from_json(config),
+            Split {
+                subtask,
+                parallelism,
+            },
+        )
+    })
+}
+
+/// The source's `poll` export.
+pub fn source_poll<T: Source>(max_records: u32) -> Result<Poll, String> {
+    with_instance::<T, _>(|source, ctx| source.poll(ctx, max_records).map_err(|e| e.to_string()))
+}
+
+/// The source's `position` export.
+pub fn source_position<T: Source>() -> Vec<u8> {
+    with_instance::<T, _>(|source, _| Ok(source.position())).unwrap_or_default()
+}
+
+/// The source's `restore` export.
+pub fn source_restore<T: Source>(position: Vec<u8>) -> Result<(), String> {
+    with_instance::<T, _>(|source, _| source.restore(&position).map_err(|e| e.to_string()))
 }

@@ -28,7 +28,7 @@
 
 use crate::backend::{self, Backend};
 use crate::log::Level;
-use crate::{Error, Operator, Record, StateError, runtime};
+use crate::{Error, Operator, Poll, Record, Source, StateError, runtime};
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -151,9 +151,28 @@ impl Backend for Shared {
     }
 }
 
+/// The in-memory host one harness installs around each call into the guest code.
+#[derive(Default)]
+struct Sandbox {
+    host: Rc<RefCell<MemoryHost>>,
+}
+
+impl Sandbox {
+    fn call<R>(&self, f: impl FnOnce() -> Result<R, String>) -> Result<R, Error> {
+        let previous = backend::install(Some(Box::new(Shared(self.host.clone()))));
+        let r = f();
+        backend::install(previous);
+        r.map_err(Error::msg)
+    }
+
+    fn take_output(&self) -> Vec<Emitted> {
+        std::mem::take(&mut self.host.borrow_mut().emitted)
+    }
+}
+
 /// Drives one operator instance natively, as weir would inside a component.
 pub struct Harness<T: Operator> {
-    host: Rc<RefCell<MemoryHost>>,
+    sandbox: Sandbox,
     _operator: PhantomData<T>,
 }
 
@@ -161,10 +180,10 @@ impl<T: Operator> Harness<T> {
     /// Opens the operator with `config` (JSON text, as the host passes the manifest's table).
     pub fn open(config: &str) -> Result<Self, Error> {
         let h = Harness {
-            host: Rc::default(),
+            sandbox: Sandbox::default(),
             _operator: PhantomData,
         };
-        h.call(|| runtime::open::<T>(config.to_string()))?;
+        h.sandbox.call(|| runtime::open::<T>(config.to_string()))?;
         Ok(h)
     }
 
@@ -181,17 +200,17 @@ impl<T: Operator> Harness<T> {
                 },
             );
         }
-        self.call(|| runtime::process::<T>(&batch))
+        self.sandbox.call(|| runtime::process::<T>(&batch))
     }
 
     /// Ends the input: the operator's `close`.
     pub fn close(&mut self) -> Result<(), Error> {
-        self.call(runtime::close::<T>)
+        self.sandbox.call(runtime::close::<T>)
     }
 
     /// Takes every record emitted so far.
     pub fn take_output(&mut self) -> Vec<Emitted> {
-        std::mem::take(&mut self.host.borrow_mut().emitted)
+        self.sandbox.take_output()
     }
 
     /// Takes the values (as text) of the records emitted so far to the main output.
@@ -205,20 +224,55 @@ impl<T: Operator> Harness<T> {
 
     /// The value state `name` holds for `key`.
     pub fn value<V: DeserializeOwned>(&self, name: &str, key: impl AsRef<[u8]>) -> Option<V> {
-        let host = self.host.borrow();
+        let host = self.sandbox.host.borrow();
         let bytes = host.values.get(&slot(name, key.as_ref()))?;
         Some(postcard::from_bytes(bytes).expect("state written by ValueState decodes"))
     }
 
     /// The log lines written so far.
     pub fn logs(&self) -> Vec<(Level, String)> {
-        self.host.borrow().logs.clone()
+        self.sandbox.host.borrow().logs.clone()
+    }
+}
+
+/// Drives one source subtask natively, as weir would inside a component.
+pub struct SourceHarness<T: Source> {
+    sandbox: Sandbox,
+    _source: PhantomData<T>,
+}
+
+impl<T: Source> SourceHarness<T> {
+    /// Opens subtask `subtask` of `parallelism` with `config` (JSON text).
+    pub fn open(config: &str, subtask: u32, parallelism: u32) -> Result<Self, Error> {
+        let h = SourceHarness {
+            sandbox: Sandbox::default(),
+            _source: PhantomData,
+        };
+        h.sandbox
+            .call(|| runtime::source_open::<T>(config.to_string(), subtask, parallelism))?;
+        Ok(h)
     }
 
-    fn call(&self, f: impl FnOnce() -> Result<(), String>) -> Result<(), Error> {
-        let previous = backend::install(Some(Box::new(Shared(self.host.clone()))));
-        let r = f();
-        backend::install(previous);
-        r.map_err(Error::msg)
+    /// Polls for up to `max_records` records; they are in [`take_output`](Self::take_output).
+    pub fn poll(&mut self, max_records: u32) -> Result<Poll, Error> {
+        self.sandbox.call(|| runtime::source_poll::<T>(max_records))
+    }
+
+    /// The source's position now.
+    pub fn position(&self) -> Vec<u8> {
+        self.sandbox
+            .call(|| Ok(runtime::source_position::<T>()))
+            .unwrap_or_default()
+    }
+
+    /// Restores a position.
+    pub fn restore(&mut self, position: &[u8]) -> Result<(), Error> {
+        self.sandbox
+            .call(|| runtime::source_restore::<T>(position.to_vec()))
+    }
+
+    /// Takes every record emitted so far.
+    pub fn take_output(&mut self) -> Vec<Emitted> {
+        self.sandbox.take_output()
     }
 }

@@ -30,6 +30,9 @@ pub enum ConnectorError {
     },
     #[error("writing to stdout: {0}")]
     Stdout(std::io::Error),
+    /// A source component failed; the message says how.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// What a source has left.

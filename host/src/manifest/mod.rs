@@ -297,7 +297,7 @@ impl Checker<'_> {
             ..NodeSet::default()
         };
         for (uid, s) in &spec.sources {
-            let kind = NodeKind::Source(self.source(&format!("sources.{uid}"), s.get_ref())?);
+            let kind = self.source(&format!("sources.{uid}"), s.get_ref())?;
             set.add(
                 self,
                 "sources",
@@ -341,7 +341,7 @@ impl Checker<'_> {
             ..
         } = set;
 
-        if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+        if !nodes.iter().any(|n| n.kind.is_source()) {
             return Err(self.err(None, "sources", "the job has no source"));
         }
         if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Sink(_))) {
@@ -390,14 +390,14 @@ impl Checker<'_> {
                         format!("`{from_uid}` is a sink and has no output"),
                     ));
                 }
-                (_, NodeKind::Source(_)) => {
+                (_, k) if k.is_source() => {
                     return Err(self.err(
                         span,
                         "edges",
                         format!("`{to}` is a source and takes no input"),
                     ));
                 }
-                (NodeKind::Source(_), _) if output.is_some() => {
+                (k, _) if k.is_source() && output.is_some() => {
                     return Err(self.err(
                         span,
                         "edges",
@@ -422,7 +422,7 @@ impl Checker<'_> {
             edge_spans.push(span);
         }
         for (i, n) in nodes.iter().enumerate() {
-            if !matches!(n.kind, NodeKind::Source(_)) && !edges.iter().any(|e| e.to == i) {
+            if !n.kind.is_source() && !edges.iter().any(|e| e.to == i) {
                 return Err(self.err(
                     None,
                     "edges",
@@ -543,10 +543,21 @@ impl Checker<'_> {
     }
 
     fn operator(&self, field: &str, op: &OperatorSpec) -> Result<OperatorNode, ManifestError> {
-        let component = self.path(&format!("{field}.component"), op.component.get_ref());
+        self.component(field, &op.component, &op.config)
+    }
+
+    /// A component file (which must exist) and the config table passed to its `open`.
+    fn component(
+        &self,
+        field: &str,
+        component: &Spanned<String>,
+        config: &toml::Table,
+    ) -> Result<OperatorNode, ManifestError> {
+        let span = component.span();
+        let component = self.path(&format!("{field}.component"), component.get_ref());
         if !component.is_file() {
             return Err(self.err(
-                Some(op.component.span()),
+                Some(span),
                 format!("{field}.component"),
                 format!(
                     "component file {} does not exist (build the example guests first?)",
@@ -554,7 +565,7 @@ impl Checker<'_> {
                 ),
             ));
         }
-        let config_json = serde_json::to_string(&op.config).map_err(|e| {
+        let config_json = serde_json::to_string(config).map_err(|e| {
             self.err(
                 None,
                 format!("{field}.config"),
@@ -602,10 +613,62 @@ impl Checker<'_> {
         }
     }
 
-    fn source(&self, field: &str, s: &SourceSpec) -> Result<SourceConfig, ManifestError> {
+    fn source(&self, field: &str, s: &SourceSpec) -> Result<NodeKind, ManifestError> {
         let span = |o: &Option<Spanned<_>>| o.as_ref().map(|v: &Spanned<_>| v.span());
         let span_s = |o: &Option<Spanned<String>>| o.as_ref().map(Spanned::span);
-        match s.kind.get_ref().as_str() {
+        let kind = s.kind.get_ref().as_str();
+        if kind == "wasm" {
+            self.only(
+                field,
+                "wasm",
+                &[
+                    ("path", span_s(&s.path)),
+                    ("format", span_s(&s.format)),
+                    ("key_field", span_s(&s.key_field)),
+                    ("seed", span(&s.seed)),
+                    ("count", span(&s.count)),
+                    ("rate", s.rate.as_ref().map(Spanned::span)),
+                    ("shape", span_s(&s.shape)),
+                    (
+                        "words_per_line",
+                        s.words_per_line.as_ref().map(Spanned::span),
+                    ),
+                    ("vocabulary", span(&s.vocabulary)),
+                ],
+            )?;
+            let component = s.component.as_ref().ok_or_else(|| {
+                self.err(
+                    Some(s.kind.span()),
+                    format!("{field}.component"),
+                    "a wasm source needs `component`",
+                )
+            })?;
+            let empty = toml::Table::new();
+            let config = s.config.as_ref().map_or(&empty, Spanned::get_ref);
+            return Ok(NodeKind::WasmSource(
+                self.component(field, component, config)?,
+            ));
+        }
+        self.only(
+            field,
+            kind,
+            &[
+                ("component", span_s(&s.component)),
+                ("config", s.config.as_ref().map(Spanned::span)),
+            ],
+        )?;
+        Ok(NodeKind::Source(self.native_source(field, s, kind)?))
+    }
+
+    fn native_source(
+        &self,
+        field: &str,
+        s: &SourceSpec,
+        kind: &str,
+    ) -> Result<SourceConfig, ManifestError> {
+        let span = |o: &Option<Spanned<_>>| o.as_ref().map(|v: &Spanned<_>| v.span());
+        let span_s = |o: &Option<Spanned<String>>| o.as_ref().map(Spanned::span);
+        match kind {
             "file" => {
                 self.only(
                     field,
@@ -715,7 +778,7 @@ impl Checker<'_> {
             other => Err(self.err(
                 Some(s.kind.span()),
                 format!("{field}.kind"),
-                format!("unknown source kind `{other}`; use file or datagen"),
+                format!("unknown source kind `{other}`; use file, datagen or wasm"),
             )),
         }
     }

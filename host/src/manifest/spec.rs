@@ -59,6 +59,9 @@ pub struct SourceSpec {
     pub shape: Option<Spanned<String>>,
     pub words_per_line: Option<Spanned<u32>>,
     pub vocabulary: Option<Spanned<u64>>,
+    // wasm
+    pub component: Option<Spanned<String>>,
+    pub config: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Debug, Deserialize)]

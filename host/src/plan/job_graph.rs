@@ -53,12 +53,22 @@ pub struct Node {
 
 #[derive(Clone, Debug)]
 pub enum NodeKind {
+    /// A native source connector.
     Source(SourceConfig),
+    /// A source component (the `weir:operator/source` world).
+    WasmSource(OperatorNode),
     Operator(OperatorNode),
     Sink(SinkConfig),
 }
 
-/// A WASM operator.
+impl NodeKind {
+    /// Whether the node is a source of either kind.
+    pub fn is_source(&self) -> bool {
+        matches!(self, NodeKind::Source(_) | NodeKind::WasmSource(_))
+    }
+}
+
+/// A WASM component and its config: an operator, or a source component.
 #[derive(Clone, Debug)]
 pub struct OperatorNode {
     pub component: PathBuf,

@@ -1,6 +1,6 @@
 //! `weir inspect`: which weir worlds a component implements, and what it imports and exports.
 
-use super::Runtime;
+use super::{Runtime, World};
 use std::fmt::{self, Write};
 use std::path::Path;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
@@ -10,8 +10,8 @@ pub struct Inspection {
     pub size: u64,
     /// The weir worlds the component implements, e.g. `weir:operator/operator@0.1.0`.
     pub worlds: Vec<String>,
-    /// Why it does not implement the operator world, when it does not.
-    pub not_operator: Option<String>,
+    /// Why it implements none of them, when it does not.
+    pub not_weir: Vec<String>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
 }
@@ -107,14 +107,22 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, super::Load
     for (name, item) in ty.exports(engine) {
         describe(engine, name, &item.ty, &mut exports);
     }
-    let (worlds, not_operator) = match runtime.load(path) {
-        Ok(_) => (vec!["weir:operator/operator@0.1.0".to_string()], None),
-        Err(e) => (Vec::new(), Some(e.to_string())),
-    };
+    let mut worlds = Vec::new();
+    let mut not_weir = Vec::new();
+    for world in [World::Operator, World::Source] {
+        match runtime.load(path, world) {
+            Ok(_) => worlds.push(world.name().to_string()),
+            Err(e) => not_weir.push(e.to_string()),
+        }
+    }
     Ok(Inspection {
         size: bytes.len() as u64,
+        not_weir: if worlds.is_empty() {
+            not_weir
+        } else {
+            Vec::new()
+        },
         worlds,
-        not_operator,
         imports,
         exports,
     })
@@ -128,8 +136,8 @@ impl fmt::Display for Inspection {
         } else {
             writeln!(f, "weir worlds: {}", self.worlds.join(", "))?;
         }
-        if let Some(why) = &self.not_operator {
-            writeln!(f, "  not an operator: {why}")?;
+        for why in &self.not_weir {
+            writeln!(f, "  {why}")?;
         }
         writeln!(f, "imports:")?;
         for i in &self.imports {

@@ -1,9 +1,11 @@
-//! One operator instance per subtask: its own store, memory limit, time limit per call and keyed
-//! state; calls per batch; failures turned into errors that say what the guest did.
+//! Guest instances, one per subtask: their own store, memory limit, time limit per call and (for
+//! operators) keyed state; calls per batch; failures turned into errors that say what the guest
+//! did. Operators and sources share this; only their calls differ.
 
-use super::LoadedComponent;
 use super::bindings;
+use super::bindings::source::exports::weir::operator::source_handler::PollStatus;
 use super::host::HostState;
+use super::{LoadedComponent, Pre};
 use crate::plan::{GuestLimits, key_groups};
 use crate::state::KeyedState;
 use std::sync::Arc;
@@ -12,9 +14,10 @@ use wasmtime::{Store, Trap};
 /// Batches emitted by one call, by output (`None` = main output).
 pub type Outputs = Vec<(Option<String>, Vec<u8>)>;
 
-/// Where an instance runs: which operator and subtask, with what limits and config.
+/// Where an instance runs: which node and subtask, with what limits and config.
 #[derive(Clone, Debug)]
 pub struct InstanceSpec {
+    /// The node's uid.
     pub operator: Arc<str>,
     pub subtask: u32,
     pub parallelism: u32,
@@ -42,13 +45,18 @@ pub enum GuestError {
     Instantiate(String),
 }
 
-/// A live operator instance.
-pub struct OperatorInstance {
+/// A live guest: the store and the bindings of its world.
+pub struct Guest<B> {
     store: Store<HostState>,
-    operator: bindings::Operator,
+    bindings: B,
     call_ticks: u64,
     call_timeout_ms: u128,
 }
+
+/// An operator subtask.
+pub type OperatorInstance = Guest<bindings::Operator>;
+/// A source subtask.
+pub type SourceInstance = Guest<bindings::source::Source>;
 
 const MAX_MESSAGE: usize = 4096;
 
@@ -64,55 +72,97 @@ fn clip(mut s: String) -> String {
     s
 }
 
+fn wrong_world(path: &std::path::Path, want: &str) -> GuestError {
+    GuestError::Instantiate(format!("{} is not {want}", path.display()))
+}
+
 impl LoadedComponent {
-    /// Instantiates the component for one subtask and calls its `open`.
-    pub fn instantiate(&self, spec: &InstanceSpec) -> Result<OperatorInstance, GuestError> {
-        let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
-        let state = KeyedState::new(range, spec.max_parallelism);
+    /// A store for one subtask, with its limits set; `state` covers the subtask's key groups.
+    fn store(&self, spec: &InstanceSpec, state: KeyedState) -> (Store<HostState>, u64) {
         let data = HostState::new(
             spec.operator.clone(),
             spec.subtask,
             spec.limits.memory_bytes,
             state,
         );
-        let mut store = Store::new(self.pre.engine(), data);
+        let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.limiter);
         let call_ticks = (spec.limits.call_timeout.as_millis() / super::EPOCH_TICK.as_millis())
             .max(1) as u64
             + 1;
         store.set_epoch_deadline(call_ticks);
         store.epoch_deadline_trap();
-        let operator = match self.pre.instantiate(&mut store) {
-            Ok(o) => o,
-            Err(e) => return Err(GuestError::Instantiate(clip(format!("{e:#}")))),
+        (store, call_ticks)
+    }
+
+    /// Instantiates the operator for one subtask and calls its `open`.
+    pub fn instantiate(&self, spec: &InstanceSpec) -> Result<OperatorInstance, GuestError> {
+        let Pre::Operator(pre) = &self.pre else {
+            return Err(wrong_world(&self.path, "an operator"));
         };
-        let mut instance = OperatorInstance {
+        let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
+        let (mut store, call_ticks) =
+            self.store(spec, KeyedState::new(range, spec.max_parallelism));
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| GuestError::Instantiate(clip(format!("{e:#}"))))?;
+        let mut guest = Guest {
             store,
-            operator,
+            bindings,
             call_ticks,
             call_timeout_ms: spec.limits.call_timeout.as_millis(),
         };
-        instance.call("open", |op, store| {
-            op.weir_operator_handler()
+        guest.call("open", |b, store| {
+            b.weir_operator_handler()
                 .call_open(store, &spec.config_json)
         })?;
-        Ok(instance)
+        Ok(guest)
+    }
+
+    /// Instantiates the source for one subtask and calls its `open`.
+    pub fn instantiate_source(&self, spec: &InstanceSpec) -> Result<SourceInstance, GuestError> {
+        let Pre::Source(pre) = &self.pre else {
+            return Err(wrong_world(&self.path, "a source"));
+        };
+        // Sources keep no keyed state: an empty key-group range refuses every key.
+        let (mut store, call_ticks) = self.store(spec, KeyedState::new(0..0, spec.max_parallelism));
+        let bindings = pre
+            .instantiate(&mut store)
+            .map_err(|e| GuestError::Instantiate(clip(format!("{e:#}"))))?;
+        let mut guest = Guest {
+            store,
+            bindings,
+            call_ticks,
+            call_timeout_ms: spec.limits.call_timeout.as_millis(),
+        };
+        let outputs = guest.call("open", |b, store| {
+            b.weir_operator_source_handler().call_open(
+                store,
+                &spec.config_json,
+                spec.subtask,
+                spec.parallelism,
+            )
+        })?;
+        if !outputs.1.is_empty() {
+            return Err(GuestError::Returned {
+                call: "open",
+                message: "a source may emit only when polled".into(),
+            });
+        }
+        Ok(guest)
     }
 }
 
-impl OperatorInstance {
-    fn call(
+impl<B> Guest<B> {
+    fn call<R>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(
-            &bindings::Operator,
-            &mut Store<HostState>,
-        ) -> wasmtime::Result<Result<(), String>>,
-    ) -> Result<Outputs, GuestError> {
+        f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
+    ) -> Result<(R, Outputs), GuestError> {
         self.store.set_epoch_deadline(self.call_ticks);
         self.store.data_mut().output_bytes = 0;
-        match f(&self.operator, &mut self.store) {
-            Ok(Ok(())) => Ok(std::mem::take(&mut self.store.data_mut().outputs)),
+        match f(&self.bindings, &mut self.store) {
+            Ok(Ok(r)) => Ok((r, std::mem::take(&mut self.store.data_mut().outputs))),
             Ok(Err(message)) => Err(GuestError::Returned {
                 call,
                 message: clip(message),
@@ -149,18 +199,52 @@ impl OperatorInstance {
             message: clip(format!("{e:?}")),
         }
     }
+}
 
+impl OperatorInstance {
     /// Processes one batch (flat format); returns what the operator emitted.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outputs, GuestError> {
-        self.call("process", |op, store| {
-            op.weir_operator_handler().call_process(store, batch)
+        self.call("process", |b, store| {
+            b.weir_operator_handler().call_process(store, batch)
         })
+        .map(|r| r.1)
     }
 
     /// Ends the input; returns what the operator emitted while closing.
     pub fn close(&mut self) -> Result<Outputs, GuestError> {
-        self.call("close", |op, store| {
-            op.weir_operator_handler().call_close(store)
+        self.call("close", |b, store| {
+            b.weir_operator_handler().call_close(store)
         })
+        .map(|r| r.1)
+    }
+}
+
+impl SourceInstance {
+    /// Polls for up to `max_records` records: whether more may come, and what was emitted.
+    pub fn poll(&mut self, max_records: u32) -> Result<(bool, Outputs), GuestError> {
+        let (status, outputs) = self.call("poll", |b, store| {
+            b.weir_operator_source_handler()
+                .call_poll(store, max_records)
+        })?;
+        Ok((status == PollStatus::More, outputs))
+    }
+
+    /// The position after the last record emitted.
+    pub fn position(&mut self) -> Result<Vec<u8>, GuestError> {
+        self.call("position", |b, store| {
+            b.weir_operator_source_handler()
+                .call_position(store)
+                .map(Ok)
+        })
+        .map(|r| r.0)
+    }
+
+    /// Resumes from a position taken earlier.
+    pub fn restore(&mut self, position: &[u8]) -> Result<(), GuestError> {
+        self.call("restore", |b, store| {
+            b.weir_operator_source_handler()
+                .call_restore(store, position)
+        })
+        .map(|r| r.0)
     }
 }

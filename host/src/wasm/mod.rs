@@ -8,7 +8,7 @@ mod inspect;
 mod instance;
 
 pub use inspect::{Inspection, inspect};
-pub use instance::{GuestError, InstanceSpec, OperatorInstance, Outputs};
+pub use instance::{GuestError, InstanceSpec, OperatorInstance, Outputs, SourceInstance};
 
 use host::HostState;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,18 @@ mod bindings {
         world: "operator",
         imports: { "weir:operator/emit.emit": trappable },
     });
+
+    /// The source world; its imports are the operator world's.
+    pub mod source {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "source",
+            with: {
+                "weir:operator/emit": super::weir::operator::emit,
+                "weir:operator/log": super::weir::operator::log,
+            },
+        });
+    }
 }
 
 /// The epoch advances this often; per-call time limits are counted in these ticks.
@@ -39,8 +51,12 @@ pub enum LoadError {
     },
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     Invalid { path: PathBuf, reason: String },
-    #[error("{path} does not implement the weir:operator/operator@0.1.0 world: {reason}")]
-    WrongWorld { path: PathBuf, reason: String },
+    #[error("{path} does not implement the {world} world: {reason}")]
+    WrongWorld {
+        path: PathBuf,
+        world: &'static str,
+        reason: String,
+    },
 }
 
 /// The process-wide WASM engine with the host's imports linked.
@@ -50,11 +66,47 @@ pub struct Runtime {
     cache: cache::ComponentCache,
 }
 
+/// The weir worlds a component can implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// `weir:operator/operator@0.1.0`: a function over batches of records.
+    Operator,
+    /// `weir:operator/source@0.1.0`: polled for records, with a replayable position.
+    Source,
+}
+
+impl World {
+    /// The world's full name.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Operator => "weir:operator/operator@0.1.0",
+            World::Source => "weir:operator/source@0.1.0",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Pre {
+    Operator(Arc<bindings::OperatorPre<HostState>>),
+    Source(Arc<bindings::source::SourcePre<HostState>>),
+}
+
 /// A component ready to be instantiated once per subtask.
 #[derive(Clone)]
 pub struct LoadedComponent {
-    pre: Arc<bindings::OperatorPre<HostState>>,
+    engine: Engine,
+    pre: Pre,
     pub path: PathBuf,
+}
+
+impl LoadedComponent {
+    /// The world the component was loaded as.
+    pub fn world(&self) -> World {
+        match self.pre {
+            Pre::Operator(_) => World::Operator,
+            Pre::Source(_) => World::Source,
+        }
+    }
 }
 
 impl Runtime {
@@ -91,8 +143,8 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache) the component at `path` and checks that it implements
-    /// the operator world, so a wrong component is refused before anything runs.
-    pub fn load(&self, path: &Path) -> Result<LoadedComponent, LoadError> {
+    /// `world`, so a wrong component is refused before anything runs.
+    pub fn load(&self, path: &Path, world: World) -> Result<LoadedComponent, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_path_buf(),
             error: source,
@@ -100,12 +152,21 @@ impl Runtime {
         let component = self.compile(path, &bytes)?;
         let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_path_buf(),
+            world: world.name(),
             reason: format!("{e:#}"),
         };
         let pre = self.linker.instantiate_pre(&component).map_err(wrong)?;
-        let pre = bindings::OperatorPre::new(pre).map_err(wrong)?;
+        let pre = match world {
+            World::Operator => {
+                Pre::Operator(Arc::new(bindings::OperatorPre::new(pre).map_err(wrong)?))
+            }
+            World::Source => Pre::Source(Arc::new(
+                bindings::source::SourcePre::new(pre).map_err(wrong)?,
+            )),
+        };
         Ok(LoadedComponent {
-            pre: Arc::new(pre),
+            engine: self.engine.clone(),
+            pre,
             path: path.to_path_buf(),
         })
     }

@@ -3,19 +3,24 @@
 
 use super::channel::Gate;
 use super::control::{JobControl, JobMetrics};
+use super::source::WasmSource;
 use super::task::{ChainStep, Head, Routes, Step, Task, TaskError};
 use super::writer::RecordWriter;
 use crate::connectors::prepare_sink;
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
-use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime};
+use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
 /// Why a job did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
-    #[error("operator `{uid}`: {error}")]
-    Component { uid: String, error: LoadError },
+    #[error("{kind} `{uid}`: {error}")]
+    Component {
+        kind: &'static str,
+        uid: String,
+        error: LoadError,
+    },
     #[error("sink `{uid}`: {cause}")]
     Prepare { uid: String, cause: String },
     #[error("{0}")]
@@ -49,7 +54,7 @@ impl fmt::Display for TaskFailure {
 
 fn kind_word(kind: &NodeKind) -> &'static str {
     match kind {
-        NodeKind::Source(_) => "source",
+        NodeKind::Source(_) | NodeKind::WasmSource(_) => "source",
         NodeKind::Operator(_) => "operator",
         NodeKind::Sink(_) => "sink",
     }
@@ -62,26 +67,30 @@ pub fn load_components(
 ) -> Result<Vec<Option<LoadedComponent>>, JobError> {
     let mut loaded: Vec<Option<LoadedComponent>> = Vec::with_capacity(job.nodes.len());
     for node in &job.nodes {
-        let c = match &node.kind {
-            NodeKind::Operator(op) => {
-                let same = loaded
-                    .iter()
-                    .flatten()
-                    .find(|c| c.path == op.component)
-                    .cloned();
-                Some(match same {
-                    Some(c) => c,
-                    None => runtime
-                        .load(&op.component)
-                        .map_err(|error| JobError::Component {
-                            uid: node.uid.clone(),
-                            error,
-                        })?,
-                })
+        let (component, world) = match &node.kind {
+            NodeKind::Operator(op) => (&op.component, World::Operator),
+            NodeKind::WasmSource(src) => (&src.component, World::Source),
+            _ => {
+                loaded.push(None);
+                continue;
             }
-            _ => None,
         };
-        loaded.push(c);
+        let same = loaded
+            .iter()
+            .flatten()
+            .find(|c| c.path == *component && c.world() == world)
+            .cloned();
+        let c = match same {
+            Some(c) => c,
+            None => runtime
+                .load(component, world)
+                .map_err(|error| JobError::Component {
+                    kind: kind_word(&node.kind),
+                    uid: node.uid.clone(),
+                    error,
+                })?,
+        };
+        loaded.push(Some(c));
     }
     Ok(loaded)
 }
@@ -294,6 +303,30 @@ fn run_task(
                 routes: r,
             }
         }
+        (NodeKind::WasmSource(src), _) => {
+            let node = nodes.next().expect("chains are non-empty");
+            let component = components[node]
+                .as_ref()
+                .expect("source components are loaded before the job starts");
+            let spec = InstanceSpec {
+                operator: job.nodes[node].uid.as_str().into(),
+                subtask: s,
+                parallelism: chain.parallelism,
+                max_parallelism: job.max_parallelism,
+                limits: job.limits,
+                config_json: src.config_json.clone(),
+            };
+            let instance = component
+                .instantiate_source(&spec)
+                .map_err(|e| failed(node, e.to_string()))?;
+            let mut r = routes.next().expect("one route per node");
+            r.chained = r.chained.map(|k| k - 1);
+            Head::Source {
+                uid: spec.operator,
+                source: Box::new(WasmSource::new(instance)),
+                routes: r,
+            }
+        }
         (_, Some(gate)) => Head::Gate(gate),
         (_, None) => unreachable!("a chain headed by an operator or sink has inputs"),
     };
@@ -325,7 +358,9 @@ fn run_task(
             NodeKind::Sink(config) => {
                 Step::Sink(config.open(s).map_err(|e| failed(node, e.to_string()))?)
             }
-            NodeKind::Source(_) => unreachable!("sources only head chains"),
+            NodeKind::Source(_) | NodeKind::WasmSource(_) => {
+                unreachable!("sources only head chains")
+            }
         };
         steps.push(ChainStep {
             uid,

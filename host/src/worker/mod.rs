@@ -5,6 +5,7 @@ pub mod channel;
 pub mod control;
 pub mod credit;
 pub mod local;
+mod source;
 pub mod task;
 pub mod writer;
 
