@@ -4,6 +4,7 @@
 //! runner) over [`wasm`] (engine, components, limits), [`state`] and [`connectors`]; [`manifest`]
 //! and [`plan`] turn a job description into what the worker runs.
 
+pub mod bench;
 pub mod cli;
 pub mod connectors;
 pub mod manifest;

@@ -32,6 +32,24 @@ enum Command {
         /// Override a manifest field, e.g. `--set operators.count.parallelism=4` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
+        /// End with a `stats:` line of key=value figures (CPU, peak memory, start time).
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Run the reference workloads, verify their results and report their cost.
+    Bench {
+        /// Small inputs: checks every result quickly (what the test suite runs).
+        #[arg(long)]
+        quick: bool,
+        /// Only this job (stateless, stateless-unchained, wordcount, window, checkpointed).
+        #[arg(long)]
+        job: Option<String>,
+        /// Records per job instead of the defaults.
+        #[arg(long)]
+        n: Option<u64>,
+        /// The directory holding the job manifests.
+        #[arg(long, default_value = "examples/bench")]
+        manifests: PathBuf,
     },
     /// Check a manifest and its components without running anything.
     Validate {
@@ -60,7 +78,28 @@ pub fn main() -> ExitCode {
         Command::Run {
             manifest,
             overrides,
-        } => run(manifest, &overrides),
+            stats,
+        } => run(manifest, &overrides, stats),
+        Command::Bench {
+            quick,
+            job,
+            n,
+            manifests,
+        } => crate::bench::run(&crate::bench::Options {
+            quick,
+            job,
+            n,
+            manifests,
+        })
+        .and_then(|ok| {
+            if ok {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!(
+                    "some results were wrong (verified=FAILED above)"
+                ))
+            }
+        }),
         Command::Validate {
             manifest,
             overrides,
@@ -100,7 +139,7 @@ fn validate(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
     Ok(())
 }
 
-fn run(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
+fn run(manifest: PathBuf, overrides: &[Override], stats: bool) -> Result<()> {
     let started = Instant::now();
     let (job, _runtime, components) = prepare(&manifest, overrides)?;
     let control = JobControl::new();
@@ -124,6 +163,9 @@ fn run(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
     reporter.finish();
     result?;
     eprintln!("{}", progress::summary(&job.name, &metrics));
+    if stats {
+        eprintln!("stats: {}", progress::stats(&metrics));
+    }
     Ok(())
 }
 

@@ -94,3 +94,29 @@ pub fn summary(job: &str, m: &JobMetrics) -> String {
         human(rate(m.records_in(), t))
     )
 }
+
+/// The process's CPU time (user + system) in seconds and its peak resident memory in KiB.
+fn resource_usage() -> (f64, u64) {
+    // SAFETY: getrusage only writes into the struct it is given, which is plain old data.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss as u64)
+}
+
+/// `key=value` figures of a finished run, for `weir run --stats` (and `weir bench`).
+pub fn stats(m: &JobMetrics) -> String {
+    let (cpu, peak_kib) = resource_usage();
+    let ms = |d: Option<Duration>| d.map_or("none".to_string(), |d| d.as_millis().to_string());
+    format!(
+        "wall_s={:.3} cpu_s={cpu:.3} peak_rss_kib={peak_kib} start_ms={} first_output_ms={} records_in={} records_out={}",
+        m.elapsed().as_secs_f64(),
+        ms(m.running_after()),
+        ms(m.first_output_after()),
+        m.records_in(),
+        m.records_out()
+    )
+}

@@ -56,6 +56,7 @@ pub struct JobMetrics {
     records_in: AtomicU64,
     records_out: AtomicU64,
     first_out: OnceLock<Duration>,
+    running: OnceLock<Duration>,
 }
 
 impl JobMetrics {
@@ -66,6 +67,7 @@ impl JobMetrics {
             records_in: AtomicU64::new(0),
             records_out: AtomicU64::new(0),
             first_out: OnceLock::new(),
+            running: OnceLock::new(),
         })
     }
 
@@ -92,6 +94,16 @@ impl JobMetrics {
 
     pub fn elapsed(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// Marks every task as started.
+    pub fn mark_running(&self) {
+        self.running.get_or_init(|| self.started.elapsed());
+    }
+
+    /// How long after the start every task was running.
+    pub fn running_after(&self) -> Option<Duration> {
+        self.running.get().copied()
     }
 
     /// How long after the start the first record reached a sink.

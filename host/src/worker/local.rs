@@ -242,6 +242,7 @@ pub fn run(
             })?;
         handles.push(handle);
     }
+    metrics.mark_running();
     let mut panicked = false;
     for h in handles {
         if h.join().is_err() {

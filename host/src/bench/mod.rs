@@ -1,0 +1,181 @@
+//! `weir bench`: the reference workloads of `../shared/bench/WORKLOADS.md`, each run as its own
+//! `weir run` process (so CPU time and peak memory are that job's alone) at parallelism 2,
+//! verified against results computed natively, reported one `key=value` line per job.
+//!
+//! CPU per record is the process's user + system time minus that of the same job at n = 1
+//! (startup, loading components), divided by n.
+
+mod expected;
+
+pub use expected::Expected;
+
+use anyhow::{Context as _, Result, bail};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What to run.
+pub struct Options {
+    /// Small n, for CI: checks results, not speed.
+    pub quick: bool,
+    /// Only this job.
+    pub job: Option<String>,
+    /// Records per job instead of the defaults.
+    pub n: Option<u64>,
+    /// Where the job manifests are.
+    pub manifests: PathBuf,
+}
+
+struct Job {
+    name: &'static str,
+    /// n as WORKLOADS.md measures it, and for `--quick`.
+    full_n: u64,
+    quick_n: u64,
+    expected: fn(u64) -> Expected,
+}
+
+const JOBS: &[Job] = &[
+    Job {
+        name: "stateless",
+        full_n: 20_000_000,
+        quick_n: 200_000,
+        expected: expected::stateless,
+    },
+    Job {
+        name: "stateless-unchained",
+        full_n: 20_000_000,
+        quick_n: 200_000,
+        expected: expected::stateless,
+    },
+    Job {
+        name: "wordcount",
+        full_n: 5_000_000,
+        quick_n: 50_000,
+        expected: expected::wordcount,
+    },
+];
+
+/// Workloads weir cannot run yet, and why.
+const NOT_YET: &[(&str, &str)] = &[
+    (
+        "window",
+        "needs the event-time window operator, which weir does not have yet",
+    ),
+    (
+        "checkpointed",
+        "needs checkpoints, which weir does not have yet",
+    ),
+];
+
+/// What `weir run --stats` reports about itself.
+type Stats = BTreeMap<String, String>;
+
+fn stat(stats: &Stats, key: &str) -> Result<f64> {
+    stats
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("`weir run --stats` did not report {key}"))
+}
+
+/// Runs `job` with `n` records; returns its stats and the sink's output directory.
+fn run_job(manifest: &Path, n: u64, out: &Path) -> Result<Stats> {
+    let exe = std::env::current_exe().context("cannot find the weir binary")?;
+    let output = Command::new(exe)
+        .arg("run")
+        .arg(manifest)
+        .arg("--stats")
+        .args(["--set", &format!("sources.gen.config.n={n}")])
+        .args(["--set", &format!("sinks.out.path={}", out.display())])
+        .args(["--set", "job.parallelism=2"])
+        .output()
+        .context("cannot start weir run")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("weir run {} failed:\n{stderr}", manifest.display());
+    }
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("stats: "))
+        .context("weir run printed no stats")?;
+    Ok(line
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect())
+}
+
+/// Adds up the `count,sum` lines the job's tally wrote, one per subtask.
+fn read_tally(out: &Path) -> Result<Expected> {
+    let mut total = Expected { records: 0, sum: 0 };
+    for entry in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        for line in text.lines() {
+            let (count, sum) = line
+                .split_once(',')
+                .with_context(|| format!("tally line `{line}` is not count,sum"))?;
+            total.records += count.parse::<u64>()?;
+            total.sum += sum.parse::<u64>()?;
+        }
+    }
+    Ok(total)
+}
+
+/// Runs the selected jobs, printing one line each; `Ok(false)` if any result was wrong.
+pub fn run(options: &Options) -> Result<bool> {
+    let known: Vec<&str> = JOBS
+        .iter()
+        .map(|j| j.name)
+        .chain(NOT_YET.iter().map(|(n, _)| *n))
+        .collect();
+    if let Some(name) = &options.job
+        && !known.contains(&name.as_str())
+    {
+        bail!("unknown job `{name}`; the jobs are {}", known.join(", "));
+    }
+    let selected = |name: &str| options.job.as_deref().is_none_or(|j| j == name);
+    let scratch = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
+    let mut all_ok = true;
+    for job in JOBS.iter().filter(|j| selected(j.name)) {
+        let manifest = options.manifests.join(format!("{}.toml", job.name));
+        if !manifest.is_file() {
+            bail!(
+                "{} does not exist; run weir bench from the repository root or pass --manifests",
+                manifest.display()
+            );
+        }
+        let n = options.n.unwrap_or(if options.quick {
+            job.quick_n
+        } else {
+            job.full_n
+        });
+        let out = scratch.join(job.name);
+        let baseline = run_job(&manifest, 1, &out.join("baseline"))?;
+        let stats = run_job(&manifest, n, &out.join("run"))?;
+        let got = read_tally(&out.join("run"))?;
+        let want = (job.expected)(n);
+        let cpu = stat(&stats, "cpu_s")?;
+        let wall = stat(&stats, "wall_s")?;
+        let cpu_per_record = (cpu - stat(&baseline, "cpu_s")?).max(0.0) / n as f64 * 1e6;
+        let verified = if got == want {
+            "verified=ok".to_string()
+        } else {
+            all_ok = false;
+            format!(
+                "verified=FAILED expected_records={} expected_sum={} records={} sum={}",
+                want.records, want.sum, got.records, got.sum
+            )
+        };
+        println!(
+            "job={} n={n} seconds={wall:.3} records_per_s={:.0} cpu_us_per_record={cpu_per_record:.3} peak_rss_mib={:.1} start_ms={} {verified}",
+            job.name,
+            n as f64 / wall,
+            stat(&stats, "peak_rss_kib")? / 1024.0,
+            stats.get("start_ms").map_or("?", String::as_str),
+        );
+    }
+    for (name, why) in NOT_YET.iter().filter(|(n, _)| selected(n)) {
+        println!("job={name} not-run: {why}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(all_ok)
+}

@@ -1,0 +1,79 @@
+//! `weir bench --quick`: every reference workload runs from its manifest in `examples/bench/` and
+//! its result is checked against the expected counts and sums (not its speed).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn bench(args: &[&str]) -> std::process::Output {
+    components();
+    let mut cmd = weir();
+    cmd.current_dir(root()).arg("bench").args(args);
+    run_bounded(cmd, Duration::from_secs(600))
+}
+
+#[test]
+fn quick_bench_verifies_every_workload_weir_can_run() {
+    let out = bench(&["--quick"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for job in ["stateless", "stateless-unchained", "wordcount"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("job={job} ")))
+            .unwrap_or_else(|| panic!("no line for {job}: {stdout}"));
+        for key in [
+            "n=",
+            "seconds=",
+            "records_per_s=",
+            "cpu_us_per_record=",
+            "peak_rss_mib=",
+            "start_ms=",
+        ] {
+            assert!(line.contains(&format!(" {key}")), "{line}");
+        }
+        assert!(line.ends_with("verified=ok"), "{line}");
+    }
+    assert!(
+        stdout.contains("job=window not-run: needs the event-time window operator"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("job=checkpointed not-run: needs checkpoints"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_wrong_result_is_reported_and_fails_the_bench() {
+    // The same job with the filter's threshold changed keeps too many records.
+    let dir = scratch();
+    let original = std::fs::read_to_string(root().join("examples/bench/stateless.toml")).unwrap();
+    let tampered = original
+        .replace("min_amount = 2500", "min_amount = 2400")
+        .replace(
+            "../target/",
+            &format!("{}/examples/target/", root().display()),
+        );
+    std::fs::write(dir.path().join("stateless.toml"), tampered).unwrap();
+    let out = bench(&[
+        "--job",
+        "stateless",
+        "--n",
+        "20000",
+        "--manifests",
+        dir.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("job=stateless n=20000 ") && stdout.contains("verified=FAILED"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("some results were wrong"));
+}
