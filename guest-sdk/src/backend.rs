@@ -14,6 +14,10 @@ pub(crate) trait Backend {
     fn value_get(&mut self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
     fn value_set(&mut self, name: &str, key: &[u8], value: &[u8]) -> Result<(), StateError>;
     fn value_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError>;
+    /// `keys` and the result in `weir_batch::lengths` format.
+    fn value_get_many(&mut self, name: &str, keys: &[u8]) -> Result<Vec<u8>, StateError>;
+    /// Key, value pairs in `weir_batch::lengths` format (an absent value clears).
+    fn value_set_many(&mut self, name: &str, entries: &[u8]) -> Result<(), StateError>;
     fn map_get(
         &mut self,
         name: &str,
@@ -92,6 +96,12 @@ mod wasm {
         }
         fn value_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError> {
             state::value_clear(name, key).map_err(err)
+        }
+        fn value_get_many(&mut self, name: &str, keys: &[u8]) -> Result<Vec<u8>, StateError> {
+            state::value_get_many(name, keys).map_err(err)
+        }
+        fn value_set_many(&mut self, name: &str, entries: &[u8]) -> Result<(), StateError> {
+            state::value_set_many(name, entries).map_err(err)
         }
         fn map_get(
             &mut self,

@@ -95,6 +95,13 @@ pub trait Operator: Sized + 'static {
     /// Handles one record; emit results through `ctx`.
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error>;
 
+    /// Handles the records of one batch, in order; by default, `process` for each. Override it
+    /// to touch keyed state once per batch (`ValueState::get_many`/`set_many`) instead of twice
+    /// per record: each state call crosses the WASM boundary.
+    fn process_batch(&mut self, ctx: &mut Context, records: &[Record<'_>]) -> Result<(), Error> {
+        records.iter().try_for_each(|r| self.process(ctx, *r))
+    }
+
     /// Called once when the input has ended; may still emit.
     fn close(&mut self, ctx: &mut Context) -> Result<(), Error> {
         let _ = ctx;

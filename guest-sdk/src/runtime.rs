@@ -65,16 +65,13 @@ fn with_instance<T: 'static, R>(
     })
 }
 
-/// The `process` export: every record of the batch, in order.
+/// The `process` export: the records of the batch, in order.
 pub fn process<T: Operator>(batch: &[u8]) -> Result<(), String> {
-    with_instance::<T, _>(|op, ctx| {
-        for record in weir_batch::iter(batch) {
-            let record = record.map_err(|e| e.to_string())?;
-            op.process(ctx, Record::from(record))
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    })
+    let records = weir_batch::iter(batch)
+        .map(|r| r.map(Record::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    with_instance::<T, _>(|op, ctx| op.process_batch(ctx, &records).map_err(|e| e.to_string()))
 }
 
 /// The `close` export.

@@ -48,6 +48,50 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
     pub fn clear(&self, key: impl AsRef<[u8]>) -> Result<(), StateError> {
         backend::with(|b| b.value_clear(&self.name, key.as_ref()))
     }
+
+    /// The values for many keys, in one host call (see [`Operator::process_batch`](crate::Operator::process_batch)).
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<T>>, StateError> {
+        let mut buf = Vec::with_capacity(keys.iter().map(|k| k.as_ref().len() + 4).sum());
+        for k in keys {
+            weir_batch::lengths::push(&mut buf, Some(k.as_ref()));
+        }
+        let values = backend::with(|b| b.value_get_many(&self.name, &buf))?;
+        let values: Vec<Option<T>> = weir_batch::lengths::iter(&values)
+            .map(
+                |v| match v.map_err(|e| StateError::Decode(e.to_string()))? {
+                    Some(bytes) => decode(bytes).map(Some),
+                    None => Ok(None),
+                },
+            )
+            .collect::<Result<_, _>>()?;
+        if values.len() != keys.len() {
+            return Err(StateError::Decode(format!(
+                "asked for {} values, got {}",
+                keys.len(),
+                values.len()
+            )));
+        }
+        Ok(values)
+    }
+
+    /// Sets (`Some`) or clears (`None`) the values of many keys, in one host call.
+    pub fn set_many<K: AsRef<[u8]>>(&self, entries: &[(K, Option<T>)]) -> Result<(), StateError> {
+        let mut buf = Vec::new();
+        let mut value = Vec::new();
+        for (k, v) in entries {
+            weir_batch::lengths::push(&mut buf, Some(k.as_ref()));
+            match v {
+                Some(v) => {
+                    value.clear();
+                    value = postcard::to_extend(v, value)
+                        .map_err(|e| StateError::Invalid(format!("value does not encode: {e}")))?;
+                    weir_batch::lengths::push(&mut buf, Some(&value));
+                }
+                None => weir_batch::lengths::push(&mut buf, None),
+            }
+        }
+        backend::with(|b| b.value_set_many(&self.name, &buf))
+    }
 }
 
 /// A map from `K` to `V` per key, under a state name.

@@ -96,6 +96,28 @@ impl Backend for Shared {
         self.0.borrow_mut().values.remove(&slot(name, key));
         Ok(())
     }
+    fn value_get_many(&mut self, name: &str, keys: &[u8]) -> Result<Vec<u8>, StateError> {
+        let mut out = Vec::new();
+        for key in weir_batch::lengths::iter(keys) {
+            let key = key
+                .expect("the SDK writes well-formed keys")
+                .expect("keys are present");
+            let value = self.0.borrow().values.get(&slot(name, key)).cloned();
+            weir_batch::lengths::push(&mut out, value.as_deref());
+        }
+        Ok(out)
+    }
+    fn value_set_many(&mut self, name: &str, entries: &[u8]) -> Result<(), StateError> {
+        let mut items = weir_batch::lengths::iter(entries)
+            .map(|i| i.expect("the SDK writes well-formed entries"));
+        while let (Some(Some(key)), Some(value)) = (items.next(), items.next()) {
+            match value {
+                Some(v) => self.value_set(name, key, v)?,
+                None => self.value_clear(name, key)?,
+            }
+        }
+        Ok(())
+    }
     fn map_get(
         &mut self,
         name: &str,

@@ -20,6 +20,8 @@ extern crate alloc;
 use alloc::vec::Vec;
 use core::fmt;
 
+pub mod lengths;
+
 const HAS_TIMESTAMP: u8 = 1;
 const HEADER: usize = 1 + 4 + 4;
 

@@ -139,6 +139,14 @@ fn refused(e: StateAccessError) -> state::StateError {
     }
 }
 
+fn malformed(e: weir_batch::FormatError) -> state::StateError {
+    state::StateError::Invalid(format!("malformed keys or entries: {e}"))
+}
+
+fn malformed_msg(why: &str) -> state::StateError {
+    state::StateError::Invalid(format!("malformed keys or entries: {why}"))
+}
+
 fn check_name(name: &str) -> Result<(), state::StateError> {
     if name.is_empty() || name.len() > 256 {
         return Err(state::StateError::Invalid(
@@ -170,6 +178,43 @@ impl state::Host for HostState {
         check_name(&name)?;
         self.state.value_set(&name, key, value).map_err(refused)
     }
+    fn value_get_many(
+        &mut self,
+        name: String,
+        keys: Vec<u8>,
+    ) -> Result<Vec<u8>, state::StateError> {
+        check_name(&name)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in weir_batch::lengths::iter(&keys) {
+            let key = key
+                .map_err(malformed)?
+                .ok_or_else(|| malformed_msg("a key is marked absent"))?;
+            let value = self.state.value_get(&name, key).map_err(refused)?;
+            weir_batch::lengths::push(&mut out, value);
+        }
+        Ok(out)
+    }
+
+    fn value_set_many(&mut self, name: String, entries: Vec<u8>) -> Result<(), state::StateError> {
+        check_name(&name)?;
+        let mut items = weir_batch::lengths::iter(&entries);
+        while let Some(key) = items.next() {
+            let key = key
+                .map_err(malformed)?
+                .ok_or_else(|| malformed_msg("a key is marked absent"))?;
+            let value = items
+                .next()
+                .ok_or_else(|| malformed_msg("a key has no value"))?
+                .map_err(malformed)?;
+            match value {
+                Some(v) => self.state.value_set(&name, key.to_vec(), v.to_vec()),
+                None => self.state.value_clear(&name, key),
+            }
+            .map_err(refused)?;
+        }
+        Ok(())
+    }
+
     fn value_clear(&mut self, name: String, key: Vec<u8>) -> Result<(), state::StateError> {
         check_name(&name)?;
         self.state.value_clear(&name, &key).map_err(refused)

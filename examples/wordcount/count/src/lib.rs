@@ -1,6 +1,11 @@
 //! `count`: the running count of each key, kept in keyed state; emits `<key> <count so far>` for
 //! every record, as Flink's keyed word count does.
+//!
+//! State is read and written once per batch (`get_many`/`set_many`), not per record: each state
+//! call crosses the WASM boundary, and a batch repeats many keys.
 
+use std::collections::HashMap;
+use std::fmt::Write;
 use weir_guest_sdk::prelude::*;
 
 pub struct Count {
@@ -15,9 +20,40 @@ impl Operator for Count {
     }
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
-        let n = self.counts.get(record.key)?.unwrap_or(0) + 1;
-        self.counts.set(record.key, &n)?;
-        ctx.emit(record.key, format!("{} {n}", record.key_str()?));
+        self.process_batch(ctx, &[record])
+    }
+
+    fn process_batch(&mut self, ctx: &mut Context, records: &[Record<'_>]) -> Result<(), Error> {
+        // The batch's distinct keys in first-seen order, and where each record's key is.
+        let mut slots: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+        let mut keys: Vec<&[u8]> = Vec::new();
+        for r in records {
+            slots.entry(r.key).or_insert_with(|| {
+                keys.push(r.key);
+                keys.len() - 1
+            });
+        }
+        let mut counts: Vec<u64> = self
+            .counts
+            .get_many(&keys)?
+            .into_iter()
+            .map(|c| c.unwrap_or(0))
+            .collect();
+        let mut line = String::new();
+        for r in records {
+            let count = &mut counts[slots[r.key]];
+            *count += 1;
+            line.clear();
+            line.push_str(r.key_str()?);
+            let _ = write!(line, " {count}");
+            ctx.emit(r.key, &line);
+        }
+        let updates: Vec<(&[u8], Option<u64>)> = keys
+            .into_iter()
+            .zip(counts)
+            .map(|(k, c)| (k, Some(c)))
+            .collect();
+        self.counts.set_many(&updates)?;
         Ok(())
     }
 }
