@@ -34,7 +34,9 @@ impl fmt::Display for StateAccessError {
     }
 }
 
-type Entries = HashMap<Vec<u8>, Vec<u8>>;
+/// Keys are short and trusted to the host's own process: a fast hash beats SipHash here.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type Entries = Map<Vec<u8>, Vec<u8>>;
 /// The entries of one key's map state, ordered by map key.
 type MapEntries = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Key-value pairs as map-state calls return them.
@@ -42,8 +44,8 @@ pub type EntryList = Vec<(Vec<u8>, Vec<u8>)>;
 
 #[derive(Default, Debug)]
 struct KeyGroupState {
-    values: HashMap<String, Entries>,
-    maps: HashMap<String, HashMap<Vec<u8>, MapEntries>>,
+    values: Map<String, Entries>,
+    maps: Map<String, Map<Vec<u8>, MapEntries>>,
 }
 
 /// The keyed state of one subtask: its key groups and, in each, named value and map states.
@@ -64,7 +66,7 @@ fn preview(key: &[u8]) -> String {
     }
 }
 
-fn table<'a, V: Default>(tables: &'a mut HashMap<String, V>, name: &str) -> &'a mut V {
+fn table<'a, V: Default>(tables: &'a mut Map<String, V>, name: &str) -> &'a mut V {
     // Look up by &str first so the common case allocates nothing.
     if !tables.contains_key(name) {
         tables.insert(name.to_string(), V::default());
@@ -103,14 +105,24 @@ impl KeyedState {
             .map(Vec::as_slice))
     }
 
+    /// Sets a value, reusing the stored key and buffer when the key already has one.
     pub fn value_set(
         &mut self,
         name: &str,
-        key: Vec<u8>,
-        value: Vec<u8>,
+        key: &[u8],
+        value: &[u8],
     ) -> Result<(), StateAccessError> {
-        let g = self.group(&key)?;
-        table(&mut g.values, name).insert(key, value);
+        let g = self.group(key)?;
+        let t = table(&mut g.values, name);
+        match t.get_mut(key) {
+            Some(v) => {
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => {
+                t.insert(key.to_vec(), value.to_vec());
+            }
+        }
         Ok(())
     }
 
@@ -203,8 +215,8 @@ mod tests {
     #[test]
     fn keeps_values_and_maps_per_name_and_key() {
         let mut s = KeyedState::new(0..128, 128);
-        s.value_set("count", b"a".to_vec(), b"1".to_vec()).unwrap();
-        s.value_set("other", b"a".to_vec(), b"x".to_vec()).unwrap();
+        s.value_set("count", b"a", b"1").unwrap();
+        s.value_set("other", b"a", b"x").unwrap();
         assert_eq!(s.value_get("count", b"a").unwrap(), Some(&b"1"[..]));
         assert_eq!(s.value_get("count", b"b").unwrap(), None);
         s.value_clear("count", b"a").unwrap();
@@ -235,7 +247,7 @@ mod tests {
         let range = key_groups::range_of(1, 4, 128);
         let mut s = KeyedState::new(range.clone(), 128);
         let mine = owned_key(&s, "k");
-        s.value_set("c", mine.clone(), b"1".to_vec()).unwrap();
+        s.value_set("c", &mine, b"1").unwrap();
         let foreign = (0..)
             .map(|i| format!("f{i}").into_bytes())
             .find(|k| !range.contains(&key_groups::key_group(k, 128)))

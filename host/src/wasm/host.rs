@@ -176,7 +176,7 @@ impl state::Host for HostState {
         value: Vec<u8>,
     ) -> Result<(), state::StateError> {
         check_name(&name)?;
-        self.state.value_set(&name, key, value).map_err(refused)
+        self.state.value_set(&name, &key, &value).map_err(refused)
     }
     fn value_get_many(
         &mut self,
@@ -207,7 +207,7 @@ impl state::Host for HostState {
                 .ok_or_else(|| malformed_msg("a key has no value"))?
                 .map_err(malformed)?;
             match value {
-                Some(v) => self.state.value_set(&name, key.to_vec(), v.to_vec()),
+                Some(v) => self.state.value_set(&name, key, v),
                 None => self.state.value_clear(&name, key),
             }
             .map_err(refused)?;

@@ -4,7 +4,7 @@
 //! State is read and written once per batch (`get_many`/`set_many`), not per record: each state
 //! call crosses the WASM boundary, and a batch repeats many keys.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt::Write;
 use weir_guest_sdk::prelude::*;
 
@@ -25,7 +25,7 @@ impl Operator for Count {
 
     fn process_batch(&mut self, ctx: &mut Context, records: &[Record<'_>]) -> Result<(), Error> {
         // The batch's distinct keys in first-seen order, and where each record's key is.
-        let mut slots: HashMap<&[u8], usize> = HashMap::with_capacity(records.len());
+        let mut slots: FxHashMap<&[u8], usize> = FxHashMap::default();
         let mut keys: Vec<&[u8]> = Vec::new();
         for r in records {
             slots.entry(r.key).or_insert_with(|| {

@@ -13,18 +13,25 @@ impl Operator for Split {
     }
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
-        for word in words(record.value_str()?) {
-            ctx.emit(&word, &word);
+        let mut lower = String::new();
+        for word in record
+            .value_str()?
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            lower.clear();
+            if word.is_ascii() {
+                // The common case, without allocating.
+                lower.push_str(word);
+                lower.make_ascii_lowercase();
+            } else {
+                // Full Unicode lower-casing (e.g. a final sigma) needs the whole word.
+                lower.push_str(&word.to_lowercase());
+            }
+            ctx.emit(&lower, &lower);
         }
         Ok(())
     }
-}
-
-/// The lower-cased words of `line`.
-pub fn words(line: &str) -> impl Iterator<Item = String> + '_ {
-    line.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
 }
 
 export_operator!(Split);
