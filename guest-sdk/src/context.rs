@@ -12,6 +12,8 @@ const FLUSH_BYTES: usize = 64 * 1024;
 pub struct Context {
     main: Vec<u8>,
     side: Vec<(String, Vec<u8>)>,
+    /// Reused for encoding values, so typed emits do not allocate per record.
+    scratch: Vec<u8>,
 }
 
 impl Context {
@@ -34,9 +36,14 @@ impl Context {
         key: impl AsRef<[u8]>,
         value: &T,
     ) -> Result<(), Error> {
-        let bytes = serde_json::to_vec(value)?;
-        self.emit(key, bytes);
-        Ok(())
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let r = serde_json::to_writer(&mut buf, value);
+        if r.is_ok() {
+            self.emit(key, &buf);
+        }
+        self.scratch = buf;
+        Ok(r?)
     }
 
     /// Emits a record whose value is `value` in the compact binary encoding (postcard).
@@ -45,9 +52,17 @@ impl Context {
         key: impl AsRef<[u8]>,
         value: &T,
     ) -> Result<(), Error> {
-        let bytes = postcard::to_allocvec(value)?;
-        self.emit(key, bytes);
-        Ok(())
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let r = postcard::to_extend(value, buf);
+        match r {
+            Ok(buf) => {
+                self.emit(key, &buf);
+                self.scratch = buf;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Emits a record to the side output `output` (connected in the manifest as `uid.output`).

@@ -1,7 +1,7 @@
 //! A record as an operator sees it, with typed views of its key and value.
 
 use crate::Error;
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// One input record, borrowed from the batch the host passed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,15 +39,16 @@ impl<'a> Record<'a> {
             .map_err(|e| Error::msg(format!("record value is not UTF-8: {e}")))
     }
 
-    /// The value decoded from JSON.
-    pub fn value_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// The value decoded from JSON (`T` may borrow from the record, e.g. `&str` fields).
+    pub fn value_json<T: Deserialize<'a>>(&self) -> Result<T, Error> {
         serde_json::from_slice(self.value)
             .map_err(|e| Error::msg(format!("record value is not the expected JSON: {e}")))
     }
 
     /// The value decoded from the compact binary encoding (postcard), as written by
-    /// [`Context::emit_bin`](crate::Context::emit_bin).
-    pub fn value_bin<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// [`Context::emit_bin`](crate::Context::emit_bin). `T` may borrow from the record (`&str`
+    /// fields decode without allocating).
+    pub fn value_bin<T: Deserialize<'a>>(&self) -> Result<T, Error> {
         postcard::from_bytes(self.value).map_err(|e| {
             Error::msg(format!(
                 "record value is not the expected binary encoding: {e}"

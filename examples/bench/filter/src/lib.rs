@@ -20,7 +20,7 @@ impl Operator for Filter {
     }
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
-        let (_, _, amount): (u64, String, u64) = record.value_bin()?;
+        let (_, _, amount): (u64, &str, u64) = record.value_bin()?;
         if amount >= self.min {
             ctx.emit_record(record);
         }

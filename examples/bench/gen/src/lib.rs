@@ -7,7 +7,6 @@
 //! Config: `workload` (`stateless`, `wordcount` or `window`) and `n` (records in total).
 
 use serde::Deserialize;
-use std::fmt::Write;
 use weir_guest_sdk::prelude::*;
 
 /// SplitMix64: `h(seed, i)` is the i-th output for `seed`.
@@ -46,30 +45,33 @@ pub struct Gen {
 
 impl Gen {
     fn render(&mut self, i: u64) -> Option<i64> {
-        self.key.clear();
-        self.value.clear();
+        // itoa rather than `write!`: core::fmt costs more than generating the record.
+        let mut num = itoa::Buffer::new();
+        let (key, value) = (&mut self.key, &mut self.value);
+        key.clear();
+        value.clear();
         match self.workload {
             Workload::Stateless => {
-                let _ = write!(
-                    self.value,
-                    "{i},user{},{}",
-                    h(11, i) % 1000,
-                    h(12, i) % 10000
-                );
+                value.push_str(num.format(i));
+                value.push_str(",user");
+                value.push_str(num.format(h(11, i) % 1000));
+                value.push(',');
+                value.push_str(num.format(h(12, i) % 10000));
                 None
             }
             Workload::Wordcount => {
                 for j in 0..8 {
                     if j > 0 {
-                        self.value.push(' ');
+                        value.push(' ');
                     }
-                    let _ = write!(self.value, "w{}", h(21, 8 * i + j) % 10000);
+                    value.push('w');
+                    value.push_str(num.format(h(21, 8 * i + j) % 10000));
                 }
                 None
             }
             Workload::Window => {
-                let _ = write!(self.key, "{}", h(31, i) % 1000);
-                let _ = write!(self.value, "{}", h(33, i) % 100);
+                key.push_str(num.format(h(31, i) % 1000));
+                value.push_str(num.format(h(33, i) % 100));
                 Some(2000 + (i / 10) as i64 - (h(32, i) % 2001) as i64)
             }
         }

@@ -3,12 +3,12 @@
 
 use weir_guest_sdk::prelude::*;
 
-/// The parsed record.
-pub type Order = (u64, String, u64);
+/// The parsed record, borrowing the user from the line.
+pub type Order<'a> = (u64, &'a str, u64);
 
 pub struct Map;
 
-pub fn parse(line: &str) -> Result<Order, Error> {
+pub fn parse(line: &str) -> Result<Order<'_>, Error> {
     let mut parts = line.split(',');
     let mut next = || {
         parts
@@ -16,7 +16,7 @@ pub fn parse(line: &str) -> Result<Order, Error> {
             .ok_or_else(|| Error::msg(format!("`{line}` is not id,user,amount")))
     };
     let id = next()?.parse()?;
-    let user = next()?.to_string();
+    let user = next()?;
     let amount = next()?.parse()?;
     Ok((id, user, amount))
 }
@@ -28,7 +28,7 @@ impl Operator for Map {
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
         let order = parse(record.value_str()?)?;
-        ctx.emit_bin(order.1.clone(), &order)
+        ctx.emit_bin(order.1, &order)
     }
 }
 
@@ -47,7 +47,7 @@ mod tests {
         assert_eq!(out[0].key, b"user813");
         assert_eq!(
             postcard::from_bytes::<Order>(&out[0].value).unwrap(),
-            (0, "user813".to_string(), 323)
+            (0, "user813", 323)
         );
         assert!(
             h.process(&[Record::new("", "0,user813")])

@@ -36,7 +36,7 @@ impl Operator for Tally {
 
     fn process(&mut self, _ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
         let n = match self.reads {
-            Reads::Order => record.value_bin::<(u64, String, u64)>()?.2,
+            Reads::Order => record.value_bin::<(u64, &str, u64)>()?.2,
             Reads::LastNumber => {
                 let text = record.value_str()?;
                 let last = text.rsplit(' ').next().unwrap_or(text);
