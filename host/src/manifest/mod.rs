@@ -614,28 +614,20 @@ impl Checker<'_> {
     }
 
     fn source(&self, field: &str, s: &SourceSpec) -> Result<NodeKind, ManifestError> {
-        let span = |o: &Option<Spanned<_>>| o.as_ref().map(|v: &Spanned<_>| v.span());
-        let span_s = |o: &Option<Spanned<String>>| o.as_ref().map(Spanned::span);
         let kind = s.kind.get_ref().as_str();
+        if ["file", "datagen", "wasm"].contains(&kind)
+            && let Some((name, _, span)) = s
+                .kind_fields()
+                .into_iter()
+                .find(|(_, owner, _)| *owner != kind)
+        {
+            return Err(self.err(
+                Some(span),
+                format!("{field}.{name}"),
+                format!("does not apply to a `{kind}` connector"),
+            ));
+        }
         if kind == "wasm" {
-            self.only(
-                field,
-                "wasm",
-                &[
-                    ("path", span_s(&s.path)),
-                    ("format", span_s(&s.format)),
-                    ("key_field", span_s(&s.key_field)),
-                    ("seed", span(&s.seed)),
-                    ("count", span(&s.count)),
-                    ("rate", s.rate.as_ref().map(Spanned::span)),
-                    ("shape", span_s(&s.shape)),
-                    (
-                        "words_per_line",
-                        s.words_per_line.as_ref().map(Spanned::span),
-                    ),
-                    ("vocabulary", span(&s.vocabulary)),
-                ],
-            )?;
             let component = s.component.as_ref().ok_or_else(|| {
                 self.err(
                     Some(s.kind.span()),
@@ -649,14 +641,6 @@ impl Checker<'_> {
                 self.component(field, component, config)?,
             ));
         }
-        self.only(
-            field,
-            kind,
-            &[
-                ("component", span_s(&s.component)),
-                ("config", s.config.as_ref().map(Spanned::span)),
-            ],
-        )?;
         Ok(NodeKind::Source(self.native_source(field, s, kind)?))
     }
 
@@ -666,25 +650,9 @@ impl Checker<'_> {
         s: &SourceSpec,
         kind: &str,
     ) -> Result<SourceConfig, ManifestError> {
-        let span = |o: &Option<Spanned<_>>| o.as_ref().map(|v: &Spanned<_>| v.span());
         let span_s = |o: &Option<Spanned<String>>| o.as_ref().map(Spanned::span);
         match kind {
             "file" => {
-                self.only(
-                    field,
-                    "file",
-                    &[
-                        ("seed", span(&s.seed)),
-                        ("count", span(&s.count)),
-                        ("rate", s.rate.as_ref().map(Spanned::span)),
-                        ("shape", span_s(&s.shape)),
-                        (
-                            "words_per_line",
-                            s.words_per_line.as_ref().map(Spanned::span),
-                        ),
-                        ("vocabulary", span(&s.vocabulary)),
-                    ],
-                )?;
                 let path = s.path.as_ref().ok_or_else(|| {
                     self.err(
                         Some(s.kind.span()),
@@ -725,15 +693,6 @@ impl Checker<'_> {
                 }))
             }
             "datagen" => {
-                self.only(
-                    field,
-                    "datagen",
-                    &[
-                        ("path", span_s(&s.path)),
-                        ("format", span_s(&s.format)),
-                        ("key_field", span_s(&s.key_field)),
-                    ],
-                )?;
                 if let Some(r) = &s.rate
                     && !(r.get_ref().is_finite() && *r.get_ref() > 0.0)
                 {

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use toml::Spanned;
 
 /// The whole manifest file.
@@ -83,4 +84,30 @@ pub struct SinkSpec {
     pub path: Option<Spanned<String>>,
     /// Test hook and demo of backpressure: sleep this long per record written.
     pub delay_us: Option<Spanned<u64>>,
+}
+
+impl SourceSpec {
+    /// Each connector-specific field that is set: its name, the source kind it belongs to, and
+    /// where it is.
+    pub fn kind_fields(&self) -> Vec<(&'static str, &'static str, Range<usize>)> {
+        fn at<T>(v: &Option<Spanned<T>>) -> Option<Range<usize>> {
+            v.as_ref().map(Spanned::span)
+        }
+        [
+            ("path", "file", at(&self.path)),
+            ("format", "file", at(&self.format)),
+            ("key_field", "file", at(&self.key_field)),
+            ("seed", "datagen", at(&self.seed)),
+            ("count", "datagen", at(&self.count)),
+            ("rate", "datagen", at(&self.rate)),
+            ("shape", "datagen", at(&self.shape)),
+            ("words_per_line", "datagen", at(&self.words_per_line)),
+            ("vocabulary", "datagen", at(&self.vocabulary)),
+            ("component", "wasm", at(&self.component)),
+            ("config", "wasm", at(&self.config)),
+        ]
+        .into_iter()
+        .filter_map(|(name, kind, span)| Some((name, kind, span?)))
+        .collect()
+    }
 }

@@ -95,23 +95,32 @@ impl LoadedComponent {
         (store, call_ticks)
     }
 
+    /// A guest for one subtask: a store with its limits, instantiated by `instantiate`.
+    fn guest<B>(
+        &self,
+        spec: &InstanceSpec,
+        state: KeyedState,
+        instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>,
+    ) -> Result<Guest<B>, GuestError> {
+        let (mut store, call_ticks) = self.store(spec, state);
+        let bindings =
+            instantiate(&mut store).map_err(|e| GuestError::Instantiate(clip(format!("{e:#}"))))?;
+        Ok(Guest {
+            store,
+            bindings,
+            call_ticks,
+            call_timeout_ms: spec.limits.call_timeout.as_millis(),
+        })
+    }
+
     /// Instantiates the operator for one subtask and calls its `open`.
     pub fn instantiate(&self, spec: &InstanceSpec) -> Result<OperatorInstance, GuestError> {
         let Pre::Operator(pre) = &self.pre else {
             return Err(wrong_world(&self.path, "an operator"));
         };
         let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
-        let (mut store, call_ticks) =
-            self.store(spec, KeyedState::new(range, spec.max_parallelism));
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| GuestError::Instantiate(clip(format!("{e:#}"))))?;
-        let mut guest = Guest {
-            store,
-            bindings,
-            call_ticks,
-            call_timeout_ms: spec.limits.call_timeout.as_millis(),
-        };
+        let state = KeyedState::new(range, spec.max_parallelism);
+        let mut guest = self.guest(spec, state, |store| pre.instantiate(store))?;
         guest.call("open", |b, store| {
             b.weir_operator_handler()
                 .call_open(store, &spec.config_json)
@@ -125,17 +134,9 @@ impl LoadedComponent {
             return Err(wrong_world(&self.path, "a source"));
         };
         // Sources keep no keyed state: an empty key-group range refuses every key.
-        let (mut store, call_ticks) = self.store(spec, KeyedState::new(0..0, spec.max_parallelism));
-        let bindings = pre
-            .instantiate(&mut store)
-            .map_err(|e| GuestError::Instantiate(clip(format!("{e:#}"))))?;
-        let mut guest = Guest {
-            store,
-            bindings,
-            call_ticks,
-            call_timeout_ms: spec.limits.call_timeout.as_millis(),
-        };
-        let outputs = guest.call("open", |b, store| {
+        let state = KeyedState::new(0..0, spec.max_parallelism);
+        let mut guest = self.guest(spec, state, |store| pre.instantiate(store))?;
+        let ((), outputs) = guest.call("open", |b, store| {
             b.weir_operator_source_handler().call_open(
                 store,
                 &spec.config_json,
@@ -143,7 +144,7 @@ impl LoadedComponent {
                 spec.parallelism,
             )
         })?;
-        if !outputs.1.is_empty() {
+        if !outputs.is_empty() {
             return Err(GuestError::Returned {
                 call: "open",
                 message: "a source may emit only when polled".into(),
