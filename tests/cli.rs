@@ -98,25 +98,7 @@ fn progress_is_logged_at_intervals_without_a_terminal() {
     // An unbounded paced source runs long enough for a progress line, then stops on SIGINT.
     components();
     let dir = scratch();
-    let manifest = write_manifest(
-        dir.path(),
-        &format!(
-            r#"edges = ["gen -> split", "split -> out"]
-[job]
-name = "progress"
-[sources.gen]
-kind = "datagen"
-rate = 2000.0
-[operators.split]
-component = "{}"
-[sinks.out]
-kind = "file"
-path = "{}"
-"#,
-            component("wordcount_split"),
-            dir.path().join("out").display()
-        ),
-    );
+    let manifest = paced_job(dir.path(), "progress", "rate = 2000.0");
     let mut cmd = weir();
     cmd.env("WEIR_LOG", "info")
         .env("WEIR_PROGRESS_MS", "300")
@@ -139,26 +121,7 @@ fn progress_is_a_live_line_on_a_terminal() {
     // `script` runs weir on a pseudo-terminal, as a user's shell would.
     components();
     let dir = scratch();
-    let manifest = write_manifest(
-        dir.path(),
-        &format!(
-            r#"edges = ["gen -> split", "split -> out"]
-[job]
-name = "live"
-[sources.gen]
-kind = "datagen"
-count = 3000
-rate = 3000.0
-[operators.split]
-component = "{}"
-[sinks.out]
-kind = "file"
-path = "{}"
-"#,
-            component("wordcount_split"),
-            dir.path().join("out").display()
-        ),
-    );
+    let manifest = paced_job(dir.path(), "live", "count = 3000\nrate = 3000.0");
     let weir_cmd = format!(
         "WEIR_CACHE_DIR={} {} run {}",
         root().join("target/test-component-cache").display(),
@@ -178,4 +141,27 @@ path = "{}"
         tty.contains("3000 records in, 24000 records out"),
         "{tty:?}"
     );
+}
+
+/// A job `name`: a paced datagen source (`source` holds its settings) -> split -> a file sink.
+fn paced_job(dir: &std::path::Path, name: &str, source: &str) -> std::path::PathBuf {
+    write_manifest(
+        dir,
+        &format!(
+            r#"edges = ["gen -> split", "split -> out"]
+[job]
+name = "{name}"
+[sources.gen]
+kind = "datagen"
+{source}
+[operators.split]
+component = "{split}"
+[sinks.out]
+kind = "file"
+path = "{out}"
+"#,
+            split = component("wordcount_split"),
+            out = dir.join("out").display()
+        ),
+    )
 }

@@ -36,14 +36,9 @@ impl Context {
         key: impl AsRef<[u8]>,
         value: &T,
     ) -> Result<(), Error> {
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let r = serde_json::to_writer(&mut buf, value);
-        if r.is_ok() {
-            self.emit(key, &buf);
-        }
-        self.scratch = buf;
-        Ok(r?)
+        self.emit_encoded(key, |buf| {
+            serde_json::to_writer(buf, value).map_err(Error::from)
+        })
     }
 
     /// Emits a record whose value is `value` in the compact binary encoding (postcard).
@@ -52,17 +47,27 @@ impl Context {
         key: impl AsRef<[u8]>,
         value: &T,
     ) -> Result<(), Error> {
+        self.emit_encoded(key, |buf| {
+            let filled = postcard::to_extend(value, std::mem::take(buf))?;
+            *buf = filled;
+            Ok(())
+        })
+    }
+
+    /// Encodes a value into the reused scratch buffer with `encode`, then emits it.
+    fn emit_encoded(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
         let mut buf = std::mem::take(&mut self.scratch);
         buf.clear();
-        let r = postcard::to_extend(value, buf);
-        match r {
-            Ok(buf) => {
-                self.emit(key, &buf);
-                self.scratch = buf;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
+        let r = encode(&mut buf);
+        if r.is_ok() {
+            self.emit(key, &buf);
         }
+        self.scratch = buf;
+        r
     }
 
     /// Emits a record to the side output `output` (connected in the manifest as `uid.output`).
