@@ -6,7 +6,7 @@ use super::control::{JobControl, JobMetrics};
 use super::source::WasmSource;
 use super::task::{ChainStep, Head, Routes, Step, Task, TaskError};
 use super::writer::RecordWriter;
-use crate::connectors::prepare_sink;
+use crate::connectors::{Source, prepare_sink};
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
 use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
 use std::fmt;
@@ -289,47 +289,46 @@ fn run_task(
             },
         )
     };
-    let head = match (&job.nodes[chain.nodes[0]].kind, plan.gate) {
-        (NodeKind::Source(config), _) => {
-            let node = nodes.next().expect("chains are non-empty");
-            let source = config
+    let head_node = chain.nodes[0];
+    let head = if job.nodes[head_node].kind.is_source() {
+        nodes.next();
+        let uid: Arc<str> = job.nodes[head_node].uid.as_str().into();
+        let source: Box<dyn Source> = match &job.nodes[head_node].kind {
+            NodeKind::WasmSource(src) => {
+                let component = components[head_node]
+                    .as_ref()
+                    .expect("source components are loaded before the job starts");
+                let spec = InstanceSpec {
+                    operator: uid.clone(),
+                    subtask: s,
+                    parallelism: chain.parallelism,
+                    max_parallelism: job.max_parallelism,
+                    limits: job.limits,
+                    config_json: src.config_json.clone(),
+                };
+                let instance = component
+                    .instantiate_source(&spec)
+                    .map_err(|e| failed(head_node, e.to_string()))?;
+                Box::new(WasmSource::new(instance))
+            }
+            NodeKind::Source(config) => config
                 .open(s, chain.parallelism)
-                .map_err(|e| failed(node, e.to_string()))?;
-            let mut r = routes.next().expect("one route per node");
-            // Steps are numbered after the head.
-            r.chained = r.chained.map(|k| k - 1);
-            Head::Source {
-                uid: job.nodes[node].uid.as_str().into(),
-                source,
-                routes: r,
-            }
+                .map_err(|e| failed(head_node, e.to_string()))?,
+            _ => unreachable!("checked is_source above"),
+        };
+        let mut routes = routes.next().expect("one route per node");
+        // Steps are numbered after the head.
+        routes.chained = routes.chained.map(|k| k - 1);
+        Head::Source {
+            uid,
+            source,
+            routes,
         }
-        (NodeKind::WasmSource(src), _) => {
-            let node = nodes.next().expect("chains are non-empty");
-            let component = components[node]
-                .as_ref()
-                .expect("source components are loaded before the job starts");
-            let spec = InstanceSpec {
-                operator: job.nodes[node].uid.as_str().into(),
-                subtask: s,
-                parallelism: chain.parallelism,
-                max_parallelism: job.max_parallelism,
-                limits: job.limits,
-                config_json: src.config_json.clone(),
-            };
-            let instance = component
-                .instantiate_source(&spec)
-                .map_err(|e| failed(node, e.to_string()))?;
-            let mut r = routes.next().expect("one route per node");
-            r.chained = r.chained.map(|k| k - 1);
-            Head::Source {
-                uid: spec.operator,
-                source: Box::new(WasmSource::new(instance)),
-                routes: r,
-            }
-        }
-        (_, Some(gate)) => Head::Gate(gate),
-        (_, None) => unreachable!("a chain headed by an operator or sink has inputs"),
+    } else {
+        Head::Gate(
+            plan.gate
+                .expect("a chain headed by an operator or sink has inputs"),
+        )
     };
     let shift = usize::from(matches!(head, Head::Source { .. }));
     let mut steps = Vec::new();
