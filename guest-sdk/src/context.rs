@@ -12,8 +12,6 @@ const FLUSH_BYTES: usize = 64 * 1024;
 pub struct Context {
     main: Vec<u8>,
     side: Vec<(String, Vec<u8>)>,
-    /// Reused for encoding values, so typed emits do not allocate per record.
-    scratch: Vec<u8>,
 }
 
 impl Context {
@@ -25,6 +23,11 @@ impl Context {
     /// Emits a record (keeping its timestamp) to the main output.
     pub fn emit_record(&mut self, record: Record<'_>) {
         push(&mut self.main, record);
+        self.flush_if_full();
+    }
+
+    #[inline]
+    fn flush_if_full(&mut self) {
         if self.main.len() >= FLUSH_BYTES {
             flush_one(None, &mut self.main);
         }
@@ -48,26 +51,29 @@ impl Context {
         value: &T,
     ) -> Result<(), Error> {
         self.emit_encoded(key, |buf| {
-            let filled = postcard::to_extend(value, std::mem::take(buf))?;
-            *buf = filled;
+            postcard::serialize_with_flavor(value, Appender(buf))?;
             Ok(())
         })
     }
 
-    /// Encodes a value into the reused scratch buffer with `encode`, then emits it.
+    /// Emits a record whose value `encode` appends, straight into the output batch.
     fn emit_encoded(
         &mut self,
         key: impl AsRef<[u8]>,
         encode: impl FnOnce(&mut Vec<u8>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        let r = encode(&mut buf);
-        if r.is_ok() {
-            self.emit(key, &buf);
+        let pending = weir_batch::begin(&mut self.main, key.as_ref(), None);
+        match encode(&mut self.main) {
+            Ok(()) => {
+                weir_batch::finish(&mut self.main, pending);
+                self.flush_if_full();
+                Ok(())
+            }
+            Err(e) => {
+                self.main.truncate(pending.start());
+                Err(e)
+            }
         }
-        self.scratch = buf;
-        r
     }
 
     /// Emits a record to the side output `output` (connected in the manifest as `uid.output`).
@@ -104,6 +110,27 @@ fn push(buf: &mut Vec<u8>, r: Record<'_>) {
             timestamp: r.timestamp,
         },
     );
+}
+
+/// Postcard's output, appended straight to the batch (and the batch left intact when encoding
+/// fails: the caller truncates).
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for Appender<'_> {
+    type Output = ();
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        weir_batch::extend(self.0, bytes);
+        Ok(())
+    }
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 fn flush_one(output: Option<&str>, buf: &mut Vec<u8>) {

@@ -87,6 +87,14 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+/// Helpers for building byte strings in hot paths.
+pub mod bytes {
+    /// Appends `bytes` to `buf`, like `Vec::extend_from_slice` but much cheaper for short
+    /// slices inside a component: there a general copy is a `memory.copy` call out of the
+    /// guest's code.
+    pub use weir_batch::extend;
+}
+
 /// A stream operator: opened once per subtask, called for every record, closed at end of input.
 pub trait Operator: Sized + 'static {
     /// Builds the operator from its manifest `config` table. An error fails the job.

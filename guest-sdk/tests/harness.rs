@@ -147,3 +147,26 @@ fn map_state_entries_come_back_ordered_and_removable() {
     h.process(&[Record::new("k", "a b c")]).unwrap();
     assert_eq!(h.output_values(), ["0=a,2=c"]);
 }
+
+#[test]
+fn a_value_that_fails_to_encode_emits_nothing_and_keeps_what_was_emitted() {
+    struct Encoder;
+    impl Operator for Encoder {
+        fn open(_: &mut Context, _: Config) -> Result<Self, Error> {
+            Ok(Encoder)
+        }
+        fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
+            ctx.emit_bin(record.key, &record.value_str()?)?;
+            // JSON objects need string keys: this one fails halfway through encoding.
+            let bad: std::collections::BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+            assert!(ctx.emit_json(record.key, &bad).is_err());
+            ctx.emit_json(record.key, &record.value_str()?)
+        }
+    }
+    let mut h = Harness::<Encoder>::open("").unwrap();
+    h.process(&[Record::new("k", "v")]).unwrap();
+    let out = h.take_output();
+    assert_eq!(out.len(), 2);
+    assert_eq!(postcard::from_bytes::<&str>(&out[0].value).unwrap(), "v");
+    assert_eq!(out[1].value_str(), "\"v\"");
+}

@@ -62,20 +62,145 @@ pub fn encoded_len(key_len: usize, value_len: usize, has_timestamp: bool) -> usi
 /// Keys and values longer than `u32::MAX` bytes cannot be represented; callers bound record sizes
 /// far below that.
 pub fn push(buf: &mut Vec<u8>, record: &Record<'_>) {
-    buf.reserve(record.encoded_len());
-    let flags = if record.timestamp.is_some() {
-        HAS_TIMESTAMP
-    } else {
-        0
-    };
-    buf.push(flags);
-    buf.extend_from_slice(&(record.key.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&(record.value.len() as u32).to_le_bytes());
-    if let Some(ts) = record.timestamp {
-        buf.extend_from_slice(&ts.to_le_bytes());
+    let start = buf.len();
+    let len = record.encoded_len();
+    buf.reserve(len);
+    // SAFETY: `reserve` made room for `len` bytes past `start`, and exactly `len` are written
+    // before the length is set.
+    unsafe {
+        let at = buf.as_mut_ptr().add(start);
+        let body = write_header(at, record.key.len(), record.value.len(), record.timestamp);
+        copy_short(record.key, body);
+        copy_short(record.value, body.add(record.key.len()));
+        buf.set_len(start + len);
     }
-    buf.extend_from_slice(record.key);
-    buf.extend_from_slice(record.value);
+}
+
+/// Appends `bytes` to `buf`, as `extend_from_slice` does, but without a call for short slices:
+/// in WASM a general copy is `memory.copy`, which leaves the guest's code for the runtime's and
+/// costs more than copying a few bytes.
+#[inline]
+pub fn extend(buf: &mut Vec<u8>, bytes: &[u8]) {
+    let start = buf.len();
+    buf.reserve(bytes.len());
+    // SAFETY: `reserve` made room for `bytes.len()` bytes past `start`, all of which are written.
+    unsafe {
+        copy_short(bytes, buf.as_mut_ptr().add(start));
+        buf.set_len(start + bytes.len());
+    }
+}
+
+/// Writes a record header (flags, lengths, timestamp) at `at`; returns where the key goes.
+///
+/// # Safety
+/// `at` must be valid for writing the header's bytes.
+unsafe fn write_header(at: *mut u8, key_len: usize, value_len: usize, ts: Option<i64>) -> *mut u8 {
+    unsafe {
+        at.write(if ts.is_some() { HAS_TIMESTAMP } else { 0 });
+        at.add(1)
+            .cast::<[u8; 4]>()
+            .write_unaligned((key_len as u32).to_le_bytes());
+        at.add(5)
+            .cast::<[u8; 4]>()
+            .write_unaligned((value_len as u32).to_le_bytes());
+        match ts {
+            Some(ts) => {
+                at.add(HEADER)
+                    .cast::<[u8; 8]>()
+                    .write_unaligned(ts.to_le_bytes());
+                at.add(HEADER + 8)
+            }
+            None => at.add(HEADER),
+        }
+    }
+}
+
+/// Copies `src` to `dst`. Keys and values are mostly a few bytes long: fixed-size (possibly
+/// overlapping) loads and stores copy them in a handful of instructions, where a general copy
+/// costs a call (in WASM, `memory.copy` leaves the guest's code for the runtime's).
+///
+/// # Safety
+/// `dst` must be valid for writing `src.len()` bytes, and not overlap `src`.
+#[inline(always)]
+unsafe fn copy_short(src: &[u8], dst: *mut u8) {
+    let (n, s) = (src.len(), src.as_ptr());
+    // SAFETY (all arms): every load reads within `src` and every store writes within the
+    // `n` bytes at `dst`; overlapping stores write the same bytes twice.
+    unsafe {
+        if n > 32 {
+            core::ptr::copy_nonoverlapping(s, dst, n);
+        } else if n > 16 {
+            copy_words::<u64>(s, dst, 0);
+            copy_words::<u64>(s, dst, 8);
+            copy_words::<u64>(s, dst, n - 16);
+            copy_words::<u64>(s, dst, n - 8);
+        } else if n >= 8 {
+            copy_words::<u64>(s, dst, 0);
+            copy_words::<u64>(s, dst, n - 8);
+        } else if n >= 4 {
+            copy_words::<u32>(s, dst, 0);
+            copy_words::<u32>(s, dst, n - 4);
+        } else if n > 0 {
+            // 1 to 3 bytes: first, middle and last (not a loop, which LLVM turns back into a
+            // general copy).
+            dst.write(*s);
+            dst.add(n / 2).write(*s.add(n / 2));
+            dst.add(n - 1).write(*s.add(n - 1));
+        }
+    }
+}
+
+/// Copies one `W` from `src + at` to `dst + at`.
+///
+/// # Safety
+/// Both ranges must be valid for `size_of::<W>()` bytes.
+#[inline(always)]
+unsafe fn copy_words<W: Copy>(src: *const u8, dst: *mut u8, at: usize) {
+    unsafe {
+        let word = src.add(at).cast::<W>().read_unaligned();
+        dst.add(at).cast::<W>().write_unaligned(word);
+    }
+}
+
+/// A record appended by [`begin`] whose value is still being written.
+#[must_use = "finish the record with `finish`, or drop it by truncating the buffer"]
+pub struct Unfinished {
+    /// Where the record starts in the buffer.
+    start: usize,
+    /// Where its value starts.
+    value: usize,
+}
+
+impl Unfinished {
+    /// Where the record starts: truncate the buffer to this to drop it.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+}
+
+/// Appends the header and key of a record whose value the caller then appends to `buf` itself,
+/// in place (an encoder writing straight into the batch, with no copy through a scratch buffer);
+/// [`finish`] then sets the value's length.
+pub fn begin(buf: &mut Vec<u8>, key: &[u8], timestamp: Option<i64>) -> Unfinished {
+    let start = buf.len();
+    let len = encoded_len(key.len(), 0, timestamp.is_some());
+    buf.reserve(len);
+    // SAFETY: as in `push`: room for `len` bytes was reserved and `len` are written.
+    unsafe {
+        let body = write_header(buf.as_mut_ptr().add(start), key.len(), 0, timestamp);
+        copy_short(key, body);
+        buf.set_len(start + len);
+    }
+    Unfinished {
+        start,
+        value: start + len,
+    }
+}
+
+/// Completes a record begun with [`begin`]: everything appended since is its value.
+pub fn finish(buf: &mut [u8], record: Unfinished) {
+    let value_len = (buf.len() - record.value) as u32;
+    buf[record.start + 5..record.start + HEADER].copy_from_slice(&value_len.to_le_bytes());
 }
 
 /// A batch that does not follow the format: truncated, or with unknown flags.
@@ -222,6 +347,46 @@ mod tests {
         let back: Vec<_> = iter(&buf).collect::<Result<_, _>>().unwrap();
         assert_eq!(back, records);
         assert_eq!(count(&buf), Ok(3));
+    }
+
+    #[test]
+    fn copies_keys_and_values_of_every_short_length() {
+        let bytes: Vec<u8> = (0..40).collect();
+        for k in 0..=20 {
+            for v in [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40] {
+                let mut buf = vec![0xAA];
+                let r = Record::new(&bytes[..k], &bytes[40 - v..]);
+                push(&mut buf, &r);
+                let mut appended = vec![0xAA];
+                extend(&mut appended, r.key);
+                assert_eq!(appended[1..], *r.key);
+                assert_eq!(buf.len(), 1 + r.encoded_len());
+                assert_eq!(iter(&buf[1..]).next().unwrap().unwrap(), r);
+            }
+        }
+    }
+
+    #[test]
+    fn a_begun_record_takes_what_was_appended_as_its_value() {
+        let mut buf = Vec::new();
+        push(&mut buf, &Record::new(b"a", b"1"));
+        let pending = begin(&mut buf, b"key", Some(9));
+        buf.extend_from_slice(b"value");
+        finish(&mut buf, pending);
+        let dropped = begin(&mut buf, b"gone", None);
+        buf.truncate(dropped.start());
+        let records: Vec<_> = iter(&buf).collect::<Result<_, _>>().unwrap();
+        assert_eq!(
+            records,
+            [
+                Record::new(b"a", b"1"),
+                Record {
+                    key: b"key",
+                    value: b"value",
+                    timestamp: Some(9)
+                }
+            ]
+        );
     }
 
     #[test]

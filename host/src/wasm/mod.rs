@@ -116,6 +116,10 @@ impl Runtime {
         config.epoch_interruption(true);
         // Async components are not used; leaving concurrency support on triples the cost of a call.
         config.concurrency_support(false);
+        // `WEIR_PERF_MAP=1` names guest functions for `perf` (in /tmp/perf-<pid>.map).
+        if std::env::var_os("WEIR_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine =
             Engine::new(&config).map_err(|e| format!("cannot start the WASM engine: {e}"))?;
         let weak = engine.weak();

@@ -20,7 +20,8 @@ impl Operator for Filter {
     }
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
-        let (_, _, amount): (u64, &str, u64) = record.value_bin()?;
+        // The user decodes as bytes: a filter on the amount need not check that it is UTF-8.
+        let (_, _, amount): (u64, &[u8], u64) = record.value_bin()?;
         if amount >= self.min {
             ctx.emit_record(record);
         }

@@ -7,6 +7,7 @@
 //! Config: `workload` (`stateless`, `wordcount` or `window`) and `n` (records in total).
 
 use serde::Deserialize;
+use weir_guest_sdk::bytes::extend as push_bytes;
 use weir_guest_sdk::prelude::*;
 
 /// SplitMix64: `h(seed, i)` is the i-th output for `seed`.
@@ -39,43 +40,47 @@ pub struct Gen {
     n: u64,
     next: u64,
     step: u64,
-    key: String,
-    value: String,
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 impl Gen {
     fn render(&mut self, i: u64) -> Option<i64> {
-        // itoa rather than `write!`: core::fmt costs more than generating the record.
-        let mut num = itoa::Buffer::new();
         let (key, value) = (&mut self.key, &mut self.value);
         key.clear();
         value.clear();
         match self.workload {
             Workload::Stateless => {
-                value.push_str(num.format(i));
-                value.push_str(",user");
-                value.push_str(num.format(h(11, i) % 1000));
-                value.push(',');
-                value.push_str(num.format(h(12, i) % 10000));
+                push_decimal(value, i);
+                push_bytes(value, b",user");
+                push_decimal(value, h(11, i) % 1000);
+                value.push(b',');
+                push_decimal(value, h(12, i) % 10000);
                 None
             }
             Workload::Wordcount => {
                 for j in 0..8 {
                     if j > 0 {
-                        value.push(' ');
+                        value.push(b' ');
                     }
-                    value.push('w');
-                    value.push_str(num.format(h(21, 8 * i + j) % 10000));
+                    value.push(b'w');
+                    push_decimal(value, h(21, 8 * i + j) % 10000);
                 }
                 None
             }
             Workload::Window => {
-                key.push_str(num.format(h(31, i) % 1000));
-                value.push_str(num.format(h(33, i) % 100));
+                push_decimal(key, h(31, i) % 1000);
+                push_decimal(value, h(33, i) % 100);
                 Some(2000 + (i / 10) as i64 - (h(32, i) % 2001) as i64)
             }
         }
     }
+}
+
+/// Appends `n` in decimal: itoa rather than `write!` (core::fmt costs more than generating the
+/// record).
+fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    push_bytes(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 impl Source for Gen {
@@ -86,8 +91,8 @@ impl Source for Gen {
             n: s.n,
             next: u64::from(split.subtask),
             step: u64::from(split.parallelism),
-            key: String::new(),
-            value: String::new(),
+            key: Vec::new(),
+            value: Vec::new(),
         })
     }
 
@@ -99,8 +104,8 @@ impl Source for Gen {
             let i = self.next;
             let timestamp = self.render(i);
             ctx.emit_record(Record {
-                key: self.key.as_bytes(),
-                value: self.value.as_bytes(),
+                key: &self.key,
+                value: &self.value,
                 timestamp,
             });
             self.next += self.step;

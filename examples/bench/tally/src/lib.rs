@@ -25,6 +25,12 @@ pub struct Tally {
     sum: u64,
 }
 
+/// The decimal number after the last space of `text` (or the whole of it, without a space).
+fn last_number(text: &[u8]) -> Option<u64> {
+    let start = text.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
+    std::str::from_utf8(&text[start..]).ok()?.parse().ok()
+}
+
 impl Operator for Tally {
     fn open(_ctx: &mut Context, config: Config) -> Result<Self, Error> {
         Ok(Tally {
@@ -36,13 +42,13 @@ impl Operator for Tally {
 
     fn process(&mut self, _ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
         let n = match self.reads {
-            Reads::Order => record.value_bin::<(u64, &str, u64)>()?.2,
-            Reads::LastNumber => {
-                let text = record.value_str()?;
-                let last = text.rsplit(' ').next().unwrap_or(text);
-                last.parse()
-                    .map_err(|e| Error::msg(format!("`{text}` does not end in a number: {e}")))?
-            }
+            Reads::Order => record.value_bin::<(u64, &[u8], u64)>()?.2,
+            Reads::LastNumber => last_number(record.value).ok_or_else(|| {
+                Error::msg(format!(
+                    "`{}` does not end in a number",
+                    String::from_utf8_lossy(record.value)
+                ))
+            })?,
         };
         self.count += 1;
         self.sum += n;
@@ -74,5 +80,9 @@ mod tests {
         h.close().unwrap();
         assert_eq!(h.output_values(), ["3,4"]);
         assert!(Harness::<Tally>::open(r#"{"reads": "nothing"}"#).is_err());
+        for bad in ["a", "a ", "a 1x", "a 99999999999999999999"] {
+            assert!(h.process(&[Record::new("a", bad)]).is_err(), "{bad}");
+        }
+        assert_eq!(last_number(b"17"), Some(17));
     }
 }
