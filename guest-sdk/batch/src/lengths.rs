@@ -12,7 +12,7 @@ pub fn push(buf: &mut Vec<u8>, item: Option<&[u8]>) {
     match item {
         Some(bytes) => {
             buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            buf.extend_from_slice(bytes);
+            crate::extend(buf, bytes);
         }
         None => buf.extend_from_slice(&ABSENT.to_le_bytes()),
     }

@@ -7,7 +7,17 @@ use xxhash_rust::xxh3::xxh3_64;
 
 /// The key group of `key`.
 pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
-    (xxh3_64(key) % u64::from(max_parallelism)) as u32
+    key_group_of_hash(hash(key), max_parallelism)
+}
+
+/// The hash that places `key` in a key group (keyed state reuses it rather than hash again).
+pub fn hash(key: &[u8]) -> u64 {
+    xxh3_64(key)
+}
+
+/// The key group of a key whose [`hash`] is `hash`.
+pub fn key_group_of_hash(hash: u64, max_parallelism: u32) -> u32 {
+    (hash % u64::from(max_parallelism)) as u32
 }
 
 /// The subtask (of `parallelism`) that owns `key_group`.

@@ -2,6 +2,7 @@
 //! state can move to another subtask when the job is rescaled.
 
 use crate::plan::key_groups;
+use hashbrown::HashTable;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
@@ -34,26 +35,112 @@ impl fmt::Display for StateAccessError {
     }
 }
 
-/// Keys are short and trusted to the host's own process: a fast hash beats SipHash here.
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type Entries = Map<Vec<u8>, Vec<u8>>;
+/// Per state name; lookups by name happen once per state call, not per key.
+type Names<V> = HashMap<String, Table<V>, foldhash::fast::RandomState>;
 /// The entries of one key's map state, ordered by map key.
 type MapEntries = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Key-value pairs as map-state calls return them.
 pub type EntryList = Vec<(Vec<u8>, Vec<u8>)>;
 
-#[derive(Default, Debug)]
-struct KeyGroupState {
-    values: Map<String, Entries>,
-    maps: Map<String, Map<Vec<u8>, MapEntries>>,
+/// One key's entry: the key, its key-group hash (computed once, reused as the table's hash) and
+/// its value.
+#[derive(Debug)]
+struct Entry<V> {
+    hash: u64,
+    key: Box<[u8]>,
+    value: V,
 }
 
-/// The keyed state of one subtask: its key groups and, in each, named value and map states.
+/// One named state: a hash table per key group of the subtask.
+#[derive(Debug)]
+struct Table<V> {
+    groups: Vec<HashTable<Entry<V>>>,
+}
+
+/// The table's hash of a key, from its key-group hash. The keys of one key group share the
+/// key-group hash's residue modulo max parallelism, which for a power of two is its low bits:
+/// the very bits a hash table picks buckets by. The high half is independent of the key group.
+fn table_hash(hash: u64) -> u64 {
+    hash.rotate_left(32)
+}
+
+/// Whether two keys are equal. Keys are mostly a few bytes long, where comparing words beats a
+/// call to `memcmp`.
+#[inline]
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
+    match n {
+        // Overlapping reads of the first and last word cover every byte.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        _ => a == b,
+    }
+}
+
+/// Where a key's entry lives: its key-group hash and its key group's index in the subtask.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    hash: u64,
+    group: usize,
+}
+
+impl<V> Table<V> {
+    fn new(groups: usize) -> Self {
+        Table {
+            groups: (0..groups).map(|_| HashTable::new()).collect(),
+        }
+    }
+
+    fn get(&self, slot: Slot, key: &[u8]) -> Option<&V> {
+        self.groups[slot.group]
+            .find(table_hash(slot.hash), |e| same_key(&e.key, key))
+            .map(|e| &e.value)
+    }
+
+    fn get_mut(&mut self, slot: Slot, key: &[u8]) -> Option<&mut V> {
+        self.groups[slot.group]
+            .find_mut(table_hash(slot.hash), |e| same_key(&e.key, key))
+            .map(|e| &mut e.value)
+    }
+
+    /// The value of `key`, inserted with `init` if missing.
+    fn entry(&mut self, slot: Slot, key: &[u8], init: impl FnOnce() -> V) -> &mut V {
+        let entry = self.groups[slot.group]
+            .entry(
+                table_hash(slot.hash),
+                |e| same_key(&e.key, key),
+                |e| table_hash(e.hash),
+            )
+            .or_insert_with(|| Entry {
+                hash: slot.hash,
+                key: key.into(),
+                value: init(),
+            });
+        &mut entry.into_mut().value
+    }
+
+    fn remove(&mut self, slot: Slot, key: &[u8]) {
+        if let Ok(e) =
+            self.groups[slot.group].find_entry(table_hash(slot.hash), |e| same_key(&e.key, key))
+        {
+            e.remove();
+        }
+    }
+}
+
+/// The keyed state of one subtask: named value and map states, each stored per key group of the
+/// subtask.
 #[derive(Debug)]
 pub struct KeyedState {
     range: Range<u32>,
     max_parallelism: u32,
-    groups: Vec<KeyGroupState>,
+    values: Names<Vec<u8>>,
+    maps: Names<MapEntries>,
 }
 
 fn preview(key: &[u8]) -> String {
@@ -66,72 +153,60 @@ fn preview(key: &[u8]) -> String {
     }
 }
 
-fn table<'a, V: Default>(tables: &'a mut Map<String, V>, name: &str) -> &'a mut V {
+/// The table called `name`, created empty on first use.
+fn table<'a, V>(names: &'a mut Names<V>, name: &str, groups: usize) -> &'a mut Table<V> {
     // Look up by &str first so the common case allocates nothing.
-    if !tables.contains_key(name) {
-        tables.insert(name.to_string(), V::default());
+    if !names.contains_key(name) {
+        names.insert(name.to_string(), Table::new(groups));
     }
-    tables.get_mut(name).expect("inserted above")
+    names.get_mut(name).expect("inserted above")
 }
 
 impl KeyedState {
     /// Empty state for the key groups `range` (of `max_parallelism`).
     pub fn new(range: Range<u32>, max_parallelism: u32) -> Self {
-        let groups = range.clone().map(|_| KeyGroupState::default()).collect();
         KeyedState {
             range,
             max_parallelism,
-            groups,
+            values: Names::default(),
+            maps: Names::default(),
         }
     }
 
-    fn group(&mut self, key: &[u8]) -> Result<&mut KeyGroupState, StateAccessError> {
-        let kg = key_groups::key_group(key, self.max_parallelism);
-        if !self.range.contains(&kg) {
-            return Err(StateAccessError::KeyOutsideKeyGroups {
-                key_group: kg,
-                range: self.range.clone(),
-                key_preview: preview(key),
-            });
+    fn slot(&self, key: &[u8]) -> Result<Slot, StateAccessError> {
+        slot_in(&self.range, self.max_parallelism, key)
+    }
+
+    /// The value state `name`, for any number of calls on it (the name is looked up once).
+    pub fn value_state(&mut self, name: &str) -> ValueStateMut<'_> {
+        let groups = self.range.len();
+        ValueStateMut {
+            table: table(&mut self.values, name, groups),
+            range: &self.range,
+            max_parallelism: self.max_parallelism,
         }
-        Ok(&mut self.groups[(kg - self.range.start) as usize])
     }
 
     pub fn value_get(&mut self, name: &str, key: &[u8]) -> Result<Option<&[u8]>, StateAccessError> {
-        let g = self.group(key)?;
-        Ok(g.values
+        let slot = self.slot(key)?;
+        Ok(self
+            .values
             .get(name)
-            .and_then(|t| t.get(key))
+            .and_then(|t| t.get(slot, key))
             .map(Vec::as_slice))
     }
 
-    /// Sets a value, reusing the stored key and buffer when the key already has one.
     pub fn value_set(
         &mut self,
         name: &str,
         key: &[u8],
         value: &[u8],
     ) -> Result<(), StateAccessError> {
-        let g = self.group(key)?;
-        let t = table(&mut g.values, name);
-        match t.get_mut(key) {
-            Some(v) => {
-                v.clear();
-                v.extend_from_slice(value);
-            }
-            None => {
-                t.insert(key.to_vec(), value.to_vec());
-            }
-        }
-        Ok(())
+        self.value_state(name).set(key, value)
     }
 
     pub fn value_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateAccessError> {
-        let g = self.group(key)?;
-        if let Some(t) = g.values.get_mut(name) {
-            t.remove(key);
-        }
-        Ok(())
+        self.value_state(name).clear(key)
     }
 
     pub fn map_get(
@@ -140,10 +215,11 @@ impl KeyedState {
         key: &[u8],
         map_key: &[u8],
     ) -> Result<Option<&[u8]>, StateAccessError> {
-        let g = self.group(key)?;
-        Ok(g.maps
+        let slot = self.slot(key)?;
+        Ok(self
+            .maps
             .get(name)
-            .and_then(|t| t.get(key))
+            .and_then(|t| t.get(slot, key))
             .and_then(|m| m.get(map_key))
             .map(Vec::as_slice))
     }
@@ -155,10 +231,10 @@ impl KeyedState {
         map_key: Vec<u8>,
         value: Vec<u8>,
     ) -> Result<(), StateAccessError> {
-        let g = self.group(&key)?;
-        table(&mut g.maps, name)
-            .entry(key)
-            .or_default()
+        let slot = self.slot(&key)?;
+        let groups = self.range.len();
+        table(&mut self.maps, name, groups)
+            .entry(slot, &key, MapEntries::new)
             .insert(map_key, value);
         Ok(())
     }
@@ -169,19 +245,21 @@ impl KeyedState {
         key: &[u8],
         map_key: &[u8],
     ) -> Result<(), StateAccessError> {
-        let g = self.group(key)?;
-        if let Some(m) = g.maps.get_mut(name).and_then(|t| t.get_mut(key)) {
+        let slot = self.slot(key)?;
+        if let Some(t) = self.maps.get_mut(name)
+            && let Some(m) = t.get_mut(slot, key)
+        {
             m.remove(map_key);
             if m.is_empty() {
-                g.maps.get_mut(name).map(|t| t.remove(key));
+                t.remove(slot, key);
             }
         }
         Ok(())
     }
 
     pub fn map_entries(&mut self, name: &str, key: &[u8]) -> Result<EntryList, StateAccessError> {
-        let g = self.group(key)?;
-        let m = g.maps.get(name).and_then(|t| t.get(key));
+        let slot = self.slot(key)?;
+        let m = self.maps.get(name).and_then(|t| t.get(slot, key));
         Ok(
             m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default(),
@@ -189,14 +267,64 @@ impl KeyedState {
     }
 
     pub fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateAccessError> {
-        let g = self.group(key)?;
-        if let Some(t) = g.maps.get_mut(name) {
-            t.remove(key);
+        let slot = self.slot(key)?;
+        if let Some(t) = self.maps.get_mut(name) {
+            t.remove(slot, key);
         }
         Ok(())
     }
 }
 
+/// Where `key` lives among the key groups `range` (of `max_parallelism`), or why it cannot.
+fn slot_in(range: &Range<u32>, max_parallelism: u32, key: &[u8]) -> Result<Slot, StateAccessError> {
+    let hash = key_groups::hash(key);
+    let kg = key_groups::key_group_of_hash(hash, max_parallelism);
+    if !range.contains(&kg) {
+        return Err(StateAccessError::KeyOutsideKeyGroups {
+            key_group: kg,
+            range: range.clone(),
+            key_preview: preview(key),
+        });
+    }
+    Ok(Slot {
+        hash,
+        group: (kg - range.start) as usize,
+    })
+}
+
+/// One value state of a subtask, its name resolved: for the batched calls, which touch the same
+/// state for many keys.
+pub struct ValueStateMut<'a> {
+    table: &'a mut Table<Vec<u8>>,
+    range: &'a Range<u32>,
+    max_parallelism: u32,
+}
+
+impl ValueStateMut<'_> {
+    fn slot(&self, key: &[u8]) -> Result<Slot, StateAccessError> {
+        slot_in(self.range, self.max_parallelism, key)
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, StateAccessError> {
+        let slot = self.slot(key)?;
+        Ok(self.table.get(slot, key).map(Vec::as_slice))
+    }
+
+    /// Sets a value, reusing the stored key and buffer when the key already has one.
+    pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateAccessError> {
+        let slot = self.slot(key)?;
+        let stored = self.table.entry(slot, key, Vec::new);
+        stored.clear();
+        stored.extend_from_slice(value);
+        Ok(())
+    }
+
+    pub fn clear(&mut self, key: &[u8]) -> Result<(), StateAccessError> {
+        let slot = self.slot(key)?;
+        self.table.remove(slot, key);
+        Ok(())
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +368,47 @@ mod tests {
         assert_eq!(s.map_entries("m", b"k").unwrap().len(), 1);
         s.map_clear("m", b"k").unwrap();
         assert!(s.map_entries("m", b"k").unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_of_every_length_compare_by_every_byte() {
+        let a: Vec<u8> = (0..20).collect();
+        for n in 0..=20 {
+            assert!(same_key(&a[..n], &a[..n]));
+            assert!(!same_key(&a[..n], &a[..n.saturating_sub(1)]) || n == 0);
+            for i in 0..n {
+                let mut b = a[..n].to_vec();
+                b[i] ^= 1;
+                assert!(!same_key(&a[..n], &b), "n {n} i {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn many_keys_per_key_group_through_one_state_handle() {
+        let range = key_groups::range_of(0, 2, 128);
+        let mut s = KeyedState::new(range.clone(), 128);
+        let mut keys: Vec<Vec<u8>> = (0..20_000)
+            .map(|i| format!("w{i}").into_bytes())
+            .filter(|k| range.contains(&key_groups::key_group(k, 128)))
+            .collect();
+        keys.truncate(keys.len() & !1);
+        let mut counts = s.value_state("count");
+        for (i, k) in keys.iter().enumerate() {
+            counts.set(k, &i.to_le_bytes()).unwrap();
+        }
+        for (i, k) in keys.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            counts.set(k, &(i + 1).to_le_bytes()).unwrap();
+            counts.clear(&keys[i + 1]).unwrap();
+        }
+        for (i, k) in keys.iter().enumerate() {
+            let want = (i % 2 == 0).then(|| (i + 1).to_le_bytes());
+            assert_eq!(
+                s.value_get("count", k).unwrap(),
+                want.as_ref().map(|w| &w[..])
+            );
+        }
+        assert_eq!(s.value_get("other", &keys[0]).unwrap(), None);
     }
 
     #[test]

@@ -184,19 +184,20 @@ impl state::Host for HostState {
         keys: Vec<u8>,
     ) -> Result<Vec<u8>, state::StateError> {
         check_name(&name)?;
+        let state = self.state.value_state(&name);
         let mut out = Vec::with_capacity(keys.len());
         for key in weir_batch::lengths::iter(&keys) {
             let key = key
                 .map_err(malformed)?
                 .ok_or_else(|| malformed_msg("a key is marked absent"))?;
-            let value = self.state.value_get(&name, key).map_err(refused)?;
-            weir_batch::lengths::push(&mut out, value);
+            weir_batch::lengths::push(&mut out, state.get(key).map_err(refused)?);
         }
         Ok(out)
     }
 
     fn value_set_many(&mut self, name: String, entries: Vec<u8>) -> Result<(), state::StateError> {
         check_name(&name)?;
+        let mut state = self.state.value_state(&name);
         let mut items = weir_batch::lengths::iter(&entries);
         while let Some(key) = items.next() {
             let key = key
@@ -207,8 +208,8 @@ impl state::Host for HostState {
                 .ok_or_else(|| malformed_msg("a key has no value"))?
                 .map_err(malformed)?;
             match value {
-                Some(v) => self.state.value_set(&name, key, v),
-                None => self.state.value_clear(&name, key),
+                Some(v) => state.set(key, v),
+                None => state.clear(key),
             }
             .map_err(refused)?;
         }

@@ -25,10 +25,16 @@ pub struct Tally {
     sum: u64,
 }
 
-/// The decimal number after the last space of `text` (or the whole of it, without a space).
+/// The decimal number (of at most 19 digits, so it cannot overflow) after the last space of
+/// `text`, or the whole of it without a space.
 fn last_number(text: &[u8]) -> Option<u64> {
     let start = text.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
-    std::str::from_utf8(&text[start..]).ok()?.parse().ok()
+    let digits = &text[start..];
+    (1..=19).contains(&digits.len()).then_some(())?;
+    digits
+        .iter()
+        .map(|b| u64::from(b.wrapping_sub(b'0')))
+        .try_fold(0, |n, d| (d <= 9).then_some(n * 10 + d))
 }
 
 impl Operator for Tally {

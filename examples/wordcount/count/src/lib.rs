@@ -5,7 +5,7 @@
 //! call crosses the WASM boundary, and a batch repeats many keys.
 
 use rustc_hash::FxHashMap;
-use std::fmt::Write;
+use weir_guest_sdk::bytes::extend;
 use weir_guest_sdk::prelude::*;
 
 pub struct Count {
@@ -24,28 +24,33 @@ impl Operator for Count {
     }
 
     fn process_batch(&mut self, ctx: &mut Context, records: &[Record<'_>]) -> Result<(), Error> {
-        // The batch's distinct keys in first-seen order, and where each record's key is.
-        let mut slots: FxHashMap<&[u8], usize> = FxHashMap::default();
-        let mut keys: Vec<&[u8]> = Vec::new();
-        for r in records {
-            slots.entry(r.key).or_insert_with(|| {
-                keys.push(r.key);
-                keys.len() - 1
-            });
-        }
+        // The batch's distinct keys in first-seen order, and each record's index among them.
+        let mut slots: FxHashMap<&[u8], usize> =
+            FxHashMap::with_capacity_and_hasher(records.len(), Default::default());
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(records.len());
+        let index: Vec<usize> = records
+            .iter()
+            .map(|r| {
+                *slots.entry(r.key).or_insert_with(|| {
+                    keys.push(r.key);
+                    keys.len() - 1
+                })
+            })
+            .collect();
         let mut counts: Vec<u64> = self
             .counts
             .get_many(&keys)?
             .into_iter()
             .map(|c| c.unwrap_or(0))
             .collect();
-        let mut line = String::new();
-        for r in records {
-            let count = &mut counts[slots[r.key]];
-            *count += 1;
+        let mut line = Vec::new();
+        let mut digits = itoa::Buffer::new();
+        for (r, &i) in records.iter().zip(&index) {
+            counts[i] += 1;
             line.clear();
-            line.push_str(r.key_str()?);
-            let _ = write!(line, " {count}");
+            extend(&mut line, r.key);
+            line.push(b' ');
+            extend(&mut line, digits.format(counts[i]).as_bytes());
             ctx.emit(r.key, &line);
         }
         let updates: Vec<(&[u8], Option<u64>)> = keys

@@ -3,6 +3,7 @@
 //! Words are the runs of alphanumeric characters (in the Unicode sense), lower-cased; every other
 //! character separates words.
 
+use weir_guest_sdk::bytes::extend;
 use weir_guest_sdk::prelude::*;
 
 pub struct Split;
@@ -13,24 +14,71 @@ impl Operator for Split {
     }
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
+        if record.value.is_ascii() {
+            split_ascii(ctx, record.value);
+            return Ok(());
+        }
         let mut lower = String::new();
         for word in record
             .value_str()?
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
         {
+            // Full Unicode lower-casing (e.g. a final sigma) needs the whole word.
             lower.clear();
-            if word.is_ascii() {
-                // The common case, without allocating.
-                lower.push_str(word);
-                lower.make_ascii_lowercase();
-            } else {
-                // Full Unicode lower-casing (e.g. a final sigma) needs the whole word.
-                lower.push_str(&word.to_lowercase());
-            }
+            lower.push_str(&word.to_lowercase());
             ctx.emit(&lower, &lower);
         }
         Ok(())
+    }
+}
+
+/// What an ASCII byte is to the splitter.
+const SEPARATOR: u8 = 0;
+const LOWER_OR_DIGIT: u8 = 1;
+const UPPER: u8 = 2;
+
+/// Each ASCII byte's class, so that a word's end and whether it needs lower-casing are found in
+/// one pass with one lookup per byte.
+const CLASS: [u8; 128] = {
+    let mut class = [SEPARATOR; 128];
+    let mut b = 0;
+    while b < 128 {
+        class[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' => LOWER_OR_DIGIT,
+            b'A'..=b'Z' => UPPER,
+            _ => SEPARATOR,
+        };
+        b += 1;
+    }
+    class
+};
+
+/// The common case: on ASCII text, Unicode's alphanumerics are exactly the ASCII ones, and words
+/// without capitals are emitted straight from the input.
+fn split_ascii(ctx: &mut Context, text: &[u8]) {
+    let mut lower = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if CLASS[usize::from(text[i])] == SEPARATOR {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut kinds = 0;
+        while i < text.len() && CLASS[usize::from(text[i])] != SEPARATOR {
+            kinds |= CLASS[usize::from(text[i])];
+            i += 1;
+        }
+        let word = &text[start..i];
+        if kinds & UPPER == 0 {
+            ctx.emit(word, word);
+        } else {
+            lower.clear();
+            extend(&mut lower, word);
+            lower.make_ascii_lowercase();
+            ctx.emit(&lower, &lower);
+        }
     }
 }
 
@@ -47,6 +95,7 @@ mod tests {
         h.process(&[
             Record::new("", "Hello, World! ÉTÉ déjà-vu x2"),
             Record::new("", "  "),
+            Record::new("", "ASCII only:  MiXed,lower\tX9_end"),
         ])
         .unwrap();
         let out = h.take_output();
@@ -54,7 +103,13 @@ mod tests {
             .iter()
             .map(|e| String::from_utf8(e.key.clone()).unwrap())
             .collect();
-        assert_eq!(keys, ["hello", "world", "été", "déjà", "vu", "x2"]);
+        assert_eq!(
+            keys,
+            [
+                "hello", "world", "été", "déjà", "vu", "x2", "ascii", "only", "mixed", "lower",
+                "x9", "end"
+            ]
+        );
         assert!(out.iter().all(|e| e.key == e.value && e.output.is_none()));
     }
 
