@@ -3,6 +3,7 @@
 
 use crate::plan::key_groups;
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Range;
@@ -37,6 +38,9 @@ impl fmt::Display for StateAccessError {
 
 /// Per state name; lookups by name happen once per state call, not per key.
 type Names<V> = HashMap<String, Table<V>, foldhash::fast::RandomState>;
+/// Keys and values: held inline up to 16 bytes (most keys and counters), so that a lookup reads
+/// one table entry instead of chasing two heap pointers.
+type Bytes = SmallVec<[u8; 16]>;
 /// The entries of one key's map state, ordered by map key.
 type MapEntries = BTreeMap<Vec<u8>, Vec<u8>>;
 /// Key-value pairs as map-state calls return them.
@@ -47,7 +51,7 @@ pub type EntryList = Vec<(Vec<u8>, Vec<u8>)>;
 #[derive(Debug)]
 struct Entry<V> {
     hash: u64,
-    key: Box<[u8]>,
+    key: Bytes,
     value: V,
 }
 
@@ -118,7 +122,7 @@ impl<V> Table<V> {
             )
             .or_insert_with(|| Entry {
                 hash: slot.hash,
-                key: key.into(),
+                key: Bytes::from_slice(key),
                 value: init(),
             });
         &mut entry.into_mut().value
@@ -139,7 +143,7 @@ impl<V> Table<V> {
 pub struct KeyedState {
     range: Range<u32>,
     max_parallelism: u32,
-    values: Names<Vec<u8>>,
+    values: Names<Bytes>,
     maps: Names<MapEntries>,
 }
 
@@ -193,7 +197,7 @@ impl KeyedState {
             .values
             .get(name)
             .and_then(|t| t.get(slot, key))
-            .map(Vec::as_slice))
+            .map(Bytes::as_slice))
     }
 
     pub fn value_set(
@@ -295,7 +299,7 @@ fn slot_in(range: &Range<u32>, max_parallelism: u32, key: &[u8]) -> Result<Slot,
 /// One value state of a subtask, its name resolved: for the batched calls, which touch the same
 /// state for many keys.
 pub struct ValueStateMut<'a> {
-    table: &'a mut Table<Vec<u8>>,
+    table: &'a mut Table<Bytes>,
     range: &'a Range<u32>,
     max_parallelism: u32,
 }
@@ -307,13 +311,13 @@ impl ValueStateMut<'_> {
 
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, StateAccessError> {
         let slot = self.slot(key)?;
-        Ok(self.table.get(slot, key).map(Vec::as_slice))
+        Ok(self.table.get(slot, key).map(Bytes::as_slice))
     }
 
     /// Sets a value, reusing the stored key and buffer when the key already has one.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateAccessError> {
         let slot = self.slot(key)?;
-        let stored = self.table.entry(slot, key, Vec::new);
+        let stored = self.table.entry(slot, key, Bytes::new);
         stored.clear();
         stored.extend_from_slice(value);
         Ok(())
