@@ -17,34 +17,24 @@ pub fn parse(line: &[u8]) -> Result<Order<'_>, Error> {
             String::from_utf8_lossy(line)
         ))
     };
-    let (id, rest) = number(line, Some(b',')).ok_or_else(malformed)?;
+    let (id, rest) = number(line).ok_or_else(malformed)?;
+    let rest = rest.strip_prefix(b",").ok_or_else(malformed)?;
     let comma = rest.iter().position(|&b| b == b',').ok_or_else(malformed)?;
     let user = std::str::from_utf8(&rest[..comma]).map_err(|_| malformed())?;
-    let (amount, _) = number(&rest[comma + 1..], None).ok_or_else(malformed)?;
-    Ok((id, user, amount))
-}
-
-/// A decimal u64 at the start of `text`, ended by `end` (or by the end of `text` when `end` is
-/// none), and what follows the terminator.
-fn number(text: &[u8], end: Option<u8>) -> Option<(u64, &[u8])> {
-    let digits = match end {
-        Some(end) => text.iter().position(|&b| b == end)?,
-        None => text.len(),
-    };
-    let n = decimal(&text[..digits])?;
-    Some((n, text.get(digits + 1..).unwrap_or_default()))
-}
-
-/// The u64 written in decimal `digits`, if they are that.
-fn decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() || digits.len() > 20 {
-        return None;
+    match number(&rest[comma + 1..]) {
+        Some((amount, [])) => Ok((id, user, amount)),
+        _ => Err(malformed()),
     }
+}
+
+/// The decimal u64 at the start of `text` (one pass: digits are read until the first
+/// non-digit), and what follows it.
+fn number(text: &[u8]) -> Option<(u64, &[u8])> {
     let mut n = 0u64;
-    for (i, &b) in digits.iter().enumerate() {
+    for (i, &b) in text.iter().enumerate() {
         let d = u64::from(b.wrapping_sub(b'0'));
         if d > 9 {
-            return None;
+            return (i > 0).then_some((n, &text[i..]));
         }
         // 19 digits cannot overflow, the 20th can. (A checked multiply on every digit would
         // cost a 128-bit multiply call on wasm32.)
@@ -54,7 +44,7 @@ fn decimal(digits: &[u8]) -> Option<u64> {
             n.checked_mul(10)?.checked_add(d)?
         };
     }
-    Some(n)
+    (!text.is_empty()).then_some((n, &[]))
 }
 
 impl Operator for Map {
