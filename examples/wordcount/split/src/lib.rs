@@ -24,9 +24,15 @@ impl Operator for Split {
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
         {
-            // Full Unicode lower-casing (e.g. a final sigma) needs the whole word.
             lower.clear();
-            lower.push_str(&word.to_lowercase());
+            if word.is_ascii() {
+                // Without allocating, as in `split_ascii`.
+                lower.push_str(word);
+                lower.make_ascii_lowercase();
+            } else {
+                // Full Unicode lower-casing (e.g. a final sigma) needs the whole word.
+                lower.push_str(&word.to_lowercase());
+            }
             ctx.emit(&lower, &lower);
         }
         Ok(())
