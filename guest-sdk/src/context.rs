@@ -16,11 +16,13 @@ pub struct Context {
 
 impl Context {
     /// Emits a record without a timestamp to the main output.
+    #[inline(always)]
     pub fn emit(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.emit_record(Record::new(key.as_ref(), value.as_ref()));
     }
 
     /// Emits a record (keeping its timestamp) to the main output.
+    #[inline(always)]
     pub fn emit_record(&mut self, record: Record<'_>) {
         push(&mut self.main, record);
         self.flush_if_full();
@@ -54,6 +56,31 @@ impl Context {
             postcard::serialize_with_flavor(value, Appender(buf))?;
             Ok(())
         })
+    }
+
+    /// Emits a record whose value `write` builds in place, straight into the output batch:
+    /// no scratch buffer and no copy, for values assembled from pieces.
+    ///
+    /// ```
+    /// # use weir_guest_sdk::Context;
+    /// # let mut ctx = Context::default();
+    /// let (id, amount) = (7, 250);
+    /// ctx.emit_with("user7", None, |v| {
+    ///     v.push_u64(id);
+    ///     v.push(b',');
+    ///     v.push_u64(amount);
+    /// });
+    /// ```
+    pub fn emit_with(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        timestamp: Option<i64>,
+        write: impl FnOnce(&mut ValueWriter<'_>),
+    ) {
+        let pending = weir_batch::begin(&mut self.main, key.as_ref(), timestamp);
+        write(&mut ValueWriter(&mut self.main));
+        weir_batch::finish(&mut self.main, pending);
+        self.flush_if_full();
     }
 
     /// Emits a record whose value `encode` appends, straight into the output batch.
@@ -101,6 +128,7 @@ impl Context {
     }
 }
 
+#[inline]
 fn push(buf: &mut Vec<u8>, r: Record<'_>) {
     weir_batch::push(
         buf,
@@ -110,6 +138,30 @@ fn push(buf: &mut Vec<u8>, r: Record<'_>) {
             timestamp: r.timestamp,
         },
     );
+}
+
+/// Appends to the value of a record being emitted by [`Context::emit_with`]: it can only add
+/// bytes to that value, never touch the records before it.
+pub struct ValueWriter<'a>(&'a mut Vec<u8>);
+
+impl ValueWriter<'_> {
+    /// Appends one byte.
+    #[inline]
+    pub fn push(&mut self, byte: u8) {
+        self.0.push(byte);
+    }
+
+    /// Appends bytes (short ones without a copy call, as [`crate::bytes::extend`] does).
+    #[inline]
+    pub fn extend(&mut self, bytes: &[u8]) {
+        weir_batch::extend(self.0, bytes);
+    }
+
+    /// Appends `n` in decimal (see [`crate::text::push_u64`]).
+    #[inline]
+    pub fn push_u64(&mut self, n: u64) {
+        crate::text::push_u64(self.0, n);
+    }
 }
 
 /// Postcard's output, appended straight to the batch (and the batch left intact when encoding

@@ -39,8 +39,9 @@ pub mod runtime;
 mod source;
 mod state;
 pub mod testing;
+pub mod text;
 
-pub use context::{Config, Context};
+pub use context::{Config, Context, ValueWriter};
 pub use error::{Error, StateError};
 pub use record::Record;
 pub use source::{Poll, Source, Split};

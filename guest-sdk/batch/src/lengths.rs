@@ -8,13 +8,14 @@ use alloc::vec::Vec;
 pub const ABSENT: u32 = u32::MAX;
 
 /// Appends one item (`None` = absent).
+#[inline(always)]
 pub fn push(buf: &mut Vec<u8>, item: Option<&[u8]>) {
     match item {
         Some(bytes) => {
-            buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            crate::extend(buf, &(bytes.len() as u32).to_le_bytes());
             crate::extend(buf, bytes);
         }
-        None => buf.extend_from_slice(&ABSENT.to_le_bytes()),
+        None => crate::extend(buf, &ABSENT.to_le_bytes()),
     }
 }
 
@@ -32,6 +33,7 @@ pub struct Items<'a> {
 impl<'a> Iterator for Items<'a> {
     type Item = Result<Option<&'a [u8]>, FormatError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.buf.len() {
             return None;

@@ -61,6 +61,7 @@ pub fn encoded_len(key_len: usize, value_len: usize, has_timestamp: bool) -> usi
 ///
 /// Keys and values longer than `u32::MAX` bytes cannot be represented; callers bound record sizes
 /// far below that.
+#[inline(always)]
 pub fn push(buf: &mut Vec<u8>, record: &Record<'_>) {
     let start = buf.len();
     let len = record.encoded_len();
@@ -94,6 +95,7 @@ pub fn extend(buf: &mut Vec<u8>, bytes: &[u8]) {
 ///
 /// # Safety
 /// `at` must be valid for writing the header's bytes.
+#[inline(always)]
 unsafe fn write_header(at: *mut u8, key_len: usize, value_len: usize, ts: Option<i64>) -> *mut u8 {
     unsafe {
         at.write(if ts.is_some() { HAS_TIMESTAMP } else { 0 });
@@ -181,6 +183,7 @@ impl Unfinished {
 /// Appends the header and key of a record whose value the caller then appends to `buf` itself,
 /// in place (an encoder writing straight into the batch, with no copy through a scratch buffer);
 /// [`finish`] then sets the value's length.
+#[inline]
 pub fn begin(buf: &mut Vec<u8>, key: &[u8], timestamp: Option<i64>) -> Unfinished {
     let start = buf.len();
     let len = encoded_len(key.len(), 0, timestamp.is_some());
@@ -198,6 +201,7 @@ pub fn begin(buf: &mut Vec<u8>, key: &[u8], timestamp: Option<i64>) -> Unfinishe
 }
 
 /// Completes a record begun with [`begin`]: everything appended since is its value.
+#[inline]
 pub fn finish(buf: &mut [u8], record: Unfinished) {
     let value_len = (buf.len() - record.value) as u32;
     buf[record.start + 5..record.start + HEADER].copy_from_slice(&value_len.to_le_bytes());
@@ -238,6 +242,7 @@ pub fn iter(batch: &[u8]) -> Iter<'_> {
 
 impl<'a> Iter<'a> {
     /// The next record and its encoded bytes (for copying it into another batch unchanged).
+    #[inline]
     pub fn next_raw(&mut self) -> Option<Result<(Record<'a>, &'a [u8]), FormatError>> {
         if self.pos >= self.buf.len() {
             return None;
@@ -252,6 +257,7 @@ impl<'a> Iter<'a> {
         Some(result)
     }
 
+    #[inline(always)]
     fn read(&self, start: usize) -> Result<(Record<'a>, &'a [u8]), FormatError> {
         let err = |reason| FormatError {
             offset: start,
@@ -300,6 +306,7 @@ impl<'a> Iter<'a> {
 impl<'a> Iterator for Iter<'a> {
     type Item = Result<Record<'a>, FormatError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         self.next_raw().map(|r| r.map(|(record, _)| record))
     }

@@ -1,4 +1,5 @@
-//! `filter` (stateless workload): keeps the orders whose amount is at least `min_amount`.
+//! `filter` (stateless workload): keeps the orders whose amount is at least `min_amount`. An
+//! order is `map`'s layout, `amount: u64 LE | id: u64 LE | user`: the amount is its first 8 bytes.
 
 use serde::Deserialize;
 use weir_guest_sdk::prelude::*;
@@ -20,9 +21,11 @@ impl Operator for Filter {
     }
 
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
-        // The user decodes as bytes: a filter on the amount need not check that it is UTF-8.
-        let (_, _, amount): (u64, &[u8], u64) = record.value_bin()?;
-        if amount >= self.min {
+        let amount = record
+            .value
+            .first_chunk::<8>()
+            .ok_or_else(|| Error::msg("an order starts with its 8-byte amount"))?;
+        if u64::from_le_bytes(*amount) >= self.min {
             ctx.emit_record(record);
         }
         Ok(())
@@ -41,19 +44,16 @@ mod tests {
         let mut h = Harness::<Filter>::open(r#"{"min_amount": 2500}"#).unwrap();
         let orders: Vec<Vec<u8>> = [2499u64, 2500, 9999]
             .iter()
-            .map(|&a| postcard::to_allocvec(&(1u64, "u".to_string(), a)).unwrap())
+            .map(|&a| [&a.to_le_bytes()[..], &1u64.to_le_bytes(), b"u"].concat())
             .collect();
         let records: Vec<Record<'_>> = orders.iter().map(|v| Record::new("u", v)).collect();
         h.process(&records).unwrap();
         let kept: Vec<u64> = h
             .take_output()
             .iter()
-            .map(|e| {
-                postcard::from_bytes::<(u64, String, u64)>(&e.value)
-                    .unwrap()
-                    .2
-            })
+            .map(|e| u64::from_le_bytes(e.value[..8].try_into().unwrap()))
             .collect();
         assert_eq!(kept, [2500, 9999]);
+        assert!(h.process(&[Record::new("u", "short")]).is_err());
     }
 }

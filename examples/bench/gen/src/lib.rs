@@ -7,8 +7,8 @@
 //! Config: `workload` (`stateless`, `wordcount` or `window`) and `n` (records in total).
 
 use serde::Deserialize;
-use weir_guest_sdk::bytes::extend as push_bytes;
 use weir_guest_sdk::prelude::*;
+use weir_guest_sdk::text;
 
 /// SplitMix64: `h(seed, i)` is the i-th output for `seed`.
 pub fn h(seed: u64, i: u64) -> u64 {
@@ -40,47 +40,35 @@ pub struct Gen {
     n: u64,
     next: u64,
     step: u64,
+    /// The window workload's key, rendered before its record.
     key: Vec<u8>,
-    value: Vec<u8>,
 }
 
 impl Gen {
-    fn render(&mut self, i: u64) -> Option<i64> {
-        let (key, value) = (&mut self.key, &mut self.value);
-        key.clear();
-        value.clear();
+    /// Emits record `i`, its value written straight into the output batch.
+    fn emit(&mut self, ctx: &mut Context, i: u64) {
         match self.workload {
-            Workload::Stateless => {
-                push_decimal(value, i);
-                push_bytes(value, b",user");
-                push_decimal(value, h(11, i) % 1000);
-                value.push(b',');
-                push_decimal(value, h(12, i) % 10000);
-                None
-            }
-            Workload::Wordcount => {
+            Workload::Stateless => ctx.emit_with([], None, |v| {
+                v.push_u64(i);
+                v.extend(b",user");
+                v.push_u64(h(11, i) % 1000);
+                v.push(b',');
+                v.push_u64(h(12, i) % 10000);
+            }),
+            Workload::Wordcount => ctx.emit_with([], None, |v| {
                 for j in 0..8 {
-                    if j > 0 {
-                        value.push(b' ');
-                    }
-                    value.push(b'w');
-                    push_decimal(value, h(21, 8 * i + j) % 10000);
+                    v.extend(if j == 0 { b"w" } else { b" w" });
+                    v.push_u64(h(21, 8 * i + j) % 10000);
                 }
-                None
-            }
+            }),
             Workload::Window => {
-                push_decimal(key, h(31, i) % 1000);
-                push_decimal(value, h(33, i) % 100);
-                Some(2000 + (i / 10) as i64 - (h(32, i) % 2001) as i64)
+                self.key.clear();
+                text::push_u64(&mut self.key, h(31, i) % 1000);
+                let timestamp = 2000 + (i / 10) as i64 - (h(32, i) % 2001) as i64;
+                ctx.emit_with(&self.key, Some(timestamp), |v| v.push_u64(h(33, i) % 100));
             }
         }
     }
-}
-
-/// Appends `n` in decimal: itoa rather than `write!` (core::fmt costs more than generating the
-/// record).
-fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    push_bytes(out, itoa::Buffer::new().format(n).as_bytes());
 }
 
 impl Source for Gen {
@@ -92,7 +80,6 @@ impl Source for Gen {
             next: u64::from(split.subtask),
             step: u64::from(split.parallelism),
             key: Vec::new(),
-            value: Vec::new(),
         })
     }
 
@@ -101,13 +88,7 @@ impl Source for Gen {
             if self.next >= self.n {
                 break;
             }
-            let i = self.next;
-            let timestamp = self.render(i);
-            ctx.emit_record(Record {
-                key: &self.key,
-                value: &self.value,
-                timestamp,
-            });
+            self.emit(ctx, self.next);
             self.next += self.step;
         }
         Ok(if self.next >= self.n {

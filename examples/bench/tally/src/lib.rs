@@ -1,11 +1,12 @@
 //! `tally`: counts the records it sees and sums a number in each, and emits `count,sum` when the
 //! input ends: what the reference workloads verify at the sink.
 //!
-//! Config `reads`: `"order"` sums the amount of `(id, user, amount)` orders (binary encoding);
+//! Config `reads`: `"order"` sums the amount of `map`'s orders (`amount: u64 LE | id | user`);
 //! `"last-number"` sums the last space-separated number of a text value (`"<word> <count>"`).
 
 use serde::Deserialize;
 use weir_guest_sdk::prelude::*;
+use weir_guest_sdk::text;
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "kebab-case")]
@@ -25,16 +26,14 @@ pub struct Tally {
     sum: u64,
 }
 
-/// The decimal number (of at most 19 digits, so it cannot overflow) after the last space of
+/// The decimal number (a u64) after the last space of
 /// `text`, or the whole of it without a space.
 fn last_number(text: &[u8]) -> Option<u64> {
     let start = text.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
-    let digits = &text[start..];
-    (1..=19).contains(&digits.len()).then_some(())?;
-    digits
-        .iter()
-        .map(|b| u64::from(b.wrapping_sub(b'0')))
-        .try_fold(0, |n, d| (d <= 9).then_some(n * 10 + d))
+    match text::parse_u64(&text[start..])? {
+        (n, []) => Some(n),
+        _ => None,
+    }
 }
 
 impl Operator for Tally {
@@ -48,7 +47,11 @@ impl Operator for Tally {
 
     fn process(&mut self, _ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
         let n = match self.reads {
-            Reads::Order => record.value_bin::<(u64, &[u8], u64)>()?.2,
+            Reads::Order => record
+                .value
+                .first_chunk::<8>()
+                .map(|amount| u64::from_le_bytes(*amount))
+                .ok_or_else(|| Error::msg("an order starts with its 8-byte amount"))?,
             Reads::LastNumber => last_number(record.value).ok_or_else(|| {
                 Error::msg(format!(
                     "`{}` does not end in a number",
@@ -90,5 +93,19 @@ mod tests {
             assert!(h.process(&[Record::new("a", bad)]).is_err(), "{bad}");
         }
         assert_eq!(last_number(b"17"), Some(17));
+    }
+
+    #[test]
+    fn counts_and_sums_order_amounts() {
+        let mut h = Harness::<Tally>::open(r#"{"reads": "order"}"#).unwrap();
+        let orders: Vec<Vec<u8>> = [2500u64, 9999]
+            .iter()
+            .map(|a| [&a.to_le_bytes()[..], &7u64.to_le_bytes(), b"user7"].concat())
+            .collect();
+        let records: Vec<Record<'_>> = orders.iter().map(|v| Record::new("user7", v)).collect();
+        h.process(&records).unwrap();
+        assert!(h.process(&[Record::new("u", "short")]).is_err());
+        h.close().unwrap();
+        assert_eq!(h.output_values(), ["2,12499"]);
     }
 }

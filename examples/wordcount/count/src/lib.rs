@@ -5,7 +5,6 @@
 //! call crosses the WASM boundary, and a batch repeats many keys.
 
 use rustc_hash::FxHashMap;
-use weir_guest_sdk::bytes::extend;
 use weir_guest_sdk::prelude::*;
 
 pub struct Count {
@@ -43,15 +42,14 @@ impl Operator for Count {
             .into_iter()
             .map(|c| c.unwrap_or(0))
             .collect();
-        let mut line = Vec::new();
-        let mut digits = itoa::Buffer::new();
         for (r, &i) in records.iter().zip(&index) {
             counts[i] += 1;
-            line.clear();
-            extend(&mut line, r.key);
-            line.push(b' ');
-            extend(&mut line, digits.format(counts[i]).as_bytes());
-            ctx.emit(r.key, &line);
+            let count = counts[i];
+            ctx.emit_with(r.key, None, |line| {
+                line.extend(r.key);
+                line.push(b' ');
+                line.push_u64(count);
+            });
         }
         let updates: Vec<(&[u8], Option<u64>)> = keys
             .into_iter()
