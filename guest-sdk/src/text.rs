@@ -138,14 +138,30 @@ fn parse_long(text: &[u8]) -> Option<(u64, &[u8])> {
 /// ```
 #[inline(always)]
 pub fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
-    let mut at = 0;
+    // The first word outside the loop: delimiters are usually near.
+    match first_match(bytes, byte) {
+        Some(i) => Some(i),
+        None if bytes.len() <= 8 => None,
+        None => find_byte_after_8(bytes, byte),
+    }
+}
+
+/// Where `byte` is in the first 8 bytes of `bytes`, if it is.
+#[inline(always)]
+fn first_match(bytes: &[u8], byte: u8) -> Option<usize> {
+    // The bytes past the end are filled with another byte, so they never match.
+    let x = load(bytes, !byte) ^ splat(byte);
+    // The classic zero-byte test: exact for the lowest zero byte, which is all we read.
+    let zero = x.wrapping_sub(splat(1)) & !x & splat(0x80);
+    (zero != 0).then(|| zero.trailing_zeros() as usize / 8)
+}
+
+#[inline(never)]
+fn find_byte_after_8(bytes: &[u8], byte: u8) -> Option<usize> {
+    let mut at = 8;
     while at < bytes.len() {
-        let x = load(&bytes[at..], !byte) ^ splat(byte);
-        // The classic zero-byte test: exact for the lowest zero byte, which is all we read.
-        let zero = x.wrapping_sub(splat(1)) & !x & splat(0x80);
-        if zero != 0 {
-            let i = at + zero.trailing_zeros() as usize / 8;
-            return (i < bytes.len()).then_some(i);
+        if let Some(i) = first_match(&bytes[at..], byte) {
+            return Some(at + i);
         }
         at += 8;
     }
@@ -162,15 +178,29 @@ pub fn find_byte(bytes: &[u8], byte: u8) -> Option<usize> {
 /// ```
 #[inline(always)]
 pub fn as_str(bytes: &[u8]) -> Option<&str> {
+    let ascii = if bytes.len() <= 8 {
+        load(bytes, 0) & splat(0x80) == 0
+    } else {
+        is_ascii_long(bytes)
+    };
+    if ascii {
+        // SAFETY: every byte is below 0x80, and ASCII is UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+#[inline(never)]
+fn is_ascii_long(bytes: &[u8]) -> bool {
     let mut at = 0;
     while at < bytes.len() {
         if load(&bytes[at..], 0) & splat(0x80) != 0 {
-            return std::str::from_utf8(bytes).ok();
+            return false;
         }
         at += 8;
     }
-    // SAFETY: every byte is below 0x80, and ASCII is UTF-8.
-    Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    true
 }
 
 /// Eight ASCII digits of `n < 100_000_000`, zero-padded, most significant in byte 0.

@@ -61,6 +61,10 @@ pub struct Task {
     pub metrics: Arc<JobMetrics>,
 }
 
+/// A task that falls behind takes up to this many queued input buffers in one operator call
+/// (see [`Gate::recv_merged`]).
+pub const MERGED_BUFFERS: usize = 8;
+
 fn guest_failed(uid: &Arc<str>, e: GuestError) -> TaskError {
     TaskError::Failed {
         uid: uid.clone(),
@@ -111,7 +115,7 @@ impl Task {
             Head::Gate(gate) => loop {
                 let pending = self.writers.iter().any(RecordWriter::has_pending);
                 let deadline = pending.then(|| last_flush + self.flush_interval);
-                match gate.recv(deadline) {
+                match gate.recv_merged(deadline, self.buffer_bytes * MERGED_BUFFERS) {
                     Received::Data(batch) => {
                         self.run_step(0, batch)?;
                         if last_flush.elapsed() >= self.flush_interval {
