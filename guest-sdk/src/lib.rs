@@ -32,6 +32,7 @@ extern crate self as weir_guest_sdk;
 mod backend;
 mod context;
 mod error;
+pub mod keys;
 pub mod log;
 mod record;
 #[doc(hidden)]

@@ -12,9 +12,15 @@ const fn splat(b: u8) -> u64 {
 }
 
 /// The first `min(8, bytes.len())` bytes as a little-endian word (byte 0 lowest), with the
-/// missing high bytes set to `fill`. Fixed-size loads only: no copy call, no loop.
+/// missing high bytes set to `fill`: the building block for classifying eight bytes at a time.
+/// Fixed-size loads only: no copy call, no loop.
+///
+/// ```
+/// use weir_guest_sdk::text::load;
+/// assert_eq!(load(b"ab", b' '), u64::from_le_bytes(*b"ab      "));
+/// ```
 #[inline(always)]
-fn load(bytes: &[u8], fill: u8) -> u64 {
+pub fn load(bytes: &[u8], fill: u8) -> u64 {
     let n = bytes.len();
     if n >= 8 {
         return u64::from_le_bytes(bytes[..8].try_into().unwrap());
@@ -164,6 +170,48 @@ fn find_byte_after_8(bytes: &[u8], byte: u8) -> Option<usize> {
             return Some(at + i);
         }
         at += 8;
+    }
+    None
+}
+
+/// The index of the last `byte` in `bytes`, like `iter().rposition(|&b| b == byte)`.
+///
+/// ```
+/// use weir_guest_sdk::text::rfind_byte;
+/// assert_eq!(rfind_byte(b"w1 w2 17", b' '), Some(5));
+/// assert_eq!(rfind_byte(b"17", b' '), None);
+/// ```
+#[inline(always)]
+pub fn rfind_byte(bytes: &[u8], byte: u8) -> Option<usize> {
+    // The last word outside the loop: the delimiter is usually near the end.
+    let n = bytes.len();
+    let tail = n.saturating_sub(8);
+    match last_match(&bytes[tail..], byte) {
+        Some(i) => Some(tail + i),
+        None if tail == 0 => None,
+        None => rfind_byte_before(&bytes[..tail], byte),
+    }
+}
+
+/// Where `byte` last is in `bytes` (at most 8 of them), if it is.
+#[inline(always)]
+fn last_match(bytes: &[u8], byte: u8) -> Option<usize> {
+    let x = load(bytes, !byte) ^ splat(byte);
+    // Exact per byte (no borrow between bytes, unlike the test in `first_match`): the high
+    // bit of each byte of x that is zero.
+    let zero = !((((x & splat(0x7F)) + splat(0x7F)) | x) & splat(0x80)) & splat(0x80);
+    (zero != 0).then(|| 7 - zero.leading_zeros() as usize / 8)
+}
+
+#[inline(never)]
+fn rfind_byte_before(bytes: &[u8], byte: u8) -> Option<usize> {
+    let mut end = bytes.len();
+    while end > 0 {
+        let start = end.saturating_sub(8);
+        if let Some(i) = last_match(&bytes[start..end], byte) {
+            return Some(start + i);
+        }
+        end = start;
     }
     None
 }
@@ -339,7 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn find_byte_and_as_str_agree_with_std() {
+    fn find_byte_rfind_byte_and_as_str_agree_with_std() {
         let texts = [
             &b""[..],
             b",",
@@ -351,10 +399,21 @@ mod tests {
             b"\xff\xff,\xff",
             "h\u{e9}llo w\u{f6}rld, \u{1F600}".as_bytes(),
             b"abc\xffdefghij",
+            b",abcdefghijklmnopqrstuvwxyz",
+            b"a,b,c,d,e,f,g,h,i,j,k",
+            b"\0a\0\0bcdefghij\0klm",
         ];
         for t in texts {
             for b in [b',', 0xFF, b'a', 0] {
                 assert_eq!(find_byte(t, b), t.iter().position(|&x| x == b), "{t:?} {b}");
+                for end in 0..=t.len() {
+                    let t = &t[..end];
+                    assert_eq!(
+                        rfind_byte(t, b),
+                        t.iter().rposition(|&x| x == b),
+                        "{t:?} {b}"
+                    );
+                }
             }
             for end in 0..=t.len() {
                 assert_eq!(as_str(&t[..end]), std::str::from_utf8(&t[..end]).ok());

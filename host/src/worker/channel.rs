@@ -274,7 +274,11 @@ mod tests {
             gate.recv_merged(None, 6),
             Received::Data(vec![1, 1, 3, 3, 2, 2])
         );
-        assert_eq!(gate.in_flight(), [1, 0], "taken buffers gave their credit back");
+        assert_eq!(
+            gate.in_flight(),
+            [1, 0],
+            "taken buffers gave their credit back"
+        );
         // Nothing else queued: the next buffer comes alone, without waiting for more.
         assert_eq!(gate.recv_merged(None, 100), Received::Data(vec![4, 4]));
         a.end().unwrap();

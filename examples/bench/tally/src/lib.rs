@@ -29,7 +29,7 @@ pub struct Tally {
 /// The decimal number (a u64) after the last space of
 /// `text`, or the whole of it without a space.
 fn last_number(text: &[u8]) -> Option<u64> {
-    let start = text.iter().rposition(|&b| b == b' ').map_or(0, |i| i + 1);
+    let start = text::rfind_byte(text, b' ').map_or(0, |i| i + 1);
     match text::parse_u64(&text[start..])? {
         (n, []) => Some(n),
         _ => None,

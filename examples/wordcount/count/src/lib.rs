@@ -4,7 +4,7 @@
 //! State is read and written once per batch (`get_many`/`set_many`), not per record: each state
 //! call crosses the WASM boundary, and a batch repeats many keys.
 
-use rustc_hash::FxHashMap;
+use weir_guest_sdk::keys::Distinct;
 use weir_guest_sdk::prelude::*;
 
 pub struct Count {
@@ -23,36 +23,28 @@ impl Operator for Count {
     }
 
     fn process_batch(&mut self, ctx: &mut Context, records: &[Record<'_>]) -> Result<(), Error> {
-        // The batch's distinct keys in first-seen order, and each record's index among them.
-        let mut slots: FxHashMap<&[u8], usize> =
-            FxHashMap::with_capacity_and_hasher(records.len(), Default::default());
-        let mut keys: Vec<&[u8]> = Vec::with_capacity(records.len());
-        let index: Vec<usize> = records
-            .iter()
-            .map(|r| {
-                *slots.entry(r.key).or_insert_with(|| {
-                    keys.push(r.key);
-                    keys.len() - 1
-                })
-            })
-            .collect();
+        // The batch's distinct keys, and each record's position among them.
+        let distinct = Distinct::of(records);
         let mut counts: Vec<u64> = self
             .counts
-            .get_many(&keys)?
+            .get_many(distinct.keys())?
             .into_iter()
             .map(|c| c.unwrap_or(0))
             .collect();
-        for (r, &i) in records.iter().zip(&index) {
-            counts[i] += 1;
-            let count = counts[i];
+        for (r, &i) in records.iter().zip(distinct.positions()) {
+            let count = &mut counts[i as usize];
+            *count += 1;
+            let count = *count;
             ctx.emit_with(r.key, None, |line| {
                 line.extend(r.key);
                 line.push(b' ');
                 line.push_u64(count);
             });
         }
-        let updates: Vec<(&[u8], Option<u64>)> = keys
-            .into_iter()
+        let updates: Vec<(&[u8], Option<u64>)> = distinct
+            .keys()
+            .iter()
+            .copied()
             .zip(counts)
             .map(|(k, c)| (k, Some(c)))
             .collect();

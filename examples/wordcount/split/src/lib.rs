@@ -5,6 +5,7 @@
 
 use weir_guest_sdk::bytes::extend;
 use weir_guest_sdk::prelude::*;
+use weir_guest_sdk::text;
 
 pub struct Split;
 
@@ -39,45 +40,63 @@ impl Operator for Split {
     }
 }
 
-/// What an ASCII byte is to the splitter.
-const SEPARATOR: u8 = 0;
-const LOWER_OR_DIGIT: u8 = 1;
-const UPPER: u8 = 2;
+/// Each byte of a word set to `b`.
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101 * b as u64
+}
 
-/// Each ASCII byte's class, so that a word's end and whether it needs lower-casing are found in
-/// one pass with one lookup per byte.
-const CLASS: [u8; 128] = {
-    let mut class = [SEPARATOR; 128];
-    let mut b = 0;
-    while b < 128 {
-        class[b] = match b as u8 {
-            b'a'..=b'z' | b'0'..=b'9' => LOWER_OR_DIGIT,
-            b'A'..=b'Z' => UPPER,
-            _ => SEPARATOR,
-        };
-        b += 1;
-    }
-    class
-};
+const HIGH: u64 = splat(0x80);
 
-/// The common case: on ASCII text, Unicode's alphanumerics are exactly the ASCII ones, and words
-/// without capitals are emitted straight from the input.
+/// The first `min(8, bytes.len())` bytes as a little-endian word, the rest spaces (separators).
+#[inline(always)]
+fn load(bytes: &[u8]) -> u64 {
+    text::load(bytes, b' ')
+}
+
+/// The high bit of each byte of `x` (all below 0x80) that lies in `lo..=hi`; no carry crosses
+/// bytes.
+#[inline(always)]
+fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
+    (x + splat(0x80 - lo)) & !(x + splat(0x7F - hi)) & HIGH
+}
+
+/// Bytes of an ASCII word that are letters or digits.
+#[inline(always)]
+fn alphanumeric(x: u64) -> u64 {
+    in_range(x, b'0', b'9') | in_range(x | splat(0x20), b'a', b'z')
+}
+
+/// The common case: on ASCII text, Unicode's alphanumerics are exactly the ASCII ones. Eight
+/// bytes are classified at a time, and words without capitals are emitted straight from the
+/// input.
 fn split_ascii(ctx: &mut Context, text: &[u8]) {
     let mut lower = Vec::new();
     let mut i = 0;
     while i < text.len() {
-        if CLASS[usize::from(text[i])] == SEPARATOR {
-            i += 1;
+        let starts = alphanumeric(load(&text[i..]));
+        if starts == 0 {
+            i += 8;
             continue;
         }
-        let start = i;
-        let mut kinds = 0;
-        while i < text.len() && CLASS[usize::from(text[i])] != SEPARATOR {
-            kinds |= CLASS[usize::from(text[i])];
-            i += 1;
+        let start = i + starts.trailing_zeros() as usize / 8;
+        // The word runs to the first separator; past the end, `load` reads spaces.
+        let (mut end, mut capitals) = (start, 0);
+        loop {
+            let x = load(&text[end..]);
+            let stop = !alphanumeric(x) & HIGH;
+            let k = if stop == 0 {
+                8
+            } else {
+                stop.trailing_zeros() as usize / 8
+            };
+            capitals |= in_range(x, b'A', b'Z') & (stop.wrapping_sub(1) | stop);
+            end += k;
+            if k < 8 {
+                break;
+            }
         }
-        let word = &text[start..i];
-        if kinds & UPPER == 0 {
+        let word = &text[start..end];
+        if capitals == 0 {
             ctx.emit(word, word);
         } else {
             lower.clear();
@@ -85,6 +104,7 @@ fn split_ascii(ctx: &mut Context, text: &[u8]) {
             lower.make_ascii_lowercase();
             ctx.emit(&lower, &lower);
         }
+        i = end;
     }
 }
 
@@ -117,6 +137,41 @@ mod tests {
             ]
         );
         assert!(out.iter().all(|e| e.key == e.value && e.output.is_none()));
+    }
+
+    #[test]
+    fn the_ascii_path_splits_as_the_unicode_rules_do() {
+        // Lines of every length around the 8-byte words, with words, capitals, digits and
+        // separators at every position.
+        let alphabet = b"aZ9 ,_-\tQx";
+        let mut z = 1u64;
+        let lines: Vec<String> = (0..2000)
+            .map(|i| {
+                (0..i % 37)
+                    .map(|_| {
+                        z = z
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        alphabet[(z >> 33) as usize % alphabet.len()] as char
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut h = Harness::<Split>::open("{}").unwrap();
+        for line in &lines {
+            h.process(&[Record::new("", line)]).unwrap();
+            let got: Vec<String> = h
+                .take_output()
+                .iter()
+                .map(|e| String::from_utf8(e.key.clone()).unwrap())
+                .collect();
+            let expected: Vec<String> = line
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            assert_eq!(got, expected, "{line:?}");
+        }
     }
 
     #[test]
