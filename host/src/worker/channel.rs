@@ -127,7 +127,7 @@ impl Gate {
 
     /// Like [`Gate::recv`], but when more buffers are already queued, they come too, appended to
     /// the first (round robin across channels, data only, each channel's order kept) while the
-    /// whole stays within `max_bytes`. A task that falls behind thus makes fewer and larger
+    /// whole stays within `max_bytes` (0: nothing is merged). A task that falls behind thus makes fewer and larger
     /// calls into its operators, each of which pays a fixed cost, and a keyed operator sees more
     /// repeats of a key per call. Nothing waits for a buffer to arrive: only what is queued is
     /// merged, so no latency is added.

@@ -65,6 +65,20 @@ pub struct Task {
 /// (see [`Gate::recv_merged`]).
 pub const MERGED_BUFFERS: usize = 8;
 
+/// Merging pays where the per-call cost matters, i.e. where calls are short; a chain whose last
+/// call took longer than this gets one buffer per call, so that merging never brings a slow
+/// operator near its call time limit.
+const MERGE_BELOW: Duration = Duration::from_millis(20);
+
+/// How many bytes of queued input the next call may take, after a call that took `last_call`.
+fn merge_limit(last_call: Duration, buffer_bytes: usize) -> usize {
+    if last_call < MERGE_BELOW {
+        buffer_bytes * MERGED_BUFFERS
+    } else {
+        0
+    }
+}
+
 fn guest_failed(uid: &Arc<str>, e: GuestError) -> TaskError {
     TaskError::Failed {
         uid: uid.clone(),
@@ -83,6 +97,7 @@ impl Task {
     /// Runs the task to the end of its input from `head` (or until the job is cancelled).
     pub fn run(mut self, head: Head) -> Result<(), TaskError> {
         let mut last_flush = Instant::now();
+        let mut last_call = Duration::ZERO;
         match head {
             Head::Source {
                 uid,
@@ -115,9 +130,11 @@ impl Task {
             Head::Gate(gate) => loop {
                 let pending = self.writers.iter().any(RecordWriter::has_pending);
                 let deadline = pending.then(|| last_flush + self.flush_interval);
-                match gate.recv_merged(deadline, self.buffer_bytes * MERGED_BUFFERS) {
+                match gate.recv_merged(deadline, merge_limit(last_call, self.buffer_bytes)) {
                     Received::Data(batch) => {
+                        let started = Instant::now();
                         self.run_step(0, batch)?;
+                        last_call = started.elapsed();
                         if last_flush.elapsed() >= self.flush_interval {
                             self.flush()?;
                             last_flush = Instant::now();
@@ -227,5 +244,18 @@ impl Task {
                 cause: format!("emitted a {e}"),
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_calls_take_merged_input() {
+        assert_eq!(merge_limit(Duration::ZERO, 1024), 8 * 1024);
+        assert_eq!(merge_limit(Duration::from_millis(19), 1024), 8 * 1024);
+        assert_eq!(merge_limit(MERGE_BELOW, 1024), 0);
+        assert_eq!(merge_limit(Duration::from_secs(3), 1024), 0);
     }
 }
