@@ -20,6 +20,7 @@ impl Operator for Filter {
         })
     }
 
+    #[inline]
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
         let amount = record
             .value

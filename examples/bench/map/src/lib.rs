@@ -43,6 +43,7 @@ impl Operator for Map {
         Ok(Map)
     }
 
+    #[inline]
     fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
         let (id, user, amount) = parse(record.value)?;
         ctx.emit_with(user, None, |v| {
