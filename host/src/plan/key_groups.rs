@@ -11,18 +11,33 @@ pub fn key_group(key: &[u8], max_parallelism: u32) -> u32 {
 }
 
 /// The hash that places `key` in a key group (keyed state reuses it rather than hash again).
+#[inline]
 pub fn hash(key: &[u8]) -> u64 {
     xxh3_64(key)
 }
 
 /// The key group of a key whose [`hash`] is `hash`.
+#[inline]
 pub fn key_group_of_hash(hash: u64, max_parallelism: u32) -> u32 {
-    (hash % u64::from(max_parallelism)) as u32
+    let m = u64::from(max_parallelism);
+    // The same value either way; a mask spares the division when, as usual, m is a power of two.
+    if m.is_power_of_two() {
+        (hash & (m - 1)) as u32
+    } else {
+        (hash % m) as u32
+    }
 }
 
 /// The subtask (of `parallelism`) that owns `key_group`.
+#[inline]
 pub fn subtask_of(key_group: u32, parallelism: u32, max_parallelism: u32) -> u32 {
-    (u64::from(key_group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
+    let scaled = u64::from(key_group) * u64::from(parallelism);
+    // A shift when max parallelism is a power of two: the same quotient without a division.
+    if max_parallelism.is_power_of_two() {
+        (scaled >> max_parallelism.trailing_zeros()) as u32
+    } else {
+        (scaled / u64::from(max_parallelism)) as u32
+    }
 }
 
 /// The key groups subtask `subtask` of `parallelism` owns.
@@ -56,6 +71,21 @@ mod tests {
                     next = r.end;
                 }
                 assert_eq!(next, max);
+            }
+        }
+    }
+
+    #[test]
+    fn key_groups_and_their_subtasks_are_the_plain_modulo_and_quotient() {
+        for max in [1u32, 2, 7, 128, 1000, 32768] {
+            for i in 0..1000u64 {
+                let h = xxh3_64(&i.to_le_bytes());
+                assert_eq!(key_group_of_hash(h, max), (h % u64::from(max)) as u32);
+                let kg = (i % u64::from(max)) as u32;
+                for p in [1, 2, 3, max.min(5), max] {
+                    let want = u64::from(kg) * u64::from(p) / u64::from(max);
+                    assert_eq!(u64::from(subtask_of(kg, p, max)), want);
+                }
             }
         }
     }

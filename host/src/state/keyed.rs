@@ -280,20 +280,28 @@ impl KeyedState {
 }
 
 /// Where `key` lives among the key groups `range` (of `max_parallelism`), or why it cannot.
+#[inline]
 fn slot_in(range: &Range<u32>, max_parallelism: u32, key: &[u8]) -> Result<Slot, StateAccessError> {
     let hash = key_groups::hash(key);
     let kg = key_groups::key_group_of_hash(hash, max_parallelism);
     if !range.contains(&kg) {
-        return Err(StateAccessError::KeyOutsideKeyGroups {
-            key_group: kg,
-            range: range.clone(),
-            key_preview: preview(key),
-        });
+        return Err(outside(range, kg, key));
     }
     Ok(Slot {
         hash,
         group: (kg - range.start) as usize,
     })
+}
+
+/// The error for a key outside the subtask's key groups (apart, so that the lookup stays small).
+#[cold]
+#[inline(never)]
+fn outside(range: &Range<u32>, key_group: u32, key: &[u8]) -> StateAccessError {
+    StateAccessError::KeyOutsideKeyGroups {
+        key_group,
+        range: range.clone(),
+        key_preview: preview(key),
+    }
 }
 
 /// One value state of a subtask, its name resolved: for the batched calls, which touch the same
@@ -318,8 +326,13 @@ impl ValueStateMut<'_> {
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateAccessError> {
         let slot = self.slot(key)?;
         let stored = self.table.entry(slot, key, Bytes::new);
-        stored.clear();
-        stored.extend_from_slice(value);
+        if stored.len() == value.len() {
+            // The usual update (a counter, a fixed-size value): in place, no length bookkeeping.
+            stored.copy_from_slice(value);
+        } else {
+            stored.clear();
+            stored.extend_from_slice(value);
+        }
         Ok(())
     }
 
