@@ -164,9 +164,9 @@ impl ValueWriter<'_> {
     }
 }
 
-/// Postcard's output, appended straight to the batch (and the batch left intact when encoding
+/// Postcard's output, appended straight to a buffer (and the buffer left intact when encoding
 /// fails: the caller truncates).
-struct Appender<'a>(&'a mut Vec<u8>);
+pub(crate) struct Appender<'a>(pub(crate) &'a mut Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for Appender<'_> {
     type Output = ();

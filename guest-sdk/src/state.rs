@@ -1,6 +1,7 @@
 //! Keyed state handles. The host stores the state per key group, so it moves with its keys when a
 //! job is rescaled; values are kept in the compact binary encoding (postcard).
 
+use crate::context::Appender;
 use crate::{StateError, backend};
 use serde::{Serialize, de::DeserializeOwned};
 use std::marker::PhantomData;
@@ -56,36 +57,38 @@ impl<T: Serialize + DeserializeOwned> ValueState<T> {
             weir_batch::lengths::push(&mut buf, Some(k.as_ref()));
         }
         let values = backend::with(|b| b.value_get_many(&self.name, &buf))?;
-        let values: Vec<Option<T>> = weir_batch::lengths::iter(&values)
-            .map(
-                |v| match v.map_err(|e| StateError::Decode(e.to_string()))? {
-                    Some(bytes) => decode(bytes).map(Some),
-                    None => Ok(None),
-                },
-            )
-            .collect::<Result<_, _>>()?;
-        if values.len() != keys.len() {
+        // A plain loop into a vector sized up front: `collect` over results grows it by copies.
+        let mut out = Vec::with_capacity(keys.len());
+        for v in weir_batch::lengths::iter(&values) {
+            out.push(match v.map_err(|e| StateError::Decode(e.to_string()))? {
+                Some(bytes) => Some(decode(bytes)?),
+                None => None,
+            });
+        }
+        if out.len() != keys.len() {
             return Err(StateError::Decode(format!(
                 "asked for {} values, got {}",
                 keys.len(),
-                values.len()
+                out.len()
             )));
         }
-        Ok(values)
+        Ok(out)
     }
 
     /// Sets (`Some`) or clears (`None`) the values of many keys, in one host call.
     pub fn set_many<K: AsRef<[u8]>>(&self, entries: &[(K, Option<T>)]) -> Result<(), StateError> {
         let mut buf = Vec::new();
-        let mut value = Vec::new();
         for (k, v) in entries {
             weir_batch::lengths::push(&mut buf, Some(k.as_ref()));
             match v {
                 Some(v) => {
-                    value.clear();
-                    value = postcard::to_extend(v, value)
+                    // Encoded in place after a length that is filled in once known.
+                    let at = buf.len();
+                    weir_batch::extend(&mut buf, &[0; 4]);
+                    postcard::serialize_with_flavor(v, Appender(&mut buf))
                         .map_err(|e| StateError::Invalid(format!("value does not encode: {e}")))?;
-                    weir_batch::lengths::push(&mut buf, Some(&value));
+                    let len = (buf.len() - at - 4) as u32;
+                    buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
                 }
                 None => weir_batch::lengths::push(&mut buf, None),
             }

@@ -170,3 +170,67 @@ fn a_value_that_fails_to_encode_emits_nothing_and_keeps_what_was_emitted() {
     assert_eq!(postcard::from_bytes::<&str>(&out[0].value).unwrap(), "v");
     assert_eq!(out[1].value_str(), "\"v\"");
 }
+
+#[test]
+fn batched_state_reads_and_writes_keep_each_key_s_value() {
+    /// Appends each record's value to its key's list, reading and writing state once per batch.
+    struct Lists {
+        lists: ValueState<Vec<String>>,
+    }
+    impl Operator for Lists {
+        fn open(_: &mut Context, _: Config) -> Result<Self, Error> {
+            Ok(Lists {
+                lists: ValueState::new("lists"),
+            })
+        }
+        fn process(&mut self, ctx: &mut Context, record: Record<'_>) -> Result<(), Error> {
+            self.process_batch(ctx, &[record])
+        }
+        fn process_batch(
+            &mut self,
+            ctx: &mut Context,
+            records: &[Record<'_>],
+        ) -> Result<(), Error> {
+            let distinct = weir_guest_sdk::keys::Distinct::of(records);
+            let mut lists: Vec<Option<Vec<String>>> = self.lists.get_many(distinct.keys())?;
+            for (r, &i) in records.iter().zip(distinct.positions()) {
+                let list = lists[i as usize].get_or_insert_with(Vec::new);
+                list.push(r.value_str()?.to_string());
+                ctx.emit(r.key, list.join("+"));
+            }
+            // "clear" as a value clears the key's state.
+            let updates: Vec<(&[u8], Option<Vec<String>>)> = distinct
+                .keys()
+                .iter()
+                .copied()
+                .zip(lists)
+                .map(|(k, l)| (k, l.filter(|l| l.last().is_none_or(|v| v != "clear"))))
+                .collect();
+            self.lists.set_many(&updates)?;
+            Ok(())
+        }
+    }
+    let mut h = Harness::<Lists>::open("").unwrap();
+    h.process(&[
+        Record::new("a", "1"),
+        Record::new("bb", "2"),
+        Record::new("a", "3"),
+        Record::new("a-much-longer-key-than-sixteen-bytes", "4"),
+    ])
+    .unwrap();
+    h.process(&[Record::new("bb", "5"), Record::new("a", "clear")])
+        .unwrap();
+    h.process(&[Record::new("a", "6")]).unwrap();
+    assert_eq!(
+        h.output_values(),
+        ["1", "2", "1+3", "4", "2+5", "1+3+clear", "6"]
+    );
+    assert_eq!(
+        h.value::<Vec<String>>("lists", "bb"),
+        Some(vec!["2".into(), "5".into()])
+    );
+    assert_eq!(
+        h.value::<Vec<String>>("lists", "a-much-longer-key-than-sixteen-bytes"),
+        Some(vec!["4".into()])
+    );
+}
