@@ -4,7 +4,7 @@
 use super::channel::Gate;
 use super::control::{JobControl, JobMetrics};
 use super::source::WasmSource;
-use super::task::{ChainStep, Head, Routes, Step, Task, TaskError};
+use super::task::{ChainStep, Head, Routes, Step, Task, TaskError, merge_bytes};
 use super::writer::RecordWriter;
 use crate::connectors::{Source, prepare_sink};
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
@@ -372,6 +372,7 @@ fn run_task(
         steps,
         writers: plan.writers,
         buffer_bytes: job.buffer_bytes,
+        merge_bytes: merge_bytes(job.buffer_bytes, job.limits.memory_bytes),
         flush_interval: job.flush_interval,
         control: control.clone(),
         metrics: metrics.clone(),

@@ -56,14 +56,23 @@ pub struct Task {
     pub steps: Vec<ChainStep>,
     pub writers: Vec<RecordWriter>,
     pub buffer_bytes: usize,
+    /// The most queued input one call takes ([`merge_bytes`]).
+    pub merge_bytes: usize,
     pub flush_interval: Duration,
     pub control: Arc<JobControl>,
     pub metrics: Arc<JobMetrics>,
 }
 
-/// A task that falls behind takes up to this many queued input buffers in one operator call
-/// (see [`Gate::recv_merged`]).
-pub const MERGED_BUFFERS: usize = 8;
+/// A task that falls behind takes the input buffers queued for it, up to this many bytes, in one
+/// operator call (see [`Gate::recv_merged`]).
+const MERGE_BYTES: usize = 1 << 20;
+
+/// How much queued input one call may take: [`MERGE_BYTES`], but no more than a 16th of an
+/// operator's memory (the batch, its records and what the operator emits must fit), and at
+/// least one buffer (then nothing is merged).
+pub fn merge_bytes(buffer_bytes: usize, memory_bytes: usize) -> usize {
+    MERGE_BYTES.min(memory_bytes / 16).max(buffer_bytes)
+}
 
 /// Merging pays where the per-call cost matters, i.e. where calls are short; a chain whose last
 /// call took longer than this gets one buffer per call, so that merging never brings a slow
@@ -71,9 +80,9 @@ pub const MERGED_BUFFERS: usize = 8;
 const MERGE_BELOW: Duration = Duration::from_millis(20);
 
 /// How many bytes of queued input the next call may take, after a call that took `last_call`.
-fn merge_limit(last_call: Duration, buffer_bytes: usize) -> usize {
+fn merge_limit(last_call: Duration, merge_bytes: usize) -> usize {
     if last_call < MERGE_BELOW {
-        buffer_bytes * MERGED_BUFFERS
+        merge_bytes
     } else {
         0
     }
@@ -130,7 +139,7 @@ impl Task {
             Head::Gate(gate) => loop {
                 let pending = self.writers.iter().any(RecordWriter::has_pending);
                 let deadline = pending.then(|| last_flush + self.flush_interval);
-                match gate.recv_merged(deadline, merge_limit(last_call, self.buffer_bytes)) {
+                match gate.recv_merged(deadline, merge_limit(last_call, self.merge_bytes)) {
                     Received::Data(batch) => {
                         let started = Instant::now();
                         self.run_step(0, batch)?;
@@ -253,9 +262,19 @@ mod tests {
 
     #[test]
     fn only_short_calls_take_merged_input() {
-        assert_eq!(merge_limit(Duration::ZERO, 1024), 8 * 1024);
-        assert_eq!(merge_limit(Duration::from_millis(19), 1024), 8 * 1024);
-        assert_eq!(merge_limit(MERGE_BELOW, 1024), 0);
-        assert_eq!(merge_limit(Duration::from_secs(3), 1024), 0);
+        assert_eq!(merge_limit(Duration::ZERO, 4096), 4096);
+        assert_eq!(merge_limit(Duration::from_millis(19), 4096), 4096);
+        assert_eq!(merge_limit(MERGE_BELOW, 4096), 0);
+        assert_eq!(merge_limit(Duration::from_secs(3), 4096), 0);
+    }
+
+    #[test]
+    fn merged_input_is_bounded_by_a_mib_and_the_operator_s_memory() {
+        let mib = 1 << 20;
+        assert_eq!(merge_bytes(32 << 10, 256 * mib), mib);
+        assert_eq!(merge_bytes(32 << 10, 4 * mib), 256 << 10);
+        // Less than one buffer's worth: one buffer per call, nothing merged.
+        assert_eq!(merge_bytes(32 << 10, 256 << 10), 32 << 10);
+        assert_eq!(merge_bytes(64 * mib, 256 * mib), 64 * mib);
     }
 }
