@@ -89,9 +89,10 @@ flink_job() {
   fi
   read -r wall user sys rss <"$scratch/time"
   read -r bwall buser bsys _ <<<"$base"
-  awk -v job="$job" -v n="$n" -v wall="$wall" -v cpu="$(echo "$user + $sys" | bc)" \
-    -v bwall="$bwall" -v bcpu="$(echo "$buser + $bsys" | bc)" -v rss="$rss" -v v="$verified" \
+  awk -v job="$job" -v n="$n" -v wall="$wall" -v user="$user" -v sys="$sys" \
+    -v bwall="$bwall" -v buser="$buser" -v bsys="$bsys" -v rss="$rss" -v v="$verified" \
     'BEGIN {
+      cpu = user + sys; bcpu = buser + bsys
       run = wall - bwall; if (run <= 0) run = wall
       c = (cpu - bcpu) / n * 1e6; if (c < 0) c = 0
       printf "engine=flink job=%s n=%.0f seconds=%.3f records_per_s=%.0f cpu_us_per_record=%.3f peak_rss_mib=%.1f %s\n",
