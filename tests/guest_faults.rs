@@ -5,36 +5,17 @@ mod common;
 
 use common::*;
 
-fn faulty_job(component_name: &str, limits: &str) -> String {
-    let dir = scratch();
-    let manifest = write_manifest(
-        dir.path(),
-        &format!(
-            r#"edges = ["gen -> bad", "bad -> out"]
-[job]
-parallelism = 2
-{limits}
-[sources.gen]
-kind = "datagen"
-count = 100000
-shape = "sequence"
-[operators.bad]
-component = "{component}"
-config = {{ panic_on = "777" }}
-[sinks.out]
-kind = "file"
-path = "{out}"
-"#,
-            component = component(component_name),
-            out = dir.path().join("out").display(),
-        ),
-    );
-    run_err(&["run", manifest.to_str().unwrap()])
+fn faulty(component_name: &str, limits: &str) -> String {
+    faulty_job(
+        &component(component_name),
+        r#"{ panic_on = "777" }"#,
+        limits,
+    )
 }
 
 #[test]
 fn a_panicking_guest_fails_the_job_with_its_message() {
-    let e = faulty_job("faulty_panic", "");
+    let e = faulty("faulty_panic", "");
     // Record 777 goes to subtask 1 (odd indices) of the source, then forward to `bad` subtask 1.
     assert!(
         e.contains("operator `bad` (subtask 1 of 2) failed: the operator panicked in process"),
@@ -45,7 +26,7 @@ fn a_panicking_guest_fails_the_job_with_its_message() {
 
 #[test]
 fn a_looping_guest_is_stopped_by_the_call_time_limit() {
-    let e = faulty_job("faulty_spin", "[limits]\ncall_timeout_ms = 300");
+    let e = faulty("faulty_spin", "[limits]\ncall_timeout_ms = 300");
     assert!(e.contains("operator `bad` (subtask "), "{e}");
     assert!(
         e.contains("a call to process ran past the limit of 300 ms (limits.call_timeout_ms)"),
@@ -55,7 +36,7 @@ fn a_looping_guest_is_stopped_by_the_call_time_limit() {
 
 #[test]
 fn a_guest_allocating_without_bound_is_stopped_by_the_memory_limit() {
-    let e = faulty_job("faulty_hog", "[limits]\nmemory_mib = 32");
+    let e = faulty("faulty_hog", "[limits]\nmemory_mib = 32");
     assert!(e.contains("operator `bad` (subtask "), "{e}");
     assert!(e.contains("out of memory in process"), "{e}");
     assert!(

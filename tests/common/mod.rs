@@ -47,6 +47,18 @@ pub fn component(name: &str) -> String {
         .to_string()
 }
 
+/// The path of the Python example component `name` (e.g. `wordcount_split`), built by
+/// `scripts/build.sh` (componentize-py takes seconds per component, so the tests do not).
+pub fn python_component(name: &str) -> String {
+    let path = root().join(format!("examples/target/python/{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build.sh (or scripts/build-python-guests.sh)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
 /// The weir binary, with a component cache shared by the tests and quiet logs.
 pub fn weir() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_weir"));
@@ -265,6 +277,24 @@ pub fn spawn(mut cmd: Command) -> Child {
 
 /// The word-count manifest, with the example's components and `input` as the source.
 pub fn wordcount_manifest(dir: &Path, input: &Path, extra: &str) -> PathBuf {
+    wordcount_manifest_with(
+        dir,
+        input,
+        &component("wordcount_split"),
+        &component("wordcount_count"),
+        extra,
+    )
+}
+
+/// The word-count manifest with the given `split` and `count` components; the sink writes to
+/// `dir/out`.
+pub fn wordcount_manifest_with(
+    dir: &Path,
+    input: &Path,
+    split: &str,
+    count: &str,
+    extra: &str,
+) -> PathBuf {
     let manifest = format!(
         r#"edges = ["lines -> split", "split -> count", "count -> out"]
 
@@ -289,11 +319,37 @@ path = "{out}"
 {extra}
 "#,
         input = input.display(),
-        split = component("wordcount_split"),
-        count = component("wordcount_count"),
         out = dir.join("out").display(),
     );
     write_manifest(dir, &manifest)
+}
+
+/// Runs a job of 100,000 sequence records (two subtasks) through the operator `component` with
+/// `config`, which must fail it; returns stderr. `extra` goes into the manifest (e.g. limits).
+pub fn faulty_job(component: &str, config: &str, extra: &str) -> String {
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> bad", "bad -> out"]
+[job]
+parallelism = 2
+{extra}
+[sources.gen]
+kind = "datagen"
+count = 100000
+shape = "sequence"
+[operators.bad]
+component = "{component}"
+config = {config}
+[sinks.out]
+kind = "file"
+path = "{out}"
+"#,
+            out = dir.path().join("out").display(),
+        ),
+    );
+    run_err(&["run", manifest.to_str().unwrap()])
 }
 
 /// Sends SIGINT (what Ctrl-C sends) to `child`.

@@ -1,0 +1,451 @@
+"""Write weir operators in Python.
+
+An operator is a subclass of `Operator`: `open` gets the manifest's config (decoded from JSON),
+`process` sees one record at a time (the SDK unpacks the batch the host passes in one call),
+records are emitted through the `Context`, and keyed state lives in `ValueState` and `MapState`
+handles that the host stores per key group. `export(MyOperator)` in the app module turns the
+class into the component's `weir:operator/handler` export; build with componentize-py (see
+README.md beside this file).
+
+    import weir
+
+    class Count(weir.Operator):
+        def open(self, ctx, config):
+            self.counts = weir.ValueState("count", weir.U64)
+
+        def process(self, ctx, record):
+            n = (self.counts.get(record.key) or 0) + 1
+            self.counts.set(record.key, n)
+            ctx.emit(record.key, b"%s %d" % (record.key, n))
+
+    Handler = weir.export(Count)
+"""
+
+import json
+import struct
+import traceback
+
+_HEADER = struct.Struct("<BII")
+_TS = struct.Struct("<q")
+_LEN = struct.Struct("<I")
+_ABSENT = 0xFFFFFFFF
+_FLUSH_BYTES = 64 * 1024
+
+
+class Error(Exception):
+    """An error that fails the job with its message (any other exception does too, with its
+    type and traceback)."""
+
+
+class StateError(Error):
+    """A state call the host refused (the key is outside this subtask's key groups, or the
+    name or key is not acceptable)."""
+
+
+class Record:
+    """One record: `key` and `value` are bytes, `timestamp` is milliseconds or None."""
+
+    __slots__ = ("key", "value", "timestamp")
+
+    def __init__(self, key, value, timestamp=None):
+        self.key = _bytes(key)
+        self.value = _bytes(value)
+        self.timestamp = timestamp
+
+    def key_str(self):
+        return self.key.decode("utf-8")
+
+    def value_str(self):
+        return self.value.decode("utf-8")
+
+    def value_json(self):
+        return json.loads(self.value)
+
+    def __repr__(self):
+        return "Record(%r, %r, %r)" % (self.key, self.value, self.timestamp)
+
+
+def _bytes(x):
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x)
+    if isinstance(x, str):
+        return x.encode("utf-8")
+    raise TypeError("keys and values are bytes or str, not %s" % type(x).__name__)
+
+
+def decode_batch(batch):
+    """The records of a batch in the flat format (see wit/operator.wit)."""
+    records = []
+    pos, end = 0, len(batch)
+    view = memoryview(batch)
+    while pos < end:
+        if end - pos < 9:
+            raise Error("malformed batch at byte %d: truncated record header" % pos)
+        flags, klen, vlen = _HEADER.unpack_from(batch, pos)
+        if flags & ~1:
+            raise Error("malformed batch at byte %d: unknown flag bits" % pos)
+        at = pos + 9
+        ts = None
+        if flags & 1:
+            if end - at < 8:
+                raise Error("malformed batch at byte %d: truncated timestamp" % pos)
+            (ts,) = _TS.unpack_from(batch, at)
+            at += 8
+        if at + klen + vlen > end:
+            raise Error("malformed batch at byte %d: key or value runs past the end" % pos)
+        key = bytes(view[at : at + klen])
+        value = bytes(view[at + klen : at + klen + vlen])
+        records.append(Record(key, value, ts))
+        pos = at + klen + vlen
+    return records
+
+
+def encode_record(buf, key, value, timestamp=None):
+    """Appends one record to `buf` (a bytearray) in the flat format."""
+    if timestamp is None:
+        buf += _HEADER.pack(0, len(key), len(value))
+    else:
+        buf += _HEADER.pack(1, len(key), len(value))
+        buf += _TS.pack(timestamp)
+    buf += key
+    buf += value
+
+
+class Context:
+    """Where an operator emits records: the main output and named side outputs."""
+
+    def __init__(self, host):
+        self._host = host
+        self._main = bytearray()
+        self._side = {}
+
+    def emit(self, key, value, timestamp=None):
+        """Emits a record to the main output (`key` and `value` are bytes or str)."""
+        encode_record(self._main, _bytes(key), _bytes(value), timestamp)
+        if len(self._main) >= _FLUSH_BYTES:
+            self._flush_one(None, self._main)
+
+    def emit_record(self, record):
+        """Emits a record unchanged (keeping its timestamp)."""
+        self.emit(record.key, record.value, record.timestamp)
+
+    def emit_json(self, key, value):
+        """Emits a record whose value is `value` encoded as JSON."""
+        self.emit(key, json.dumps(value, separators=(",", ":")))
+
+    def emit_to(self, output, key, value, timestamp=None):
+        """Emits a record to the side output `output` (connected as `uid.output`)."""
+        buf = self._side.setdefault(output, bytearray())
+        encode_record(buf, _bytes(key), _bytes(value), timestamp)
+        if len(buf) >= _FLUSH_BYTES:
+            self._flush_one(output, buf)
+
+    def _flush_one(self, output, buf):
+        if buf:
+            self._host.emit(output, bytes(buf))
+            del buf[:]
+
+    def flush(self):
+        self._flush_one(None, self._main)
+        for name, buf in self._side.items():
+            self._flush_one(name, buf)
+
+
+# Value codecs for state: how a Python value is stored as bytes.
+
+
+class Codec:
+    def __init__(self, encode, decode):
+        self.encode = encode
+        self.decode = decode
+
+
+def _varint(n):
+    if n < 0 or n >= 1 << 64:
+        raise Error("%d does not fit in a u64" % n)
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _unvarint(b):
+    n, shift = 0, 0
+    for i, byte in enumerate(b):
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            if i != len(b) - 1:
+                raise Error("a u64 state value has trailing bytes")
+            return n
+        shift += 7
+    raise Error("a u64 state value is truncated")
+
+
+BYTES = Codec(bytes, bytes)
+"""Values stored as they are (bytes)."""
+STR = Codec(lambda s: s.encode("utf-8"), lambda b: b.decode("utf-8"))
+"""Text, as UTF-8."""
+U64 = Codec(_varint, _unvarint)
+"""Unsigned integers, as the Rust SDK's `ValueState<u64>` stores them (a LEB128 varint), so
+that state moves between languages."""
+JSON = Codec(
+    lambda v: json.dumps(v, separators=(",", ":")).encode("utf-8"), lambda b: json.loads(b)
+)
+"""Any JSON value."""
+
+
+def _lengths(items):
+    out = bytearray()
+    for item in items:
+        if item is None:
+            out += _LEN.pack(_ABSENT)
+        else:
+            out += _LEN.pack(len(item))
+            out += item
+    return bytes(out)
+
+
+def _unlengths(buf):
+    items, pos = [], 0
+    while pos < len(buf):
+        (n,) = _LEN.unpack_from(buf, pos)
+        pos += 4
+        if n == _ABSENT:
+            items.append(None)
+        else:
+            items.append(bytes(buf[pos : pos + n]))
+            pos += n
+    return items
+
+
+class ValueState:
+    """One value per key under a state name, stored by the host; `codec` says how values are
+    encoded (BYTES by default)."""
+
+    def __init__(self, name, codec=BYTES):
+        self.name = name
+        self.codec = codec
+
+    def get(self, key):
+        raw = _host().value_get(self.name, _bytes(key))
+        return None if raw is None else self.codec.decode(raw)
+
+    def set(self, key, value):
+        _host().value_set(self.name, _bytes(key), self.codec.encode(value))
+
+    def clear(self, key):
+        _host().value_clear(self.name, _bytes(key))
+
+    def get_many(self, keys):
+        """The values of many keys (None where unset), in one host call."""
+        raw = _host().value_get_many(self.name, _lengths(_bytes(k) for k in keys))
+        return [None if v is None else self.codec.decode(v) for v in _unlengths(raw)]
+
+    def set_many(self, entries):
+        """Sets (value) or clears (None) many keys, in one host call; `entries` holds
+        (key, value) pairs."""
+        flat = []
+        for key, value in entries:
+            flat.append(_bytes(key))
+            flat.append(None if value is None else self.codec.encode(value))
+        _host().value_set_many(self.name, _lengths(flat))
+
+
+class MapState:
+    """A map per key under a state name; map keys and values are encoded by their codecs."""
+
+    def __init__(self, name, key_codec=BYTES, value_codec=BYTES):
+        self.name = name
+        self.key_codec = key_codec
+        self.value_codec = value_codec
+
+    def get(self, key, map_key):
+        raw = _host().map_get(self.name, _bytes(key), self.key_codec.encode(map_key))
+        return None if raw is None else self.value_codec.decode(raw)
+
+    def put(self, key, map_key, value):
+        _host().map_put(
+            self.name, _bytes(key), self.key_codec.encode(map_key), self.value_codec.encode(value)
+        )
+
+    def remove(self, key, map_key):
+        _host().map_remove(self.name, _bytes(key), self.key_codec.encode(map_key))
+
+    def entries(self, key):
+        """All entries of `key`'s map, ordered by encoded map key."""
+        return [
+            (self.key_codec.decode(k), self.value_codec.decode(v))
+            for k, v in _host().map_entries(self.name, _bytes(key))
+        ]
+
+    def clear(self, key):
+        _host().map_clear(self.name, _bytes(key))
+
+
+def log(level, message):
+    """Logs through the host ("trace", "debug", "info", "warn" or "error")."""
+    _host().log(level, str(message))
+
+
+class Operator:
+    """Subclass this. `open(ctx, config)` gets the manifest's config table as a dict;
+    `process(ctx, record)` is called per record; override `process_batch(ctx, records)` to touch
+    state once per batch (`get_many`/`set_many`); `close(ctx)` is called at end of input."""
+
+    def open(self, ctx, config):
+        pass
+
+    def process(self, ctx, record):
+        raise NotImplementedError("an operator implements process")
+
+    def process_batch(self, ctx, records):
+        for record in records:
+            self.process(ctx, record)
+
+    def close(self, ctx):
+        pass
+
+
+# The host the SDK talks to: the component's imports, or a test double (see weir_testing).
+_current_host = None
+
+
+def _host():
+    if _current_host is None:
+        raise Error("the operator is not running under a host")
+    return _current_host
+
+
+def set_host(host):
+    """Installs the host the SDK calls (the component's imports, or a test double)."""
+    global _current_host
+    _current_host = host
+
+
+def _failure(e):
+    if isinstance(e, Error):
+        return str(e)
+    return "%s: %s\n%s" % (type(e).__name__, e, "".join(traceback.format_tb(e.__traceback__)))
+
+
+class Runtime:
+    """One operator instance and its context, driven by the handler's calls."""
+
+    def __init__(self, cls, host):
+        self.cls = cls
+        self.host = host
+        self.op = None
+        self.ctx = None
+
+    def open(self, config):
+        set_host(self.host)
+        self.ctx = Context(self.host)
+        self.op = self.cls()
+        text = config.strip() or "{}"
+        try:
+            parsed = json.loads(text)
+        except ValueError as e:
+            raise Error("invalid operator config: %s" % e)
+        self.op.open(self.ctx, parsed)
+        self.ctx.flush()
+
+    def process(self, batch):
+        if self.op is None:
+            raise Error("operator called before open")
+        self.op.process_batch(self.ctx, decode_batch(batch))
+        self.ctx.flush()
+
+    def close(self):
+        if self.op is None:
+            raise Error("operator called before open")
+        self.op.close(self.ctx)
+        self.ctx.flush()
+
+
+class _ComponentHost:
+    """The component's imports, with state errors turned into `StateError`."""
+
+    def __init__(self):
+        from wit_world.imports import emit, log, state
+
+        self._emit = emit.emit
+        self._state = state
+        self._log = log
+
+    def emit(self, output, batch):
+        self._emit(output, batch)
+
+    def _call(self, f, *args):
+        from componentize_py_types import Err
+
+        try:
+            return f(*args)
+        except Err as e:
+            raise StateError(getattr(e.value, "value", str(e.value)))
+
+    def value_get(self, name, key):
+        return self._call(self._state.value_get, name, key)
+
+    def value_set(self, name, key, value):
+        self._call(self._state.value_set, name, key, value)
+
+    def value_clear(self, name, key):
+        self._call(self._state.value_clear, name, key)
+
+    def value_get_many(self, name, keys):
+        return self._call(self._state.value_get_many, name, keys)
+
+    def value_set_many(self, name, entries):
+        self._call(self._state.value_set_many, name, entries)
+
+    def map_get(self, name, key, map_key):
+        return self._call(self._state.map_get, name, key, map_key)
+
+    def map_put(self, name, key, map_key, value):
+        self._call(self._state.map_put, name, key, map_key, value)
+
+    def map_remove(self, name, key, map_key):
+        self._call(self._state.map_remove, name, key, map_key)
+
+    def map_entries(self, name, key):
+        return self._call(self._state.map_entries, name, key)
+
+    def map_clear(self, name, key):
+        self._call(self._state.map_clear, name, key)
+
+    def log(self, level, message):
+        self._log.log(self._log.Level[level.upper()], message)
+
+
+def export(cls):
+    """The component's `handler` export for the operator class `cls`. In the app module:
+
+        Handler = weir.export(MyOperator)
+    """
+    from componentize_py_types import Err
+    from wit_world import exports
+
+    runtime = Runtime(cls, _ComponentHost())
+
+    def guarded(f, *args):
+        try:
+            f(*args)
+        except Err:
+            raise
+        except BaseException as e:
+            # The job fails with this message, tagged by the host with the operator's name.
+            raise Err(_failure(e))
+
+    class Handler(exports.Handler):
+        def open(self, config):
+            guarded(runtime.open, config)
+
+        def process(self, batch):
+            guarded(runtime.process, batch)
+
+        def close(self):
+            guarded(runtime.close)
+
+    return Handler
