@@ -14,22 +14,9 @@ if [ ! -x "$venv/bin/componentize-py" ] || ! "$venv/bin/componentize-py" --versi
   "$venv/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY"
 fi
 
-out=examples/target/python
-mkdir -p "$out"
-for dir in examples/*-python; do
-  [ -d "$dir" ] || continue
-  prefix=$(basename "$dir" | sed 's/-python$//; s/-/_/g')
-  for module in "$dir"/*.py; do
-    grep -q "weir.export(" "$module" || continue
-    name=$(basename "$module" .py)
-    wasm="$out/${prefix}_${name}.wasm"
-    # Up to date when newer than the module, the SDK and the WIT.
-    if [ -f "$wasm" ] && [ -z "$(find "$module" guest-sdk/python wit \( -name '*.py' -o -name '*.wit' \) \
-      -newer "$wasm" -print -quit)" ]; then
-      continue
-    fi
-    echo "==> $module -> $wasm"
-    "$venv/bin/componentize-py" -d wit -w operator componentize \
-      -p guest-sdk/python -p "$dir" "$name" -o "$wasm" >/dev/null
-  done
-done
+build() {
+  "$venv/bin/componentize-py" -d wit -w operator componentize \
+    -p guest-sdk/python -p "$3" "$2" -o "$4" >/dev/null
+}
+source scripts/guest-lib.sh
+build_examples python py "weir.export(" guest-sdk/python build

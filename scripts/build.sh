@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything a run or a test needs: the wasm32-wasip2 target, the example guests as
-# components (Rust, and Python with componentize-py), and the weir host (release). Safe to run
+# components (Rust; Python with componentize-py; JavaScript with componentize-qjs), and the
+# weir host (release). Safe to run
 # again; only what changed is rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,5 +21,7 @@ echo "==> building the example guests (wasm32-wasip2 components)"
 cargo build --release --target wasm32-wasip2 --manifest-path examples/Cargo.toml
 echo "==> building the Python example guests (componentize-py)"
 scripts/build-python-guests.sh
+echo "==> building the JavaScript example guests (componentize-qjs)"
+scripts/build-js-guests.sh
 echo "==> building weir"
 cargo build --release -p weir

@@ -24,7 +24,7 @@ fn wordcount(dir: &Path, input: &Path, split: &str, count: &str) -> Vec<String> 
 }
 
 #[test]
-fn python_word_count_equals_the_rust_one_alone_and_mixed() {
+fn every_language_s_word_count_equals_the_rust_one_alone_and_mixed() {
     let dir = scratch();
     let text = text(1_050_000, 23);
     assert!(text.len() >= 1_000_000);
@@ -38,27 +38,29 @@ fn python_word_count_equals_the_rust_one_alone_and_mixed() {
     );
     let total: u64 = count_words(&text).values().sum();
     assert_eq!(rust.len() as u64, total);
-    let python = wordcount(
-        dir.path(),
-        &input,
-        &python_component("wordcount_split"),
-        &python_component("wordcount_count"),
-    );
-    assert!(
-        python == rust,
-        "the Python word count differs from the Rust one"
-    );
-    // Mixed: Rust split, Python count (state in the same encoding as Rust's count).
-    let mixed = wordcount(
-        dir.path(),
-        &input,
-        &component("wordcount_split"),
-        &python_component("wordcount_count"),
-    );
-    assert!(
-        mixed == rust,
-        "Rust split + Python count differs from the Rust word count"
-    );
+    let (py, js) = (python_component, js_component);
+    let pipelines = [
+        ("Python", py("wordcount_split"), py("wordcount_count")),
+        ("JavaScript", js("wordcount_split"), js("wordcount_count")),
+        // Mixed; count keeps its state in the same encoding in every language.
+        (
+            "Python split + JavaScript count",
+            py("wordcount_split"),
+            js("wordcount_count"),
+        ),
+        (
+            "Rust split + Python count",
+            component("wordcount_split"),
+            py("wordcount_count"),
+        ),
+    ];
+    for (name, split, count) in pipelines {
+        let lines = wordcount(dir.path(), &input, &split, &count);
+        assert!(
+            lines == rust,
+            "the {name} word count differs from the Rust one"
+        );
+    }
 }
 
 #[test]
@@ -73,4 +75,44 @@ fn a_python_operator_that_raises_fails_the_job_with_its_message() {
         e.contains("ValueError: python gave up on record '777'"),
         "{e}"
     );
+}
+
+#[test]
+fn a_javascript_operator_that_throws_fails_the_job_with_its_message() {
+    let e = faulty_job(
+        &js_component("faulty_throws"),
+        r#"{ throw_on = "777" }"#,
+        "",
+    );
+    assert!(e.contains("operator `bad` (subtask 1 of 2) failed"), "{e}");
+    assert!(
+        e.contains("RangeError: javascript gave up on record \"777\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_example_manifests_of_every_language_give_the_rust_example_s_output() {
+    let dir = scratch();
+    let run = |example: &str| {
+        let out = dir.path().join(example);
+        let manifest = root().join(format!("examples/{example}/wordcount.toml"));
+        run_ok(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--set",
+            &format!("sinks.out.path={}", out.display()),
+        ]);
+        let mut lines = sink_lines(&out);
+        lines.sort();
+        lines
+    };
+    let rust = run("wordcount");
+    assert!(!rust.is_empty());
+    for example in ["wordcount-python", "wordcount-js", "wordcount-polyglot"] {
+        assert!(
+            run(example) == rust,
+            "examples/{example} differs from examples/wordcount"
+        );
+    }
 }

@@ -47,13 +47,23 @@ pub fn component(name: &str) -> String {
         .to_string()
 }
 
-/// The path of the Python example component `name` (e.g. `wordcount_split`), built by
-/// `scripts/build.sh` (componentize-py takes seconds per component, so the tests do not).
+/// The path of the Python example component `name` (e.g. `wordcount_split`).
 pub fn python_component(name: &str) -> String {
-    let path = root().join(format!("examples/target/python/{name}.wasm"));
+    built_component("python", name)
+}
+
+/// The path of the JavaScript example component `name` (e.g. `wordcount_count`).
+pub fn js_component(name: &str) -> String {
+    built_component("js", name)
+}
+
+/// A component of another language than Rust, built by `scripts/build.sh` into
+/// `examples/target/<lang>/` (its toolchains take seconds per component, so the tests do not).
+fn built_component(lang: &str, name: &str) -> String {
+    let path = root().join(format!("examples/target/{lang}/{name}.wasm"));
     assert!(
         path.is_file(),
-        "{} is missing: run scripts/build.sh (or scripts/build-python-guests.sh)",
+        "{} is missing: run scripts/build.sh",
         path.display()
     );
     path.display().to_string()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Builds the JavaScript example operators into components with componentize-qjs (QuickJS),
+# installed (pinned) into target/guest-tools/js the first time. Each module under
+# examples/*-js/ that exports a handler (`export const handler = exportOperator(...)`) becomes
+# examples/target/js/<dir>_<module>.wasm, e.g. examples/wordcount-js/count.js ->
+# wordcount_count.wasm. Modules import the SDK by relative path (../../guest-sdk/js/weir.js),
+# resolved from the repository root. Rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMPONENTIZE_QJS=0.4.5
+tools=target/guest-tools/js
+bin="$tools/node_modules/.bin/componentize-qjs"
+if [ ! -x "$bin" ] || ! grep -q "\"version\": \"$COMPONENTIZE_QJS\"" "$tools/node_modules/componentize-qjs/package.json"; then
+  echo "==> installing componentize-qjs $COMPONENTIZE_QJS"
+  mkdir -p "$tools"
+  [ -f "$tools/package.json" ] || echo '{ "private": true }' >"$tools/package.json"
+  npm install --silent --prefix "$tools" "componentize-qjs@$COMPONENTIZE_QJS"
+fi
+
+build() {
+  "$bin" --wit wit --world operator --js "$1" --module-root . --sync -o "$4" >/dev/null
+}
+source scripts/guest-lib.sh
+build_examples js js "exportOperator(" guest-sdk/js build
