@@ -20,6 +20,7 @@ fi
 
 build() {
   "$bin" --wit wit --world operator --js "$1" --module-root . --sync -o "$4" >/dev/null
+  stamp "$4" JavaScript= "componentize-qjs=$COMPONENTIZE_QJS"
 }
 source scripts/guest-lib.sh
 build_examples js js "exportOperator(" guest-sdk/js build

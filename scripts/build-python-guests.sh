@@ -17,6 +17,7 @@ fi
 build() {
   "$venv/bin/componentize-py" -d wit -w operator componentize \
     -p guest-sdk/python -p "$3" "$2" -o "$4" >/dev/null
+  stamp "$4" Python= "componentize-py=$COMPONENTIZE_PY"
 }
 source scripts/guest-lib.sh
 build_examples python py "weir.export(" guest-sdk/python build

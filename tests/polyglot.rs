@@ -116,3 +116,33 @@ fn the_example_manifests_of_every_language_give_the_rust_example_s_output() {
         );
     }
 }
+
+#[test]
+fn inspect_reports_the_language_and_toolchain_each_component_was_built_with() {
+    let cases = [
+        (component("wordcount_count"), "Rust", "rustc "),
+        (
+            python_component("wordcount_count"),
+            "Python",
+            "componentize-py 0.25.1",
+        ),
+        (
+            js_component("wordcount_count"),
+            "JavaScript",
+            "componentize-qjs 0.4.5",
+        ),
+    ];
+    for (path, language, tool) in cases {
+        let out = run_ok(&["inspect", &path]);
+        let report = String::from_utf8_lossy(&out.stdout);
+        let line = |prefix: &str| {
+            report
+                .lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no `{prefix}` line in:\n{report}"))
+                .to_string()
+        };
+        assert!(line("languages: ").contains(language), "{report}");
+        assert!(line("built with: ").contains(tool), "{report}");
+    }
+}

@@ -1,6 +1,7 @@
 //! `weir inspect`: which weir worlds a component implements, and what it imports and exports.
 
 use super::{Runtime, World};
+use std::collections::BTreeSet;
 use std::fmt::{self, Write};
 use std::path::Path;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
@@ -14,6 +15,46 @@ pub struct Inspection {
     pub not_weir: Vec<String>,
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// What its producers sections say it was written in and built with.
+    pub producers: Producers,
+}
+
+/// The producers sections of a component and of every module and component inside it: the
+/// languages it was written in, the tools that built it and the SDKs, each `name version`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Producers {
+    pub languages: BTreeSet<String>,
+    pub tools: BTreeSet<String>,
+    pub sdks: BTreeSet<String>,
+}
+
+/// Reads the producers sections of `bytes` (a component or a module), nested ones included.
+pub fn producers(bytes: &[u8]) -> Producers {
+    let mut found = Producers::default();
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let Ok(wasmparser::Payload::CustomSection(section)) = payload else {
+            continue;
+        };
+        let wasmparser::KnownCustom::Producers(fields) = section.as_known() else {
+            continue;
+        };
+        for field in fields.into_iter().flatten() {
+            let set = match field.name {
+                "language" => &mut found.languages,
+                "processed-by" => &mut found.tools,
+                "sdk" => &mut found.sdks,
+                _ => continue,
+            };
+            for value in field.values.into_iter().flatten() {
+                set.insert(
+                    format!("{} {}", value.name, value.version)
+                        .trim()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    found
 }
 
 /// A WIT-like spelling of a type, enough to tell a batch from a string at a glance.
@@ -125,6 +166,7 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, super::Load
         worlds,
         imports,
         exports,
+        producers: producers(&bytes),
     })
 }
 
@@ -138,6 +180,18 @@ impl fmt::Display for Inspection {
         }
         for why in &self.not_weir {
             writeln!(f, "  {why}")?;
+        }
+        let list = |set: &BTreeSet<String>| {
+            if set.is_empty() {
+                "not recorded".to_string()
+            } else {
+                set.iter().cloned().collect::<Vec<_>>().join(", ")
+            }
+        };
+        writeln!(f, "languages: {}", list(&self.producers.languages))?;
+        writeln!(f, "built with: {}", list(&self.producers.tools))?;
+        if !self.producers.sdks.is_empty() {
+            writeln!(f, "sdks: {}", list(&self.producers.sdks))?;
         }
         writeln!(f, "imports:")?;
         for i in &self.imports {
