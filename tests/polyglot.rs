@@ -146,3 +146,71 @@ fn inspect_reports_the_language_and_toolchain_each_component_was_built_with() {
         assert!(line("built with: ").contains(tool), "{report}");
     }
 }
+
+/// SplitMix64, as the `gen` source computes its records.
+fn h(seed: u64, i: u64) -> u64 {
+    let mut z = seed.wrapping_add(i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn python_and_javascript_operators_have_every_sdk_capability() {
+    // What examples/sdk-*/probe emit for the `gen` source's window workload (keyed, timestamped
+    // records): config, value state, map state, the main and a side output, timestamps.
+    let n = 3000u64;
+    let (mut main, mut odd) = (Vec::new(), Vec::new());
+    let mut seen: std::collections::HashMap<
+        String,
+        (u64, std::collections::BTreeMap<String, u64>),
+    > = Default::default();
+    for i in 0..n {
+        let key = (h(31, i) % 1000).to_string();
+        let ts = 2000 + (i / 10) as i64 - (h(32, i) % 2001) as i64;
+        let (count, last) = seen.entry(key.clone()).or_default();
+        *count += 1;
+        last.insert((*count % 3).to_string(), *count);
+        let entries: Vec<String> = last.iter().map(|(m, v)| format!("{m}={v}")).collect();
+        main.push(format!(">{key} {count} {} @{ts}", entries.join(",")));
+        if *count % 2 == 1 {
+            odd.push(format!("{key} {count}"));
+        }
+        if *count == 3 {
+            *count = 0;
+            last.clear();
+        }
+    }
+    for probe in [python_component("sdk_probe"), js_component("sdk_probe")] {
+        let dir = scratch();
+        let manifest = write_manifest(
+            dir.path(),
+            &format!(
+                r#"edges = ["gen -> probe", "probe -> main", "probe.odd -> odd"]
+[job]
+parallelism = 1
+[sources.gen]
+kind = "wasm"
+component = "{gen}"
+config = {{ workload = "window", n = {n} }}
+[operators.probe]
+component = "{probe}"
+partition = "hash"
+config = {{ prefix = ">" }}
+[sinks.main]
+kind = "file"
+path = "{main}"
+[sinks.odd]
+kind = "file"
+path = "{odd}"
+"#,
+                gen = component("bench_gen"),
+                main = dir.path().join("main").display(),
+                odd = dir.path().join("odd").display(),
+            ),
+        );
+        run_ok(&["run", manifest.to_str().unwrap()]);
+        assert_eq!(sink_lines(&dir.path().join("main")), main, "{probe}");
+        assert_eq!(sink_lines(&dir.path().join("odd")), odd, "{probe}");
+    }
+}
