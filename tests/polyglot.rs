@@ -214,3 +214,29 @@ path = "{odd}"
         assert_eq!(sink_lines(&dir.path().join("odd")), odd, "{probe}");
     }
 }
+
+#[test]
+fn the_stateless_map_gives_the_same_result_in_every_language() {
+    let dir = scratch();
+    let manifest = root().join("examples/bench/stateless.toml");
+    let run = |map: &str, name: &str| {
+        let out = dir.path().join(name);
+        run_ok(&[
+            "run",
+            manifest.to_str().unwrap(),
+            "--set",
+            "sources.gen.config.n=20000",
+            "--set",
+            &format!("operators.map.component={map}"),
+            "--set",
+            &format!("sinks.out.path={}", out.display()),
+        ]);
+        let mut lines = sink_lines(&out);
+        lines.sort();
+        lines
+    };
+    let rust = run(&component("bench_map"), "rust");
+    assert_eq!(rust.len(), 2, "one count,sum line per subtask");
+    assert_eq!(run(&python_component("bench_map"), "python"), rust);
+    assert_eq!(run(&js_component("bench_map"), "js"), rust);
+}

@@ -111,7 +111,8 @@ export function decodeBatch(batch) {
     if (at + klen + vlen > end) {
       throw new WeirError("malformed batch at byte " + pos + ": key or value runs past the end");
     }
-    records.push(new Record(batch.slice(at, at + klen), batch.slice(at + klen, at + klen + vlen), ts));
+    // Views into the batch, not copies: the batch lives for the whole call.
+    records.push(new Record(batch.subarray(at, at + klen), batch.subarray(at + klen, at + klen + vlen), ts));
     pos = at + klen + vlen;
   }
   return records;
@@ -121,6 +122,7 @@ export function decodeBatch(batch) {
 class Buffer {
   constructor() {
     this.data = new Uint8Array(4096);
+    this.view = new DataView(this.data.buffer);
     this.length = 0;
   }
   reserve(n) {
@@ -130,6 +132,7 @@ class Buffer {
     const grown = new Uint8Array(size);
     grown.set(this.data.subarray(0, this.length));
     this.data = grown;
+    this.view = new DataView(grown.buffer);
   }
   u8(b) {
     this.reserve(1);
@@ -137,12 +140,12 @@ class Buffer {
   }
   u32(n) {
     this.reserve(4);
-    new DataView(this.data.buffer).setUint32(this.length, n, true);
+    this.view.setUint32(this.length, n, true);
     this.length += 4;
   }
   i64(n) {
     this.reserve(8);
-    new DataView(this.data.buffer).setBigInt64(this.length, BigInt(n), true);
+    this.view.setBigInt64(this.length, BigInt(n), true);
     this.length += 8;
   }
   bytes(b) {
@@ -158,12 +161,16 @@ class Buffer {
 }
 
 function encodeRecord(buf, key, value, timestamp) {
-  buf.u8(timestamp === null || timestamp === undefined ? 0 : 1);
-  buf.u32(key.length);
-  buf.u32(value.length);
-  if (timestamp !== null && timestamp !== undefined) buf.i64(timestamp);
-  buf.bytes(key);
-  buf.bytes(value);
+  const stamped = timestamp !== null && timestamp !== undefined;
+  buf.reserve(17 + key.length + value.length);
+  buf.data[buf.length] = stamped ? 1 : 0;
+  buf.view.setUint32(buf.length + 1, key.length, true);
+  buf.view.setUint32(buf.length + 5, value.length, true);
+  buf.length += 9;
+  if (stamped) buf.i64(timestamp);
+  buf.data.set(key, buf.length);
+  buf.data.set(value, buf.length + key.length);
+  buf.length += key.length + value.length;
 }
 
 /** Where an operator emits records: the main output and named side outputs. */
