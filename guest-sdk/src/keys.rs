@@ -49,7 +49,9 @@ impl<'a> Distinct<'a> {
                         hashes.push(h);
                         return slot_of(&keys);
                     }
-                    if hashes[slot as usize] == h && same(keys[slot as usize], r.key) {
+                    if hashes[slot as usize] == h
+                        && weir_batch::same_bytes(keys[slot as usize], r.key)
+                    {
                         return slot;
                     }
                     i = (i + 1) & mask;
@@ -74,21 +76,6 @@ impl<'a> Distinct<'a> {
 #[inline(always)]
 fn slot_of(keys: &[&[u8]]) -> u32 {
     (keys.len() - 1) as u32
-}
-
-/// Whether two keys are equal, compared by words.
-#[inline(always)]
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    match n {
-        0..=8 => load(a, 0) == load(b, 0),
-        // Two overlapping words cover 9 to 16 bytes.
-        9..=16 => load(a, 0) == load(b, 0) && load(&a[n - 8..], 0) == load(&b[n - 8..], 0),
-        _ => a == b,
-    }
 }
 
 /// A key's hash, a word at a time, mixed into every bit (the low bits pick the slot). Keys of

@@ -6,8 +6,12 @@
 //! 64-bit word (SWAR), which is what a WASM guest does fastest. They are plain Rust and give the
 //! same answers natively, where the tests check them against the standard library.
 
-/// Each byte of a word set to `b`.
-const fn splat(b: u8) -> u64 {
+/// Each byte of a word set to `b` (the other building block for working on 8 bytes at once).
+///
+/// ```
+/// assert_eq!(weir_guest_sdk::text::splat(0x80), 0x8080_8080_8080_8080);
+/// ```
+pub const fn splat(b: u8) -> u64 {
     0x0101_0101_0101_0101 * b as u64
 }
 

@@ -164,6 +164,36 @@ unsafe fn copy_words<W: Copy>(src: *const u8, dst: *mut u8, at: usize) {
     }
 }
 
+/// Whether two byte strings are equal, comparing keys of up to 16 bytes (most keys) by words:
+/// cheaper than a `memcmp` call natively, and than `memcmp`'s byte loop in a component. Host
+/// and guests share it for key lookups.
+#[inline]
+pub fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        // Overlapping reads of the first and last word (or half word) cover every byte.
+        if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+            a.first_chunk::<8>(),
+            a.last_chunk::<8>(),
+            b.first_chunk::<8>(),
+            b.last_chunk::<8>(),
+        ) {
+            return a0 == b0 && a1 == b1;
+        }
+        if let (Some(a0), Some(a1), Some(b0), Some(b1)) = (
+            a.first_chunk::<4>(),
+            a.last_chunk::<4>(),
+            b.first_chunk::<4>(),
+            b.last_chunk::<4>(),
+        ) {
+            return a0 == b0 && a1 == b1;
+        }
+    }
+    a == b
+}
+
 /// A record appended by [`begin`] whose value is still being written.
 #[must_use = "finish the record with `finish`, or drop it by truncating the buffer"]
 pub struct Unfinished {
@@ -369,6 +399,20 @@ mod tests {
                 assert_eq!(appended[1..], *r.key);
                 assert_eq!(buf.len(), 1 + r.encoded_len());
                 assert_eq!(iter(&buf[1..]).next().unwrap().unwrap(), r);
+            }
+        }
+    }
+
+    #[test]
+    fn same_bytes_compares_every_byte_of_every_length() {
+        let a: Vec<u8> = (0..40).collect();
+        for n in 0..=40 {
+            assert!(same_bytes(&a[..n], &a[..n]));
+            assert!(n == 0 || !same_bytes(&a[..n], &a[..n - 1]));
+            for i in 0..n {
+                let mut b = a[..n].to_vec();
+                b[i] ^= 0x80;
+                assert!(!same_bytes(&a[..n], &b), "n {n} i {i}");
             }
         }
     }

@@ -4,9 +4,10 @@
 use crate::plan::key_groups;
 use hashbrown::HashTable;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use weir_batch::same_bytes as same_key;
 
 /// A state call the subtask must refuse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl fmt::Display for StateAccessError {
 }
 
 /// Per state name; lookups by name happen once per state call, not per key.
-type Names<V> = HashMap<String, Table<V>, foldhash::fast::RandomState>;
+type Names<V> = hashbrown::HashMap<String, Table<V>, foldhash::fast::RandomState>;
 /// Keys and values: held inline up to 16 bytes (most keys and counters), so that a lookup reads
 /// one table entry instead of chasing two heap pointers.
 type Bytes = SmallVec<[u8; 16]>;
@@ -66,24 +67,6 @@ struct Table<V> {
 /// the very bits a hash table picks buckets by. The high half is independent of the key group.
 fn table_hash(hash: u64) -> u64 {
     hash.rotate_left(32)
-}
-
-/// Whether two keys are equal. Keys are mostly a few bytes long, where comparing words beats a
-/// call to `memcmp`.
-#[inline]
-fn same_key(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"));
-    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"));
-    match n {
-        // Overlapping reads of the first and last word cover every byte.
-        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
-        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
-        _ => a == b,
-    }
 }
 
 /// Where a key's entry lives: its key-group hash and its key group's index in the subtask.
@@ -157,13 +140,9 @@ fn preview(key: &[u8]) -> String {
     }
 }
 
-/// The table called `name`, created empty on first use.
+/// The table called `name`, created empty on first use (the name is copied only then).
 fn table<'a, V>(names: &'a mut Names<V>, name: &str, groups: usize) -> &'a mut Table<V> {
-    // Look up by &str first so the common case allocates nothing.
-    if !names.contains_key(name) {
-        names.insert(name.to_string(), Table::new(groups));
-    }
-    names.get_mut(name).expect("inserted above")
+    names.entry_ref(name).or_insert_with(|| Table::new(groups))
 }
 
 impl KeyedState {

@@ -5,7 +5,7 @@
 
 use weir_guest_sdk::bytes::extend;
 use weir_guest_sdk::prelude::*;
-use weir_guest_sdk::text;
+use weir_guest_sdk::text::{self, splat};
 
 pub struct Split;
 
@@ -38,11 +38,6 @@ impl Operator for Split {
         }
         Ok(())
     }
-}
-
-/// Each byte of a word set to `b`.
-const fn splat(b: u8) -> u64 {
-    0x0101_0101_0101_0101 * b as u64
 }
 
 const HIGH: u64 = splat(0x80);
