@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Builds everything a run or a test needs: the wasm32-wasip2 target, the example guests as
-# components (Rust; Python with componentize-py; JavaScript with componentize-qjs), and the
-# weir host (release). Safe to run
-# again; only what changed is rebuilt.
+# components (Rust; Python with componentize-py; JavaScript with componentize-qjs; C with clang
+# and wasi-libc), and the weir host (release). Safe to run again; only what changed is rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,5 +22,7 @@ echo "==> building the Python example guests (componentize-py)"
 scripts/build-python-guests.sh
 echo "==> building the JavaScript example guests (componentize-qjs)"
 scripts/build-js-guests.sh
+echo "==> building the C example guests (clang + wasi-libc)"
+scripts/build-c-guests.sh
 echo "==> building weir"
 cargo build --release -p weir

@@ -3,7 +3,8 @@
 # build_examples LANG EXT MARKER SDK_DIR BUILD
 #   For each module examples/*-LANG/*.EXT that contains MARKER (the line that exports a handler),
 #   calls `BUILD module-path module-name dir output.wasm` when the component
-#   examples/target/LANG/<dir>_<module>.wasm is older than the module, SDK_DIR or the WIT (e.g.
+#   examples/target/LANG/<dir>_<module>.wasm is older than the module, the SDK's sources (SDK_DIR
+#   may name several folders, separated by spaces) or the WIT (e.g.
 #   examples/wordcount-python/count.py -> examples/target/python/wordcount_count.wasm).
 build_examples() {
   local lang=$1 ext=$2 marker=$3 sdk=$4 build=$5
@@ -16,8 +17,9 @@ build_examples() {
       grep -qF "$marker" "$module" || continue
       name=$(basename "$module" ."$ext")
       wasm="$out/${prefix}_${name}.wasm"
-      if [ -f "$wasm" ] && [ -z "$(find "$module" "$sdk" wit \( -name "*.$ext" -o -name '*.wit' \) \
-        -newer "$wasm" -print -quit)" ]; then
+      # shellcheck disable=SC2086 # $sdk: one or more folders
+      if [ -f "$wasm" ] && [ -z "$(find "$module" $sdk wit \( -name "*.$ext" -o -name '*.h' \
+        -o -name '*.o' -o -name '*.wit' \) -newer "$wasm" -print -quit)" ]; then
         continue
       fi
       echo "==> $module -> $wasm"
@@ -40,10 +42,11 @@ wasm_tools() {
   echo "$venv/bin/wasm-tools"
 }
 
-# stamp WASM LANGUAGE=VERSION TOOL=VERSION (a version may be empty): records the language and the tool in the producers section.
+# stamp WASM LANGUAGE=VERSION [TOOL=VERSION] (a version may be empty): records the language and
+# the tool in the producers section.
 stamp() {
   local tools
   tools=$(wasm_tools)
-  "$tools" metadata add --language "$2" --processed-by "$3" -o "$1.stamped" "$1"
+  "$tools" metadata add --language "$2" ${3:+--processed-by "$3"} -o "$1.stamped" "$1"
   mv "$1.stamped" "$1"
 }

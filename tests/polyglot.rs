@@ -38,10 +38,11 @@ fn every_language_s_word_count_equals_the_rust_one_alone_and_mixed() {
     );
     let total: u64 = count_words(&text).values().sum();
     assert_eq!(rust.len() as u64, total);
-    let (py, js) = (python_component, js_component);
+    let (py, js, c) = (python_component, js_component, c_component);
     let pipelines = [
         ("Python", py("wordcount_split"), py("wordcount_count")),
         ("JavaScript", js("wordcount_split"), js("wordcount_count")),
+        ("C", c("wordcount_split"), c("wordcount_count")),
         // Mixed; count keeps its state in the same encoding in every language.
         (
             "Python split + JavaScript count",
@@ -52,6 +53,16 @@ fn every_language_s_word_count_equals_the_rust_one_alone_and_mixed() {
             "Rust split + Python count",
             component("wordcount_split"),
             py("wordcount_count"),
+        ),
+        (
+            "C split + JavaScript count",
+            c("wordcount_split"),
+            js("wordcount_count"),
+        ),
+        (
+            "Rust split + C count",
+            component("wordcount_split"),
+            c("wordcount_count"),
         ),
     ];
     for (name, split, count) in pipelines {
@@ -92,6 +103,89 @@ fn a_javascript_operator_that_throws_fails_the_job_with_its_message() {
 }
 
 #[test]
+fn a_c_operator_that_fails_fails_the_job_with_its_message() {
+    let e = faulty_job(&c_component("faulty_fails"), r#"{ fail_on = "777" }"#, "");
+    assert!(e.contains("operator `bad` (subtask 1 of 2) failed"), "{e}");
+    assert!(e.contains("c gave up on record \"777\""), "{e}");
+}
+
+/// Lines of characters drawn from all of Unicode (every scalar value but the line feed), with
+/// extra weight on the ones the lower-casing rules single out: capital sigma beside cased and
+/// case-ignorable characters, dotted capital I, titlecase letters, combining marks.
+fn all_unicode_lines(lines: usize, seed: u64) -> String {
+    const SPECIAL: &[char] = &[
+        'Σ', 'Σ', 'Α', 'a', 'Z', '\'', '\u{301}', 'ʰ', 'İ', 'ǅ', 'ß', '\u{345}', '1', '٣', ' ', '.',
+    ];
+    let mut z = seed;
+    let mut next = move || {
+        z = z
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        z >> 33
+    };
+    let mut text = String::new();
+    for _ in 0..lines {
+        for _ in 0..next() % 40 {
+            let c = if next() % 2 == 0 {
+                SPECIAL[next() as usize % SPECIAL.len()]
+            } else {
+                // Any scalar value: the planes' ends are as likely as the middles.
+                let plane = next() % 17;
+                let c = ((plane << 16) | (next() & 0xFFFF)) as u32;
+                match char::from_u32(c) {
+                    Some('\n' | '\r') | None => ' ',
+                    Some(c) => c,
+                }
+            };
+            text.push(c);
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[test]
+fn the_c_split_splits_and_lower_cases_all_of_unicode_as_the_rust_one_does() {
+    // The C SDK's Unicode tables are read off Rust's std by guest-sdk/c/gen; this checks the
+    // C code that uses them against Rust's own split, end to end.
+    let dir = scratch();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, all_unicode_lines(20_000, 5)).unwrap();
+    let split = |component: &str, name: &str| {
+        let out = dir.path().join(name);
+        let manifest = write_manifest(
+            dir.path(),
+            &format!(
+                r#"edges = ["lines -> split", "split -> out"]
+[job]
+parallelism = 1
+[sources.lines]
+kind = "file"
+path = "{input}"
+[operators.split]
+component = "{component}"
+[sinks.out]
+kind = "file"
+path = "{out}"
+"#,
+                input = input.display(),
+                out = out.display(),
+            ),
+        );
+        run_ok(&["run", manifest.to_str().unwrap()]);
+        sink_lines(&out)
+    };
+    let rust = split(&component("wordcount_split"), "rust");
+    assert!(rust.len() > 50_000, "{} words", rust.len());
+    assert!(rust.iter().any(|w| w.contains('ς')) && rust.iter().any(|w| w.contains('σ')));
+    let c = split(&c_component("wordcount_split"), "c");
+    assert_eq!(c.len(), rust.len());
+    for (i, (c, rust)) in c.iter().zip(&rust).enumerate() {
+        assert_eq!(c, rust, "word {i}");
+    }
+}
+
+#[test]
 fn the_example_manifests_of_every_language_give_the_rust_example_s_output() {
     let dir = scratch();
     let run = |example: &str| {
@@ -109,7 +203,12 @@ fn the_example_manifests_of_every_language_give_the_rust_example_s_output() {
     };
     let rust = run("wordcount");
     assert!(!rust.is_empty());
-    for example in ["wordcount-python", "wordcount-js", "wordcount-polyglot"] {
+    for example in [
+        "wordcount-python",
+        "wordcount-js",
+        "wordcount-c",
+        "wordcount-polyglot",
+    ] {
         assert!(
             run(example) == rust,
             "examples/{example} differs from examples/wordcount"
@@ -131,6 +230,7 @@ fn inspect_reports_the_language_and_toolchain_each_component_was_built_with() {
             "JavaScript",
             "componentize-qjs 0.4.5",
         ),
+        (c_component("wordcount_count"), "C", "clang 14"),
     ];
     for (path, language, tool) in cases {
         let out = run_ok(&["inspect", &path]);
@@ -156,7 +256,7 @@ fn h(seed: u64, i: u64) -> u64 {
 }
 
 #[test]
-fn python_and_javascript_operators_have_every_sdk_capability() {
+fn python_javascript_and_c_operators_have_every_sdk_capability() {
     // What examples/sdk-*/probe emit for the `gen` source's window workload (keyed, timestamped
     // records): config, value state, map state, the main and a side output, timestamps.
     let n = 3000u64;
@@ -181,7 +281,11 @@ fn python_and_javascript_operators_have_every_sdk_capability() {
             last.clear();
         }
     }
-    for probe in [python_component("sdk_probe"), js_component("sdk_probe")] {
+    for probe in [
+        python_component("sdk_probe"),
+        js_component("sdk_probe"),
+        c_component("sdk_probe"),
+    ] {
         let dir = scratch();
         let manifest = write_manifest(
             dir.path(),
@@ -196,7 +300,9 @@ config = {{ workload = "window", n = {n} }}
 [operators.probe]
 component = "{probe}"
 partition = "hash"
-config = {{ prefix = ">" }}
+# Members before `prefix` that the C SDK's JSON reader must skip; `clear_at` and `odd` only the
+# C probe reads (with these values, it does what the others do).
+config = {{ note = "a \"quoted\" \\ é", limits = {{ n = [1, 2.5e3, -7, true, {{ }}] }}, prefix = ">", clear_at = 3, odd = true }}
 [sinks.main]
 kind = "file"
 path = "{main}"
@@ -239,4 +345,5 @@ fn the_stateless_map_gives_the_same_result_in_every_language() {
     assert_eq!(rust.len(), 2, "one count,sum line per subtask");
     assert_eq!(run(&python_component("bench_map"), "python"), rust);
     assert_eq!(run(&js_component("bench_map"), "js"), rust);
+    assert_eq!(run(&c_component("bench_map"), "c"), rust);
 }

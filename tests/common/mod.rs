@@ -57,6 +57,11 @@ pub fn js_component(name: &str) -> String {
     built_component("js", name)
 }
 
+/// The path of the C example component `name` (e.g. `wordcount_count`).
+pub fn c_component(name: &str) -> String {
+    built_component("c", name)
+}
+
 /// A component of another language than Rust, built by `scripts/build.sh` into
 /// `examples/target/<lang>/` (its toolchains take seconds per component, so the tests do not).
 fn built_component(lang: &str, name: &str) -> String {

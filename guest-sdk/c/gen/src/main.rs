@@ -1,0 +1,60 @@
+//! `weir-c-gen WIT_DIR OUT_DIR`: the generated parts of the C guest SDK (`guest-sdk/c/`).
+//!
+//! - `operator.h`, `operator.c` and `operator_component_type.o`: the bindings of the `operator`
+//!   world in `WIT_DIR`, by wit-bindgen's C generator (the release the Rust guests use), so that C
+//!   needs no wit-bindgen CLI (a 10-minute `cargo install`).
+//! - `weir_unicode.c`: Rust's Unicode rules as C tables (alphanumerics, lower-casing and the
+//!   final-sigma context), read off this compiler's `std`, so a C operator splits and lower-cases
+//!   text exactly as a Rust one does (see `unicode`).
+//! - `wasi_snapshot_preview1.reactor.wasm`: the WASI adapter of the host's wasmtime release, for
+//!   `wasm-tools component new --adapt`: wasi-libc's stdio (`snprintf` included) imports WASI
+//!   preview 1, which a component imports as WASI 0.2 through it.
+
+mod unicode;
+
+use anyhow::{Context, Result, bail};
+use std::path::Path;
+use wit_bindgen_core::Files;
+use wit_bindgen_core::wit_parser::Resolve;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [wit, out] = args.as_slice() else {
+        bail!("usage: weir-c-gen WIT_DIR OUT_DIR");
+    };
+    let out = Path::new(out);
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, contents) in bindings(Path::new(wit), "operator")? {
+        write(&out.join(name), &contents)?;
+    }
+    write(&out.join("weir_unicode.c"), unicode::tables().as_bytes())?;
+    write(
+        &out.join("wasi_snapshot_preview1.reactor.wasm"),
+        wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,
+    )
+}
+
+/// wit-bindgen's C files for `world` of the WIT package in `wit`.
+fn bindings(wit: &Path, world: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut resolve = Resolve::default();
+    let (package, _) = resolve
+        .push_path(wit)
+        .with_context(|| format!("reading the WIT in {}", wit.display()))?;
+    let world = resolve.select_world(&[package], Some(world))?;
+    let mut files = Files::default();
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)?;
+    Ok(files
+        .iter()
+        .map(|(name, contents)| (name.to_string(), contents.to_vec()))
+        .collect())
+}
+
+/// Writes `contents` unless the file already holds them, so builds that depend on it stay fresh.
+fn write(path: &Path, contents: &[u8]) -> Result<()> {
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(());
+    }
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}

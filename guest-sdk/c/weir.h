@@ -1,0 +1,272 @@
+// weir.h: the C guest SDK for weir operators (`wit/operator.wit`). See README.md beside it.
+//
+// An operator is a C file that defines its hooks and names them with WEIR_OPERATOR:
+//
+//     #include "weir.h"
+//
+//     static bool count_process(weir_ctx *ctx, const weir_record *records, size_t n) {
+//         for (size_t i = 0; i < n; i++) { ... weir_emit(ctx, records[i].key, value); }
+//         return true;
+//     }
+//
+//     WEIR_OPERATOR(.process = count_process);
+//
+// The SDK unpacks each batch into records, packs what the operator emits into one buffer per
+// output (flushed every 64 KiB and at the end of each call), wraps keyed state and reports
+// errors. A hook returns false to fail the job; the message is the one given to weir_fail (or
+// the first error of an SDK call, such as a refused state call).
+//
+// Memory: `weir_bytes` borrow (a record's key and value live until the hook returns);
+// `weir_buf` owns and is freed with weir_buf_free. An operator keeps its own state between
+// calls in globals or in memory it allocates in `open`: one instance of the component serves
+// one subtask.
+#ifndef WEIR_H
+#define WEIR_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- Bytes --------------------------------------------------------------------------------
+
+/// Borrowed bytes.
+typedef struct {
+    const uint8_t *ptr;
+    size_t len;
+} weir_bytes;
+
+static inline weir_bytes weir_bytes_of(const void *ptr, size_t len) {
+    weir_bytes b = {(const uint8_t *)ptr, len};
+    return b;
+}
+
+/// A NUL-terminated string's bytes (without the NUL).
+static inline weir_bytes weir_str(const char *s) { return weir_bytes_of(s, strlen(s)); }
+
+static inline bool weir_bytes_eq(weir_bytes a, weir_bytes b) {
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/// Owned, growable bytes; starts zeroed (`weir_buf b = {0};`), freed with weir_buf_free. When
+/// memory runs out, the current call fails with "out of memory" and further pushes do nothing.
+typedef struct {
+    uint8_t *ptr;
+    size_t len;
+    size_t cap;
+} weir_buf;
+
+/// Room for `more` bytes past `len`; false when memory ran out.
+bool weir_buf_reserve(weir_buf *b, size_t more);
+void weir_buf_free(weir_buf *b);
+static inline void weir_buf_clear(weir_buf *b) { b->len = 0; }
+static inline weir_bytes weir_buf_bytes(const weir_buf *b) { return weir_bytes_of(b->ptr, b->len); }
+
+static inline void weir_buf_push(weir_buf *b, weir_bytes bytes) {
+    if (bytes.len && weir_buf_reserve(b, bytes.len)) {
+        memcpy(b->ptr + b->len, bytes.ptr, bytes.len);
+        b->len += bytes.len;
+    }
+}
+
+static inline void weir_buf_push_byte(weir_buf *b, uint8_t byte) {
+    if (weir_buf_reserve(b, 1)) b->ptr[b->len++] = byte;
+}
+
+static inline void weir_buf_push_str(weir_buf *b, const char *s) { weir_buf_push(b, weir_str(s)); }
+
+/// Appends `n` in decimal.
+void weir_buf_push_u64(weir_buf *b, uint64_t n);
+/// Appends `n` in decimal, with a minus sign when negative.
+void weir_buf_push_i64(weir_buf *b, int64_t n);
+/// Appends printf-style formatted text.
+void weir_buf_printf(weir_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// ---- Records ------------------------------------------------------------------------------
+
+typedef struct {
+    weir_bytes key;
+    weir_bytes value;
+    bool has_timestamp;
+    /// Milliseconds since the epoch, when has_timestamp.
+    int64_t timestamp;
+} weir_record;
+
+// ---- The operator -------------------------------------------------------------------------
+
+/// The call in progress: emitting and errors go through it.
+typedef struct weir_ctx weir_ctx;
+
+/// An operator's hooks; any may be NULL. Each returns false to fail the job.
+typedef struct {
+    /// Once per subtask, before any record. `config` is the operator's `config` table from the
+    /// manifest as JSON (read it with weir_config_*).
+    bool (*open)(weir_ctx *ctx, weir_bytes config);
+    /// One batch of records.
+    bool (*process)(weir_ctx *ctx, const weir_record *records, size_t n);
+    /// One record, when `process` is NULL.
+    bool (*process_record)(weir_ctx *ctx, const weir_record *record);
+    /// At the end of input; may still emit.
+    bool (*close)(weir_ctx *ctx);
+} weir_operator;
+
+/// Names the operator's hooks, with designated initializers:
+/// `WEIR_OPERATOR(.open = my_open, .process = my_process);`. Exactly one per component.
+#define WEIR_OPERATOR(...) const weir_operator weir_operator_def = {__VA_ARGS__}
+
+/// Fails the current call with a printf-style message (the first failure of a call wins) and
+/// returns false, so that a hook can `return weir_fail(ctx, "...", ...);`.
+bool weir_fail(weir_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/// Whether the current call has failed (by weir_fail or a failed SDK call).
+bool weir_failed(const weir_ctx *ctx);
+
+// ---- Emitting -----------------------------------------------------------------------------
+
+/// Emits a record to the main output.
+void weir_emit(weir_ctx *ctx, weir_bytes key, weir_bytes value);
+/// Emits a record with a timestamp (milliseconds) to the main output.
+void weir_emit_at(weir_ctx *ctx, weir_bytes key, weir_bytes value, int64_t timestamp);
+/// Emits a record to `output`: NULL for the main output, or a side output's name (wired in the
+/// manifest as `operator.name -> ...`); with `timestamp` when not NULL.
+void weir_emit_to(weir_ctx *ctx, const char *output, weir_bytes key, weir_bytes value,
+                  const int64_t *timestamp);
+/// Emits a record unchanged (key, value and timestamp) to the main output.
+void weir_emit_record(weir_ctx *ctx, const weir_record *record);
+
+/// Builds a record's value in place, without a copy: returns the buffer to append the value to;
+/// weir_emit_end completes the record. Nothing else may be emitted in between.
+///
+///     weir_buf *v = weir_emit_begin(ctx, NULL, key, NULL);
+///     weir_buf_push(v, key); weir_buf_push_byte(v, ' '); weir_buf_push_u64(v, count);
+///     weir_emit_end(ctx);
+weir_buf *weir_emit_begin(weir_ctx *ctx, const char *output, weir_bytes key,
+                          const int64_t *timestamp);
+void weir_emit_end(weir_ctx *ctx);
+
+// ---- Distinct keys -----------------------------------------------------------------------
+
+/// A batch's distinct keys, in order of first appearance, and each record's index among them:
+/// what a keyed operator reads and writes state for once per batch (weir_value_get_many_u64 and
+/// weir_value_set_many_u64) instead of once per record. Start it zeroed and reuse it across
+/// batches; free it with weir_distinct_free.
+typedef struct {
+    /// The distinct keys (borrowed from the records).
+    weir_bytes *keys;
+    size_t len;
+    /// `positions[i]` is the index in `keys` of `records[i].key`.
+    uint32_t *positions;
+    // Internal: an open-addressing table and capacities.
+    uint32_t *slots;
+    size_t slots_cap, keys_cap, positions_cap;
+} weir_distinct;
+
+/// Fills `d` with the distinct keys of `records`; false (and the call fails) when memory runs
+/// out.
+bool weir_distinct_of(weir_ctx *ctx, weir_distinct *d, const weir_record *records, size_t n);
+void weir_distinct_free(weir_distinct *d);
+
+// ---- Keyed state --------------------------------------------------------------------------
+// State is per key (and per state name), kept by the host and checkpointed with the job; the
+// operator's input must be partitioned by `hash` for it to read a key's state. A refused call
+// fails the current call (weir_failed) and returns false (or -1).
+
+/// The value of value-state `state` for `key`, into `value` (replacing its contents): 1 when
+/// set, 0 when not, -1 on error.
+int weir_value_get(weir_ctx *ctx, const char *state, weir_bytes key, weir_buf *value);
+bool weir_value_set(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes value);
+bool weir_value_clear(weir_ctx *ctx, const char *state, weir_bytes key);
+
+/// Many keys in one call (one crossing of the sandbox boundary, not one per key). `values[i]`
+/// points into `storage` (replaced; keep it until done with the values), or has a NULL `ptr`
+/// when the key has no value.
+bool weir_value_get_many(weir_ctx *ctx, const char *state, const weir_bytes *keys, size_t n,
+                         weir_bytes *values, weir_buf *storage);
+/// Sets `keys[i]` to `values[i]`, or clears it when `values[i].ptr` is NULL.
+bool weir_value_set_many(weir_ctx *ctx, const char *state, const weir_bytes *keys,
+                         const weir_bytes *values, size_t n);
+
+/// Unsigned integers, stored as the Rust SDK's `ValueState<u64>` stores them (a LEB128 varint),
+/// so that C, Rust, Python and JavaScript operators read each other's state. 1 when set (into
+/// `*n`), 0 when not (`*n` = 0), -1 on error or when the stored value is not a u64.
+int weir_value_get_u64(weir_ctx *ctx, const char *state, weir_bytes key, uint64_t *n);
+bool weir_value_set_u64(weir_ctx *ctx, const char *state, weir_bytes key, uint64_t n);
+/// `values[i]` = the u64 of `keys[i]`, 0 when not set; `found[i]` (if `found` is not NULL)
+/// whether it was set.
+bool weir_value_get_many_u64(weir_ctx *ctx, const char *state, const weir_bytes *keys, size_t n,
+                             uint64_t *values, bool *found);
+bool weir_value_set_many_u64(weir_ctx *ctx, const char *state, const weir_bytes *keys,
+                             const uint64_t *values, size_t n);
+
+/// The LEB128 varint of `n` into `out` (at most 10 bytes); returns its length.
+size_t weir_varint_put(uint8_t out[10], uint64_t n);
+/// Reads `bytes` as exactly one varint; false when it is not one.
+bool weir_varint_get(weir_bytes bytes, uint64_t *n);
+
+/// The entry `map_key` of map-state `state` for `key`: 1 when present (into `value`), 0 when
+/// not, -1 on error.
+int weir_map_get(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key,
+                 weir_buf *value);
+bool weir_map_put(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key,
+                  weir_bytes value);
+bool weir_map_remove(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key);
+bool weir_map_clear(weir_ctx *ctx, const char *state, weir_bytes key);
+
+typedef struct {
+    weir_bytes key;
+    weir_bytes value;
+} weir_entry;
+
+/// A map state's entries, ordered by map key bytes; freed with weir_entries_free.
+typedef struct {
+    weir_entry *ptr;
+    size_t len;
+} weir_entries;
+
+/// All entries of map-state `state` for `key`, into `entries` (replacing, and freeing, what it
+/// held; start it zeroed).
+bool weir_map_entries(weir_ctx *ctx, const char *state, weir_bytes key, weir_entries *entries);
+void weir_entries_free(weir_entries *entries);
+
+// ---- Config (JSON) ------------------------------------------------------------------------
+
+/// The top-level string member `name` of the JSON object `config`, unescaped into `out`
+/// (replacing its contents): 1 when present, 0 when absent, -1 (and the call fails) when it is
+/// not a string or `config` is not a JSON object.
+int weir_config_str(weir_ctx *ctx, weir_bytes config, const char *name, weir_buf *out);
+/// The top-level member `name` as an unsigned integer: 1, 0 or -1 as weir_config_str.
+int weir_config_u64(weir_ctx *ctx, weir_bytes config, const char *name, uint64_t *out);
+/// The top-level member `name` as a boolean: 1, 0 or -1 as weir_config_str.
+int weir_config_bool(weir_ctx *ctx, weir_bytes config, const char *name, bool *out);
+
+// ---- Logging ------------------------------------------------------------------------------
+
+typedef enum { WEIR_TRACE, WEIR_DEBUG, WEIR_INFO, WEIR_WARN, WEIR_ERROR } weir_level;
+
+/// Writes a printf-style message into the host's log, tagged with the operator and subtask.
+void weir_log(weir_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// ---- Text (Unicode, as Rust's std has it) -------------------------------------------------
+
+/// Whether `bytes` is valid UTF-8.
+bool weir_utf8_valid(weir_bytes bytes);
+/// The code point at `s[*i]` of valid UTF-8, advancing `*i` past it.
+uint32_t weir_utf8_next(const uint8_t *s, size_t *i);
+/// Appends code point `c` as UTF-8.
+void weir_buf_push_char(weir_buf *b, uint32_t c);
+/// Rust's `char::is_alphanumeric`: Unicode Alphabetic or Numeric.
+bool weir_is_alphanumeric(uint32_t c);
+/// Appends Rust's `str::to_lowercase` of the valid UTF-8 `text`: full Unicode lower-casing,
+/// with İ -> i̇ and a final capital sigma -> ς.
+void weir_buf_push_lowercase(weir_buf *b, weir_bytes text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the C example operators into components: clang + wasi-libc (Debian's packages, installed
+# with apt-get the first time when missing), the bindings of wit/operator.wit and Rust's Unicode
+# tables from weir-c-gen (guest-sdk/c/gen, built with cargo), then `wasm-tools component new`
+# with the WASI adapter (libc's stdio imports WASI preview 1).
+# Each file under examples/*-c/ that names its hooks with `WEIR_OPERATOR(` becomes
+# examples/target/c/<dir>_<file>.wasm, e.g. examples/wordcount-c/count.c -> wordcount_count.wasm.
+# Rebuilds only what changed.
+#
+#   scripts/build-c-guests.sh                    # the examples
+#   scripts/build-c-guests.sh my_op.c my_op.wasm  # one operator of your own
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/guest-lib.sh
+
+# Debian 12's clang, lld and wasi-libc (clang 14): the versions are the distribution's, fixed for
+# its release.
+C_PACKAGES=(clang lld wasi-libc libclang-rt-dev-wasm32)
+WASI_LIBC=/usr/lib/wasm32-wasi/libc.a
+if ! command -v clang >/dev/null || ! command -v wasm-ld >/dev/null || [ ! -f "$WASI_LIBC" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "==> installing ${C_PACKAGES[*]} (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${C_PACKAGES[@]}" >/dev/null
+  else
+    echo "error: C guests need clang, wasm-ld and wasi-libc: apt-get install ${C_PACKAGES[*]}" >&2
+    exit 1
+  fi
+fi
+
+# The generated parts of the SDK: bindings and Unicode tables.
+gen=target/guest-tools/c/gen
+cargo build --quiet --release -p weir-c-gen
+target/release/weir-c-gen wit "$gen"
+
+CFLAGS=(--target=wasm32-wasi -mexec-model=reactor -O2 -std=c11)
+# wit-bindgen's code, compiled once (its warnings are not ours to fix).
+if [ ! "$gen/operator.o" -nt "$gen/operator.c" ]; then
+  clang "${CFLAGS[@]}" -w -c "$gen/operator.c" -o "$gen/operator.o"
+fi
+
+# build SOURCE NAME DIR OUT: one C file (and the SDK) into a component.
+build() {
+  local core="$4.core.wasm"
+  clang "${CFLAGS[@]}" -Wall -Wextra -Wno-unused-parameter $WERROR -I guest-sdk/c -I "$gen" \
+    "$1" guest-sdk/c/weir.c "$gen/weir_unicode.c" "$gen/operator.o" "$gen/operator_component_type.o" \
+    -o "$core"
+  "$(wasm_tools)" component new "$core" -o "$4" \
+    --adapt "wasi_snapshot_preview1=$gen/wasi_snapshot_preview1.reactor.wasm"
+  rm -f "$core"
+  stamp "$4" C= # clang records itself
+}
+
+if [ $# -eq 2 ]; then
+  WERROR=
+  build "$1" "$(basename "$1" .c)" "$(dirname "$1")" "$2"
+  echo "==> $2"
+elif [ $# -eq 0 ]; then
+  WERROR=-Werror # the examples stay free of warnings
+  build_examples c c "WEIR_OPERATOR(" "guest-sdk/c $gen" build
+else
+  echo "usage: scripts/build-c-guests.sh [SOURCE.c OUT.wasm]" >&2
+  exit 2
+fi
