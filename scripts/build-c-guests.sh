@@ -33,7 +33,7 @@ gen=target/guest-tools/c/gen
 cargo build --quiet --release -p weir-c-gen
 target/release/weir-c-gen wit "$gen"
 
-CFLAGS=(--target=wasm32-wasi -mexec-model=reactor -O2 -std=c11)
+CFLAGS=(--target=wasm32-wasi -mexec-model=reactor -O2 -flto -std=c11)
 # wit-bindgen's code, compiled once (its warnings are not ours to fix).
 if [ ! "$gen/operator.o" -nt "$gen/operator.c" ]; then
   clang "${CFLAGS[@]}" -w -c "$gen/operator.c" -o "$gen/operator.o"

@@ -109,6 +109,36 @@ fn a_c_operator_that_fails_fails_the_job_with_its_message() {
     assert!(e.contains("c gave up on record \"777\""), "{e}");
 }
 
+#[test]
+fn the_c_sdk_s_helpers_pass_their_checks_inside_a_component() {
+    // examples/sdk-c/selftest.c checks numbers, bytes, UTF-8, lower-casing, varints and config
+    // in `open` (inside the sandbox, compiled as users compile), then passes records through.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> selftest", "selftest -> out"]
+[job]
+parallelism = 1
+[sources.gen]
+kind = "datagen"
+count = 1000
+shape = "sequence"
+[operators.selftest]
+component = "{selftest}"
+config = {{ extra = "present" }}
+[sinks.out]
+kind = "file"
+path = "{out}"
+"#,
+            selftest = c_component("sdk_selftest"),
+            out = dir.path().join("out").display(),
+        ),
+    );
+    run_ok(&["run", manifest.to_str().unwrap()]);
+    assert_eq!(sink_lines(&dir.path().join("out")).len(), 1000);
+}
+
 /// Lines of characters drawn from all of Unicode (every scalar value but the line feed), with
 /// extra weight on the ones the lower-casing rules single out: capital sigma beside cased and
 /// case-ignorable characters, dotted capital I, titlecase letters, combining marks.

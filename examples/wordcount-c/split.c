@@ -37,9 +37,7 @@ static void split_ascii(weir_ctx *ctx, weir_bytes text) {
 
 static bool split_record(weir_ctx *ctx, const weir_record *record) {
     weir_bytes text = record->value;
-    bool ascii = true;
-    for (size_t i = 0; i < text.len; i++) ascii &= text.ptr[i] < 0x80;
-    if (ascii) {
+    if (weir_is_ascii(text)) {
         split_ascii(ctx, text);
         return true;
     }

@@ -61,7 +61,14 @@ bool weir_fail(weir_ctx *ctx, const char *fmt, ...) {
 
 bool weir_failed(const weir_ctx *ctx) { return ctx->failed; }
 
-bool weir_buf_reserve(weir_buf *b, size_t more) {
+weir_bytes weir_failure(const weir_ctx *ctx) { return weir_buf_bytes(&ctx->error); }
+
+void weir_recover(weir_ctx *ctx) {
+    weir_buf_free(&ctx->error);
+    ctx->failed = false;
+}
+
+bool weir_buf_grow(weir_buf *b, size_t more) {
     if (b->cap - b->len >= more) return true;
     size_t cap = b->cap ? b->cap : 64;
     while (cap - b->len < more) {
@@ -205,7 +212,7 @@ static size_t begin_record(output *o, weir_bytes key, const int64_t *timestamp) 
         for (int i = 0; i < 8; i++) p[i] = (uint8_t)(t >> (8 * i));
         p += 8;
     }
-    if (key.len) memcpy(p, key.ptr, key.len);
+    weir_copy(p, key.ptr, key.len);
     b->len = (size_t)(p - b->ptr) + key.len;
     return at;
 }
@@ -224,7 +231,7 @@ static void end_record(output *o, size_t value_len_at, size_t value_at) {
 weir_buf *weir_emit_begin(weir_ctx *ctx, const char *output_name, weir_bytes key,
                           const int64_t *timestamp) {
     static weir_buf discard;
-    output *o = output_named(ctx, output_name);
+    output *o = output_name ? output_named(ctx, output_name) : &ctx->outputs[0];
     size_t at = o ? begin_record(o, key, timestamp) : SIZE_MAX;
     if (at == SIZE_MAX) {
         // Failed already; the value goes nowhere.
@@ -812,6 +819,7 @@ extern const size_t weir_unicode_alphanumeric_len, weir_unicode_case_ignorable_l
     weir_unicode_cased_len, weir_unicode_lower_len, weir_unicode_lower_multi_len;
 
 bool weir_utf8_valid(weir_bytes bytes) {
+    if (weir_is_ascii(bytes)) return true;
     const uint8_t *s = bytes.ptr;
     size_t i = 0, n = bytes.len;
     while (i < n) {

@@ -33,6 +33,9 @@
 extern "C" {
 #endif
 
+/// The SDK's small helpers are inlined: a call costs tens of instructions in WASM.
+#define WEIR_INLINE static inline __attribute__((always_inline))
+
 // ---- Bytes --------------------------------------------------------------------------------
 
 /// Borrowed bytes.
@@ -61,20 +64,45 @@ typedef struct {
     size_t cap;
 } weir_buf;
 
+/// Grows `b` for `more` bytes past `len` (weir_buf_reserve's slow path).
+bool weir_buf_grow(weir_buf *b, size_t more);
 /// Room for `more` bytes past `len`; false when memory ran out.
-bool weir_buf_reserve(weir_buf *b, size_t more);
+WEIR_INLINE bool weir_buf_reserve(weir_buf *b, size_t more) {
+    return b->cap - b->len >= more || weir_buf_grow(b, more);
+}
 void weir_buf_free(weir_buf *b);
 static inline void weir_buf_clear(weir_buf *b) { b->len = 0; }
 static inline weir_bytes weir_buf_bytes(const weir_buf *b) { return weir_bytes_of(b->ptr, b->len); }
 
-static inline void weir_buf_push(weir_buf *b, weir_bytes bytes) {
-    if (bytes.len && weir_buf_reserve(b, bytes.len)) {
-        memcpy(b->ptr + b->len, bytes.ptr, bytes.len);
+/// memcpy, without a call for the short lengths of keys and fields (libc's memcpy costs more
+/// than the copy there, in WASM).
+WEIR_INLINE void weir_copy(uint8_t *to, const uint8_t *from, size_t n) {
+    if (n > 32) {
+        memcpy(to, from, n);
+        return;
+    }
+    for (; n >= 8; n -= 8, to += 8, from += 8) __builtin_memcpy(to, from, 8);
+    if (n & 4) __builtin_memcpy(to, from, 4), to += 4, from += 4;
+    if (n & 2) __builtin_memcpy(to, from, 2), to += 2, from += 2;
+    if (n & 1) *to = *from;
+}
+
+WEIR_INLINE void weir_buf_push(weir_buf *b, weir_bytes bytes) {
+    if (weir_buf_reserve(b, bytes.len)) {
+        weir_copy(b->ptr + b->len, bytes.ptr, bytes.len);
         b->len += bytes.len;
     }
 }
 
-static inline void weir_buf_push_byte(weir_buf *b, uint8_t byte) {
+/// Appends `n` as 8 little-endian bytes.
+WEIR_INLINE void weir_buf_push_u64_le(weir_buf *b, uint64_t n) {
+    if (weir_buf_reserve(b, 8)) {
+        for (int i = 0; i < 8; i++) b->ptr[b->len + i] = (uint8_t)(n >> (8 * i));
+        b->len += 8;
+    }
+}
+
+WEIR_INLINE void weir_buf_push_byte(weir_buf *b, uint8_t byte) {
     if (weir_buf_reserve(b, 1)) b->ptr[b->len++] = byte;
 }
 
@@ -125,6 +153,11 @@ bool weir_fail(weir_ctx *ctx, const char *fmt, ...) __attribute__((format(printf
 
 /// Whether the current call has failed (by weir_fail or a failed SDK call).
 bool weir_failed(const weir_ctx *ctx);
+/// The current call's failure message (empty when it has not failed).
+weir_bytes weir_failure(const weir_ctx *ctx);
+/// Forgets the current call's failure, for an operator that handles it itself (say, a config
+/// member of the wrong type that it replaces with a default).
+void weir_recover(weir_ctx *ctx);
 
 // ---- Emitting -----------------------------------------------------------------------------
 
@@ -252,6 +285,91 @@ typedef enum { WEIR_TRACE, WEIR_DEBUG, WEIR_INFO, WEIR_WARN, WEIR_ERROR } weir_l
 void weir_log(weir_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // ---- Text (Unicode, as Rust's std has it) -------------------------------------------------
+
+// Word-at-a-time helpers (ports of the Rust SDK's `text`): in WASM, a loop iteration costs an
+// interruption check and a branch per byte, so these read eight bytes at a time, and short
+// inputs take no loop at all.
+
+/// `x` in every byte of a word.
+#define WEIR_SPLAT(x) (0x0101010101010101u * (uint8_t)(x))
+
+/// The first min(8, n) bytes at `p` as a little-endian word; the bytes past `n` are `fill`.
+WEIR_INLINE uint64_t weir_load(const uint8_t *p, size_t n, uint8_t fill) {
+    uint64_t w;
+    if (n >= 8) {
+        __builtin_memcpy(&w, p, 8);
+        return w;
+    }
+    if (n >= 4) {
+        uint32_t lo, hi;
+        __builtin_memcpy(&lo, p, 4);
+        __builtin_memcpy(&hi, p + n - 4, 4);
+        // The loads overlap when n < 8; overlapping bytes are equal, so OR keeps them.
+        w = (uint64_t)lo | (uint64_t)hi << (8 * (n - 4));
+    } else if (n > 0) {
+        w = (uint64_t)p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+    } else {
+        w = 0;
+    }
+    return w | WEIR_SPLAT(fill) << (8 * n);
+}
+
+/// The index of the first `byte` in `bytes`, or -1.
+WEIR_INLINE ptrdiff_t weir_find_byte(weir_bytes bytes, uint8_t byte) {
+    for (size_t at = 0;;) {
+        // Past the end, the word is filled with another byte, which never matches.
+        uint64_t x = weir_load(bytes.ptr + at, bytes.len - at, (uint8_t)~byte) ^ WEIR_SPLAT(byte);
+        // The classic zero-byte test: exact for the lowest zero byte, the only one read.
+        uint64_t zero = (x - WEIR_SPLAT(1)) & ~x & WEIR_SPLAT(0x80);
+        if (zero) return (ptrdiff_t)(at + (size_t)__builtin_ctzll(zero) / 8);
+        at += 8;
+        if (at >= bytes.len) return -1;
+    }
+}
+
+/// Whether every byte of `bytes` is ASCII.
+WEIR_INLINE bool weir_is_ascii(weir_bytes bytes) {
+    uint64_t any = 0;
+    size_t at = 0;
+    for (; bytes.len - at > 8; at += 8) any |= weir_load(bytes.ptr + at, 8, 0);
+    any |= weir_load(bytes.ptr + at, bytes.len - at, 0);
+    return !(any & WEIR_SPLAT(0x80));
+}
+
+/// The leading ASCII digits of a word (up to 8; past them anything): their value and count.
+WEIR_INLINE uint64_t weir__digits(uint64_t word, size_t *k) {
+    uint64_t t = word ^ WEIR_SPLAT('0');
+    // The high bit of each byte that is not a digit 0-9, with no carry between bytes.
+    uint64_t non = (((t & WEIR_SPLAT(0x7F)) + WEIR_SPLAT(0x76)) | t) & WEIR_SPLAT(0x80);
+    *k = non ? (size_t)__builtin_ctzll(non) / 8 : 8;
+    if (*k == 0) return 0;
+    // The k digits moved to the top bytes: the zero bytes below them are leading zeros. Each
+    // step merges neighbouring lanes (a * 10^j + b).
+    t <<= 8 * (8 - *k);
+    t = (t * (10 << 8 | 1)) >> 8;
+    t = ((t & 0x00FF00FF00FF00FFu) * (100 << 16 | 1)) >> 16;
+    return ((t & 0x0000FFFF0000FFFFu) * (10000ull << 32 | 1)) >> 32;
+}
+
+/// A decimal u64 at the start of `*text` (advancing it past the digits), as Rust's
+/// `u64::from_str` reads digits: false when there is no digit or the number overflows.
+WEIR_INLINE bool weir_parse_u64(weir_bytes *text, uint64_t *out) {
+    static const uint64_t pow10[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+    uint64_t value = 0;
+    size_t digits = 0, k;
+    do {
+        uint64_t chunk = weir__digits(weir_load(text->ptr + digits, text->len - digits, 0xFF), &k);
+        // At most 19 digits always fit; the 20th may not.
+        if (digits + k > 19 && value > (UINT64_MAX - chunk) / pow10[k]) return false;
+        value = value * pow10[k] + chunk;
+        digits += k;
+    } while (k == 8);
+    if (!digits) return false;
+    *out = value;
+    text->ptr += digits;
+    text->len -= digits;
+    return true;
+}
 
 /// Whether `bytes` is valid UTF-8.
 bool weir_utf8_valid(weir_bytes bytes);
