@@ -253,9 +253,29 @@ void weir_emit_end(weir_ctx *ctx) {
 
 void weir_emit_to(weir_ctx *ctx, const char *output_name, weir_bytes key, weir_bytes value,
                   const int64_t *timestamp) {
-    weir_buf *v = weir_emit_begin(ctx, output_name, key, timestamp);
-    weir_buf_push(v, value);
-    weir_emit_end(ctx);
+    // weir_emit_begin, the value and weir_emit_end in one: this is the per-record path.
+    output *o = output_name ? output_named(ctx, output_name) : &ctx->outputs[0];
+    if (!o) return;
+    if (key.len > UINT32_MAX || value.len > UINT32_MAX) {
+        weir_fail(ctx, "a record of %zu + %zu bytes is too long", key.len, value.len);
+        return;
+    }
+    weir_buf *b = &o->buf;
+    if (!weir_buf_reserve(b, 17 + key.len + value.len)) return;
+    uint8_t *p = b->ptr + b->len;
+    p[0] = timestamp ? 1 : 0;
+    put_u32(p + 1, (uint32_t)key.len);
+    put_u32(p + 5, (uint32_t)value.len);
+    p += 9;
+    if (timestamp) {
+        uint64_t t = (uint64_t)*timestamp;
+        __builtin_memcpy(p, &t, 8); // WASM is little-endian
+        p += 8;
+    }
+    weir_copy(p, key.ptr, key.len);
+    weir_copy(p + key.len, value.ptr, value.len);
+    b->len = (size_t)(p - b->ptr) + key.len + value.len;
+    if (b->len >= FLUSH_BYTES) flush_one(o);
 }
 
 void weir_emit(weir_ctx *ctx, weir_bytes key, weir_bytes value) {
@@ -272,11 +292,17 @@ void weir_emit_record(weir_ctx *ctx, const weir_record *r) {
 
 // ---- Distinct keys -----------------------------------------------------------------------
 
-/// FNV-1a over the key, then a multiply to spread it over the table's bits.
+/// A multiply-xorshift hash over the key's words; the table takes the top bits.
 static inline uint32_t key_hash(weir_bytes key) {
-    uint64_t h = 0xcbf29ce484222325u;
-    for (size_t i = 0; i < key.len; i++) h = (h ^ key.ptr[i]) * 0x100000001b3u;
-    return (uint32_t)((h * 0x9E3779B97F4A7C15u) >> 32);
+    const uint64_t k = 0x9E3779B97F4A7C15u;
+    uint64_t h = (key.len + 1) * k;
+    size_t at = 0;
+    for (; key.len - at > 8; at += 8) {
+        h = (h ^ weir_load(key.ptr + at, 8, 0)) * k;
+        h ^= h >> 29;
+    }
+    h = (h ^ weir_load(key.ptr + at, key.len - at, 0)) * k;
+    return (uint32_t)((h ^ h >> 29) * k >> 32);
 }
 
 /// Grows `*p` (of `*cap` items of `size` bytes) to at least `need` items.
@@ -404,7 +430,7 @@ bool weir_value_clear(weir_ctx *ctx, const char *state, weir_bytes key) {
 }
 
 /// Appends a u32 LE length and the bytes.
-static void push_framed(weir_buf *b, weir_bytes bytes) {
+static inline void push_framed(weir_buf *b, weir_bytes bytes) {
     push_u32(b, (uint32_t)bytes.len);
     weir_buf_push(b, bytes);
 }

@@ -52,9 +52,6 @@ static inline weir_bytes weir_bytes_of(const void *ptr, size_t len) {
 /// A NUL-terminated string's bytes (without the NUL).
 static inline weir_bytes weir_str(const char *s) { return weir_bytes_of(s, strlen(s)); }
 
-static inline bool weir_bytes_eq(weir_bytes a, weir_bytes b) {
-    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
 
 /// Owned, growable bytes; starts zeroed (`weir_buf b = {0};`), freed with weir_buf_free. When
 /// memory runs out, the current call fails with "out of memory" and further pushes do nothing.
@@ -312,6 +309,15 @@ WEIR_INLINE uint64_t weir_load(const uint8_t *p, size_t n, uint8_t fill) {
         w = 0;
     }
     return w | WEIR_SPLAT(fill) << (8 * n);
+}
+
+/// Whether `a` and `b` hold the same bytes.
+WEIR_INLINE bool weir_bytes_eq(weir_bytes a, weir_bytes b) {
+    if (a.len != b.len) return false;
+    size_t at = 0;
+    for (; a.len - at > 8; at += 8)
+        if (weir_load(a.ptr + at, 8, 0) != weir_load(b.ptr + at, 8, 0)) return false;
+    return weir_load(a.ptr + at, a.len - at, 0) == weir_load(b.ptr + at, a.len - at, 0);
 }
 
 /// The index of the first `byte` in `bytes`, or -1.
