@@ -108,6 +108,44 @@ static bool selftest_open(weir_ctx *ctx, weir_bytes config) {
     v[9] = 2;
     CHECK(!weir_varint_get(weir_bytes_of(v, 10), &back));  // past 64 bits
 
+    // State round trips (at parallelism 1 this subtask owns every key group).
+    weir_buf got = {0}, storage = {0};
+    weir_bytes keys[4] = {weir_str("a"), weir_str("b"), weir_str("c"), weir_str("d")};
+    weir_bytes values[3] = {{NULL, 0}, weir_str("xx"), weir_str("")}; // clear a; b = xx; c = ""
+    weir_bytes read[4];
+    CHECK(weir_value_set(ctx, "s", keys[0], weir_str("1")));
+    CHECK(weir_value_get(ctx, "s", keys[0], &got) == 1 && weir_bytes_eq(weir_buf_bytes(&got), weir_str("1")));
+    CHECK(weir_value_set_many(ctx, "s", keys, values, 3));
+    CHECK(weir_value_get_many(ctx, "s", keys, 4, read, &storage));
+    CHECK(!read[0].ptr && weir_bytes_eq(read[1], weir_str("xx")) && read[2].ptr && !read[2].len && !read[3].ptr);
+    CHECK(weir_value_get(ctx, "s", keys[2], &got) == 1 && got.len == 0);
+    CHECK(weir_value_get(ctx, "s", keys[0], &got) == 0);
+    uint64_t counts[2];
+    bool found[2];
+    CHECK(weir_value_set_many_u64(ctx, "u", keys, (uint64_t[]){0, UINT64_MAX}, 2));
+    CHECK(weir_value_get_many_u64(ctx, "u", keys + 1, 2, counts, found) && found[0] && !found[1] && counts[0] == UINT64_MAX && counts[1] == 0);
+    CHECK(weir_value_get_u64(ctx, "u", keys[0], &n) == 1 && n == 0);
+    CHECK(weir_value_get_u64(ctx, "s", keys[1], &n) == -1); // "xx" is no varint
+    CHECK(weir_bytes_eq(weir_failure(ctx), weir_str("state `s`: a stored value of 2 bytes is not a u64")));
+    weir_recover(ctx);
+    weir_entries entries = {0};
+    CHECK(weir_map_put(ctx, "m", keys[0], weir_str("k2"), weir_str("v2")));
+    CHECK(weir_map_put(ctx, "m", keys[0], weir_str("k1"), weir_str("")));
+    CHECK(weir_map_entries(ctx, "m", keys[0], &entries) && entries.len == 2);
+    CHECK(weir_bytes_eq(entries.ptr[0].key, weir_str("k1")) && entries.ptr[0].value.len == 0);
+    CHECK(weir_bytes_eq(entries.ptr[1].value, weir_str("v2")));
+    CHECK(weir_map_remove(ctx, "m", keys[0], weir_str("k2")));
+    CHECK(weir_map_get(ctx, "m", keys[0], weir_str("k2"), &got) == 0);
+    CHECK(weir_map_get(ctx, "m", keys[0], weir_str("k1"), &got) == 1 && got.len == 0);
+    CHECK(weir_map_clear(ctx, "m", keys[0]));
+    CHECK(weir_map_entries(ctx, "m", keys[0], &entries) && entries.len == 0);
+    weir_entries_free(&entries);
+    CHECK(weir_value_get(ctx, "", keys[0], &got) == -1); // a refused call
+    CHECK(weir_failure(ctx).len > 0 && weir_find_byte(weir_failure(ctx), '`') == 6);
+    weir_recover(ctx);
+    weir_buf_free(&got);
+    weir_buf_free(&storage);
+
     // Config readers on a fixed document, then the test's own config (which has `extra`).
     weir_bytes doc = weir_str("{\"s\": \"a\\\"\\u00e9\\ud83d\\ude42\\n\", \"skip\": [1, {\"x\": [true, null]}, \"}\"],"
                               " \"n\": 18446744073709551615, \"big\": 18446744073709551616, \"b\": false}");

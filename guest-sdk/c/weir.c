@@ -140,13 +140,6 @@ static inline uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static inline void push_u32(weir_buf *b, uint32_t v) {
-    if (weir_buf_reserve(b, 4)) {
-        put_u32(b->ptr + b->len, v);
-        b->len += 4;
-    }
-}
-
 /// A borrowed list for an import's parameter (the host copies it; nothing is freed).
 static inline operator_list_u8_t list_of(weir_bytes b) {
     return (operator_list_u8_t){(uint8_t *)b.ptr, b.len};
@@ -429,10 +422,21 @@ bool weir_value_clear(weir_ctx *ctx, const char *state, weir_bytes key) {
     return done(ctx, weir_operator_state_value_clear(&name, &k, &err), &err, "clear", state);
 }
 
-/// Appends a u32 LE length and the bytes.
-static inline void push_framed(weir_buf *b, weir_bytes bytes) {
-    push_u32(b, (uint32_t)bytes.len);
-    weir_buf_push(b, bytes);
+/// Appends a u32 LE length and the bytes; false when memory ran out.
+static inline bool push_framed(weir_buf *b, weir_bytes bytes) {
+    if (!weir_buf_reserve(b, 4 + bytes.len)) return false;
+    put_u32(b->ptr + b->len, (uint32_t)bytes.len);
+    weir_copy(b->ptr + b->len + 4, bytes.ptr, bytes.len);
+    b->len += 4 + bytes.len;
+    return true;
+}
+
+/// Appends the length that clears a key in value-set-many; false when memory ran out.
+static inline bool push_clear(weir_buf *b) {
+    if (!weir_buf_reserve(b, 4)) return false;
+    put_u32(b->ptr + b->len, UINT32_MAX);
+    b->len += 4;
+    return true;
 }
 
 /// A batched call's buffer, kept between calls.
@@ -441,8 +445,8 @@ static weir_buf scratch;
 bool weir_value_get_many(weir_ctx *ctx, const char *state, const weir_bytes *keys, size_t n,
                          weir_bytes *values, weir_buf *storage) {
     scratch.len = 0;
-    for (size_t i = 0; i < n; i++) push_framed(&scratch, keys[i]);
-    if (ctx->failed) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!push_framed(&scratch, keys[i])) return false;
     operator_string_t name = string_of(state);
     operator_list_u8_t ks = {scratch.ptr, scratch.len}, ret;
     weir_operator_state_state_error_t err;
@@ -470,14 +474,10 @@ bool weir_value_get_many(weir_ctx *ctx, const char *state, const weir_bytes *key
 bool weir_value_set_many(weir_ctx *ctx, const char *state, const weir_bytes *keys,
                          const weir_bytes *values, size_t n) {
     scratch.len = 0;
-    for (size_t i = 0; i < n; i++) {
-        push_framed(&scratch, keys[i]);
-        if (values[i].ptr)
-            push_framed(&scratch, values[i]);
-        else
-            push_u32(&scratch, UINT32_MAX);
-    }
-    if (ctx->failed) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!push_framed(&scratch, keys[i]) ||
+            !(values[i].ptr ? push_framed(&scratch, values[i]) : push_clear(&scratch)))
+            return false;
     operator_string_t name = string_of(state);
     operator_list_u8_t entries = {scratch.ptr, scratch.len};
     weir_operator_state_state_error_t err;
@@ -552,11 +552,11 @@ bool weir_value_set_many_u64(weir_ctx *ctx, const char *state, const weir_bytes 
                              const uint64_t *values, size_t n) {
     scratch.len = 0;
     for (size_t i = 0; i < n; i++) {
-        push_framed(&scratch, keys[i]);
         uint8_t v[10];
-        push_framed(&scratch, weir_bytes_of(v, weir_varint_put(v, values[i])));
+        if (!push_framed(&scratch, keys[i]) ||
+            !push_framed(&scratch, weir_bytes_of(v, weir_varint_put(v, values[i]))))
+            return false;
     }
-    if (ctx->failed) return false;
     operator_string_t name = string_of(state);
     operator_list_u8_t entries = {scratch.ptr, scratch.len};
     weir_operator_state_state_error_t err;

@@ -130,7 +130,7 @@ typedef struct weir_ctx weir_ctx;
 /// An operator's hooks; any may be NULL. Each returns false to fail the job.
 typedef struct {
     /// Once per subtask, before any record. `config` is the operator's `config` table from the
-    /// manifest as JSON (read it with weir_config_*).
+    /// manifest as JSON (read it with weir_config_*), borrowed until `open` returns.
     bool (*open)(weir_ctx *ctx, weir_bytes config);
     /// One batch of records.
     bool (*process)(weir_ctx *ctx, const weir_record *records, size_t n);
