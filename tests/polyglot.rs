@@ -135,8 +135,12 @@ path = "{out}"
             out = dir.path().join("out").display(),
         ),
     );
-    run_ok(&["run", manifest.to_str().unwrap()]);
+    let out = run_ok(&["run", manifest.to_str().unwrap()]);
     assert_eq!(sink_lines(&dir.path().join("out")).len(), 1000);
+    // Its last word goes to the host's log, over 600 bytes long.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let long = format!("selftest passed; long: short-7{:0600}|", 5);
+    assert!(log.contains(&long), "{log}");
 }
 
 /// Lines of characters drawn from all of Unicode (every scalar value but the line feed), with

@@ -154,6 +154,9 @@ static bool selftest_open(weir_ctx *ctx, weir_bytes config) {
     CHECK(weir_config_str(ctx, doc, "s", &s) == 1 &&
           weir_bytes_eq(weir_buf_bytes(&s), weir_str("a\"é🙂\n")));
     CHECK(weir_config_u64(ctx, doc, "n", &n) == 1 && n == UINT64_MAX);
+    CHECK(weir_config_u64(ctx, weir_str("{\"f\": 1.5}"), "f", &n) == -1);
+    weir_recover(ctx);
+    CHECK(weir_config_u64(ctx, weir_str("{\"f\": 12 }"), "f", &n) == 1 && n == 12);
     CHECK(weir_config_bool(ctx, doc, "b", &flag) == 1 && !flag);
     CHECK(weir_config_str(ctx, doc, "absent", &s) == 0);
     CHECK(weir_config_u64(ctx, doc, "big", &n) == -1 && weir_failed(ctx));
@@ -167,6 +170,15 @@ static bool selftest_open(weir_ctx *ctx, weir_bytes config) {
     weir_recover(ctx);
     CHECK(!weir_failed(ctx) && weir_failure(ctx).len == 0);
     weir_buf_free(&s);
+
+    // Formatting, short and long (past the SDK's stack buffer), then into the host's log.
+    weir_buf text_out = {0};
+    weir_buf_printf(&text_out, "%s-%d", "short", 7);
+    CHECK(weir_bytes_eq(weir_buf_bytes(&text_out), weir_str("short-7")));
+    weir_buf_printf(&text_out, "%0600d|", 5);
+    CHECK(text_out.len == 7 + 601 && text_out.ptr[7 + 599] == '5' && text_out.ptr[7 + 600] == '|');
+    weir_log(WEIR_WARN, "selftest passed; long: %.*s", (int)text_out.len, (const char *)text_out.ptr);
+    weir_buf_free(&text_out);
     return weir_config_str(ctx, config, "extra", &s) == 1 ||
            weir_fail(ctx, "selftest: no `extra` in the config %.*s", (int)config.len, config.ptr);
 }

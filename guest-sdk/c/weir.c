@@ -112,21 +112,27 @@ void weir_buf_push_i64(weir_buf *b, int64_t n) {
     }
 }
 
+/// Appends printf-style formatted text: short text through a stack buffer, long text
+/// formatted a second time straight into `b`.
+static void buf_vprintf(weir_buf *b, const char *fmt, va_list args) {
+    va_list again;
+    va_copy(again, args);
+    char small[256];
+    int n = vsnprintf(small, sizeof small, fmt, args);
+    if (n >= 0 && (size_t)n < sizeof small) {
+        weir_buf_push(b, weir_bytes_of(small, (size_t)n));
+    } else if (n >= 0 && weir_buf_reserve(b, (size_t)n + 1)) {
+        vsnprintf((char *)b->ptr + b->len, (size_t)n + 1, fmt, again);
+        b->len += (size_t)n;
+    }
+    va_end(again);
+}
+
 void weir_buf_printf(weir_buf *b, const char *fmt, ...) {
     va_list args;
     va_start(args, fmt);
-    char small[256];
-    int n = vsnprintf(small, sizeof small, fmt, args);
+    buf_vprintf(b, fmt, args);
     va_end(args);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        weir_buf_push(b, weir_bytes_of(small, (size_t)n));
-    } else if (weir_buf_reserve(b, (size_t)n + 1)) {
-        va_start(args, fmt);
-        vsnprintf((char *)b->ptr + b->len, (size_t)n + 1, fmt, args);
-        va_end(args);
-        b->len += (size_t)n;
-    }
 }
 
 static inline void put_u32(uint8_t *p, uint32_t v) {
@@ -471,6 +477,15 @@ bool weir_value_get_many(weir_ctx *ctx, const char *state, const weir_bytes *key
     return true;
 }
 
+/// value-set-many with the entries in `scratch`.
+static bool set_many_scratch(weir_ctx *ctx, const char *state) {
+    operator_string_t name = string_of(state);
+    operator_list_u8_t entries = {scratch.ptr, scratch.len};
+    weir_operator_state_state_error_t err;
+    return done(ctx, weir_operator_state_value_set_many(&name, &entries, &err), &err, "set_many",
+                state);
+}
+
 bool weir_value_set_many(weir_ctx *ctx, const char *state, const weir_bytes *keys,
                          const weir_bytes *values, size_t n) {
     scratch.len = 0;
@@ -478,11 +493,7 @@ bool weir_value_set_many(weir_ctx *ctx, const char *state, const weir_bytes *key
         if (!push_framed(&scratch, keys[i]) ||
             !(values[i].ptr ? push_framed(&scratch, values[i]) : push_clear(&scratch)))
             return false;
-    operator_string_t name = string_of(state);
-    operator_list_u8_t entries = {scratch.ptr, scratch.len};
-    weir_operator_state_state_error_t err;
-    return done(ctx, weir_operator_state_value_set_many(&name, &entries, &err), &err, "set_many",
-                state);
+    return set_many_scratch(ctx, state);
 }
 
 size_t weir_varint_put(uint8_t out[10], uint64_t n) {
@@ -557,11 +568,7 @@ bool weir_value_set_many_u64(weir_ctx *ctx, const char *state, const weir_bytes 
             !push_framed(&scratch, weir_bytes_of(v, weir_varint_put(v, values[i]))))
             return false;
     }
-    operator_string_t name = string_of(state);
-    operator_list_u8_t entries = {scratch.ptr, scratch.len};
-    weir_operator_state_state_error_t err;
-    return done(ctx, weir_operator_state_value_set_many(&name, &entries, &err), &err, "set_many",
-                state);
+    return set_many_scratch(ctx, state);
 }
 
 int weir_map_get(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key,
@@ -763,38 +770,31 @@ static int config_member(weir_ctx *ctx, weir_bytes config, const char *name, jso
     return found;
 }
 
+/// Fails the call: config member `name` is not `what`; returns -1.
+static int config_not(weir_ctx *ctx, const char *name, const char *what) {
+    weir_fail(ctx, "config `%s` is not %s", name, what);
+    return -1;
+}
+
 int weir_config_str(weir_ctx *ctx, weir_bytes config, const char *name, weir_buf *out) {
     json j;
     int found = config_member(ctx, config, name, &j);
     if (found != 1) return found;
     out->len = 0;
-    if (!json_string(&j, out)) {
-        weir_fail(ctx, "config `%s` is not a string", name);
-        return -1;
-    }
-    return 1;
+    return json_string(&j, out) ? 1 : config_not(ctx, name, "a string");
 }
 
 int weir_config_u64(weir_ctx *ctx, weir_bytes config, const char *name, uint64_t *out) {
     json j;
     int found = config_member(ctx, config, name, &j);
     if (found != 1) return found;
-    uint64_t v = 0;
-    const uint8_t *start = j.p;
-    while (j.p < j.end && *j.p >= '0' && *j.p <= '9') {
-        uint64_t d = (uint64_t)(*j.p++ - '0');
-        if (v > (UINT64_MAX - d) / 10) {
-            start = j.p = j.end; // overflow
-            break;
-        }
-        v = v * 10 + d;
-    }
+    weir_bytes rest = weir_bytes_of(j.p, (size_t)(j.end - j.p));
+    bool ok = weir_parse_u64(&rest, out);
+    j.p = rest.ptr;
     json_ws(&j);
-    if (j.p == start || (j.p < j.end && *j.p != ',' && *j.p != '}')) {
-        weir_fail(ctx, "config `%s` is not an unsigned integer", name);
-        return -1;
-    }
-    *out = v;
+    // The number must end the member: not 1.5, 1e3 or 12abc.
+    if (!ok || (j.p < j.end && *j.p != ',' && *j.p != '}'))
+        return config_not(ctx, name, "an unsigned integer");
     return 1;
 }
 
@@ -803,14 +803,12 @@ int weir_config_bool(weir_ctx *ctx, weir_bytes config, const char *name, bool *o
     int found = config_member(ctx, config, name, &j);
     if (found != 1) return found;
     size_t left = (size_t)(j.end - j.p);
-    if (left >= 4 && !memcmp(j.p, "true", 4)) {
+    if (left >= 4 && !memcmp(j.p, "true", 4))
         *out = true;
-    } else if (left >= 5 && !memcmp(j.p, "false", 5)) {
+    else if (left >= 5 && !memcmp(j.p, "false", 5))
         *out = false;
-    } else {
-        weir_fail(ctx, "config `%s` is not a boolean", name);
-        return -1;
-    }
+    else
+        return config_not(ctx, name, "a boolean");
     return 1;
 }
 
@@ -820,18 +818,8 @@ void weir_log(weir_level level, const char *fmt, ...) {
     weir_buf msg = {0};
     va_list args;
     va_start(args, fmt);
-    char small[512];
-    int n = vsnprintf(small, sizeof small, fmt, args);
+    buf_vprintf(&msg, fmt, args);
     va_end(args);
-    if (n < 0) return;
-    if ((size_t)n < sizeof small) {
-        weir_buf_push(&msg, weir_bytes_of(small, (size_t)n));
-    } else if (weir_buf_reserve(&msg, (size_t)n + 1)) {
-        va_start(args, fmt);
-        vsnprintf((char *)msg.ptr, (size_t)n + 1, fmt, args);
-        va_end(args);
-        msg.len = (size_t)n;
-    }
     operator_string_t s = {msg.ptr, msg.len};
     weir_operator_log_log((weir_operator_log_level_t)level, &s);
     weir_buf_free(&msg);
@@ -911,17 +899,23 @@ void weir_buf_push_char(weir_buf *b, uint32_t c) {
     }
 }
 
-/// Whether `c` lies in one of `n` sorted inclusive ranges.
-static bool in_ranges(const uint32_t ranges[][2], size_t n, uint32_t c) {
+/// The first of `n` pairs, sorted by column `col`, whose `col` is at least `c` (`n` if none).
+static size_t lower_bound(const uint32_t pairs[][2], size_t n, int col, uint32_t c) {
     size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (ranges[mid][1] < c)
+        if (pairs[mid][col] < c)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < n && ranges[lo][0] <= c;
+    return lo;
+}
+
+/// Whether `c` lies in one of `n` sorted inclusive ranges.
+static bool in_ranges(const uint32_t ranges[][2], size_t n, uint32_t c) {
+    size_t i = lower_bound(ranges, n, 1, c);
+    return i < n && ranges[i][0] <= c;
 }
 
 bool weir_is_alphanumeric(uint32_t c) {
@@ -963,14 +957,7 @@ void weir_buf_push_lowercase(weir_buf *b, weir_bytes text) {
             weir_buf_push_char(b, final ? 0x3C2 : 0x3C3);
             continue;
         }
-        size_t lo = 0, hi = weir_unicode_lower_len;
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (weir_unicode_lower[mid][0] < c)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
+        size_t lo = lower_bound(weir_unicode_lower, weir_unicode_lower_len, 0, c);
         if (lo < weir_unicode_lower_len && weir_unicode_lower[lo][0] == c) {
             weir_buf_push_char(b, weir_unicode_lower[lo][1]);
             continue;
