@@ -96,10 +96,14 @@ void weir_buf_free(weir_buf *b) {
 void weir_buf_push_u64(weir_buf *b, uint64_t n) {
     uint8_t digits[20];
     size_t i = sizeof digits;
+    // WASM has no 64-bit multiply-high, so a 64-bit division by 10 stays a division; below
+    // 2^32 the 32-bit one becomes a multiply.
+    for (; n > UINT32_MAX; n /= 10) digits[--i] = (uint8_t)('0' + n % 10);
+    uint32_t m = (uint32_t)n;
     do {
-        digits[--i] = (uint8_t)('0' + n % 10);
-        n /= 10;
-    } while (n);
+        digits[--i] = (uint8_t)('0' + m % 10);
+        m /= 10;
+    } while (m);
     weir_buf_push(b, weir_bytes_of(digits + i, sizeof digits - i));
 }
 
