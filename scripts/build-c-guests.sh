@@ -10,6 +10,14 @@
 #   scripts/build-c-guests.sh                    # the examples
 #   scripts/build-c-guests.sh my_op.c my_op.wasm  # one operator of your own
 set -euo pipefail
+if [ $# -ne 0 ] && [ $# -ne 2 ]; then
+  echo "usage: scripts/build-c-guests.sh [SOURCE.c OUT.wasm]" >&2
+  exit 2
+fi
+# A file of your own is named relative to where you are; the script works from the repository.
+args=()
+for a in "$@"; do args+=("$(realpath -m -- "$a")"); done
+set -- "${args[@]+"${args[@]}"}"
 cd "$(dirname "$0")/.."
 source scripts/guest-lib.sh
 
@@ -55,10 +63,7 @@ if [ $# -eq 2 ]; then
   WERROR=
   build "$1" "$(basename "$1" .c)" "$(dirname "$1")" "$2"
   echo "==> $2"
-elif [ $# -eq 0 ]; then
+else
   WERROR=-Werror # the examples stay free of warnings
   build_examples c c "WEIR_OPERATOR(" "guest-sdk/c $gen" build
-else
-  echo "usage: scripts/build-c-guests.sh [SOURCE.c OUT.wasm]" >&2
-  exit 2
 fi
