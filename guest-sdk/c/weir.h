@@ -52,7 +52,6 @@ static inline weir_bytes weir_bytes_of(const void *ptr, size_t len) {
 /// A NUL-terminated string's bytes (without the NUL).
 static inline weir_bytes weir_str(const char *s) { return weir_bytes_of(s, strlen(s)); }
 
-
 /// Owned, growable bytes; starts zeroed (`weir_buf b = {0};`), freed with weir_buf_free. When
 /// memory runs out, the current call fails with "out of memory" and further pushes do nothing.
 typedef struct {
@@ -202,7 +201,7 @@ bool weir_distinct_of(weir_ctx *ctx, weir_distinct *d, const weir_record *record
 void weir_distinct_free(weir_distinct *d);
 
 // ---- Keyed state --------------------------------------------------------------------------
-// State is per key (and per state name), kept by the host and checkpointed with the job; the
+// State is per key (and per state name), kept by the host in the key's key group; the
 // operator's input must be partitioned by `hash` for it to read a key's state. A refused call
 // fails the current call (weir_failed) and returns false (or -1).
 
