@@ -111,8 +111,9 @@ fn a_c_operator_that_fails_fails_the_job_with_its_message() {
 
 #[test]
 fn the_c_sdk_s_helpers_pass_their_checks_inside_a_component() {
-    // examples/sdk-c/selftest.c checks numbers, bytes, UTF-8, lower-casing, varints and config
-    // in `open` (inside the sandbox, compiled as users compile), then passes records through.
+    // examples/sdk-c/selftest.c checks numbers, bytes, UTF-8, lower-casing, varints, every
+    // state call, config and formatting in `open` (inside the sandbox, compiled as users
+    // compile), then passes records through.
     let dir = scratch();
     let manifest = write_manifest(
         dir.path(),
