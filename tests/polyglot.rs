@@ -115,26 +115,14 @@ fn the_c_sdk_s_helpers_pass_their_checks_inside_a_component() {
     // state call, config and formatting in `open` (inside the sandbox, compiled as users
     // compile), then passes records through.
     let dir = scratch();
-    let manifest = write_manifest(
+    let manifest = one_operator_manifest(
         dir.path(),
-        &format!(
-            r#"edges = ["gen -> selftest", "selftest -> out"]
-[job]
-parallelism = 1
-[sources.gen]
-kind = "datagen"
-count = 1000
-shape = "sequence"
-[operators.selftest]
-component = "{selftest}"
-config = {{ extra = "present" }}
-[sinks.out]
-kind = "file"
-path = "{out}"
-"#,
-            selftest = c_component("sdk_selftest"),
-            out = dir.path().join("out").display(),
-        ),
+        "parallelism = 1",
+        "kind = \"datagen\"\ncount = 1000\nshape = \"sequence\"",
+        "selftest",
+        &c_component("sdk_selftest"),
+        r#"{ extra = "present" }"#,
+        &dir.path().join("out"),
     );
     let out = run_ok(&["run", manifest.to_str().unwrap()]);
     assert_eq!(sink_lines(&dir.path().join("out")).len(), 1000);
@@ -188,24 +176,14 @@ fn the_c_split_splits_and_lower_cases_all_of_unicode_as_the_rust_one_does() {
     std::fs::write(&input, all_unicode_lines(20_000, 5)).unwrap();
     let split = |component: &str, name: &str| {
         let out = dir.path().join(name);
-        let manifest = write_manifest(
+        let manifest = one_operator_manifest(
             dir.path(),
-            &format!(
-                r#"edges = ["lines -> split", "split -> out"]
-[job]
-parallelism = 1
-[sources.lines]
-kind = "file"
-path = "{input}"
-[operators.split]
-component = "{component}"
-[sinks.out]
-kind = "file"
-path = "{out}"
-"#,
-                input = input.display(),
-                out = out.display(),
-            ),
+            "parallelism = 1",
+            &format!("kind = \"file\"\npath = \"{}\"", input.display()),
+            "split",
+            component,
+            "{}",
+            &out,
         );
         run_ok(&["run", manifest.to_str().unwrap()]);
         sink_lines(&out)

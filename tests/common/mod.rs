@@ -339,30 +339,50 @@ path = "{out}"
     write_manifest(dir, &manifest)
 }
 
-/// Runs a job of 100,000 sequence records (two subtasks) through the operator `component` with
-/// `config`, which must fail it; returns stderr. `extra` goes into the manifest (e.g. limits).
-pub fn faulty_job(component: &str, config: &str, extra: &str) -> String {
-    let dir = scratch();
-    let manifest = write_manifest(
-        dir.path(),
+/// The manifest (in `dir`) of a job `src -> OP -> out`: `job` is the body of `[job]`, `source`
+/// that of `[sources.src]`; the operator `op` runs `component` with `config` (a TOML inline
+/// table); the file sink writes into `out`.
+pub fn one_operator_manifest(
+    dir: &Path,
+    job: &str,
+    source: &str,
+    op: &str,
+    component: &str,
+    config: &str,
+    out: &Path,
+) -> PathBuf {
+    write_manifest(
+        dir,
         &format!(
-            r#"edges = ["gen -> bad", "bad -> out"]
+            r#"edges = ["src -> {op}", "{op} -> out"]
 [job]
-parallelism = 2
-{extra}
-[sources.gen]
-kind = "datagen"
-count = 100000
-shape = "sequence"
-[operators.bad]
+{job}
+[sources.src]
+{source}
+[operators.{op}]
 component = "{component}"
 config = {config}
 [sinks.out]
 kind = "file"
 path = "{out}"
 "#,
-            out = dir.path().join("out").display(),
+            out = out.display(),
         ),
+    )
+}
+
+/// Runs a job of 100,000 sequence records (two subtasks) through the operator `component` with
+/// `config`, which must fail it; returns stderr. `extra` goes into `[job]` (e.g. limits).
+pub fn faulty_job(component: &str, config: &str, extra: &str) -> String {
+    let dir = scratch();
+    let manifest = one_operator_manifest(
+        dir.path(),
+        &format!("parallelism = 2\n{extra}"),
+        "kind = \"datagen\"\ncount = 100000\nshape = \"sequence\"",
+        "bad",
+        component,
+        config,
+        &dir.path().join("out"),
     );
     run_err(&["run", manifest.to_str().unwrap()])
 }
