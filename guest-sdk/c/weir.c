@@ -550,16 +550,17 @@ bool weir_value_set_u64(weir_ctx *ctx, const char *state, weir_bytes key, uint64
 
 bool weir_value_get_many_u64(weir_ctx *ctx, const char *state, const weir_bytes *keys, size_t n,
                              uint64_t *values, bool *found) {
+    // Kept between calls: this runs once per batch.
     static weir_buf storage;
-    weir_bytes *raw = malloc((n ? n : 1) * sizeof *raw);
-    if (!raw) return weir_fail(ctx, "out of memory");
+    static weir_bytes *raw;
+    static size_t raw_cap;
+    if (!grow((void **)&raw, &raw_cap, n, sizeof *raw)) return weir_fail(ctx, "out of memory");
     bool ok = weir_value_get_many(ctx, state, keys, n, raw, &storage);
     for (size_t i = 0; ok && i < n; i++) {
         int f = u64_of(ctx, state, raw[i].ptr ? 1 : 0, raw[i], &values[i]);
         if (f < 0) ok = false;
         if (found) found[i] = f == 1;
     }
-    free(raw);
     return ok;
 }
 
