@@ -10,7 +10,11 @@ use weir::wasm::{InstanceSpec, Runtime, SourceInstance, World};
 
 fn gen_instance(runtime: &Runtime, n: u64, subtask: u32, parallelism: u32) -> SourceInstance {
     let loaded = runtime
-        .load(std::path::Path::new(&component("bench_gen")), World::Source)
+        .load(
+            std::path::Path::new(&component("bench_gen")),
+            World::Source,
+            GuestLimits::default().component_bytes,
+        )
         .unwrap();
     let spec = InstanceSpec {
         operator: Arc::from("gen"),
@@ -19,6 +23,8 @@ fn gen_instance(runtime: &Runtime, n: u64, subtask: u32, parallelism: u32) -> So
         max_parallelism: 128,
         limits: GuestLimits::default(),
         config_json: format!(r#"{{"workload": "stateless", "n": {n}}}"#),
+        side_outputs: Arc::from([]),
+        cancel: Default::default(),
     };
     loaded.instantiate_source(&spec).unwrap()
 }

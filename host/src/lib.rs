@@ -2,11 +2,14 @@
 //!
 //! Layers, each knowing only the ones below: [`cli`] over [`worker`] (tasks, channels, the local
 //! runner) over [`wasm`] (engine, components, limits), [`state`] and [`connectors`]; [`manifest`]
-//! and [`plan`] turn a job description into what the worker runs.
+//! and [`plan`] turn a job description into what the worker runs; [`files`] and [`cancel`] are
+//! the ground every layer stands on.
 
 pub mod bench;
+pub mod cancel;
 pub mod cli;
 pub mod connectors;
+pub mod files;
 pub mod manifest;
 pub mod plan;
 pub mod state;

@@ -61,6 +61,9 @@ enum Command {
     Inspect {
         /// A component (.wasm).
         component: PathBuf,
+        /// The largest component file to read, in MiB.
+        #[arg(long, default_value_t = 256)]
+        max_mib: u64,
     },
 }
 
@@ -71,6 +74,7 @@ pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
     let cli = Cli::parse();
@@ -104,7 +108,7 @@ pub fn main() -> ExitCode {
             manifest,
             overrides,
         } => validate(manifest, &overrides),
-        Command::Inspect { component } => inspect(component),
+        Command::Inspect { component, max_mib } => inspect(component, max_mib),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -121,6 +125,7 @@ fn prepare(
     overrides: &[Override],
 ) -> Result<(JobGraph, Runtime, Vec<Option<LoadedComponent>>)> {
     let job = manifest::load(manifest, overrides)?;
+    worker::check(&job)?;
     let runtime = Runtime::new().map_err(anyhow::Error::msg)?;
     let components = worker::load_components(&runtime, &job)?;
     Ok((job, runtime, components))
@@ -154,24 +159,26 @@ fn run(manifest: PathBuf, overrides: &[Override], stats: bool) -> Result<()> {
             );
             c.stop();
         } else {
-            c.cancel();
+            c.cancel_because("Ctrl-C was pressed twice");
         }
     })
     .context("cannot install the Ctrl-C handler")?;
     let reporter = progress::Reporter::start(metrics.clone());
     let result = worker::run(&job, &components, &control, &metrics);
     reporter.finish();
-    result?;
-    eprintln!("{}", progress::summary(&job.name, &metrics));
+    if result.is_ok() {
+        eprintln!("{}", progress::summary(&job.name, &metrics));
+    }
     if stats {
+        // On failure too: how far the job got, and what it cost.
         eprintln!("stats: {}", progress::stats(&metrics));
     }
-    Ok(())
+    Ok(result?)
 }
 
-fn inspect(component: PathBuf) -> Result<()> {
+fn inspect(component: PathBuf, max_mib: u64) -> Result<()> {
     let runtime = Runtime::new().map_err(anyhow::Error::msg)?;
-    let report = wasm::inspect(&runtime, &component)?;
+    let report = wasm::inspect(&runtime, &component, max_mib.saturating_mul(1 << 20))?;
     print!("{report}");
     Ok(())
 }

@@ -20,6 +20,9 @@ pub mod splitmix {
     }
 }
 
+/// The most words a generated line may have (a line stays well under a megabyte).
+pub const MAX_WORDS_PER_LINE: u32 = 10_000;
+
 /// What the generated records look like.
 #[derive(Clone, Debug, PartialEq)]
 pub enum DatagenShape {
@@ -86,7 +89,8 @@ impl Datagen {
                     let _ = write!(
                         self.line,
                         "w{}",
-                        splitmix::h(self.config.seed, i * w + j) % vocabulary
+                        splitmix::h(self.config.seed, i.wrapping_mul(w).wrapping_add(j))
+                            % vocabulary
                     );
                 }
             }
@@ -114,7 +118,11 @@ impl Source for Datagen {
             let i = self.next;
             self.render(i);
             weir_batch::push(batch, &Record::new(b"", self.line.as_bytes()));
-            self.next += self.step;
+            // Past u64::MAX there are no more indices: an unbounded source ends there.
+            let Some(next) = self.next.checked_add(self.step) else {
+                return Ok(Poll::Ended);
+            };
+            self.next = next;
             self.emitted += 1;
             budget -= 1;
         }

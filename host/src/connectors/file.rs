@@ -1,10 +1,13 @@
 //! `file` source: a text file read line by line, split across subtasks by byte range (a line
-//! belongs to the subtask whose range holds its first byte), as text or as JSON lines.
+//! belongs to the subtask whose range holds its first byte), as text or as JSON lines. The
+//! ranges come from the file's size when the job starts, so the file must be a regular file whose
+//! size is its length, and must not shrink while it is read: either is an error, never records
+//! silently missing.
 
 use super::{ConnectorError, Poll, Source};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use weir_batch::Record;
 
 /// A longer line is an error rather than unbounded memory.
@@ -32,7 +35,30 @@ pub(super) struct FileSource {
     /// Offset of the next line's first byte.
     pos: u64,
     end: u64,
+    /// The file's size when it was opened.
+    len: u64,
     line: Vec<u8>,
+}
+
+/// Opens `path` as a file source's input: a regular file whose size tells its length (files
+/// under `/proc` report 0 and have content; they cannot be split by size, so they are refused).
+pub fn open_input(path: &Path) -> Result<(File, u64), ConnectorError> {
+    let (mut file, len) = crate::files::open_regular(path)?;
+    if len == 0 {
+        let mut probe = [0u8; 1];
+        let got = file.read(&mut probe).map_err(|source| ConnectorError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if got > 0 {
+            return Err(ConnectorError::Failed(format!(
+                "{} reports a size of 0 bytes but has content (a file under /proc or /sys?); \
+                 a file source splits its input among subtasks by size, so copy it to a regular file first",
+                path.display()
+            )));
+        }
+    }
+    Ok((file, len))
 }
 
 impl FileSource {
@@ -45,8 +71,7 @@ impl FileSource {
             path: config.path.clone(),
             source,
         };
-        let file = File::open(&config.path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let (file, len) = open_input(&config.path)?;
         let start = len * u64::from(subtask) / u64::from(parallelism);
         let end = len * (u64::from(subtask) + 1) / u64::from(parallelism);
         let mut reader = BufReader::with_capacity(256 * 1024, file);
@@ -61,8 +86,21 @@ impl FileSource {
             reader,
             pos,
             end,
+            len,
             line: Vec::new(),
         })
+    }
+
+    /// The error for input that ended at byte `at` of a file that had `len` bytes.
+    fn shrank(&self, at: u64) -> ConnectorError {
+        ConnectorError::Malformed {
+            path: self.config.path.clone(),
+            offset: at,
+            message: format!(
+                "the file ended here, but it had {} bytes when the job started: it shrank while being read, and its records past this point are missing",
+                self.len
+            ),
+        }
     }
 
     fn key_of(&self, value: &serde_json::Value) -> Vec<u8> {
@@ -90,7 +128,8 @@ impl Source for FileSource {
                     source,
                 })?;
             if n == 0 {
-                return Ok(Poll::Ended);
+                // Only a file that shrank ends before its range does.
+                return Err(self.shrank(self.pos));
             }
             if n as u64 == limit && self.line.last() != Some(&b'\n') {
                 return Err(ConnectorError::Malformed {
@@ -98,6 +137,10 @@ impl Source for FileSource {
                     offset: self.pos,
                     message: format!("a line is longer than {} MiB", MAX_LINE_BYTES >> 20),
                 });
+            }
+            if self.line.last() != Some(&b'\n') && self.pos + (n as u64) < self.len {
+                // A last line without a newline, but short of the file's length: cut off.
+                return Err(self.shrank(self.pos + n as u64));
             }
             let offset = self.pos;
             self.pos += n as u64;

@@ -8,9 +8,9 @@ mod datagen;
 mod file;
 mod sinks;
 
-pub use datagen::{DatagenConfig, DatagenShape, splitmix};
-pub use file::{FileSourceConfig, LineFormat};
-pub use sinks::{SinkConfig, prepare_sink};
+pub use datagen::{DatagenConfig, DatagenShape, MAX_WORDS_PER_LINE, splitmix};
+pub use file::{FileSourceConfig, LineFormat, open_input};
+pub use sinks::{MAX_DELAY_US, SinkConfig, prepare_sink};
 
 use std::path::PathBuf;
 
@@ -33,6 +33,12 @@ pub enum ConnectorError {
     /// A source component failed; the message says how.
     #[error("{0}")]
     Failed(String),
+    /// A file that cannot be a source or a sink (not a regular file, missing, unreadable).
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
+    /// The job was cancelled while the connector waited.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 /// What a source has left.

@@ -3,10 +3,14 @@
 //! backpressure.
 
 use super::{ConnectorError, Sink};
+use crate::cancel::CancelToken;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The longest `delay_us` a sink accepts: a second per record.
+pub const MAX_DELAY_US: u64 = 1_000_000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkConfig {
@@ -15,23 +19,26 @@ pub enum SinkConfig {
 }
 
 impl SinkConfig {
-    /// Opens subtask `subtask` of the sink.
-    pub fn open(&self, subtask: u32) -> Result<Box<dyn Sink>, ConnectorError> {
+    /// Opens subtask `subtask` of the sink; its pauses (`delay_us`) end when `cancel` fires.
+    pub fn open(
+        &self,
+        subtask: u32,
+        cancel: &CancelToken,
+    ) -> Result<Box<dyn Sink>, ConnectorError> {
         Ok(match self {
             SinkConfig::File { dir, delay } => {
                 let path = part_file(dir, subtask);
-                let file = File::create(&path).map_err(|source| ConnectorError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
+                let file = crate::files::create_regular(&path)?;
                 Box::new(LineSink {
                     out: Out::File(BufWriter::with_capacity(256 * 1024, file), path),
                     delay: *delay,
+                    cancel: cancel.clone(),
                 })
             }
             SinkConfig::Stdout { delay } => Box::new(LineSink {
                 out: Out::Stdout,
                 delay: *delay,
+                cancel: cancel.clone(),
             }),
         })
     }
@@ -69,6 +76,7 @@ enum Out {
 struct LineSink {
     out: Out,
     delay: Duration,
+    cancel: CancelToken,
 }
 
 fn write_lines(w: &mut dyn Write, batch: &[u8]) -> std::io::Result<u64> {
@@ -97,7 +105,10 @@ impl Sink for LineSink {
             }
         };
         if !self.delay.is_zero() {
-            std::thread::sleep(self.delay * n as u32);
+            let pause = self.delay.saturating_mul(n.min(u64::from(u32::MAX)) as u32);
+            self.cancel
+                .sleep(pause)
+                .map_err(|_| ConnectorError::Cancelled)?;
         }
         Ok(())
     }

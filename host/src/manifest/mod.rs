@@ -31,13 +31,17 @@ mod spec;
 pub use overrides::Override;
 
 use crate::connectors::{
-    DatagenConfig, DatagenShape, FileSourceConfig, LineFormat, SinkConfig, SourceConfig,
+    DatagenConfig, DatagenShape, FileSourceConfig, LineFormat, MAX_DELAY_US, MAX_WORDS_PER_LINE,
+    SinkConfig, SourceConfig, open_input,
 };
-use crate::plan::{Edge, GuestLimits, JobGraph, Node, NodeKind, OperatorNode, Partition};
+use crate::plan::{
+    Edge, GuestLimits, JobGraph, MAX_NAME_BYTES, Node, NodeKind, OperatorNode, Partition,
+    is_valid_name,
+};
 use spec::{OperatorSpec, SinkSpec, SourceSpec, Spec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
@@ -45,6 +49,10 @@ use toml::Spanned;
 /// Flink's upper bound for the number of key groups.
 pub const MAX_KEY_GROUPS: u32 = 32768;
 const DEFAULT_MAX_PARALLELISM: u32 = 128;
+/// The largest manifest read.
+const MAX_MANIFEST_BYTES: u64 = 16 << 20;
+/// The most subtasks of all nodes together: each is a thread and, for a component, an instance.
+pub const MAX_SUBTASKS: u64 = 4096;
 
 /// A manifest that cannot be run, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +91,10 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<JobGraph, ManifestErr
         field: String::new(),
         message,
     };
-    let text = std::fs::read_to_string(path)
+    let bytes = crate::files::read_limited(path, MAX_MANIFEST_BYTES, None)
         .map_err(|e| whole(format!("cannot read the manifest: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| whole(format!("the manifest is not UTF-8 text: {e}")))?;
     let (text, overridden) =
         overrides::apply(&text, overrides).map_err(|e| whole(format!("--set: {e}")))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -130,11 +140,11 @@ impl NodeSet {
         kind: NodeKind,
     ) -> Result<(), ManifestError> {
         let field = format!("{section}.{uid}");
-        if !is_valid_uid(uid) {
+        if !is_valid_name(uid) {
             return Err(cx.err(
                 Some(span),
                 field,
-                "a uid may hold only letters, digits, `_` and `-`",
+                format!("a uid is 1 to {MAX_NAME_BYTES} letters, digits, `_` or `-`"),
             ));
         }
         let parallelism = cx.parallelism(
@@ -175,13 +185,6 @@ struct Checker<'a> {
     text: &'a str,
     base: PathBuf,
     overridden: BTreeSet<String>,
-}
-
-fn is_valid_uid(uid: &str) -> bool {
-    !uid.is_empty()
-        && uid
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 impl Checker<'_> {
@@ -238,6 +241,31 @@ impl Checker<'_> {
         Ok(v)
     }
 
+    /// A numeric field's value, which must lie in `range` (`unit` follows the bounds in the
+    /// message); `None` when the field is absent.
+    fn bounded(
+        &self,
+        field: &str,
+        v: Option<&Spanned<u64>>,
+        range: RangeInclusive<u64>,
+        unit: &str,
+    ) -> Result<Option<u64>, ManifestError> {
+        let Some(v) = v else { return Ok(None) };
+        if !range.contains(v.get_ref()) {
+            return Err(self.err(
+                Some(v.span()),
+                field,
+                format!(
+                    "{} is out of range: must be between {} and {}{unit}",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(Some(*v.get_ref()))
+    }
+
     fn check(&self, spec: Spec) -> Result<JobGraph, ManifestError> {
         let job = &spec.job;
         let max_parallelism = match &job.max_parallelism {
@@ -257,37 +285,51 @@ impl Checker<'_> {
             1,
             max_parallelism,
         )?;
-        let buffer_bytes = match &job.buffer_bytes {
-            None => 32 * 1024,
-            Some(b) if (256..=(64 << 20)).contains(b.get_ref()) => *b.get_ref() as usize,
-            Some(b) => {
-                return Err(self.err(
-                    Some(b.span()),
-                    "job.buffer_bytes",
-                    "must be between 256 bytes and 64 MiB",
-                ));
-            }
-        };
+        let buffer_bytes = self
+            .bounded(
+                "job.buffer_bytes",
+                job.buffer_bytes.as_ref(),
+                256..=64 << 20,
+                " bytes",
+            )?
+            .map_or(32 * 1024, |b| b as usize);
+        let network_mib = self
+            .bounded("job.network_mib", job.network_mib.as_ref(), 1..=65_536, "")?
+            .unwrap_or(1024);
+        let flush_ms = self
+            .bounded("job.flush_ms", job.flush_ms.as_ref(), 0..=600_000, " ms")?
+            .unwrap_or(100);
+        let l = &spec.limits;
         let mut limits = GuestLimits::default();
-        if let Some(m) = &spec.limits.memory_mib {
-            if !(1..=4096).contains(m.get_ref()) {
-                return Err(self.err(
-                    Some(m.span()),
-                    "limits.memory_mib",
-                    "must be between 1 and 4096",
-                ));
-            }
-            limits.memory_bytes = (*m.get_ref() as usize) << 20;
+        if let Some(m) = self.bounded("limits.memory_mib", l.memory_mib.as_ref(), 1..=4096, "")? {
+            limits.memory_bytes = (m as usize) << 20;
         }
-        if let Some(t) = &spec.limits.call_timeout_ms {
-            if *t.get_ref() == 0 {
-                return Err(self.err(
-                    Some(t.span()),
-                    "limits.call_timeout_ms",
-                    "must be at least 1",
-                ));
-            }
-            limits.call_timeout = Duration::from_millis(*t.get_ref());
+        if let Some(t) = self.bounded(
+            "limits.call_timeout_ms",
+            l.call_timeout_ms.as_ref(),
+            1..=3_600_000,
+            " ms",
+        )? {
+            limits.call_timeout = Duration::from_millis(t);
+        }
+        if let Some(m) = self.bounded("limits.state_mib", l.state_mib.as_ref(), 1..=1 << 20, "")? {
+            limits.state_bytes = (m as usize) << 20;
+        }
+        if let Some(n) = self.bounded(
+            "limits.log_lines_per_s",
+            l.log_lines_per_s.as_ref(),
+            1..=100_000,
+            "",
+        )? {
+            limits.log_lines_per_s = n as u32;
+        }
+        if let Some(m) = self.bounded(
+            "limits.component_mib",
+            l.component_mib.as_ref(),
+            1..=4096,
+            "",
+        )? {
+            limits.component_bytes = m << 20;
         }
 
         // Nodes, by uid; uids are unique across sources, operators and sinks.
@@ -341,6 +383,16 @@ impl Checker<'_> {
             ..
         } = set;
 
+        let subtasks: u64 = nodes.iter().map(|n| u64::from(n.parallelism)).sum();
+        if subtasks > MAX_SUBTASKS {
+            return Err(self.err(
+                job.parallelism.as_ref().map(Spanned::span),
+                "job.parallelism",
+                format!(
+                    "the job has {subtasks} subtasks (every node's parallelism added up); one process runs at most {MAX_SUBTASKS}"
+                ),
+            ));
+        }
         if !nodes.iter().any(|n| n.kind.is_source()) {
             return Err(self.err(None, "sources", "the job has no source"));
         }
@@ -368,6 +420,18 @@ impl Checker<'_> {
                 Some((u, o)) => (u, Some(o.to_string())),
                 None => (from, None),
             };
+            if let Some(o) = &output
+                && !is_valid_name(o)
+            {
+                return Err(self.err(
+                    span,
+                    "edges",
+                    format!(
+                        "side output `{o}` in edge `{}`: a side-output name is 1 to {MAX_NAME_BYTES} letters, digits, `_` or `-`",
+                        e.get_ref()
+                    ),
+                ));
+            }
             let lookup = |uid: &str| {
                 index.get(uid).copied().ok_or_else(|| {
                     self.err(
@@ -477,7 +541,8 @@ impl Checker<'_> {
             max_parallelism,
             chaining: job.chaining.unwrap_or(true),
             buffer_bytes,
-            flush_interval: Duration::from_millis(job.flush_ms.unwrap_or(100)),
+            network_bytes: network_mib << 20,
+            flush_interval: Duration::from_millis(flush_ms),
             limits,
             nodes,
             edges,
@@ -555,14 +620,15 @@ impl Checker<'_> {
     ) -> Result<OperatorNode, ManifestError> {
         let span = component.span();
         let component = self.path(&format!("{field}.component"), component.get_ref());
-        if !component.is_file() {
+        if let Err(e) = crate::files::check_regular(&component) {
+            let hint = match e {
+                crate::files::FileError::Missing { .. } => " (build the example guests first?)",
+                _ => "",
+            };
             return Err(self.err(
                 Some(span),
                 format!("{field}.component"),
-                format!(
-                    "component file {} does not exist (build the example guests first?)",
-                    component.display()
-                ),
+                format!("component file {e}{hint}"),
             ));
         }
         let config_json = serde_json::to_string(config).map_err(|e| {
@@ -661,11 +727,11 @@ impl Checker<'_> {
                     )
                 })?;
                 let resolved = self.path(&format!("{field}.path"), path.get_ref());
-                if !resolved.is_file() {
+                if let Err(e) = open_input(&resolved) {
                     return Err(self.err(
                         Some(path.span()),
                         format!("{field}.path"),
-                        format!("input file {} does not exist", resolved.display()),
+                        format!("input file {e}"),
                     ));
                 }
                 let format = match s.format.as_ref().map(|f| f.get_ref().as_str()) {
@@ -694,25 +760,32 @@ impl Checker<'_> {
             }
             "datagen" => {
                 if let Some(r) = &s.rate
-                    && !(r.get_ref().is_finite() && *r.get_ref() > 0.0)
+                    && !(r.get_ref().is_finite() && (1e-3..=1e9).contains(r.get_ref()))
                 {
                     return Err(self.err(
                         Some(r.span()),
                         format!("{field}.rate"),
-                        "rate must be a positive number of records per second",
+                        "rate must be between 0.001 and 1e9 records per second",
                     ));
                 }
                 let shape = match s.shape.as_ref().map(|f| f.get_ref().as_str()) {
                     None | Some("lines") => {
-                        let words_per_line = s.words_per_line.as_ref().map_or(8, |w| *w.get_ref());
-                        let vocabulary = s.vocabulary.as_ref().map_or(10_000, |v| *v.get_ref());
-                        if words_per_line == 0 || vocabulary == 0 {
-                            return Err(self.err(
-                                None,
-                                field,
-                                "words_per_line and vocabulary must be at least 1",
-                            ));
-                        }
+                        let words_per_line = self
+                            .bounded(
+                                &format!("{field}.words_per_line"),
+                                s.words_per_line.as_ref(),
+                                1..=u64::from(MAX_WORDS_PER_LINE),
+                                "",
+                            )?
+                            .map_or(8, |w| w as u32);
+                        let vocabulary = self
+                            .bounded(
+                                &format!("{field}.vocabulary"),
+                                s.vocabulary.as_ref(),
+                                1..=u64::MAX,
+                                "",
+                            )?
+                            .unwrap_or(10_000);
                         DatagenShape::Lines {
                             words_per_line,
                             vocabulary,
@@ -743,7 +816,15 @@ impl Checker<'_> {
     }
 
     fn sink(&self, field: &str, s: &SinkSpec) -> Result<SinkConfig, ManifestError> {
-        let delay = Duration::from_micros(s.delay_us.as_ref().map_or(0, |d| *d.get_ref()));
+        let delay = Duration::from_micros(
+            self.bounded(
+                &format!("{field}.delay_us"),
+                s.delay_us.as_ref(),
+                0..=MAX_DELAY_US,
+                " us per record",
+            )?
+            .unwrap_or(0),
+        );
         match s.kind.get_ref().as_str() {
             "file" => {
                 let path = s.path.as_ref().ok_or_else(|| {

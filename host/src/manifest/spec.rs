@@ -34,7 +34,8 @@ pub struct JobSpec {
     pub parallelism: Option<Spanned<u32>>,
     pub chaining: Option<bool>,
     pub buffer_bytes: Option<Spanned<u64>>,
-    pub flush_ms: Option<u64>,
+    pub network_mib: Option<Spanned<u64>>,
+    pub flush_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +43,9 @@ pub struct JobSpec {
 pub struct LimitsSpec {
     pub memory_mib: Option<Spanned<u64>>,
     pub call_timeout_ms: Option<Spanned<u64>>,
+    pub state_mib: Option<Spanned<u64>>,
+    pub log_lines_per_s: Option<Spanned<u64>>,
+    pub component_mib: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +62,7 @@ pub struct SourceSpec {
     pub count: Option<Spanned<u64>>,
     pub rate: Option<Spanned<f64>>,
     pub shape: Option<Spanned<String>>,
-    pub words_per_line: Option<Spanned<u32>>,
+    pub words_per_line: Option<Spanned<u64>>,
     pub vocabulary: Option<Spanned<u64>>,
     // wasm
     pub component: Option<Spanned<String>>,

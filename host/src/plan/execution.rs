@@ -170,6 +170,7 @@ mod tests {
             max_parallelism: 128,
             chaining,
             buffer_bytes: 1024,
+            network_bytes: 1 << 30,
             flush_interval: Duration::from_millis(1),
             limits: GuestLimits::default(),
             nodes,

@@ -14,6 +14,8 @@ pub struct JobGraph {
     pub chaining: bool,
     /// Size at which an output buffer is sent downstream.
     pub buffer_bytes: usize,
+    /// The most the job's channels may hold in buffers at once.
+    pub network_bytes: u64,
     /// How long a partly filled output buffer may wait before it is sent.
     pub flush_interval: Duration,
     pub limits: GuestLimits,
@@ -22,13 +24,20 @@ pub struct JobGraph {
     pub edges: Vec<Edge>,
 }
 
-/// Per-instance limits on guest code.
+/// Limits on guest code: inside each instance (memory, time per call) and on what an instance
+/// can make the host hold (keyed state, log lines), and on the component files themselves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GuestLimits {
     /// Linear memory (all memories of the instance together).
     pub memory_bytes: usize,
     /// Longest a single guest call (open, process of one batch, close) may run.
     pub call_timeout: Duration,
+    /// Keyed state one subtask may keep (keys, values and a per-entry overhead).
+    pub state_bytes: usize,
+    /// Log lines one subtask may print per second; the rest are counted and dropped.
+    pub log_lines_per_s: u32,
+    /// Largest component file accepted.
+    pub component_bytes: u64,
 }
 
 impl Default for GuestLimits {
@@ -36,8 +45,24 @@ impl Default for GuestLimits {
         GuestLimits {
             memory_bytes: 256 << 20,
             call_timeout: Duration::from_secs(10),
+            state_bytes: 512 << 20,
+            log_lines_per_s: 100,
+            component_bytes: 256 << 20,
         }
     }
+}
+
+/// The longest uid or side-output name.
+pub const MAX_NAME_BYTES: usize = 128;
+
+/// Whether `name` may be a uid or a side-output name: 1 to [`MAX_NAME_BYTES`] bytes of letters,
+/// digits, `_` and `-`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
 }
 
 /// A source, operator or sink.

@@ -5,4 +5,7 @@ mod job_graph;
 pub mod key_groups;
 
 pub use execution::{Chain, ExecutionGraph, InputEdge};
-pub use job_graph::{Edge, GuestLimits, JobGraph, Node, NodeKind, OperatorNode, Partition};
+pub use job_graph::{
+    Edge, GuestLimits, JobGraph, MAX_NAME_BYTES, Node, NodeKind, OperatorNode, Partition,
+    is_valid_name,
+};

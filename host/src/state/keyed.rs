@@ -1,8 +1,10 @@
 //! Keyed state of one operator subtask, in memory, stored per key group so that a key group's
-//! state can move to another subtask when the job is rescaled.
+//! state can move to another subtask when the job is rescaled. What it holds is counted against
+//! a budget (`limits.state_mib`): key and value bytes plus a fixed overhead per entry, so that an
+//! operator cannot make the host grow without bound.
 
 use crate::plan::key_groups;
-use hashbrown::HashTable;
+use hashbrown::{HashTable, hash_table};
 use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +20,8 @@ pub enum StateAccessError {
         range: Range<u32>,
         key_preview: String,
     },
+    /// The write would take the subtask's state past its budget.
+    OverBudget { state: String, limit: usize },
 }
 
 impl fmt::Display for StateAccessError {
@@ -33,8 +37,73 @@ impl fmt::Display for StateAccessError {
                  keyed state needs the operator's input partitioned by hash on the same key",
                 range.start, range.end
             ),
+            StateAccessError::OverBudget { state, limit } => write!(
+                f,
+                "keyed state would grow past limits.state_mib = {} MiB in this subtask (writing state {state:?}); \
+                 raise the limit, or keep less state per key",
+                limit >> 20
+            ),
         }
     }
+}
+
+/// What an entry costs besides its key and value bytes: its table slot with the hash and the
+/// inline buffers, or a map entry's tree node.
+const ENTRY_BYTES: usize = 64;
+
+/// The bytes a subtask's state holds, against its budget.
+#[derive(Debug)]
+struct Budget {
+    used: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn charge(&mut self, bytes: usize, state: &str) -> Result<(), StateAccessError> {
+        let used = self.used.saturating_add(bytes);
+        if used > self.limit {
+            return Err(over_budget(state, self.limit));
+        }
+        self.used = used;
+        Ok(())
+    }
+
+    fn release(&mut self, bytes: usize) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+
+    /// Charges or releases the change of a value's length from `old` to `new` bytes.
+    fn resize(&mut self, old: usize, new: usize, state: &str) -> Result<(), StateAccessError> {
+        if new > old {
+            self.charge(new - old, state)
+        } else {
+            self.release(old - new);
+            Ok(())
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn over_budget(state: &str, limit: usize) -> StateAccessError {
+    StateAccessError::OverBudget {
+        state: state.to_string(),
+        limit,
+    }
+}
+
+/// The cost of one key's entry.
+fn entry_cost(key: &[u8], value_len: usize) -> usize {
+    ENTRY_BYTES + key.len() + value_len
+}
+
+/// The cost of a whole map-state entry: the key's entry and every map entry.
+fn map_cost(key: &[u8], entries: &MapEntries) -> usize {
+    entries
+        .iter()
+        .map(|(k, v)| entry_cost(k, v.len()))
+        .sum::<usize>()
+        + entry_cost(key, 0)
 }
 
 /// Per state name; lookups by name happen once per state call, not per key.
@@ -111,12 +180,12 @@ impl<V> Table<V> {
         &mut entry.into_mut().value
     }
 
-    fn remove(&mut self, slot: Slot, key: &[u8]) {
-        if let Ok(e) =
-            self.groups[slot.group].find_entry(table_hash(slot.hash), |e| same_key(&e.key, key))
-        {
-            e.remove();
-        }
+    /// Removes `key`'s entry, returning its value.
+    fn remove(&mut self, slot: Slot, key: &[u8]) -> Option<V> {
+        let e = self.groups[slot.group]
+            .find_entry(table_hash(slot.hash), |e| same_key(&e.key, key))
+            .ok()?;
+        Some(e.remove().0.value)
     }
 }
 
@@ -128,6 +197,7 @@ pub struct KeyedState {
     max_parallelism: u32,
     values: Names<Bytes>,
     maps: Names<MapEntries>,
+    budget: Budget,
 }
 
 fn preview(key: &[u8]) -> String {
@@ -146,14 +216,24 @@ fn table<'a, V>(names: &'a mut Names<V>, name: &str, groups: usize) -> &'a mut T
 }
 
 impl KeyedState {
-    /// Empty state for the key groups `range` (of `max_parallelism`).
-    pub fn new(range: Range<u32>, max_parallelism: u32) -> Self {
+    /// Empty state for the key groups `range` (of `max_parallelism`), holding at most
+    /// `budget_bytes` (see [`ENTRY_BYTES`]).
+    pub fn new(range: Range<u32>, max_parallelism: u32, budget_bytes: usize) -> Self {
         KeyedState {
             range,
             max_parallelism,
             values: Names::default(),
             maps: Names::default(),
+            budget: Budget {
+                used: 0,
+                limit: budget_bytes,
+            },
         }
+    }
+
+    /// The bytes counted against the budget.
+    pub fn used_bytes(&self) -> usize {
+        self.budget.used
     }
 
     fn slot(&self, key: &[u8]) -> Result<Slot, StateAccessError> {
@@ -161,12 +241,14 @@ impl KeyedState {
     }
 
     /// The value state `name`, for any number of calls on it (the name is looked up once).
-    pub fn value_state(&mut self, name: &str) -> ValueStateMut<'_> {
+    pub fn value_state<'a>(&'a mut self, name: &'a str) -> ValueStateMut<'a> {
         let groups = self.range.len();
         ValueStateMut {
+            name,
             table: table(&mut self.values, name, groups),
             range: &self.range,
             max_parallelism: self.max_parallelism,
+            budget: &mut self.budget,
         }
     }
 
@@ -216,7 +298,16 @@ impl KeyedState {
     ) -> Result<(), StateAccessError> {
         let slot = self.slot(&key)?;
         let groups = self.range.len();
-        table(&mut self.maps, name, groups)
+        let table = table(&mut self.maps, name, groups);
+        let (old, new) = match table.get(slot, &key) {
+            None => (0, entry_cost(&key, 0) + entry_cost(&map_key, value.len())),
+            Some(m) => match m.get(&map_key) {
+                None => (0, entry_cost(&map_key, value.len())),
+                Some(v) => (v.len(), value.len()),
+            },
+        };
+        self.budget.resize(old, new, name)?;
+        table
             .entry(slot, &key, MapEntries::new)
             .insert(map_key, value);
         Ok(())
@@ -232,9 +323,12 @@ impl KeyedState {
         if let Some(t) = self.maps.get_mut(name)
             && let Some(m) = t.get_mut(slot, key)
         {
-            m.remove(map_key);
+            if let Some(v) = m.remove(map_key) {
+                self.budget.release(entry_cost(map_key, v.len()));
+            }
             if m.is_empty() {
                 t.remove(slot, key);
+                self.budget.release(entry_cost(key, 0));
             }
         }
         Ok(())
@@ -251,8 +345,10 @@ impl KeyedState {
 
     pub fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateAccessError> {
         let slot = self.slot(key)?;
-        if let Some(t) = self.maps.get_mut(name) {
-            t.remove(slot, key);
+        if let Some(t) = self.maps.get_mut(name)
+            && let Some(m) = t.remove(slot, key)
+        {
+            self.budget.release(map_cost(key, &m));
         }
         Ok(())
     }
@@ -286,9 +382,11 @@ fn outside(range: &Range<u32>, key_group: u32, key: &[u8]) -> StateAccessError {
 /// One value state of a subtask, its name resolved: for the batched calls, which touch the same
 /// state for many keys.
 pub struct ValueStateMut<'a> {
+    name: &'a str,
     table: &'a mut Table<Bytes>,
     range: &'a Range<u32>,
     max_parallelism: u32,
+    budget: &'a mut Budget,
 }
 
 impl ValueStateMut<'_> {
@@ -304,20 +402,41 @@ impl ValueStateMut<'_> {
     /// Sets a value, reusing the stored key and buffer when the key already has one.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateAccessError> {
         let slot = self.slot(key)?;
-        let stored = self.table.entry(slot, key, Bytes::new);
-        if stored.len() == value.len() {
-            // The usual update (a counter, a fixed-size value): in place, no length bookkeeping.
-            stored.copy_from_slice(value);
-        } else {
-            stored.clear();
-            stored.extend_from_slice(value);
+        let entry = self.table.groups[slot.group].entry(
+            table_hash(slot.hash),
+            |e| same_key(&e.key, key),
+            |e| table_hash(e.hash),
+        );
+        match entry {
+            hash_table::Entry::Occupied(mut e) => {
+                let stored = &mut e.get_mut().value;
+                if stored.len() == value.len() {
+                    // The usual update (a counter, a fixed-size value): in place, nothing to count.
+                    stored.copy_from_slice(value);
+                } else {
+                    self.budget.resize(stored.len(), value.len(), self.name)?;
+                    stored.clear();
+                    stored.extend_from_slice(value);
+                }
+            }
+            hash_table::Entry::Vacant(e) => {
+                self.budget
+                    .charge(entry_cost(key, value.len()), self.name)?;
+                e.insert(Entry {
+                    hash: slot.hash,
+                    key: Bytes::from_slice(key),
+                    value: Bytes::from_slice(value),
+                });
+            }
         }
         Ok(())
     }
 
     pub fn clear(&mut self, key: &[u8]) -> Result<(), StateAccessError> {
         let slot = self.slot(key)?;
-        self.table.remove(slot, key);
+        if let Some(v) = self.table.remove(slot, key) {
+            self.budget.release(entry_cost(key, v.len()));
+        }
         Ok(())
     }
 }
@@ -338,7 +457,7 @@ mod tests {
 
     #[test]
     fn keeps_values_and_maps_per_name_and_key() {
-        let mut s = KeyedState::new(0..128, 128);
+        let mut s = KeyedState::new(0..128, 128, usize::MAX);
         s.value_set("count", b"a", b"1").unwrap();
         s.value_set("other", b"a", b"x").unwrap();
         assert_eq!(s.value_get("count", b"a").unwrap(), Some(&b"1"[..]));
@@ -383,7 +502,7 @@ mod tests {
     #[test]
     fn many_keys_per_key_group_through_one_state_handle() {
         let range = key_groups::range_of(0, 2, 128);
-        let mut s = KeyedState::new(range.clone(), 128);
+        let mut s = KeyedState::new(range.clone(), 128, usize::MAX);
         let mut keys: Vec<Vec<u8>> = (0..20_000)
             .map(|i| format!("w{i}").into_bytes())
             .filter(|k| range.contains(&key_groups::key_group(k, 128)))
@@ -410,7 +529,7 @@ mod tests {
     #[test]
     fn refuses_keys_outside_its_key_groups() {
         let range = key_groups::range_of(1, 4, 128);
-        let mut s = KeyedState::new(range.clone(), 128);
+        let mut s = KeyedState::new(range.clone(), 128, usize::MAX);
         let mine = owned_key(&s, "k");
         s.value_set("c", &mine, b"1").unwrap();
         let foreign = (0..)

@@ -1,34 +1,83 @@
 //! What a guest's imports do: emit into the subtask's output buffers, keyed state in the
 //! subtask's key groups, logging into the host log. One `HostState` per instance (per subtask).
+//!
+//! Everything a guest hands the host is bounded here: what one call emits (bytes, calls and
+//! output names), keyed state (`limits.state_mib`), log lines (`limits.log_lines_per_s`, 4 KB
+//! each), the WASI resources it holds, and how long it may block in WASI.
 
 use super::bindings::weir::operator::{emit, log, state};
+use super::bounds::CallBounds;
+use super::guest_log::{LogLimiter, preview, printable};
+use crate::plan::is_valid_name;
 use crate::state::{KeyedState, StateAccessError};
+use std::sync::Arc;
+use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// What an emit call costs besides its bytes: the host's bookkeeping of one batch. A guest that
+/// emits empty batches in a loop reaches the per-call limit like one that emits data.
+const EMIT_CALL_BYTES: usize = 64;
+
+/// The most WASI resources (streams, pollables) an instance may hold at once; an operator needs
+/// a handful.
+const MAX_RESOURCES: usize = 10_000;
+
+/// Something a guest asked of the host that the host refuses outright (past a bound, or
+/// malformed); the call traps with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Refused(pub String);
+
+/// Which side outputs an instance may emit to.
+#[derive(Debug, Clone)]
+pub enum SideOutputs {
+    /// Sources have none: emitting to a side output is an error.
+    None,
+    /// The names edges consume; other valid names are dropped at once, as in Flink.
+    Connected(Arc<[String]>),
+}
+
+/// What one guest call has emitted so far, against the per-call limit.
+#[derive(Debug, Default)]
+pub(super) struct Emitted {
+    /// Batches by output (`None` = main); empty batches and unconnected outputs are not kept.
+    pub(super) outputs: Vec<(Option<String>, Vec<u8>)>,
+    calls: u64,
+    bytes: usize,
+}
+
+/// Who an instance is and what bounds it: for the state, emit and log imports.
+pub(super) struct Identity {
+    pub(super) operator: Arc<str>,
+    pub(super) subtask: u32,
+    pub(super) side_outputs: SideOutputs,
+}
 
 /// The data of one instance's store.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
-    /// Batches emitted during the current call, by output (`None` = main).
-    pub(super) outputs: Vec<(Option<String>, Vec<u8>)>,
-    pub(super) output_bytes: usize,
-    /// Most a single call may emit before the guest is stopped.
-    pub(super) max_output_bytes: usize,
+    pub(super) emitted: Emitted,
+    /// Most a single call may emit (batch bytes, names and [`EMIT_CALL_BYTES`] per call).
+    max_output_bytes: usize,
     pub(super) state: KeyedState,
-    pub(super) operator: std::sync::Arc<str>,
-    pub(super) subtask: u32,
-    /// The last error-level log line: the SDKs log a panic's message there before trapping.
+    pub(super) who: Identity,
+    pub(super) bounds: CallBounds,
+    log: LogLimiter,
+    /// The last error-level log line of the current call: the Rust SDK logs a panic's message
+    /// there before trapping.
     pub(super) last_error_log: Option<String>,
 }
 
 impl HostState {
     pub(super) fn new(
-        operator: std::sync::Arc<str>,
-        subtask: u32,
+        who: Identity,
         memory_bytes: usize,
+        log_lines_per_s: u32,
         state: KeyedState,
+        bounds: CallBounds,
     ) -> Self {
         // Guests get no filesystem (no preopens), no network, no environment and no wall clock
         // (it reads as the epoch; the monotonic clock stays, for measuring durations). Stdout and
@@ -39,21 +88,59 @@ impl HostState {
             .allow_ip_name_lookup(false)
             .wall_clock(NoWallClock)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         HostState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryLimiter {
                 limit: memory_bytes,
+                total: 0,
                 refused: None,
             },
-            outputs: Vec::new(),
-            output_bytes: 0,
+            emitted: Emitted::default(),
             max_output_bytes: memory_bytes.max(16 << 20),
             state,
-            operator,
-            subtask,
+            who,
+            bounds,
+            log: LogLimiter::new(log_lines_per_s, Instant::now()),
             last_error_log: None,
         }
+    }
+
+    /// Readies the state for a new guest call that may run for `timeout`.
+    pub(super) fn start_call(&mut self, timeout: std::time::Duration) {
+        self.bounds.start(timeout);
+        self.emitted.calls = 0;
+        self.emitted.bytes = 0;
+        self.last_error_log = None;
+    }
+
+    /// `wasi:io/poll` bounded by this call's deadline and the job's cancellation.
+    pub(super) fn bounded_poll(&mut self) -> super::bounds::BoundedPoll<'_> {
+        super::bounds::BoundedPoll {
+            table: &mut self.table,
+            bounds: &self.bounds,
+        }
+    }
+
+    fn report_dropped_logs(&mut self, now: Instant, end: bool) {
+        if let Some(dropped) = self.log.report(now, end) {
+            let (operator, subtask) = (&*self.who.operator, self.who.subtask);
+            tracing::warn!(
+                operator,
+                subtask,
+                dropped,
+                "dropped {dropped} log lines of this subtask: over limits.log_lines_per_s = {}",
+                self.log.per_second()
+            );
+        }
+    }
+}
+
+impl Drop for HostState {
+    fn drop(&mut self) {
+        self.report_dropped_logs(Instant::now(), true);
     }
 }
 
@@ -78,9 +165,12 @@ impl wasmtime_wasi::HostWallClock for NoWallClock {
     }
 }
 
-/// Caps an instance's linear memory, remembering a refused growth so the failure can say so.
+/// Caps an instance's linear memory (all its memories together), remembering a refused growth
+/// so the failure can say so.
 pub(super) struct MemoryLimiter {
     pub(super) limit: usize,
+    /// Bytes of all memories of the instance.
+    total: usize,
     /// Why growth was refused, once it was.
     pub(super) refused: Option<String>,
 }
@@ -88,20 +178,22 @@ pub(super) struct MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = (self.total - current.min(self.total)).saturating_add(desired);
+        if total > self.limit {
             let why = format!(
                 "the operator tried to grow its memory to {} MiB, past its limit of {} MiB (limits.memory_mib)",
-                desired >> 20,
+                total >> 20,
                 self.limit >> 20
             );
             // Trap right here rather than let the guest's allocator fail somewhere less obvious.
             self.refused = Some(why.clone());
             return Err(wasmtime::Error::msg(why));
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -117,171 +209,229 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
 
 impl emit::Host for HostState {
     fn emit(&mut self, output: Option<String>, batch: Vec<u8>) -> wasmtime::Result<()> {
-        weir_batch::count(&batch)
-            .map_err(|e| wasmtime::Error::msg(format!("the operator emitted a {e}")))?;
-        self.output_bytes += batch.len();
-        if self.output_bytes > self.max_output_bytes {
-            return Err(wasmtime::Error::msg(format!(
-                "the operator emitted more than {} MiB in one call",
-                self.max_output_bytes >> 20
-            )));
+        let e = &mut self.emitted;
+        e.calls += 1;
+        e.bytes = e
+            .bytes
+            .saturating_add(batch.len() + EMIT_CALL_BYTES + output.as_ref().map_or(0, String::len));
+        if e.bytes > self.max_output_bytes {
+            return Err(Refused(format!(
+                "the operator emitted more than {} MiB in one call ({} emit calls; each counts its batch, its output's name and {EMIT_CALL_BYTES} bytes)",
+                self.max_output_bytes >> 20,
+                e.calls
+            ))
+            .into());
         }
-        self.outputs.push((output, batch));
+        if let Some(name) = &output {
+            let connected = match &self.who.side_outputs {
+                SideOutputs::None => {
+                    return Err(Refused(format!(
+                        "a source has no side outputs, but it emitted to `{}`",
+                        preview(name)
+                    ))
+                    .into());
+                }
+                SideOutputs::Connected(names) => names,
+            };
+            if !is_valid_name(name) {
+                return Err(Refused(format!(
+                    "the operator emitted to a side output named `{}` ({} bytes); side-output names are 1 to {} letters, digits, `_` or `-`",
+                    preview(name),
+                    name.len(),
+                    crate::plan::MAX_NAME_BYTES
+                ))
+                .into());
+            }
+            if !connected.iter().any(|c| c == name) {
+                // No edge consumes it: dropped now rather than held until the call ends.
+                return Ok(());
+            }
+        }
+        weir_batch::count(&batch).map_err(|e| Refused(format!("the operator emitted a {e}")))?;
+        if !batch.is_empty() {
+            e.outputs.push((output, batch));
+        }
         Ok(())
     }
 }
 
-fn refused(e: StateAccessError) -> state::StateError {
+/// A state call's outcome for the guest: a key outside the subtask's key groups is the guest's
+/// to handle; going past the state budget fails the call.
+type StateResult<T> = wasmtime::Result<Result<T, state::StateError>>;
+
+fn refused<T>(e: StateAccessError) -> StateResult<T> {
     match e {
         StateAccessError::KeyOutsideKeyGroups { .. } => {
-            state::StateError::KeyOutsideKeyGroups(e.to_string())
+            Ok(Err(state::StateError::KeyOutsideKeyGroups(e.to_string())))
         }
+        StateAccessError::OverBudget { .. } => Err(Refused(e.to_string()).into()),
     }
 }
 
-fn malformed(e: weir_batch::FormatError) -> state::StateError {
-    state::StateError::Invalid(format!("malformed keys or entries: {e}"))
-}
-
-fn malformed_msg(why: &str) -> state::StateError {
-    state::StateError::Invalid(format!("malformed keys or entries: {why}"))
-}
-
-fn check_name(name: &str) -> Result<(), state::StateError> {
-    if name.is_empty() || name.len() > 256 {
-        return Err(state::StateError::Invalid(
-            "state names are 1 to 256 bytes".into(),
-        ));
+/// `r` as a state call's outcome.
+fn answer<T>(r: Result<T, StateAccessError>) -> StateResult<T> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(e) => refused(e),
     }
-    Ok(())
+}
+
+fn invalid<T>(why: impl Into<String>) -> StateResult<T> {
+    Ok(Err(state::StateError::Invalid(why.into())))
+}
+
+fn malformed<T>(why: impl std::fmt::Display) -> StateResult<T> {
+    invalid(format!("malformed keys or entries: {why}"))
+}
+
+/// Refuses a state name that is empty or too long (the call answers with the error).
+macro_rules! check_name {
+    ($name:expr) => {
+        if $name.is_empty() || $name.len() > 256 {
+            return invalid("state names are 1 to 256 bytes");
+        }
+    };
 }
 
 impl state::Host for HostState {
-    fn value_get(
-        &mut self,
-        name: String,
-        key: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, state::StateError> {
-        check_name(&name)?;
-        Ok(self
-            .state
-            .value_get(&name, &key)
-            .map_err(refused)?
-            .map(<[u8]>::to_vec))
+    fn value_get(&mut self, name: String, key: Vec<u8>) -> StateResult<Option<Vec<u8>>> {
+        check_name!(name);
+        answer(
+            self.state
+                .value_get(&name, &key)
+                .map(|v| v.map(<[u8]>::to_vec)),
+        )
     }
-    fn value_set(
-        &mut self,
-        name: String,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    ) -> Result<(), state::StateError> {
-        check_name(&name)?;
-        self.state.value_set(&name, &key, &value).map_err(refused)
+
+    fn value_set(&mut self, name: String, key: Vec<u8>, value: Vec<u8>) -> StateResult<()> {
+        check_name!(name);
+        answer(self.state.value_set(&name, &key, &value))
     }
-    fn value_get_many(
-        &mut self,
-        name: String,
-        keys: Vec<u8>,
-    ) -> Result<Vec<u8>, state::StateError> {
-        check_name(&name)?;
+
+    fn value_get_many(&mut self, name: String, keys: Vec<u8>) -> StateResult<Vec<u8>> {
+        check_name!(name);
         let state = self.state.value_state(&name);
         let mut out = Vec::with_capacity(keys.len());
         for key in weir_batch::lengths::iter(&keys) {
-            let key = key
-                .map_err(malformed)?
-                .ok_or_else(|| malformed_msg("a key is marked absent"))?;
-            weir_batch::lengths::push(&mut out, state.get(key).map_err(refused)?);
+            let key = match key {
+                Ok(Some(key)) => key,
+                Ok(None) => return malformed("a key is marked absent"),
+                Err(e) => return malformed(e),
+            };
+            match state.get(key) {
+                Ok(v) => weir_batch::lengths::push(&mut out, v),
+                Err(e) => return refused(e),
+            }
         }
-        Ok(out)
+        Ok(Ok(out))
     }
 
-    fn value_set_many(&mut self, name: String, entries: Vec<u8>) -> Result<(), state::StateError> {
-        check_name(&name)?;
+    fn value_set_many(&mut self, name: String, entries: Vec<u8>) -> StateResult<()> {
+        check_name!(name);
         let mut state = self.state.value_state(&name);
         let mut items = weir_batch::lengths::iter(&entries);
         while let Some(key) = items.next() {
-            let key = key
-                .map_err(malformed)?
-                .ok_or_else(|| malformed_msg("a key is marked absent"))?;
-            let value = items
-                .next()
-                .ok_or_else(|| malformed_msg("a key has no value"))?
-                .map_err(malformed)?;
-            match value {
-                Some(v) => state.set(key, v),
-                None => state.clear(key),
+            let key = match key {
+                Ok(Some(key)) => key,
+                Ok(None) => return malformed("a key is marked absent"),
+                Err(e) => return malformed(e),
+            };
+            let done = match items.next() {
+                None => return malformed("a key has no value"),
+                Some(Err(e)) => return malformed(e),
+                Some(Ok(Some(v))) => state.set(key, v),
+                Some(Ok(None)) => state.clear(key),
+            };
+            if let Err(e) = done {
+                return refused(e);
             }
-            .map_err(refused)?;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    fn value_clear(&mut self, name: String, key: Vec<u8>) -> Result<(), state::StateError> {
-        check_name(&name)?;
-        self.state.value_clear(&name, &key).map_err(refused)
+    fn value_clear(&mut self, name: String, key: Vec<u8>) -> StateResult<()> {
+        check_name!(name);
+        answer(self.state.value_clear(&name, &key))
     }
+
     fn map_get(
         &mut self,
         name: String,
         key: Vec<u8>,
         map_key: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, state::StateError> {
-        check_name(&name)?;
-        Ok(self
-            .state
-            .map_get(&name, &key, &map_key)
-            .map_err(refused)?
-            .map(<[u8]>::to_vec))
+    ) -> StateResult<Option<Vec<u8>>> {
+        check_name!(name);
+        answer(
+            self.state
+                .map_get(&name, &key, &map_key)
+                .map(|v| v.map(<[u8]>::to_vec)),
+        )
     }
+
     fn map_put(
         &mut self,
         name: String,
         key: Vec<u8>,
         map_key: Vec<u8>,
         value: Vec<u8>,
-    ) -> Result<(), state::StateError> {
-        check_name(&name)?;
-        self.state
-            .map_put(&name, key, map_key, value)
-            .map_err(refused)
+    ) -> StateResult<()> {
+        check_name!(name);
+        answer(self.state.map_put(&name, key, map_key, value))
     }
-    fn map_remove(
-        &mut self,
-        name: String,
-        key: Vec<u8>,
-        map_key: Vec<u8>,
-    ) -> Result<(), state::StateError> {
-        check_name(&name)?;
-        self.state
-            .map_remove(&name, &key, &map_key)
-            .map_err(refused)
+
+    fn map_remove(&mut self, name: String, key: Vec<u8>, map_key: Vec<u8>) -> StateResult<()> {
+        check_name!(name);
+        answer(self.state.map_remove(&name, &key, &map_key))
     }
-    fn map_entries(
-        &mut self,
-        name: String,
-        key: Vec<u8>,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, state::StateError> {
-        check_name(&name)?;
-        self.state.map_entries(&name, &key).map_err(refused)
+
+    fn map_entries(&mut self, name: String, key: Vec<u8>) -> StateResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        check_name!(name);
+        answer(self.state.map_entries(&name, &key))
     }
-    fn map_clear(&mut self, name: String, key: Vec<u8>) -> Result<(), state::StateError> {
-        check_name(&name)?;
-        self.state.map_clear(&name, &key).map_err(refused)
+
+    fn map_clear(&mut self, name: String, key: Vec<u8>) -> StateResult<()> {
+        check_name!(name);
+        answer(self.state.map_clear(&name, &key))
     }
 }
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String) {
-        let (operator, subtask) = (&*self.operator, self.subtask);
+        if level == log::Level::Error {
+            // Kept whatever the rate: it may be the message of a panic about to trap.
+            self.last_error_log = Some(printable(&message, true).into_owned());
+        }
+        let level = match level {
+            log::Level::Trace => tracing::Level::TRACE,
+            log::Level::Debug => tracing::Level::DEBUG,
+            log::Level::Info => tracing::Level::INFO,
+            log::Level::Warn => tracing::Level::WARN,
+            log::Level::Error => tracing::Level::ERROR,
+        };
+        // Lines the log filter hides cost nothing and count against nothing.
+        let shown = match level {
+            tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
+            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
+            tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
+            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
+            _ => tracing::enabled!(tracing::Level::ERROR),
+        };
+        if !shown {
+            return;
+        }
+        let now = Instant::now();
+        self.report_dropped_logs(now, false);
+        if !self.log.admit(now) {
+            return;
+        }
+        let (operator, subtask) = (&*self.who.operator, self.who.subtask);
+        let message = printable(&message, false);
         match level {
-            log::Level::Trace => tracing::trace!(operator, subtask, "{message}"),
-            log::Level::Debug => tracing::debug!(operator, subtask, "{message}"),
-            log::Level::Info => tracing::info!(operator, subtask, "{message}"),
-            log::Level::Warn => tracing::warn!(operator, subtask, "{message}"),
-            log::Level::Error => {
-                tracing::error!(operator, subtask, "{message}");
-                self.last_error_log = Some(message);
-            }
+            tracing::Level::TRACE => tracing::trace!(operator, subtask, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(operator, subtask, "{message}"),
+            tracing::Level::INFO => tracing::info!(operator, subtask, "{message}"),
+            tracing::Level::WARN => tracing::warn!(operator, subtask, "{message}"),
+            _ => tracing::error!(operator, subtask, "{message}"),
         }
     }
 }

@@ -131,12 +131,13 @@ fn describe(engine: &wasmtime::Engine, name: &str, item: &ComponentItem, out: &m
     }
 }
 
-/// Reads the component at `path` and reports on it.
-pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, super::LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| super::LoadError::Read {
-        path: path.to_path_buf(),
-        error: source,
-    })?;
+/// Reads the component at `path` (of at most `max_bytes`) and reports on it.
+pub fn inspect(
+    runtime: &Runtime,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<Inspection, super::LoadError> {
+    let bytes = super::read_component(path, max_bytes, "--max-mib")?;
     let component = runtime.compile(path, &bytes)?;
     let engine = runtime.engine();
     let ty = component.component_type();
@@ -151,7 +152,7 @@ pub fn inspect(runtime: &Runtime, path: &Path) -> Result<Inspection, super::Load
     let mut worlds = Vec::new();
     let mut not_weir = Vec::new();
     for world in [World::Operator, World::Source] {
-        match runtime.load(path, world) {
+        match runtime.prepare(path, &component, world) {
             Ok(_) => worlds.push(world.name().to_string()),
             Err(e) => not_weir.push(e.to_string()),
         }

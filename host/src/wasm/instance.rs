@@ -4,12 +4,16 @@
 
 use super::bindings;
 use super::bindings::source::exports::weir::operator::source_handler::PollStatus;
-use super::host::HostState;
+use super::bounds::{CallBounds, Interrupted};
+use super::guest_log::printable;
+use super::host::{HostState, Identity, Refused, SideOutputs};
 use super::{LoadedComponent, Pre};
+use crate::cancel::CancelToken;
 use crate::plan::{GuestLimits, key_groups};
 use crate::state::KeyedState;
 use std::sync::Arc;
-use wasmtime::{Store, Trap};
+use std::time::{Duration, Instant};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 /// Batches emitted by one call, by output (`None` = main output).
 pub type Outputs = Vec<(Option<String>, Vec<u8>)>;
@@ -24,6 +28,10 @@ pub struct InstanceSpec {
     pub max_parallelism: u32,
     pub limits: GuestLimits,
     pub config_json: String,
+    /// The side outputs that edges consume (an operator's emits to others are dropped).
+    pub side_outputs: Arc<[String]>,
+    /// The job's cancellation: stops a running or blocked call within a few ticks.
+    pub cancel: CancelToken,
 }
 
 /// How a guest call went wrong.
@@ -34,9 +42,18 @@ pub enum GuestError {
     #[error("the operator panicked in {call}: {message}")]
     Panicked { call: &'static str, message: String },
     #[error(
-        "a call to {call} ran past the limit of {limit_ms} ms (limits.call_timeout_ms); is the operator looping?"
+        "a call to {call} ran past the limit of {limit_ms} ms (limits.call_timeout_ms); {}",
+        if *blocked { "the operator was blocked in a WASI call (sleeping or waiting)" } else { "is the operator looping?" }
     )]
-    TimedOut { call: &'static str, limit_ms: u128 },
+    TimedOut {
+        call: &'static str,
+        limit_ms: u128,
+        blocked: bool,
+    },
+    #[error("in {call}: {message}")]
+    Refused { call: &'static str, message: String },
+    #[error("{call} was interrupted: the job is being cancelled")]
+    Cancelled { call: &'static str },
     #[error("out of memory in {call}: {message}")]
     OutOfMemory { call: &'static str, message: String },
     #[error("the operator trapped in {call}: {message}")]
@@ -49,8 +66,7 @@ pub enum GuestError {
 pub struct Guest<B> {
     store: Store<HostState>,
     bindings: B,
-    call_ticks: u64,
-    call_timeout_ms: u128,
+    call_timeout: Duration,
 }
 
 /// An operator subtask.
@@ -58,18 +74,14 @@ pub type OperatorInstance = Guest<bindings::Operator>;
 /// A source subtask.
 pub type SourceInstance = Guest<bindings::source::Source>;
 
-const MAX_MESSAGE: usize = 4096;
+/// Epoch ticks between two checks of a running call's deadline and the job's cancellation.
+const CHECK_TICKS: u64 = 2;
 
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE {
-        let mut cut = MAX_MESSAGE;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-        s.push_str("...");
+fn clip(s: String) -> String {
+    match printable(&s, true) {
+        std::borrow::Cow::Borrowed(_) => s,
+        std::borrow::Cow::Owned(clean) => clean,
     }
-    s
 }
 
 fn wrong_world(path: &std::path::Path, want: &str) -> GuestError {
@@ -78,21 +90,38 @@ fn wrong_world(path: &std::path::Path, want: &str) -> GuestError {
 
 impl LoadedComponent {
     /// A store for one subtask, with its limits set; `state` covers the subtask's key groups.
-    fn store(&self, spec: &InstanceSpec, state: KeyedState) -> (Store<HostState>, u64) {
+    fn store(&self, spec: &InstanceSpec, state: KeyedState, is_source: bool) -> Store<HostState> {
+        let who = Identity {
+            operator: spec.operator.clone(),
+            subtask: spec.subtask,
+            side_outputs: if is_source {
+                SideOutputs::None
+            } else {
+                SideOutputs::Connected(spec.side_outputs.clone())
+            },
+        };
+        let bounds = CallBounds {
+            deadline: Instant::now(),
+            cancel: spec.cancel.clone(),
+        };
         let data = HostState::new(
-            spec.operator.clone(),
-            spec.subtask,
+            who,
             spec.limits.memory_bytes,
+            spec.limits.log_lines_per_s,
             state,
+            bounds,
         );
         let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.limiter);
-        let call_ticks = (spec.limits.call_timeout.as_millis() / super::EPOCH_TICK.as_millis())
-            .max(1) as u64
-            + 1;
-        store.set_epoch_deadline(call_ticks);
-        store.epoch_deadline_trap();
-        (store, call_ticks)
+        // Every few ticks a running call is checked against its deadline and cancellation.
+        store.epoch_deadline_callback(|ctx| {
+            ctx.data()
+                .bounds
+                .check(Instant::now(), false)
+                .map(|()| UpdateDeadline::Continue(CHECK_TICKS))
+                .map_err(wasmtime::Error::new)
+        });
+        store
     }
 
     /// A guest for one subtask: a store with its limits, instantiated by `instantiate`.
@@ -100,16 +129,24 @@ impl LoadedComponent {
         &self,
         spec: &InstanceSpec,
         state: KeyedState,
+        is_source: bool,
         instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>,
     ) -> Result<Guest<B>, GuestError> {
-        let (mut store, call_ticks) = self.store(spec, state);
+        let mut store = self.store(spec, state, is_source);
+        // Instantiation runs the component's start functions: bounded like any call.
+        store.data_mut().start_call(spec.limits.call_timeout);
+        store.set_epoch_deadline(CHECK_TICKS);
         let bindings =
-            instantiate(&mut store).map_err(|e| GuestError::Instantiate(clip(format!("{e:#}"))))?;
+            instantiate(&mut store).map_err(|e| match e.downcast_ref::<Interrupted>() {
+                Some(Interrupted::Cancelled) => GuestError::Cancelled {
+                    call: "instantiate",
+                },
+                _ => GuestError::Instantiate(clip(format!("{e:#}"))),
+            })?;
         Ok(Guest {
             store,
             bindings,
-            call_ticks,
-            call_timeout_ms: spec.limits.call_timeout.as_millis(),
+            call_timeout: spec.limits.call_timeout,
         })
     }
 
@@ -119,8 +156,8 @@ impl LoadedComponent {
             return Err(wrong_world(&self.path, "an operator"));
         };
         let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
-        let state = KeyedState::new(range, spec.max_parallelism);
-        let mut guest = self.guest(spec, state, |store| pre.instantiate(store))?;
+        let state = KeyedState::new(range, spec.max_parallelism, spec.limits.state_bytes);
+        let mut guest = self.guest(spec, state, false, |store| pre.instantiate(store))?;
         guest.call("open", |b, store| {
             b.weir_operator_handler()
                 .call_open(store, &spec.config_json)
@@ -134,8 +171,8 @@ impl LoadedComponent {
             return Err(wrong_world(&self.path, "a source"));
         };
         // Sources keep no keyed state: an empty key-group range refuses every key.
-        let state = KeyedState::new(0..0, spec.max_parallelism);
-        let mut guest = self.guest(spec, state, |store| pre.instantiate(store))?;
+        let state = KeyedState::new(0..0, spec.max_parallelism, 0);
+        let mut guest = self.guest(spec, state, true, |store| pre.instantiate(store))?;
         let ((), outputs) = guest.call("open", |b, store| {
             b.weir_operator_source_handler().call_open(
                 store,
@@ -160,10 +197,13 @@ impl<B> Guest<B> {
         call: &'static str,
         f: impl FnOnce(&B, &mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<(R, Outputs), GuestError> {
-        self.store.set_epoch_deadline(self.call_ticks);
-        self.store.data_mut().output_bytes = 0;
+        self.store.data_mut().start_call(self.call_timeout);
+        self.store.set_epoch_deadline(CHECK_TICKS);
         match f(&self.bindings, &mut self.store) {
-            Ok(Ok(r)) => Ok((r, std::mem::take(&mut self.store.data_mut().outputs))),
+            Ok(Ok(r)) => Ok((
+                r,
+                std::mem::take(&mut self.store.data_mut().emitted.outputs),
+            )),
             Ok(Err(message)) => Err(GuestError::Returned {
                 call,
                 message: clip(message),
@@ -174,20 +214,34 @@ impl<B> Guest<B> {
 
     fn classify(&mut self, call: &'static str, e: wasmtime::Error) -> GuestError {
         let data = self.store.data_mut();
-        data.outputs.clear();
-        if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-            return GuestError::TimedOut {
+        data.emitted.outputs.clear();
+        match e.downcast_ref::<Interrupted>() {
+            Some(Interrupted::Cancelled) => return GuestError::Cancelled { call },
+            Some(Interrupted::Deadline { blocked }) => {
+                return GuestError::TimedOut {
+                    call,
+                    limit_ms: self.call_timeout.as_millis(),
+                    blocked: *blocked,
+                };
+            }
+            None => {}
+        }
+        if let Some(Refused(message)) = e.downcast_ref::<Refused>() {
+            return GuestError::Refused {
                 call,
-                limit_ms: self.call_timeout_ms,
+                message: clip(message.clone()),
             };
         }
         if let Some(why) = data.limiter.refused.take() {
             return GuestError::OutOfMemory { call, message: why };
         }
+        // The Rust SDK logs a panic's message, then traps at `unreachable`. Only a message logged
+        // in this very call, followed by that trap, is taken as the cause.
+        let panicked = matches!(e.downcast_ref::<Trap>(), Some(Trap::UnreachableCodeReached));
         if let Some(panic) = data
             .last_error_log
             .take()
-            .filter(|m| m.starts_with("operator panicked"))
+            .filter(|m| panicked && m.starts_with("operator panicked"))
         {
             let message = panic.trim_start_matches("operator panicked: ").to_string();
             return GuestError::Panicked {

@@ -1,8 +1,10 @@
 //! Running operator components: one engine per process, components compiled once (with an
 //! on-disk cache keyed by content), instantiated per subtask from an `InstancePre`, each instance
-//! limited in memory and in time per call.
+//! limited in memory and in time per call, and in what it can make the host hold.
 
+mod bounds;
 mod cache;
+mod guest_log;
 mod host;
 mod inspect;
 mod instance;
@@ -22,7 +24,7 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "operator",
-        imports: { "weir:operator/emit.emit": trappable },
+        imports: { "weir:operator/emit.emit": trappable, "weir:operator/state": trappable },
     });
 
     /// The source world; its imports are the operator world's.
@@ -44,11 +46,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Why a component cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read component {path}: {error}")]
-    Read {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error("cannot read component: {0}")]
+    Read(#[from] crate::files::FileError),
     #[error("{path} is not a valid WebAssembly component: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("{path} does not implement the {world} world: {reason}")]
@@ -136,6 +135,14 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| format!("cannot link WASI: {e}"))?;
+        // WASI's waits, bounded by the call's deadline and the job's cancellation.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<_, bounds::BoundedPollData>(
+            &mut linker,
+            HostState::bounded_poll,
+        )
+        .map_err(|e| format!("cannot link the bounded wasi:io/poll: {e}"))?;
+        linker.allow_shadowing(false);
         bindings::Operator::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link the weir imports: {e}"))?;
         let cache = cache::ComponentCache::from_env();
@@ -147,19 +154,32 @@ impl Runtime {
     }
 
     /// Compiles (or loads from the cache) the component at `path` and checks that it implements
-    /// `world`, so a wrong component is refused before anything runs.
-    pub fn load(&self, path: &Path, world: World) -> Result<LoadedComponent, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            error: source,
-        })?;
+    /// `world`, so a wrong component is refused before anything runs. A file over `max_bytes`,
+    /// or one that does not start as a component, is refused before it is read whole.
+    pub fn load(
+        &self,
+        path: &Path,
+        world: World,
+        max_bytes: u64,
+    ) -> Result<LoadedComponent, LoadError> {
+        let bytes = read_component(path, max_bytes, "limits.component_mib")?;
         let component = self.compile(path, &bytes)?;
+        self.prepare(path, &component, world)
+    }
+
+    /// Links a compiled component as `world`, ready to instantiate.
+    fn prepare(
+        &self,
+        path: &Path,
+        component: &Component,
+        world: World,
+    ) -> Result<LoadedComponent, LoadError> {
         let wrong = |e: wasmtime::Error| LoadError::WrongWorld {
             path: path.to_path_buf(),
             world: world.name(),
             reason: format!("{e:#}"),
         };
-        let pre = self.linker.instantiate_pre(&component).map_err(wrong)?;
+        let pre = self.linker.instantiate_pre(component).map_err(wrong)?;
         let pre = match world {
             World::Operator => {
                 Pre::Operator(Arc::new(bindings::OperatorPre::new(pre).map_err(wrong)?))
@@ -180,12 +200,6 @@ impl Runtime {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        if !wasmparser_is_component(bytes) {
-            return Err(LoadError::Invalid {
-                path: path.to_path_buf(),
-                reason: "not a component (a core module, or not WebAssembly); build for wasm32-wasip2 or run `wasm-tools component new`".into(),
-            });
-        }
         if let Some(c) = self.cache.get(&self.engine, bytes) {
             return Ok(c);
         }
@@ -201,6 +215,26 @@ impl Runtime {
 }
 
 /// Whether `bytes` start with the component-model preamble (layer 1), as opposed to a core module.
-fn wasmparser_is_component(bytes: &[u8]) -> bool {
+fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
+}
+
+/// Reads a component file: its size checked against `max_bytes` (which the setting `limit_name`
+/// raises) and its preamble checked before the rest is read.
+fn read_component(
+    path: &Path,
+    max_bytes: u64,
+    limit_name: &'static str,
+) -> Result<Vec<u8>, LoadError> {
+    let mut file = crate::files::open_limited(path, max_bytes, Some(limit_name))?;
+    let mut bytes = Vec::with_capacity(file.size as usize);
+    file.read_up_to(&mut bytes, 8)?;
+    if !is_component(&bytes) {
+        return Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            reason: "not a component (a core module, or not WebAssembly); build for wasm32-wasip2 or run `wasm-tools component new`".into(),
+        });
+    }
+    file.finish(&mut bytes)?;
+    Ok(bytes)
 }

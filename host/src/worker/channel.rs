@@ -4,6 +4,7 @@
 //! across channels. The network transport will drive the same gate from QUIC streams.
 
 use super::credit::Credits;
+use crate::plan::ExecutionGraph;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -12,6 +13,25 @@ use std::time::Instant;
 pub const EXCLUSIVE_BUFFERS: u32 = 2;
 /// Floating buffers per gate (Flink's `floating-buffers-per-gate`).
 pub const FLOATING_BUFFERS: u32 = 8;
+
+/// The most buffers a job's channels can hold at once, queued in gates (every channel's
+/// exclusive credit and every gate's floating buffers) or pending in record writers (one per
+/// channel): with the buffer size, the bound of the job's network memory.
+pub fn max_buffers(exec: &ExecutionGraph) -> u64 {
+    exec.chains
+        .iter()
+        .filter(|c| !c.inputs.is_empty())
+        .map(|c| {
+            let channels: u64 = c
+                .inputs
+                .iter()
+                .map(|i| u64::from(i.channels_per_subtask()))
+                .sum();
+            u64::from(c.parallelism)
+                * (channels * (u64::from(EXCLUSIVE_BUFFERS) + 1) + u64::from(FLOATING_BUFFERS))
+        })
+        .sum()
+}
 
 /// What travels through a channel: data, or an event in-band after the data before it.
 #[derive(Debug)]

@@ -2,16 +2,19 @@
 //! counters progress reports read.
 
 use super::channel::Gate;
+use crate::cancel::CancelToken;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Stops a job: `stop` lets sources end as if bounded (everything drains, sinks flush); `cancel`
-/// tears everything down at once.
+/// tears everything down at once: waiting tasks wake, running and blocked guests are interrupted.
 #[derive(Default)]
 pub struct JobControl {
     stopping: AtomicBool,
-    cancelled: AtomicBool,
+    token: CancelToken,
+    /// Why the job was cancelled, when not because a task failed.
+    reason: OnceLock<String>,
     gates: Mutex<Vec<Arc<Gate>>>,
 }
 
@@ -33,12 +36,23 @@ impl JobControl {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// Tears the job down: every waiting task wakes up and quits.
+    /// Tears the job down: every waiting task wakes up and quits, every guest call stops.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
+        self.token.cancel();
         for g in self.gates.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             g.cancel();
         }
+    }
+
+    /// Cancels for a reason the job's error will give (e.g. the user's Ctrl-C).
+    pub fn cancel_because(&self, reason: &str) {
+        self.reason.get_or_init(|| reason.to_string());
+        self.cancel();
+    }
+
+    /// Why the job was cancelled, if it was for a reason of its own.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -46,7 +60,12 @@ impl JobControl {
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.token.is_cancelled()
+    }
+
+    /// The token that guests, sinks and sleeps watch.
+    pub fn token(&self) -> &CancelToken {
+        &self.token
     }
 }
 

@@ -1,16 +1,27 @@
 //! Runs a job in this process: one thread per task, in-process channels between them. The
 //! embedded mode of `weir run`, and the same task code a worker will run in a cluster.
 
-use super::channel::Gate;
+use super::channel::{Gate, max_buffers};
 use super::control::{JobControl, JobMetrics};
 use super::source::WasmSource;
-use super::task::{ChainStep, Head, Routes, Step, Task, TaskError, merge_bytes};
+use super::task::{
+    ChainStep, Head, Routes, Step, Task, TaskError, connector_failed, current_node, enter_node,
+    guest_failed, merge_bytes,
+};
 use super::writer::RecordWriter;
 use crate::connectors::{Source, prepare_sink};
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
 use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// How long tasks have to stop once the job is cancelled. Every wait of a task (gates, guest
+/// calls, WASI waits, sink pauses) wakes on cancellation within milliseconds; a task that is
+/// still running after this is stuck where cancellation cannot reach (a write to a full pipe,
+/// say), and is abandoned so that the job can end and the process exit.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a job did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +36,25 @@ pub enum JobError {
     Prepare { uid: String, cause: String },
     #[error("{0}")]
     Failed(TaskFailure),
-    #[error("the job was cancelled")]
-    Cancelled,
+    #[error("the job was cancelled{}", .0.as_ref().map_or(String::new(), |why| format!(": {why}")))]
+    Cancelled(Option<String>),
     #[error("cannot start a task thread: {0}")]
     Spawn(std::io::Error),
+    #[error(
+        "the job's channels may hold up to {} MiB of buffers ({buffers} of job.buffer_bytes = {buffer_bytes}), over job.network_mib = {} MiB; lower the parallelism or job.buffer_bytes, or raise job.network_mib",
+        (buffers * *buffer_bytes as u64) >> 20, limit >> 20
+    )]
+    Network {
+        buffers: u64,
+        buffer_bytes: usize,
+        limit: u64,
+    },
+    #[error("{cause}; {} did not stop within {} s of the cancellation and {} abandoned", tasks.join(", "), CANCEL_GRACE.as_secs(), if tasks.len() == 1 { "was" } else { "were" })]
+    Stuck {
+        cause: Box<JobError>,
+        /// The tasks still running, by thread name.
+        tasks: Vec<String>,
+    },
 }
 
 /// The first task failure of a job: which node, which subtask, and why.
@@ -83,7 +109,7 @@ pub fn load_components(
         let c = match same {
             Some(c) => c,
             None => runtime
-                .load(component, world)
+                .load(component, world, job.limits.component_bytes)
                 .map_err(|error| JobError::Component {
                     kind: kind_word(&node.kind),
                     uid: node.uid.clone(),
@@ -93,6 +119,20 @@ pub fn load_components(
         loaded.push(Some(c));
     }
     Ok(loaded)
+}
+
+/// Checks what the job needs of this process before anything starts: the memory its channels
+/// may hold.
+pub fn check(job: &JobGraph) -> Result<(), JobError> {
+    let buffers = max_buffers(&ExecutionGraph::build(job));
+    if buffers.saturating_mul(job.buffer_bytes as u64) > job.network_bytes {
+        return Err(JobError::Network {
+            buffers,
+            buffer_bytes: job.buffer_bytes,
+            limit: job.network_bytes,
+        });
+    }
+    Ok(())
 }
 
 /// Everything one task needs, wired before its thread starts.
@@ -112,6 +152,7 @@ pub fn run(
     control: &Arc<JobControl>,
     metrics: &Arc<JobMetrics>,
 ) -> Result<(), JobError> {
+    check(job)?;
     let exec = ExecutionGraph::build(job);
     tracing::info!(job = %job.name, chains = %exec.describe(job), "starting");
     for node in &job.nodes {
@@ -206,20 +247,26 @@ pub fn run(
     }
 
     let failure: Arc<Mutex<Option<TaskFailure>>> = Arc::default();
-    let mut handles = Vec::new();
+    let (done_tx, done_rx) = mpsc::channel::<usize>();
+    let mut running: Vec<Option<(String, std::thread::JoinHandle<()>)>> = Vec::new();
     for plan in plans {
         let chain = &exec.chains[plan.chain];
         let name = format!("{}-{}", job.nodes[chain.nodes[0]].uid, plan.subtask);
         let (job, chain) = (job.clone(), chain.clone());
         let components = components.to_vec();
         let (task_control, metrics, failure) = (control.clone(), metrics.clone(), failure.clone());
+        let done = Done(running.len(), done_tx.clone());
         let handle = std::thread::Builder::new()
-            .name(name)
+            .name(name.clone())
             .spawn(move || {
+                let _done = done;
                 let subtask = plan.subtask;
                 let control = task_control;
-                let result = run_task(&job, &chain, &components, plan, &control, &metrics);
-                if let Err((node, TaskError::Failed { cause, .. })) = result {
+                let head = chain.nodes[0];
+                let outcome = guarded(head, || {
+                    run_task(&job, &chain, &components, plan, &control, &metrics)
+                });
+                if let Some((node, cause)) = outcome {
                     let n = &job.nodes[node];
                     let f = TaskFailure {
                         kind: kind_word(&n.kind),
@@ -240,32 +287,93 @@ pub fn run(
                 control.cancel();
                 JobError::Spawn(e)
             })?;
-        handles.push(handle);
+        running.push(Some((name, handle)));
     }
+    drop(done_tx);
     metrics.mark_running();
-    let mut panicked = false;
-    for h in handles {
-        if h.join().is_err() {
-            panicked = true;
-            control.cancel();
+    let stuck = wait_for_tasks(&mut running, &done_rx, control);
+    let error = if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        JobError::Failed(f)
+    } else if control.is_cancelled() {
+        JobError::Cancelled(control.reason().map(str::to_string))
+    } else {
+        return Ok(());
+    };
+    if stuck.is_empty() {
+        Err(error)
+    } else {
+        Err(JobError::Stuck {
+            cause: Box::new(error),
+            tasks: stuck,
+        })
+    }
+}
+
+/// Tells the runner that task `.0` has ended, when its thread ends (returning or unwinding).
+struct Done(usize, mpsc::Sender<usize>);
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0);
+    }
+}
+
+/// Waits until every task has ended, or, once the job is cancelled, for [`CANCEL_GRACE`] at
+/// most; returns the names of the tasks left running.
+fn wait_for_tasks(
+    running: &mut [Option<(String, std::thread::JoinHandle<()>)>],
+    done: &mpsc::Receiver<usize>,
+    control: &JobControl,
+) -> Vec<String> {
+    let mut left = running.len();
+    while left > 0 {
+        let wait = match control.token().cancelled_at() {
+            Some(at) => match (at + CANCEL_GRACE).checked_duration_since(Instant::now()) {
+                Some(d) => d.min(Duration::from_millis(100)),
+                None => break,
+            },
+            None => Duration::from_millis(100),
+        };
+        match done.recv_timeout(wait) {
+            Ok(i) => {
+                if let Some((_, handle)) = running[i].take() {
+                    // The thread caught its own panics; it has ended or is about to.
+                    let _ = handle.join();
+                }
+                left -= 1;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        return Err(JobError::Failed(f));
+    running
+        .iter()
+        .flatten()
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// Runs a task, turning its failure or a panic inside weir into the node at fault and the
+/// cause; a panic is blamed on the node the thread was running (`head` if none yet).
+fn guarded(
+    head: usize,
+    task: impl FnOnce() -> Result<(), (usize, TaskError)>,
+) -> Option<(usize, String)> {
+    match std::panic::catch_unwind(AssertUnwindSafe(task)) {
+        Ok(Ok(())) | Ok(Err((_, TaskError::Cancelled))) => None,
+        Ok(Err((node, TaskError::Failed { cause, .. }))) => Some((node, cause)),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(no message)".into());
+            Some((
+                current_node().unwrap_or(head),
+                format!("weir panicked: {message} (a bug in weir; please report it)"),
+            ))
+        }
     }
-    if panicked {
-        return Err(JobError::Failed(TaskFailure {
-            kind: "task",
-            uid: "?".into(),
-            subtask: 0,
-            parallelism: 0,
-            cause: "a task thread panicked (a weir bug)".into(),
-        }));
-    }
-    if control.is_cancelled() {
-        return Err(JobError::Cancelled);
-    }
-    Ok(())
 }
 
 /// Builds and runs one task. On failure, says which node of the chain failed.
@@ -280,16 +388,23 @@ fn run_task(
     let s = plan.subtask;
     let mut routes = plan.routes.into_iter();
     let mut nodes = chain.nodes.iter().copied();
-    let failed = |node: usize, cause: String| {
-        (
-            node,
-            TaskError::Failed {
-                uid: job.nodes[node].uid.as_str().into(),
-                cause,
-            },
-        )
+    let spec = |node: usize, uid: &Arc<str>, parallelism: u32, config_json: &str| InstanceSpec {
+        operator: uid.clone(),
+        subtask: s,
+        parallelism,
+        max_parallelism: job.max_parallelism,
+        limits: job.limits,
+        config_json: config_json.to_string(),
+        side_outputs: job
+            .edges
+            .iter()
+            .filter(|e| e.from == node)
+            .filter_map(|e| e.output.clone())
+            .collect(),
+        cancel: control.token().clone(),
     };
     let head_node = chain.nodes[0];
+    enter_node(head_node);
     let head = if job.nodes[head_node].kind.is_source() {
         nodes.next();
         let uid: Arc<str> = job.nodes[head_node].uid.as_str().into();
@@ -298,28 +413,21 @@ fn run_task(
                 let component = components[head_node]
                     .as_ref()
                     .expect("source components are loaded before the job starts");
-                let spec = InstanceSpec {
-                    operator: uid.clone(),
-                    subtask: s,
-                    parallelism: chain.parallelism,
-                    max_parallelism: job.max_parallelism,
-                    limits: job.limits,
-                    config_json: src.config_json.clone(),
-                };
                 let instance = component
-                    .instantiate_source(&spec)
-                    .map_err(|e| failed(head_node, e.to_string()))?;
+                    .instantiate_source(&spec(head_node, &uid, chain.parallelism, &src.config_json))
+                    .map_err(|e| (head_node, guest_failed(&uid, e)))?;
                 Box::new(WasmSource::new(instance))
             }
             NodeKind::Source(config) => config
                 .open(s, chain.parallelism)
-                .map_err(|e| failed(head_node, e.to_string()))?,
+                .map_err(|e| (head_node, connector_failed(&uid, e)))?,
             _ => unreachable!("checked is_source above"),
         };
         let mut routes = routes.next().expect("one route per node");
         // Steps are numbered after the head.
         routes.chained = routes.chained.map(|k| k - 1);
         Head::Source {
+            node: head_node,
             uid,
             source,
             routes,
@@ -336,33 +444,29 @@ fn run_task(
         r.chained = r.chained.map(|k| k - shift);
         let n = &job.nodes[node];
         let uid: Arc<str> = n.uid.as_str().into();
+        enter_node(node);
         let step = match &n.kind {
             NodeKind::Operator(op) => {
                 let component = components[node]
                     .as_ref()
                     .expect("operators are loaded before the job starts");
-                let spec = InstanceSpec {
-                    operator: uid.clone(),
-                    subtask: s,
-                    parallelism: n.parallelism,
-                    max_parallelism: job.max_parallelism,
-                    limits: job.limits,
-                    config_json: op.config_json.clone(),
-                };
                 Step::Operator(
                     component
-                        .instantiate(&spec)
-                        .map_err(|e| failed(node, e.to_string()))?,
+                        .instantiate(&spec(node, &uid, n.parallelism, &op.config_json))
+                        .map_err(|e| (node, guest_failed(&uid, e)))?,
                 )
             }
-            NodeKind::Sink(config) => {
-                Step::Sink(config.open(s).map_err(|e| failed(node, e.to_string()))?)
-            }
+            NodeKind::Sink(config) => Step::Sink(
+                config
+                    .open(s, control.token())
+                    .map_err(|e| (node, connector_failed(&uid, e)))?,
+            ),
             NodeKind::Source(_) | NodeKind::WasmSource(_) => {
                 unreachable!("sources only head chains")
             }
         };
         steps.push(ChainStep {
+            node,
             uid,
             step,
             routes: r,

@@ -10,4 +10,4 @@ pub mod task;
 pub mod writer;
 
 pub use control::{JobControl, JobMetrics};
-pub use local::{JobError, TaskFailure, load_components, run};
+pub use local::{JobError, TaskFailure, check, load_components, run};

@@ -2,7 +2,7 @@
 //! batch of records.
 
 use crate::connectors::{ConnectorError, Poll, Source};
-use crate::wasm::SourceInstance;
+use crate::wasm::{GuestError, SourceInstance};
 
 /// How many records a poll asks for, at most: enough to fill a buffer with small records while
 /// keeping one guest call short.
@@ -23,16 +23,12 @@ impl WasmSource {
 impl Source for WasmSource {
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError> {
         let max_records = (max_bytes / MIN_RECORD_BYTES).clamp(1, RECORDS_PER_POLL) as u32;
-        let (more, outputs) = self
-            .instance
-            .poll(max_records)
-            .map_err(|e| ConnectorError::Failed(e.to_string()))?;
-        for (output, buf) in outputs {
-            if let Some(name) = output {
-                return Err(ConnectorError::Failed(format!(
-                    "a source has no side outputs, but it emitted to `{name}`"
-                )));
-            }
+        let (more, outputs) = self.instance.poll(max_records).map_err(|e| match e {
+            GuestError::Cancelled { .. } => ConnectorError::Cancelled,
+            e => ConnectorError::Failed(e.to_string()),
+        })?;
+        // The host refuses side outputs of a source: everything here is main output.
+        for (_, buf) in outputs {
             if batch.is_empty() {
                 *batch = buf;
             } else {

@@ -7,8 +7,25 @@ use super::control::{JobControl, JobMetrics};
 use super::writer::{RecordWriter, WriteError};
 use crate::connectors::{ConnectorError, Poll, Sink, Source};
 use crate::wasm::{GuestError, OperatorInstance, Outputs};
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+thread_local! {
+    /// The job node this task thread is running (its index in the job graph), so that a panic
+    /// inside weir can name it.
+    static CURRENT_NODE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Notes that this thread now runs job node `node`.
+pub fn enter_node(node: usize) {
+    CURRENT_NODE.set(Some(node));
+}
+
+/// The job node this thread ran last, if any.
+pub fn current_node() -> Option<usize> {
+    CURRENT_NODE.get()
+}
 
 /// Why a task stopped before its end.
 #[derive(Debug)]
@@ -37,6 +54,8 @@ pub enum Step {
 }
 
 pub struct ChainStep {
+    /// The node's index in the job graph.
+    pub node: usize,
     pub uid: Arc<str>,
     pub step: Step,
     pub routes: Routes,
@@ -45,6 +64,8 @@ pub struct ChainStep {
 /// Where a task's input comes from.
 pub enum Head {
     Source {
+        /// The node's index in the job graph.
+        node: usize,
         uid: Arc<str>,
         source: Box<dyn Source>,
         routes: Routes,
@@ -88,17 +109,25 @@ fn merge_limit(last_call: Duration, merge_bytes: usize) -> usize {
     }
 }
 
-fn guest_failed(uid: &Arc<str>, e: GuestError) -> TaskError {
-    TaskError::Failed {
-        uid: uid.clone(),
-        cause: e.to_string(),
+/// A guest's error as the task's: cancellation stays cancellation, anything else fails the task.
+pub(super) fn guest_failed(uid: &Arc<str>, e: GuestError) -> TaskError {
+    match e {
+        GuestError::Cancelled { .. } => TaskError::Cancelled,
+        e => TaskError::Failed {
+            uid: uid.clone(),
+            cause: e.to_string(),
+        },
     }
 }
 
-fn connector_failed(uid: &Arc<str>, e: ConnectorError) -> TaskError {
-    TaskError::Failed {
-        uid: uid.clone(),
-        cause: e.to_string(),
+/// A connector's error as the task's, as [`guest_failed`] does.
+pub(super) fn connector_failed(uid: &Arc<str>, e: ConnectorError) -> TaskError {
+    match e {
+        ConnectorError::Cancelled => TaskError::Cancelled,
+        e => TaskError::Failed {
+            uid: uid.clone(),
+            cause: e.to_string(),
+        },
     }
 }
 
@@ -109,6 +138,7 @@ impl Task {
         let mut last_call = Duration::ZERO;
         match head {
             Head::Source {
+                node,
                 uid,
                 mut source,
                 routes,
@@ -120,6 +150,7 @@ impl Task {
                     break;
                 }
                 let mut batch = Vec::with_capacity(self.buffer_bytes + 1024);
+                enter_node(node);
                 let poll = source
                     .poll(&mut batch, self.buffer_bytes)
                     .map_err(|e| connector_failed(&uid, e))?;
@@ -166,6 +197,7 @@ impl Task {
     fn finish(mut self) -> Result<(), TaskError> {
         for i in 0..self.steps.len() {
             let uid = self.steps[i].uid.clone();
+            enter_node(self.steps[i].node);
             match &mut self.steps[i].step {
                 Step::Operator(op) => {
                     let outputs = op.close().map_err(|e| guest_failed(&uid, e))?;
@@ -189,6 +221,7 @@ impl Task {
 
     fn run_step(&mut self, i: usize, batch: Vec<u8>) -> Result<(), TaskError> {
         let step = &mut self.steps[i];
+        enter_node(step.node);
         match &mut step.step {
             Step::Operator(op) => {
                 let outputs = op.process(&batch).map_err(|e| guest_failed(&step.uid, e))?;
@@ -207,10 +240,11 @@ impl Task {
     fn dispatch_outputs(&mut self, i: usize, outputs: Outputs) -> Result<(), TaskError> {
         // Routes are read while later steps run, so take them out for the duration.
         let routes = std::mem::take(&mut self.steps[i].routes);
-        let uid = self.steps[i].uid.clone();
-        let result = outputs
-            .into_iter()
-            .try_for_each(|(output, batch)| self.dispatch(&uid, &routes, output, batch));
+        let (uid, node) = (self.steps[i].uid.clone(), self.steps[i].node);
+        let result = outputs.into_iter().try_for_each(|(output, batch)| {
+            enter_node(node);
+            self.dispatch(&uid, &routes, output, batch)
+        });
         self.steps[i].routes = routes;
         result
     }
