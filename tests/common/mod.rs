@@ -395,3 +395,66 @@ pub fn interrupt(child: &Child) {
         .expect("kill runs");
     assert!(status.success());
 }
+
+/// What a measured run of weir gave: its output and its peak resident memory.
+pub struct Measured {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Peak resident memory of the weir process, in MiB.
+    pub peak_mib: u64,
+}
+
+/// Runs `cmd` to completion like [`run_bounded`] (failing the test after `limit`), draining its
+/// output as it comes (a flood cannot stall it), and measures its peak resident memory. After
+/// each of `interrupts` (times since the start) it gets a SIGINT, as from Ctrl-C.
+// The child is reaped by `wait4`, which gives its resource usage; clippy cannot see that.
+#[allow(clippy::zombie_processes)]
+pub fn run_measured(mut cmd: Command, limit: Duration, interrupts: &[Duration]) -> Measured {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            String::from_utf8_lossy(&buf).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped")));
+    let err = drain(Box::new(child.stderr.take().expect("piped")));
+    let pid = child.id() as libc::pid_t;
+    let start = Instant::now();
+    let mut pending = interrupts.iter().copied().peekable();
+    let (status, usage) = loop {
+        let mut status = 0;
+        // SAFETY: wait4 only writes into the status and rusage it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let done = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if done == pid {
+            break (status, usage);
+        }
+        if pending.peek().is_some_and(|&at| start.elapsed() >= at) {
+            pending.next();
+            interrupt(&child);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "weir did not finish within {limit:?}; stderr:\n{}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Measured {
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        peak_mib: usage.ru_maxrss as u64 / 1024,
+    }
+}
