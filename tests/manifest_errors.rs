@@ -257,3 +257,103 @@ fn missing_input_file_and_manifest() {
         "{e}"
     );
 }
+
+#[test]
+fn numbers_past_what_the_engine_can_do_are_refused_where_they_are() {
+    for (set, message) in [
+        (
+            "job.flush_ms=600001",
+            "job.flush_ms: 600001 is out of range: must be between 0 and 600000 ms",
+        ),
+        (
+            "limits.call_timeout_ms=3600001",
+            "limits.call_timeout_ms: 3600001 is out of range: must be between 1 and 3600000 ms",
+        ),
+        (
+            "limits.state_mib=0",
+            "limits.state_mib: 0 is out of range: must be between 1 and 1048576",
+        ),
+        (
+            "limits.log_lines_per_s=0",
+            "limits.log_lines_per_s: 0 is out of range",
+        ),
+        (
+            "limits.component_mib=5000",
+            "limits.component_mib: 5000 is out of range: must be between 1 and 4096",
+        ),
+        (
+            "sinks.out.delay_us=9223372036854775807",
+            "sinks.out.delay_us: 9223372036854775807 is out of range: must be between 0 and 1000000 us per record",
+        ),
+        (
+            "job.network_mib=1",
+            "the job's channels may hold up to 1 MiB of buffers (36 of job.buffer_bytes = 32768), over job.network_mib = 1 MiB",
+        ),
+    ] {
+        let e = refused(&manifest(), &[set]);
+        assert!(e.contains(message), "--set {set}: {e}");
+    }
+    // The position is the field's own.
+    let e = refused(
+        &manifest().replace(
+            "kind = \"file\"\npath = \"input.txt\"",
+            "kind = \"datagen\"\nwords_per_line = 4294967295",
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("job.toml:8:18: sources.lines.words_per_line: 4294967295 is out of range: must be between 1 and 10000"),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace(
+            "kind = \"file\"\npath = \"input.txt\"",
+            "kind = \"datagen\"\nrate = 1e10",
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("sources.lines.rate: rate must be between 0.001 and 1e9 records per second"),
+        "{e}"
+    );
+    // Every subtask is a thread: a job of more than 4096 is refused.
+    let e = refused(
+        &manifest().replace(
+            "max_parallelism = 4",
+            "max_parallelism = 4096\nparallelism = 4096",
+        ),
+        &[],
+    );
+    assert!(
+        e.contains("job.parallelism: the job has 12290 subtasks (every node's parallelism added up); one process runs at most 4096"),
+        "{e}"
+    );
+}
+
+#[test]
+fn uids_and_side_output_names_are_bounded() {
+    let long = "o".repeat(129);
+    let e = refused(
+        &manifest()
+            .replace("[operators.split]", &format!("[operators.{long}]"))
+            .replace(
+                "\"lines -> split\", \"split -> count\"",
+                &format!("\"lines -> {long}\", \"{long} -> count\""),
+            ),
+        &[],
+    );
+    assert!(
+        e.contains(&format!(
+            "operators.{long}: a uid is 1 to 128 letters, digits, `_` or `-`"
+        )),
+        "{e}"
+    );
+    let e = refused(
+        &manifest().replace("\"count -> out\"", "\"count -> out\", \"count.x/y -> out\""),
+        &[],
+    );
+    assert!(
+        e.contains("edges: side output `x/y` in edge `count.x/y -> out`: a side-output name is 1 to 128 letters, digits, `_` or `-`"),
+        "{e}"
+    );
+}

@@ -527,6 +527,54 @@ mod tests {
     }
 
     #[test]
+    fn counts_what_it_holds_against_its_budget() {
+        let cost = |key: &[u8], value: usize| ENTRY_BYTES + key.len() + value;
+        let limit = 4 * cost(b"k0", 100);
+        let mut s = KeyedState::new(0..128, 128, limit);
+        let mut v = s.value_state("v");
+        for k in [b"k0", b"k1", b"k2"] {
+            v.set(k, &[1; 100]).unwrap();
+        }
+        // Overwriting in place, shrinking and growing back cost nothing new.
+        v.set(b"k0", &[2; 100]).unwrap();
+        v.set(b"k0", &[3; 10]).unwrap();
+        v.set(b"k0", &[4; 100]).unwrap();
+        assert_eq!(s.used_bytes(), 3 * cost(b"k0", 100));
+        // Map state counts the key's entry and each map entry.
+        s.map_put("m", b"k".to_vec(), b"a".to_vec(), vec![0; 20])
+            .unwrap();
+        assert_eq!(
+            s.used_bytes(),
+            3 * cost(b"k0", 100) + cost(b"k", 0) + cost(b"a", 20)
+        );
+        // The next value would pass the budget: refused, naming the state, nothing changed.
+        let before = s.used_bytes();
+        let e = s.value_set("big", b"k3", &[0; 100]).unwrap_err();
+        assert_eq!(
+            e,
+            StateAccessError::OverBudget {
+                state: "big".into(),
+                limit
+            }
+        );
+        assert!(e.to_string().contains("writing state \"big\""), "{e}");
+        assert_eq!(s.value_get("big", b"k3").unwrap(), None);
+        assert_eq!(s.used_bytes(), before);
+        // Clearing gives the bytes back, to the last one.
+        s.map_remove("m", b"k", b"a").unwrap();
+        s.value_clear("v", b"k1").unwrap();
+        s.value_set("big", b"k3", &[0; 100]).unwrap();
+        s.map_put("m", b"k".to_vec(), b"a".to_vec(), vec![0; 5])
+            .unwrap();
+        s.map_clear("m", b"k").unwrap();
+        for k in [b"k0", b"k2"] {
+            s.value_clear("v", k).unwrap();
+        }
+        s.value_clear("big", b"k3").unwrap();
+        assert_eq!(s.used_bytes(), 0);
+    }
+
+    #[test]
     fn refuses_keys_outside_its_key_groups() {
         let range = key_groups::range_of(1, 4, 128);
         let mut s = KeyedState::new(range.clone(), 128, usize::MAX);

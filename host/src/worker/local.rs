@@ -493,3 +493,42 @@ fn run_task(
         (node, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_weir_names_the_node_the_thread_was_running() {
+        let outcome = guarded(0, || {
+            enter_node(3);
+            panic!("overflow when multiplying duration by scalar");
+        });
+        assert_eq!(
+            outcome,
+            Some((
+                3,
+                "weir panicked: overflow when multiplying duration by scalar (a bug in weir; please report it)"
+                    .to_string()
+            ))
+        );
+        // A panic before any node ran is blamed on the head of the chain.
+        let outcome = std::thread::spawn(|| guarded(5, || panic!("{}", String::from("early"))))
+            .join()
+            .unwrap();
+        assert_eq!(outcome.map(|(node, _)| node), Some(5));
+        // Failures and cancellation pass through.
+        let failed = || {
+            Err((
+                2,
+                TaskError::Failed {
+                    uid: "x".into(),
+                    cause: "why".into(),
+                },
+            ))
+        };
+        assert_eq!(guarded(0, failed), Some((2, "why".to_string())));
+        assert_eq!(guarded(0, || Err((1, TaskError::Cancelled))), None);
+        assert_eq!(guarded(0, || Ok(())), None);
+    }
+}
