@@ -13,6 +13,11 @@ tools=target/guest-tools/js
 bin="$tools/node_modules/.bin/componentize-qjs"
 if [ ! -x "$bin" ] || ! grep -q "\"version\": \"$COMPONENTIZE_QJS\"" "$tools/node_modules/componentize-qjs/package.json"; then
   echo "==> installing componentize-qjs $COMPONENTIZE_QJS"
+  if ! command -v npm >/dev/null; then
+    echo "error: the JavaScript example operators need npm (Node.js) to install componentize-qjs;" >&2
+    echo "       the Rust examples do not" >&2
+    exit 1
+  fi
   mkdir -p "$tools"
   [ -f "$tools/package.json" ] || echo '{ "private": true }' >"$tools/package.json"
   npm install --silent --prefix "$tools" "componentize-qjs@$COMPONENTIZE_QJS"

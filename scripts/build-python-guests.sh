@@ -10,6 +10,11 @@ COMPONENTIZE_PY=0.25.1
 venv=target/guest-tools/python
 if [ ! -x "$venv/bin/componentize-py" ] || ! "$venv/bin/componentize-py" --version | grep -q "$COMPONENTIZE_PY"; then
   echo "==> installing componentize-py $COMPONENTIZE_PY"
+  if ! command -v python3 >/dev/null || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+    echo "error: the Python example operators need python3 with venv to install componentize-py" >&2
+    echo "       (Debian: apt-get install python3-venv); the Rust examples need neither" >&2
+    exit 1
+  fi
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "componentize-py==$COMPONENTIZE_PY"
 fi

@@ -1,5 +1,5 @@
 //! What the reference workloads must produce, computed natively from the generator's definition
-//! (`../shared/bench/WORKLOADS.md`), for any number of records.
+//! (`examples/bench/README.md`), for any number of records.
 
 use crate::connectors::splitmix::h;
 

@@ -1,4 +1,4 @@
-//! `weir bench`: the reference workloads of `../shared/bench/WORKLOADS.md`, each run as its own
+//! `weir bench`: the reference workloads of `examples/bench/README.md`, each run as its own
 //! `weir run` process (so CPU time and peak memory are that job's alone) at parallelism 2,
 //! verified against results computed natively, reported one `key=value` line per job.
 //!

@@ -1,4 +1,4 @@
-//! `gen`: the reference workloads' input (`../shared/bench/WORKLOADS.md`) as a WASM source.
+//! `gen`: the reference workloads' input (`examples/bench/README.md`) as a WASM source.
 //!
 //! Every record is a pure function of its index i, so any run regenerates it bit for bit; subtask
 //! k of P emits i = k, k+P, k+2P, ... < n. The position is the next index (8 bytes, little
