@@ -115,6 +115,20 @@ fn a_guest_asleep_in_wasi_is_stopped_at_its_call_timeout() {
     );
 }
 
+#[test]
+fn a_blocking_read_of_stdin_ends_at_once() {
+    // WASI offers a guest no file or socket; its stdin is empty and closed, never the host's.
+    let dir = scratch();
+    let manifest = hostile_job(dir.path(), "stdin", None, "call_timeout_ms = 600000");
+    let mut cmd = weir();
+    cmd.args(["run", manifest.to_str().unwrap()]);
+    let m = run_measured(cmd, Duration::from_secs(30), &[]);
+    assert_eq!(m.code, Some(0), "{}", m.stderr);
+    let lines = sink_lines(&dir.path().join("out"));
+    assert_eq!(lines.len(), 10, "{lines:?}");
+    assert!(lines.iter().all(|l| l == "stdin: 0 bytes"), "{lines:?}");
+}
+
 /// Runs a job whose guest never returns on its own within the test, sends Ctrl-C twice, and
 /// checks that the job ends as cancelled.
 fn second_ctrl_c_ends(manifest: &Path) {
@@ -467,6 +481,47 @@ fn a_file_that_shrinks_while_it_is_read_fails_the_job() {
                 "the file ended here, but it had {} bytes when the job started: it shrank while being read",
                 text.len()
             )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_task_stuck_where_cancellation_cannot_reach_is_abandoned() {
+    // A stdout sink writing into a pipe nobody reads blocks in write(2), which no cancellation
+    // interrupts: after the second Ctrl-C the job ends anyway, naming the stuck task.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        "edges = [\"src -> out\"]\n[sources.src]\nkind = \"datagen\"\n[sinks.out]\nkind = \"stdout\"\n",
+    );
+    let mut cmd = weir();
+    cmd.args(["run", manifest.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // stdout is never read, so the pipe fills at once.
+    let mut child = cmd.spawn().expect("weir starts");
+    std::thread::sleep(Duration::from_millis(1000));
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&child);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait works") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "weir did not exit after the second Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "error: the job was cancelled: Ctrl-C was pressed twice; src-0 did not stop within 2 s of the cancellation and was abandoned"
+        ),
         "{stderr}"
     );
 }

@@ -8,6 +8,7 @@
 //! | `emit-empty` | calls `emit` with an empty batch, forever, in one call |
 //! | `side-name` | emits a record to a side output named by `n` bytes (default 1 MiB), forever |
 //! | `sleep` | sleeps `n` seconds (default 60) in `process`, a blocking WASI call |
+//! | `stdin` | reads its standard input to the end, a blocking WASI read, and emits its length |
 //! | `state-flood` | sets value state for `n` new keys (default 1 M) of 10 KB each |
 //! | `log-flood` | logs `n` lines (default 1 M) at info level, then carries on |
 //! | `log-huge` | logs one 10 MB line, then one carrying terminal escape codes |
@@ -59,7 +60,7 @@ impl Operator for Hostile {
         })
     }
 
-    fn process(&mut self, _ctx: &mut Context, _record: Record<'_>) -> Result<(), Error> {
+    fn process(&mut self, ctx: &mut Context, _record: Record<'_>) -> Result<(), Error> {
         match self.mode.as_str() {
             "emit-empty" => loop {
                 emit::emit(None, &[]);
@@ -70,6 +71,13 @@ impl Operator for Hostile {
                 loop {
                     emit::emit(Some(&name), &batch);
                 }
+            }
+            "stdin" => {
+                let mut input = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut input)
+                    .map_err(|e| Error::msg(format!("stdin: {e}")))?;
+                ctx.emit("stdin", format!("stdin: {} bytes", input.len()));
+                Ok(())
             }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_secs(self.n.unwrap_or(60)));
