@@ -136,12 +136,16 @@ impl LoadedComponent {
         // Instantiation runs the component's start functions: bounded like any call.
         store.data_mut().start_call(spec.limits.call_timeout);
         store.set_epoch_deadline(CHECK_TICKS);
+        let call = "instantiate";
         let bindings =
             instantiate(&mut store).map_err(|e| match e.downcast_ref::<Interrupted>() {
-                Some(Interrupted::Cancelled) => GuestError::Cancelled {
-                    call: "instantiate",
+                Some(Interrupted::Cancelled) => GuestError::Cancelled { call },
+                Some(Interrupted::Deadline { blocked }) => GuestError::TimedOut {
+                    call,
+                    limit_ms: spec.limits.call_timeout.as_millis(),
+                    blocked: *blocked,
                 },
-                _ => GuestError::Instantiate(clip(format!("{e:#}"))),
+                None => GuestError::Instantiate(clip(format!("{e:#}"))),
             })?;
         Ok(Guest {
             store,

@@ -336,9 +336,14 @@ fn wait_for_tasks(
         };
         match done.recv_timeout(wait) {
             Ok(i) => {
-                if let Some((_, handle)) = running[i].take() {
-                    // The thread caught its own panics; it has ended or is about to.
-                    let _ = handle.join();
+                // The thread has ended or is about to; its task caught its own panics, so a
+                // panic here came from the bookkeeping around it, and must not pass unseen.
+                if let Some((name, handle)) = running[i].take()
+                    && handle.join().is_err()
+                {
+                    control.cancel_because(&format!(
+                        "task {name} panicked outside its operators (a bug in weir; please report it)"
+                    ));
                 }
                 left -= 1;
             }
