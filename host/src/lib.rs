@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cancel;
+pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
 pub mod files;
