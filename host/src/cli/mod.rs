@@ -35,6 +35,13 @@ enum Command {
         /// End with a `stats:` line of key=value figures (CPU, peak memory, start time).
         #[arg(long)]
         stats: bool,
+        /// Restore from a checkpoint: a checkpoint directory (its newest complete checkpoint)
+        /// or one `chk-<id>` in it.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// With --from: drop the state of operators the job no longer has.
+        #[arg(long, requires = "from")]
+        allow_non_restored_state: bool,
     },
     /// Run the reference workloads, verify their results and report their cost.
     Bench {
@@ -83,7 +90,17 @@ pub fn main() -> ExitCode {
             manifest,
             overrides,
             stats,
-        } => run(manifest, &overrides, stats),
+            from,
+            allow_non_restored_state,
+        } => run(
+            manifest,
+            &overrides,
+            stats,
+            &worker::RunOptions {
+                from,
+                allow_non_restored_state,
+            },
+        ),
         Command::Bench {
             quick,
             job,
@@ -144,7 +161,12 @@ fn validate(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
     Ok(())
 }
 
-fn run(manifest: PathBuf, overrides: &[Override], stats: bool) -> Result<()> {
+fn run(
+    manifest: PathBuf,
+    overrides: &[Override],
+    stats: bool,
+    options: &worker::RunOptions,
+) -> Result<()> {
     let started = Instant::now();
     let (job, _runtime, components) = prepare(&manifest, overrides)?;
     let control = JobControl::new();
@@ -164,7 +186,7 @@ fn run(manifest: PathBuf, overrides: &[Override], stats: bool) -> Result<()> {
     })
     .context("cannot install the Ctrl-C handler")?;
     let reporter = progress::Reporter::start(metrics.clone());
-    let result = worker::run(&job, &components, &control, &metrics);
+    let result = worker::run(&job, &components, &control, &metrics, options);
     reporter.finish();
     if result.is_ok() {
         eprintln!("{}", progress::summary(&job.name, &metrics));

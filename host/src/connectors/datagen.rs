@@ -99,6 +99,24 @@ impl Datagen {
 }
 
 impl Source for Datagen {
+    fn position(&mut self) -> Result<Vec<u8>, ConnectorError> {
+        Ok(self.next.to_le_bytes().to_vec())
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError> {
+        let next = position
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| ConnectorError::Failed("unreadable datagen position".into()))?;
+        if next % self.step != self.next % self.step {
+            return Err(ConnectorError::Failed(format!(
+                "datagen position {next} is not one of this subtask's indices"
+            )));
+        }
+        self.next = next;
+        Ok(())
+    }
+
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError> {
         // With a rate, emit small batches and sleep until they are due, so pacing stays smooth.
         let mut budget = u64::MAX;

@@ -112,7 +112,47 @@ impl FileSource {
     }
 }
 
+/// A file source's position: the offset of the next line within its byte range, and the file's
+/// size (a restore into a file of another size refuses rather than reading other lines).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Position {
+    offset: u64,
+    len: u64,
+}
+
 impl Source for FileSource {
+    fn position(&mut self) -> Result<Vec<u8>, ConnectorError> {
+        Ok(serde_json::to_vec(&Position {
+            offset: self.pos,
+            len: self.len,
+        })
+        .expect("a position serializes"))
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError> {
+        let bad = |message: String| ConnectorError::Malformed {
+            path: self.config.path.clone(),
+            offset: 0,
+            message,
+        };
+        let p: Position = serde_json::from_slice(position)
+            .map_err(|e| bad(format!("unreadable position in the checkpoint: {e}")))?;
+        if p.len != self.len {
+            return Err(bad(format!(
+                "the file has {} bytes, but {} when the checkpoint was taken; restore needs the same input",
+                self.len, p.len
+            )));
+        }
+        self.reader
+            .seek(SeekFrom::Start(p.offset))
+            .map_err(|source| ConnectorError::Io {
+                path: self.config.path.clone(),
+                source,
+            })?;
+        self.pos = p.offset;
+        Ok(())
+    }
+
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError> {
         while batch.len() < max_bytes {
             if self.pos >= self.end {

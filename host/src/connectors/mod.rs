@@ -10,8 +10,9 @@ mod sinks;
 
 pub use datagen::{DatagenConfig, DatagenShape, MAX_WORDS_PER_LINE, splitmix};
 pub use file::{FileSourceConfig, LineFormat, open_input};
-pub use sinks::{MAX_DELAY_US, SinkConfig, prepare_sink};
+pub use sinks::{MAX_DELAY_US, SinkConfig, commit, prepare_sink};
 
+use crate::checkpoint::CheckpointId;
 use std::path::PathBuf;
 
 /// A connector failed: unreadable input, unwritable output, malformed lines.
@@ -54,6 +55,10 @@ pub enum Poll {
 pub trait Source: Send {
     /// Appends records (flat format) to `batch`, stopping near `max_bytes`.
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError>;
+    /// The position after the last record polled, for a checkpoint.
+    fn position(&mut self) -> Result<Vec<u8>, ConnectorError>;
+    /// Resumes after `position` (from [`Source::position`]), before the first poll.
+    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError>;
 }
 
 /// One subtask of a sink.
@@ -62,6 +67,15 @@ pub trait Sink: Send {
     fn write(&mut self, batch: &[u8]) -> Result<(), ConnectorError>;
     /// Flushes everything written; called once at the end of input.
     fn close(&mut self) -> Result<(), ConnectorError>;
+    /// Makes what was written so far durable, to be published once checkpoint `id` completes
+    /// (`None`: once the job finishes), and returns what that publishing needs: every
+    /// pre-commit not yet published as of checkpoint `published` (see [`sinks::commit`]).
+    /// Empty for a sink with nothing to publish.
+    fn pre_commit(
+        &mut self,
+        id: Option<CheckpointId>,
+        published: CheckpointId,
+    ) -> Result<Vec<u8>, ConnectorError>;
 }
 
 /// A source's configuration, from the manifest.

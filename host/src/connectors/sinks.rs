@@ -1,9 +1,16 @@
-//! Sinks: `file` (a directory with one `part-<subtask>` file per subtask, one record value per
-//! line) and `stdout`. Both can be slowed down per record (`delay_us`) to demonstrate
-//! backpressure.
+//! Sinks: `file` (a directory with one file per subtask, one record value per line) and `stdout`.
+//! Both can be slowed down per record (`delay_us`) to demonstrate backpressure.
+//!
+//! Under checkpointing the file sink is transactional (two-phase commit, as Flink's file sink):
+//! records go to hidden in-progress files (`.part-<subtask>-<run>-<n>.inprogress`); at a barrier
+//! the file is flushed, synced and closed (pre-committed); once the checkpoint completes it is
+//! published by an atomic rename to `part-<subtask>-<run>-<n>`. A reader sees only whole
+//! files of completed checkpoints, so after a restore the visible output is exactly that of a
+//! run that never failed.
 
 use super::{ConnectorError, Sink};
 use crate::cancel::CancelToken;
+use crate::checkpoint::CheckpointId;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +18,10 @@ use std::time::Duration;
 
 /// The longest `delay_us` a sink accepts: a second per record.
 pub const MAX_DELAY_US: u64 = 1_000_000;
+
+/// The checkpoint id a pre-commit at the end of input is filed under: published only when the
+/// whole job has finished.
+const AT_END: CheckpointId = CheckpointId::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SinkConfig {
@@ -20,56 +31,159 @@ pub enum SinkConfig {
 
 impl SinkConfig {
     /// Opens subtask `subtask` of the sink; its pauses (`delay_us`) end when `cancel` fires.
+    /// With `transactional` (a name unique to this run of the job), a file sink writes through
+    /// pre-committed files published by [`commit`].
     pub fn open(
         &self,
         subtask: u32,
         cancel: &CancelToken,
+        transactional: Option<&str>,
     ) -> Result<Box<dyn Sink>, ConnectorError> {
-        Ok(match self {
-            SinkConfig::File { dir, delay } => {
-                let path = part_file(dir, subtask);
+        let out = match (self, transactional) {
+            (SinkConfig::File { dir, .. }, None) => {
+                let path = dir.join(format!("part-{subtask}"));
                 let file = crate::files::create_regular(&path)?;
-                Box::new(LineSink {
-                    out: Out::File(BufWriter::with_capacity(256 * 1024, file), path),
-                    delay: *delay,
-                    cancel: cancel.clone(),
-                })
+                Out::File(BufWriter::with_capacity(256 * 1024, file), path)
             }
-            SinkConfig::Stdout { delay } => Box::new(LineSink {
-                out: Out::Stdout,
-                delay: *delay,
-                cancel: cancel.clone(),
+            (SinkConfig::File { dir, .. }, Some(run)) => Out::Transactional(Transactional {
+                dir: dir.clone(),
+                prefix: format!("part-{subtask}-{run}"),
+                next: 0,
+                current: None,
+                pending: Vec::new(),
             }),
-        })
+            (SinkConfig::Stdout { .. }, _) => Out::Stdout,
+        };
+        let (SinkConfig::File { delay, .. } | SinkConfig::Stdout { delay }) = self;
+        Ok(Box::new(LineSink {
+            out,
+            delay: *delay,
+            cancel: cancel.clone(),
+        }))
+    }
+
+    /// The directory a file sink writes to.
+    pub fn dir(&self) -> Option<&Path> {
+        match self {
+            SinkConfig::File { dir, .. } => Some(dir),
+            SinkConfig::Stdout { .. } => None,
+        }
     }
 }
 
-fn part_file(dir: &Path, subtask: u32) -> PathBuf {
-    dir.join(format!("part-{subtask}"))
-}
-
-/// Makes the sink's directory ready before any subtask starts: created, with the `part-*` files
-/// of an earlier run removed so the directory holds exactly this run's output.
-pub fn prepare_sink(config: &SinkConfig) -> Result<(), ConnectorError> {
-    let SinkConfig::File { dir, .. } = config else {
+/// Makes the sink's directory ready before any subtask starts. A fresh run empties it of the
+/// `part-*` files (visible or in progress) of an earlier run, so it holds exactly this run's
+/// output. A run restored from a checkpoint keeps the published files, which are the output up
+/// to that checkpoint, and removes the in-progress ones, whose records will be written again.
+pub fn prepare_sink(config: &SinkConfig, restored: bool) -> Result<(), ConnectorError> {
+    let Some(dir) = config.dir() else {
         return Ok(());
     };
     let io = |source| ConnectorError::Io {
-        path: dir.clone(),
+        path: dir.to_path_buf(),
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
-        if entry.file_name().to_string_lossy().starts_with("part-") {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let hidden = name.starts_with(".part-") && name.ends_with(".inprogress");
+        if hidden || (!restored && name.starts_with("part-")) {
             std::fs::remove_file(entry.path()).map_err(io)?;
         }
     }
     Ok(())
 }
 
+/// A pre-committed file: the checkpoint it waits for, its hidden path and its published one.
+type Pending = Vec<(CheckpointId, PathBuf, PathBuf)>;
+
+/// Publishes the files of `pending` (what [`Sink::pre_commit`] returned) that waited for a
+/// checkpoint up to `upto`; publishing is idempotent, so a commit interrupted by a crash is
+/// finished on restore.
+pub fn commit(pending: &[u8], upto: CheckpointId) -> Result<(), ConnectorError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let files: Pending = serde_json::from_slice(pending).map_err(|e| {
+        ConnectorError::Failed(format!("a sink's pre-commit record is unreadable: {e}"))
+    })?;
+    for (id, hidden, published) in files {
+        if id > upto {
+            continue;
+        }
+        match std::fs::rename(&hidden, &published) {
+            Ok(()) => {}
+            Err(_) if published.exists() => {}
+            Err(source) => {
+                return Err(ConnectorError::Io {
+                    path: hidden,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file sink's files under checkpointing.
+struct Transactional {
+    dir: PathBuf,
+    /// `part-<subtask>-<run>`: every file of this subtask in this run starts so.
+    prefix: String,
+    /// The number of the next file.
+    next: u64,
+    current: Option<(BufWriter<File>, PathBuf)>,
+    /// Pre-committed files not yet known to be published.
+    pending: Pending,
+}
+
+impl Transactional {
+    /// The in-progress file, opened on first use, and its path.
+    fn writer(&mut self) -> Result<(&mut BufWriter<File>, &PathBuf), ConnectorError> {
+        if self.current.is_none() {
+            let path = self
+                .dir
+                .join(format!(".{}-{}.inprogress", self.prefix, self.next));
+            let file = crate::files::create_regular(&path)?;
+            self.current = Some((BufWriter::with_capacity(256 * 1024, file), path));
+        }
+        let (w, path) = self.current.as_mut().expect("just opened");
+        Ok((w, path))
+    }
+
+    fn pre_commit(
+        &mut self,
+        id: CheckpointId,
+        published: CheckpointId,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        if let Some((mut w, path)) = self.current.take() {
+            let io = |source| ConnectorError::Io {
+                path: path.clone(),
+                source,
+            };
+            w.flush().map_err(io)?;
+            w.get_ref().sync_all().map_err(io)?;
+            let name = if id == AT_END {
+                format!("{}-end", self.prefix)
+            } else {
+                format!("{}-{}", self.prefix, self.next)
+            };
+            self.next += 1;
+            self.pending.push((id, path, self.dir.join(name)));
+        }
+        self.pending.retain(|(id, _, _)| *id > published);
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(serde_json::to_vec(&self.pending).expect("paths serialize"))
+    }
+}
+
 enum Out {
     File(BufWriter<File>, PathBuf),
+    Transactional(Transactional),
     Stdout,
 }
 
@@ -97,6 +211,13 @@ impl Sink for LineSink {
                 path: path.clone(),
                 source,
             })?,
+            Out::Transactional(t) => {
+                let (w, path) = t.writer()?;
+                write_lines(w, batch).map_err(|source| ConnectorError::Io {
+                    path: path.clone(),
+                    source,
+                })?
+            }
             Out::Stdout => {
                 let mut lock = std::io::stdout().lock();
                 let n = write_lines(&mut lock, batch).map_err(ConnectorError::Stdout)?;
@@ -119,7 +240,96 @@ impl Sink for LineSink {
                 path: path.clone(),
                 source,
             }),
+            // Its last file is pre-committed at the end of input, and published with the job.
+            Out::Transactional(_) => Ok(()),
             Out::Stdout => std::io::stdout().flush().map_err(ConnectorError::Stdout),
         }
+    }
+
+    fn pre_commit(
+        &mut self,
+        id: Option<CheckpointId>,
+        published: CheckpointId,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        match &mut self.out {
+            Out::Transactional(t) => t.pre_commit(id.unwrap_or(AT_END), published),
+            // Written through as it comes: nothing waits to be published.
+            Out::File(..) | Out::Stdout => self.close().map(|()| Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(values: &[&str]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in values {
+            weir_batch::push(&mut b, &weir_batch::Record::new(b"", v.as_bytes()));
+        }
+        b
+    }
+
+    fn visible(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn files_are_published_only_once_their_checkpoint_completes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = SinkConfig::File {
+            dir: tmp.path().to_path_buf(),
+            delay: Duration::ZERO,
+        };
+        prepare_sink(&config, false).unwrap();
+        let mut sink = config.open(0, &CancelToken::default(), Some("r1")).unwrap();
+        sink.write(&batch(&["a", "b"])).unwrap();
+        let at1 = sink.pre_commit(Some(1), 0).unwrap();
+        sink.write(&batch(&["c"])).unwrap();
+        let at2 = sink.pre_commit(Some(2), 0).unwrap();
+        // Nothing published yet; checkpoint 2's record also carries 1's file.
+        assert_eq!(
+            visible(tmp.path()),
+            [".part-0-r1-0.inprogress", ".part-0-r1-1.inprogress"]
+        );
+        commit(&at1, 1).unwrap();
+        assert_eq!(visible(tmp.path())[1], "part-0-r1-0");
+        // Publishing is idempotent: 2's record republishes 1's file without harm.
+        commit(&at2, 2).unwrap();
+        commit(&at2, 2).unwrap();
+        assert_eq!(visible(tmp.path()), ["part-0-r1-0", "part-0-r1-1"]);
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("part-0-r1-0")).unwrap(),
+            "a\nb\n"
+        );
+        // Once 2 is known published, the next record forgets it; nothing written, nothing to do.
+        assert!(sink.pre_commit(Some(3), 2).unwrap().is_empty());
+        sink.write(&batch(&["d"])).unwrap();
+        let end = sink.pre_commit(None, 3).unwrap();
+        commit(&end, 3).unwrap();
+        assert_eq!(visible(tmp.path()).len(), 3, "the end waits for the job");
+        commit(&end, CheckpointId::MAX).unwrap();
+        assert_eq!(visible(tmp.path())[2], "part-0-r1-end");
+    }
+
+    #[test]
+    fn a_restored_run_keeps_published_output_and_drops_what_was_in_progress() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = SinkConfig::File {
+            dir: tmp.path().to_path_buf(),
+            delay: Duration::ZERO,
+        };
+        std::fs::write(tmp.path().join("part-0-r1-0"), "a\n").unwrap();
+        std::fs::write(tmp.path().join(".part-0-r1-1.inprogress"), "b\n").unwrap();
+        prepare_sink(&config, true).unwrap();
+        assert_eq!(visible(tmp.path()), ["part-0-r1-0"]);
+        prepare_sink(&config, false).unwrap();
+        assert!(visible(tmp.path()).is_empty());
     }
 }

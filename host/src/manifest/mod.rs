@@ -30,6 +30,9 @@ mod spec;
 
 pub use overrides::Override;
 
+use crate::checkpoint::{
+    Backend, CheckpointSettings, Mode, RestartStrategy, Schedule, parse_duration,
+};
 use crate::connectors::{
     DatagenConfig, DatagenShape, FileSourceConfig, LineFormat, MAX_DELAY_US, MAX_WORDS_PER_LINE,
     SinkConfig, SourceConfig, open_input,
@@ -38,7 +41,7 @@ use crate::plan::{
     Edge, GuestLimits, JobGraph, MAX_NAME_BYTES, Node, NodeKind, OperatorNode, Partition,
     is_valid_name,
 };
-use spec::{OperatorSpec, SinkSpec, SourceSpec, Spec};
+use spec::{CheckpointSpec, OperatorSpec, RestartSpec, SinkSpec, SourceSpec, Spec};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::{Range, RangeInclusive};
@@ -266,6 +269,209 @@ impl Checker<'_> {
         Ok(Some(*v.get_ref()))
     }
 
+    /// A duration field (`"250ms"`, `"1s"`, ...) within `range`; `default` when absent.
+    fn duration(
+        &self,
+        field: &str,
+        v: Option<&Spanned<String>>,
+        range: RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Result<Duration, ManifestError> {
+        let Some(v) = v else { return Ok(default) };
+        let d = parse_duration(v.get_ref()).map_err(|e| self.err(Some(v.span()), field, e))?;
+        if !range.contains(&d) {
+            return Err(self.err(
+                Some(v.span()),
+                field,
+                format!(
+                    "`{}` is out of range: must be between {:?} and {:?}",
+                    v.get_ref(),
+                    range.start(),
+                    range.end()
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    /// One of `choices` (manifest spellings and their values); `default` when absent.
+    fn choice<T: Copy>(
+        &self,
+        field: &str,
+        v: Option<&Spanned<String>>,
+        choices: &[(&str, T)],
+        default: T,
+    ) -> Result<T, ManifestError> {
+        let Some(v) = v else { return Ok(default) };
+        choices
+            .iter()
+            .find(|(name, _)| name == v.get_ref())
+            .map(|&(_, value)| value)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    Some(v.span()),
+                    field,
+                    format!(
+                        "unknown value `{}`; use {}",
+                        v.get_ref(),
+                        names.join(" or ")
+                    ),
+                )
+            })
+    }
+
+    fn checkpoint(&self, c: &CheckpointSpec) -> Result<CheckpointSettings, ManifestError> {
+        const DAY: Duration = Duration::from_secs(86_400);
+        let ms = Duration::from_millis;
+        let schedule = Schedule {
+            interval: self.duration(
+                "checkpoint.interval",
+                c.interval.as_ref(),
+                ms(10)..=DAY,
+                Duration::from_secs(1),
+            )?,
+            timeout: self.duration(
+                "checkpoint.timeout",
+                c.timeout.as_ref(),
+                ms(10)..=DAY,
+                Duration::from_secs(600),
+            )?,
+            min_pause: self.duration(
+                "checkpoint.min_pause",
+                c.min_pause.as_ref(),
+                Duration::ZERO..=DAY,
+                Duration::ZERO,
+            )?,
+            max_concurrent: self
+                .bounded(
+                    "checkpoint.max_concurrent",
+                    c.max_concurrent.as_ref(),
+                    1..=16,
+                    "",
+                )?
+                .unwrap_or(1) as u32,
+        };
+        let dir = c.dir.as_ref().map_or_else(
+            || self.base.join("checkpoints"),
+            |d| self.path("checkpoint.dir", d.get_ref()),
+        );
+        Ok(CheckpointSettings {
+            schedule,
+            mode: self.choice(
+                "checkpoint.mode",
+                c.mode.as_ref(),
+                &[
+                    ("exactly_once", Mode::ExactlyOnce),
+                    ("at_least_once", Mode::AtLeastOnce),
+                ],
+                Mode::ExactlyOnce,
+            )?,
+            retain: self
+                .bounded("checkpoint.retain", c.retain.as_ref(), 1..=1000, "")?
+                .unwrap_or(1) as u32,
+            retain_on_cancel: c.retain_on_cancel.unwrap_or(false),
+            incremental: c.incremental.unwrap_or(false),
+            backend: self.choice(
+                "checkpoint.backend",
+                c.backend.as_ref(),
+                &[("memory", Backend::Memory), ("redb", Backend::Redb)],
+                Backend::Memory,
+            )?,
+            dir,
+        })
+    }
+
+    /// `[restart]`; absent, a job restarts three times a second apart when it checkpoints
+    /// (there is something to restart from), and not at all otherwise.
+    fn restart(
+        &self,
+        r: Option<&Spanned<RestartSpec>>,
+        checkpointing: bool,
+    ) -> Result<RestartStrategy, ManifestError> {
+        let Some(r) = r.map(Spanned::get_ref) else {
+            return Ok(if checkpointing {
+                RestartStrategy::FixedDelay {
+                    attempts: 3,
+                    delay: Duration::from_secs(1),
+                }
+            } else {
+                RestartStrategy::None
+            });
+        };
+        const HOUR: Duration = Duration::from_secs(3600);
+        let attempts = self
+            .bounded("restart.attempts", r.attempts.as_ref(), 0..=1_000_000, "")?
+            .unwrap_or(3) as u32;
+        let unused = |fields: &[(&str, Option<Range<usize>>)]| {
+            self.only("restart", r.strategy.get_ref(), "strategy", fields)
+        };
+        let span = |v: &Option<Spanned<String>>| v.as_ref().map(Spanned::span);
+        match r.strategy.get_ref().as_str() {
+            "none" => {
+                unused(&[
+                    ("attempts", r.attempts.as_ref().map(Spanned::span)),
+                    ("delay", span(&r.delay)),
+                    ("initial", span(&r.initial)),
+                    ("max", span(&r.max)),
+                    ("multiplier", r.multiplier.as_ref().map(Spanned::span)),
+                ])?;
+                Ok(RestartStrategy::None)
+            }
+            "fixed_delay" => {
+                unused(&[
+                    ("initial", span(&r.initial)),
+                    ("max", span(&r.max)),
+                    ("multiplier", r.multiplier.as_ref().map(Spanned::span)),
+                ])?;
+                Ok(RestartStrategy::FixedDelay {
+                    attempts,
+                    delay: self.duration(
+                        "restart.delay",
+                        r.delay.as_ref(),
+                        Duration::ZERO..=HOUR,
+                        Duration::from_secs(1),
+                    )?,
+                })
+            }
+            "exponential_delay" => {
+                unused(&[("delay", span(&r.delay))])?;
+                let multiplier = match &r.multiplier {
+                    None => 2.0,
+                    Some(m) if (1.0..=100.0).contains(m.get_ref()) => *m.get_ref(),
+                    Some(m) => {
+                        return Err(self.err(
+                            Some(m.span()),
+                            "restart.multiplier",
+                            "must be between 1 and 100",
+                        ));
+                    }
+                };
+                Ok(RestartStrategy::ExponentialDelay {
+                    attempts,
+                    initial: self.duration(
+                        "restart.initial",
+                        r.initial.as_ref(),
+                        Duration::ZERO..=HOUR,
+                        Duration::from_secs(1),
+                    )?,
+                    max: self.duration(
+                        "restart.max",
+                        r.max.as_ref(),
+                        Duration::ZERO..=HOUR,
+                        Duration::from_secs(60),
+                    )?,
+                    multiplier,
+                })
+            }
+            other => Err(self.err(
+                Some(r.strategy.span()),
+                "restart.strategy",
+                format!("unknown strategy `{other}`; use fixed_delay, exponential_delay or none"),
+            )),
+        }
+    }
+
     fn check(&self, spec: Spec) -> Result<JobGraph, ManifestError> {
         let job = &spec.job;
         let max_parallelism = match &job.max_parallelism {
@@ -331,6 +537,13 @@ impl Checker<'_> {
         )? {
             limits.component_bytes = m << 20;
         }
+
+        let checkpoint = spec
+            .checkpoint
+            .as_ref()
+            .map(|c| self.checkpoint(c.get_ref()))
+            .transpose()?;
+        let restart = self.restart(spec.restart.as_ref(), checkpoint.is_some())?;
 
         // Nodes, by uid; uids are unique across sources, operators and sinks.
         let mut set = NodeSet {
@@ -544,6 +757,8 @@ impl Checker<'_> {
             network_bytes: network_mib << 20,
             flush_interval: Duration::from_millis(flush_ms),
             limits,
+            checkpoint,
+            restart,
             nodes,
             edges,
         })
@@ -667,13 +882,14 @@ impl Checker<'_> {
         &self,
         field: &str,
         kind: &str,
+        what: &str,
         present: &[(&str, Option<Range<usize>>)],
     ) -> Result<(), ManifestError> {
         match present.iter().find(|(_, span)| span.is_some()) {
             Some((name, span)) => Err(self.err(
                 span.clone(),
                 format!("{field}.{name}"),
-                format!("does not apply to a `{kind}` connector"),
+                format!("does not apply to a `{kind}` {what}"),
             )),
             None => Ok(()),
         }
@@ -843,6 +1059,7 @@ impl Checker<'_> {
                 self.only(
                     field,
                     "stdout",
+                    "connector",
                     &[("path", s.path.as_ref().map(Spanned::span))],
                 )?;
                 Ok(SinkConfig::Stdout { delay })

@@ -18,6 +18,8 @@ pub struct Spec {
     pub job: JobSpec,
     #[serde(default)]
     pub limits: LimitsSpec,
+    pub checkpoint: Option<Spanned<CheckpointSpec>>,
+    pub restart: Option<Spanned<RestartSpec>>,
     #[serde(default)]
     pub sources: BTreeMap<String, Spanned<SourceSpec>>,
     #[serde(default)]
@@ -46,6 +48,34 @@ pub struct LimitsSpec {
     pub state_mib: Option<Spanned<u64>>,
     pub log_lines_per_s: Option<Spanned<u64>>,
     pub component_mib: Option<Spanned<u64>>,
+}
+
+/// `[checkpoint]`: durations are strings such as `"1s"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub min_pause: Option<Spanned<String>>,
+    pub max_concurrent: Option<Spanned<u64>>,
+    pub mode: Option<Spanned<String>>,
+    pub retain: Option<Spanned<u64>>,
+    pub retain_on_cancel: Option<bool>,
+    pub incremental: Option<bool>,
+    pub backend: Option<Spanned<String>>,
+    pub dir: Option<Spanned<String>>,
+}
+
+/// `[restart]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    pub strategy: Spanned<String>,
+    pub attempts: Option<Spanned<u64>>,
+    pub delay: Option<Spanned<String>>,
+    pub initial: Option<Spanned<String>>,
+    pub max: Option<Spanned<String>>,
+    pub multiplier: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -171,6 +171,8 @@ mod tests {
             chaining,
             buffer_bytes: 1024,
             network_bytes: 1 << 30,
+            checkpoint: None,
+            restart: crate::checkpoint::RestartStrategy::None,
             flush_interval: Duration::from_millis(1),
             limits: GuestLimits::default(),
             nodes,

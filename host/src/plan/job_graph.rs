@@ -1,5 +1,6 @@
 //! The logical job: what a manifest describes once it has been checked.
 
+use crate::checkpoint::{CheckpointSettings, RestartStrategy};
 use crate::connectors::{SinkConfig, SourceConfig};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,6 +20,10 @@ pub struct JobGraph {
     /// How long a partly filled output buffer may wait before it is sent.
     pub flush_interval: Duration,
     pub limits: GuestLimits,
+    /// Checkpointing, when on.
+    pub checkpoint: Option<CheckpointSettings>,
+    /// What a task failure leads to.
+    pub restart: RestartStrategy,
     /// Every node appears after all of its inputs.
     pub nodes: Vec<Node>,
     pub edges: Vec<Edge>,

@@ -354,6 +354,65 @@ impl KeyedState {
     }
 }
 
+/// A value-state entry in a snapshot: (state name, key group, key, value).
+pub type ValueEntry = (String, u32, Vec<u8>, Vec<u8>);
+/// A map-state entry in a snapshot: (state name, key group, key, map key, value).
+pub type MapEntry = (String, u32, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// A copy of one subtask's keyed state, every entry with its key group: what a checkpoint
+/// stores, and what a subtask of any parallelism restores the key groups it owns from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyedSnapshot {
+    pub values: Vec<ValueEntry>,
+    pub maps: Vec<MapEntry>,
+}
+
+impl KeyedState {
+    /// Copies every entry out (the synchronous part of a checkpoint).
+    pub fn snapshot(&self) -> KeyedSnapshot {
+        let mut snap = KeyedSnapshot::default();
+        for (name, table) in &self.values {
+            for (g, group) in table.groups.iter().enumerate() {
+                let kg = self.range.start + g as u32;
+                snap.values.extend(
+                    group
+                        .iter()
+                        .map(|e| (name.clone(), kg, e.key.to_vec(), e.value.to_vec())),
+                );
+            }
+        }
+        for (name, table) in &self.maps {
+            for (g, group) in table.groups.iter().enumerate() {
+                let kg = self.range.start + g as u32;
+                for e in group {
+                    snap.maps.extend(
+                        e.value.iter().map(|(mk, v)| {
+                            (name.clone(), kg, e.key.to_vec(), mk.clone(), v.clone())
+                        }),
+                    );
+                }
+            }
+        }
+        snap
+    }
+
+    /// Loads the entries of `snapshot` that fall in this subtask's key groups (a snapshot of
+    /// another parallelism holds others too), counting them against the budget.
+    pub fn restore(&mut self, snapshot: &KeyedSnapshot) -> Result<(), StateAccessError> {
+        for (name, kg, key, value) in &snapshot.values {
+            if self.range.contains(kg) {
+                self.value_state(name).set(key, value)?;
+            }
+        }
+        for (name, kg, key, map_key, value) in &snapshot.maps {
+            if self.range.contains(kg) {
+                self.map_put(name, key.clone(), map_key.clone(), value.clone())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Where `key` lives among the key groups `range` (of `max_parallelism`), or why it cannot.
 #[inline]
 fn slot_in(range: &Range<u32>, max_parallelism: u32, key: &[u8]) -> Result<Slot, StateAccessError> {
@@ -572,6 +631,46 @@ mod tests {
         }
         s.value_clear("big", b"k3").unwrap();
         assert_eq!(s.used_bytes(), 0);
+    }
+
+    #[test]
+    fn a_snapshot_restores_by_key_group_at_any_parallelism() {
+        let mut whole = KeyedState::new(0..128, 128, usize::MAX);
+        for i in 0..500u32 {
+            let key = format!("k{i}").into_bytes();
+            whole.value_set("count", &key, &i.to_le_bytes()).unwrap();
+            whole
+                .map_put("seen", key, b"at".to_vec(), i.to_be_bytes().to_vec())
+                .unwrap();
+        }
+        let snap = whole.snapshot();
+        assert_eq!((snap.values.len(), snap.maps.len()), (500, 500));
+        // Three subtasks take the snapshot apart; together they hold all of it, once.
+        let mut parts: Vec<KeyedState> = (0..3)
+            .map(|s| KeyedState::new(key_groups::range_of(s, 3, 128), 128, usize::MAX))
+            .collect();
+        for p in &mut parts {
+            p.restore(&snap).unwrap();
+        }
+        for i in 0..500u32 {
+            let key = format!("k{i}").into_bytes();
+            let owner = key_groups::subtask_of(key_groups::key_group(&key, 128), 3, 128) as usize;
+            let p = &mut parts[owner];
+            assert_eq!(
+                p.value_get("count", &key).unwrap(),
+                Some(&i.to_le_bytes()[..])
+            );
+            assert_eq!(
+                p.map_get("seen", &key, b"at").unwrap(),
+                Some(&i.to_be_bytes()[..])
+            );
+        }
+        let total: usize = parts.iter().map(|p| p.snapshot().values.len()).sum();
+        assert_eq!(total, 500);
+        assert_eq!(
+            parts.iter().map(KeyedState::used_bytes).sum::<usize>(),
+            whole.used_bytes()
+        );
     }
 
     #[test]

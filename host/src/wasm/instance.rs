@@ -10,7 +10,7 @@ use super::host::{HostState, Identity, Refused, SideOutputs};
 use super::{LoadedComponent, Pre};
 use crate::cancel::CancelToken;
 use crate::plan::{GuestLimits, key_groups};
-use crate::state::KeyedState;
+use crate::state::{KeyedSnapshot, KeyedState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -261,6 +261,20 @@ impl<B> Guest<B> {
 }
 
 impl OperatorInstance {
+    /// A copy of the subtask's keyed state, for a checkpoint.
+    pub fn snapshot_state(&self) -> KeyedSnapshot {
+        self.store.data().state.snapshot()
+    }
+
+    /// Loads the part of `snapshot` in this subtask's key groups.
+    pub fn restore_state(&mut self, snapshot: &KeyedSnapshot) -> Result<(), String> {
+        self.store
+            .data_mut()
+            .state
+            .restore(snapshot)
+            .map_err(|e| format!("cannot restore keyed state: {e}"))
+    }
+
     /// Processes one batch (flat format); returns what the operator emitted.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outputs, GuestError> {
         self.call("process", |b, store| {

@@ -1,13 +1,17 @@
 //! In-process channels between tasks: an input gate per downstream task, holding one queue per
 //! channel, bounded by credits (see [`super::credit`]). A sender blocks while its channel has no
 //! credit, which is how backpressure travels upstream; the receiver takes buffers round robin
-//! across channels. The network transport will drive the same gate from QUIC streams.
+//! across channels. Events (checkpoint barriers, end of partition) travel in-band after the data
+//! before them and need no credit; the gate aligns barriers (see [`crate::checkpoint::align`]),
+//! reading no channel that is blocked for alignment. The network transport will drive the same
+//! gate from QUIC streams.
 
 use super::credit::Credits;
+use crate::checkpoint::{Aligned, Aligner, CheckpointId, Mode};
 use crate::plan::ExecutionGraph;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Exclusive buffers per channel (Flink's `taskmanager.network.memory.buffers-per-channel`).
 pub const EXCLUSIVE_BUFFERS: u32 = 2;
@@ -37,6 +41,7 @@ pub fn max_buffers(exec: &ExecutionGraph) -> u64 {
 #[derive(Debug)]
 enum Event {
     Data(Vec<u8>),
+    Barrier(CheckpointId),
     EndOfPartition,
 }
 
@@ -45,6 +50,11 @@ enum Event {
 pub enum Received {
     /// A buffer of records (flat format).
     Data(Vec<u8>),
+    /// Every live channel has delivered barrier n, after aligning for the given time: the task
+    /// snapshots and forwards it.
+    Barrier(CheckpointId, Duration),
+    /// Checkpoint n cannot complete at this task (a newer barrier overtook it).
+    Abandoned(CheckpointId),
     /// Every channel has delivered its end of partition.
     AllEnded,
     /// The deadline passed with nothing to read.
@@ -63,6 +73,9 @@ struct GateState {
     open_channels: usize,
     /// Where the next round-robin scan starts.
     cursor: usize,
+    aligner: Aligner,
+    /// When the first barrier of the checkpoint being aligned arrived.
+    aligning_since: Option<Instant>,
     cancelled: bool,
 }
 
@@ -74,14 +87,16 @@ pub struct Gate {
 }
 
 impl Gate {
-    /// A gate with `channels` channels.
-    pub fn new(channels: usize) -> Arc<Self> {
+    /// A gate with `channels` channels, aligning barriers in `mode`.
+    pub fn new(channels: usize, mode: Mode) -> Arc<Self> {
         Arc::new(Gate {
             state: Mutex::new(GateState {
                 queues: (0..channels).map(|_| VecDeque::new()).collect(),
                 credits: Credits::new(channels, EXCLUSIVE_BUFFERS, FLOATING_BUFFERS),
                 open_channels: channels,
                 cursor: 0,
+                aligner: Aligner::new(mode, channels),
+                aligning_since: None,
                 cancelled: false,
             }),
             readable: Condvar::new(),
@@ -102,7 +117,8 @@ impl Gate {
         }
     }
 
-    /// The next buffer from any channel, waiting until `deadline` (or forever if `None`).
+    /// The next buffer or completed barrier from any channel not blocked for alignment,
+    /// waiting until `deadline` (or forever if `None`).
     pub fn recv(&self, deadline: Option<Instant>) -> Received {
         let mut s = self.lock();
         loop {
@@ -110,9 +126,16 @@ impl Gate {
                 return Received::Cancelled;
             }
             let n = s.queues.len();
+            // An event consumed may have data behind it, or unblock channels: scan again.
+            let mut consumed = false;
             for k in 0..n {
                 let ch = (s.cursor + k) % n;
-                match s.queues[ch].pop_front() {
+                if s.aligner.is_blocked(ch) {
+                    continue;
+                }
+                let event = s.queues[ch].pop_front();
+                consumed |= event.is_some();
+                let aligned = match event {
                     Some(Event::Data(buf)) => {
                         s.cursor = (ch + 1) % n;
                         s.credits.release(ch);
@@ -120,14 +143,37 @@ impl Gate {
                         self.writable.notify_all();
                         return Received::Data(buf);
                     }
+                    Some(Event::Barrier(id)) => s.aligner.barrier(ch, id),
                     Some(Event::EndOfPartition) => {
                         s.open_channels -= 1;
+                        s.aligner.end_of_partition(ch)
                     }
-                    None => {}
+                    None => Aligned::Wait,
+                };
+                match aligned {
+                    Aligned::Wait => {
+                        if s.aligner.pending().is_some() && s.aligning_since.is_none() {
+                            s.aligning_since = Some(Instant::now());
+                        }
+                    }
+                    Aligned::Complete(id) => {
+                        let since = s.aligning_since.take();
+                        return Received::Barrier(
+                            id,
+                            since.map_or(Duration::ZERO, |t| t.elapsed()),
+                        );
+                    }
+                    Aligned::Abandoned(id) => {
+                        s.aligning_since = Some(Instant::now());
+                        return Received::Abandoned(id);
+                    }
                 }
             }
             if s.open_channels == 0 {
                 return Received::AllEnded;
+            }
+            if consumed {
+                continue;
             }
             s = match deadline {
                 None => self.readable.wait(s).unwrap_or_else(|e| e.into_inner()),
@@ -171,6 +217,9 @@ impl Gate {
             progress = false;
             for k in 0..n {
                 let ch = (s.cursor + k) % n;
+                if s.aligner.is_blocked(ch) {
+                    continue;
+                }
                 let fits = match s.queues[ch].front() {
                     Some(Event::Data(next)) => buf.len() + next.len() <= max_bytes,
                     _ => false,
@@ -188,6 +237,17 @@ impl Gate {
         if took {
             self.writable.notify_all();
         }
+    }
+
+    /// Checkpoint `id` was aborted: stop aligning it, read its blocked channels again.
+    pub fn abort(&self, id: CheckpointId) {
+        let mut s = self.lock();
+        s.aligner.abort(id);
+        if s.aligner.pending().is_none() {
+            s.aligning_since = None;
+        }
+        drop(s);
+        self.readable.notify_all();
     }
 
     /// Wakes everyone waiting on this gate with [`Cancelled`]; buffered data is dropped.
@@ -237,13 +297,23 @@ impl ChannelSender {
         }
     }
 
-    /// Ends this channel: no buffer follows. Events need no credit.
+    /// Ends this channel: no buffer follows.
     pub fn end(&self) -> Result<(), Cancelled> {
+        self.event(Event::EndOfPartition)
+    }
+
+    /// Sends barrier `id` after everything sent before it.
+    pub fn barrier(&self, id: CheckpointId) -> Result<(), Cancelled> {
+        self.event(Event::Barrier(id))
+    }
+
+    /// Events need no credit: at most one per checkpoint in flight, and one end.
+    fn event(&self, event: Event) -> Result<(), Cancelled> {
         let mut s = self.gate.lock();
         if s.cancelled {
             return Err(Cancelled);
         }
-        s.queues[self.channel].push_back(Event::EndOfPartition);
+        s.queues[self.channel].push_back(event);
         drop(s);
         self.gate.readable.notify_one();
         Ok(())
@@ -253,11 +323,10 @@ impl ChannelSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn delivers_in_order_per_channel_and_ends_when_all_channels_end() {
-        let gate = Gate::new(2);
+        let gate = Gate::new(2, Mode::ExactlyOnce);
         let (a, b) = (gate.sender(0), gate.sender(1));
         a.send(vec![1]).unwrap();
         b.send(vec![2]).unwrap();
@@ -281,7 +350,7 @@ mod tests {
 
     #[test]
     fn merges_queued_buffers_within_the_limit_in_channel_order() {
-        let gate = Gate::new(2);
+        let gate = Gate::new(2, Mode::ExactlyOnce);
         let (a, b) = (gate.sender(0), gate.sender(1));
         a.send(vec![1, 1]).unwrap();
         a.send(vec![2, 2]).unwrap();
@@ -305,9 +374,60 @@ mod tests {
         assert_eq!(gate.recv_merged(None, 100), Received::AllEnded);
     }
 
+    fn data(r: Received) -> u8 {
+        match r {
+            Received::Data(d) => d[0],
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn exactly_once_reads_nothing_past_a_barrier_until_every_channel_delivered_it() {
+        let gate = Gate::new(2, Mode::ExactlyOnce);
+        let (a, b) = (gate.sender(0), gate.sender(1));
+        a.send(vec![1]).unwrap();
+        a.barrier(7).unwrap();
+        a.send(vec![2]).unwrap();
+        b.send(vec![3]).unwrap();
+        let soon = || Some(Instant::now() + Duration::from_millis(20));
+        let mut got = vec![data(gate.recv(None)), data(gate.recv(None))];
+        got.sort();
+        assert_eq!(got, [1, 3]);
+        // Channel 0 is blocked behind its barrier: its 2 waits, and so does merging.
+        assert_eq!(gate.recv_merged(soon(), 100), Received::TimedOut);
+        b.barrier(7).unwrap();
+        assert!(matches!(gate.recv(None), Received::Barrier(7, _)));
+        assert_eq!(data(gate.recv(None)), 2);
+    }
+
+    #[test]
+    fn at_least_once_reads_on_past_a_barrier() {
+        let gate = Gate::new(2, Mode::AtLeastOnce);
+        let (a, b) = (gate.sender(0), gate.sender(1));
+        a.barrier(1).unwrap();
+        a.send(vec![2]).unwrap();
+        assert_eq!(data(gate.recv(None)), 2);
+        b.barrier(1).unwrap();
+        assert!(matches!(gate.recv(None), Received::Barrier(1, _)));
+    }
+
+    #[test]
+    fn an_aborted_alignment_reads_its_blocked_channel_again() {
+        let gate = Gate::new(2, Mode::ExactlyOnce);
+        let a = gate.sender(0);
+        a.barrier(1).unwrap();
+        a.send(vec![5]).unwrap();
+        assert_eq!(
+            gate.recv(Some(Instant::now() + Duration::from_millis(20))),
+            Received::TimedOut
+        );
+        gate.abort(1);
+        assert_eq!(data(gate.recv(None)), 5);
+    }
+
     #[test]
     fn a_sender_without_credit_blocks_until_the_receiver_takes_a_buffer() {
-        let gate = Gate::new(1);
+        let gate = Gate::new(1, Mode::ExactlyOnce);
         let tx = gate.sender(0);
         let capacity = (EXCLUSIVE_BUFFERS + FLOATING_BUFFERS) as usize;
         let sender = std::thread::spawn(move || {
@@ -333,7 +453,7 @@ mod tests {
 
     #[test]
     fn cancel_wakes_blocked_senders_and_receivers() {
-        let gate = Gate::new(1);
+        let gate = Gate::new(1, Mode::ExactlyOnce);
         let tx = gate.sender(0);
         let sender = std::thread::spawn(move || {
             loop {
@@ -343,7 +463,7 @@ mod tests {
             }
         });
         let g2 = gate.clone();
-        let receiver_gate = Gate::new(1);
+        let receiver_gate = Gate::new(1, Mode::ExactlyOnce);
         let r2 = receiver_gate.clone();
         let receiver = std::thread::spawn(move || r2.recv(None));
         std::thread::sleep(Duration::from_millis(20));

@@ -8,14 +8,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Stops a job: `stop` lets sources end as if bounded (everything drains, sinks flush); `cancel`
-/// tears everything down at once: waiting tasks wake, running and blocked guests are interrupted.
+/// tears the current attempt down at once: waiting tasks wake, running and blocked guests are
+/// interrupted. A job restarted after a failure runs a new attempt with a fresh cancellation;
+/// a job cancelled for a reason of its own (the user's Ctrl-C) stays cancelled.
 #[derive(Default)]
 pub struct JobControl {
     stopping: AtomicBool,
-    token: CancelToken,
     /// Why the job was cancelled, when not because a task failed.
     reason: OnceLock<String>,
-    gates: Mutex<Vec<Arc<Gate>>>,
+    attempt: Mutex<Attempt>,
+}
+
+/// One run of the job's tasks, from its start or from a checkpoint.
+#[derive(Default)]
+struct Attempt {
+    token: CancelToken,
+    gates: Vec<Arc<Gate>>,
 }
 
 impl JobControl {
@@ -23,12 +31,13 @@ impl JobControl {
         Arc::default()
     }
 
+    fn attempt(&self) -> std::sync::MutexGuard<'_, Attempt> {
+        self.attempt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Registers a gate to wake on cancel.
     pub fn register(&self, gate: Arc<Gate>) {
-        self.gates
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(gate);
+        self.attempt().gates.push(gate);
     }
 
     /// Ends the sources; the job drains and finishes.
@@ -36,37 +45,57 @@ impl JobControl {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// Tears the job down: every waiting task wakes up and quits, every guest call stops.
+    /// Tears the current attempt down: every waiting task wakes up and quits, every guest call
+    /// stops.
     pub fn cancel(&self) {
-        self.token.cancel();
-        for g in self.gates.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let attempt = self.attempt();
+        attempt.token.cancel();
+        for g in &attempt.gates {
             g.cancel();
         }
     }
 
-    /// Cancels for a reason the job's error will give (e.g. the user's Ctrl-C).
+    /// Cancels the job for good, for a reason its error will give (e.g. the user's Ctrl-C).
     pub fn cancel_because(&self, reason: &str) {
         self.reason.get_or_init(|| reason.to_string());
         self.cancel();
     }
 
-    /// Why the job was cancelled, if it was for a reason of its own.
+    /// Why the job was cancelled for good, if it was.
     pub fn reason(&self) -> Option<&str> {
         self.reason.get().map(String::as_str)
+    }
+
+    /// Starts a new attempt after a failure: a fresh cancellation, unless the job was cancelled
+    /// for good meanwhile.
+    pub fn begin_attempt(&self) {
+        let mut attempt = self.attempt();
+        if self.reason.get().is_none() {
+            *attempt = Attempt::default();
+        }
     }
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
     }
 
+    /// Whether the current attempt is being cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.token.is_cancelled()
+        self.attempt().token.is_cancelled()
     }
 
-    /// The token that guests, sinks and sleeps watch.
-    pub fn token(&self) -> &CancelToken {
-        &self.token
+    /// The current attempt's cancellation, which guests, sinks and sleeps watch.
+    pub fn token(&self) -> CancelToken {
+        self.attempt().token.clone()
     }
+}
+
+/// The last completed checkpoint, for progress reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointSummary {
+    pub id: u64,
+    pub duration: Duration,
+    pub bytes: u64,
 }
 
 /// Job-wide counters.
@@ -76,6 +105,7 @@ pub struct JobMetrics {
     records_out: AtomicU64,
     first_out: OnceLock<Duration>,
     running: OnceLock<Duration>,
+    checkpoint: Mutex<Option<CheckpointSummary>>,
 }
 
 impl JobMetrics {
@@ -87,6 +117,7 @@ impl JobMetrics {
             records_out: AtomicU64::new(0),
             first_out: OnceLock::new(),
             running: OnceLock::new(),
+            checkpoint: Mutex::new(None),
         })
     }
 
@@ -123,6 +154,16 @@ impl JobMetrics {
     /// How long after the start every task was running.
     pub fn running_after(&self) -> Option<Duration> {
         self.running.get().copied()
+    }
+
+    /// Notes a completed checkpoint.
+    pub fn checkpoint_completed(&self, summary: CheckpointSummary) {
+        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+    }
+
+    /// The last completed checkpoint, if any.
+    pub fn last_checkpoint(&self) -> Option<CheckpointSummary> {
+        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How long after the start the first record reached a sink.

@@ -2,20 +2,26 @@
 //! embedded mode of `weir run`, and the same task code a worker will run in a cluster.
 
 use super::channel::{Gate, max_buffers};
+use super::checkpointing::{Driver, JobInfo, Report, TaskInfo, TaskLink};
 use super::control::{JobControl, JobMetrics};
+use super::recovery::{self, RestoreError, TaskRestore};
 use super::source::WasmSource;
 use super::task::{
     ChainStep, Head, Routes, Step, Task, TaskError, connector_failed, current_node, enter_node,
     guest_failed, merge_bytes,
 };
 use super::writer::RecordWriter;
-use crate::connectors::{Source, prepare_sink};
+use crate::cancel::CancelToken;
+use crate::checkpoint::{CheckpointId, Mode};
+use crate::connectors::{Source, commit, prepare_sink};
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
+use crate::state::checkpoints::{CheckpointDir, Restored};
 use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How long tasks have to stop once the job is cancelled. Every wait of a task (gates, guest
 /// calls, WASI waits, sink pauses) wakes on cancellation within milliseconds; a task that is
@@ -36,6 +42,12 @@ pub enum JobError {
     Prepare { uid: String, cause: String },
     #[error("{0}")]
     Failed(TaskFailure),
+    #[error("the job failed {} times and has no restart attempt left (restart.attempts): {}", .0.len(), .0.iter().enumerate().map(|(i, f)| format!("attempt {}: {f}", i + 1)).collect::<Vec<_>>().join("; "))]
+    Exhausted(Vec<TaskFailure>),
+    #[error(transparent)]
+    Restore(#[from] RestoreError),
+    #[error("cannot start checkpointing: {0}")]
+    Checkpointing(std::io::Error),
     #[error("the job was cancelled{}", .0.as_ref().map_or(String::new(), |why| format!(": {why}")))]
     Cancelled(Option<String>),
     #[error("cannot start a task thread: {0}")]
@@ -135,6 +147,15 @@ pub fn check(job: &JobGraph) -> Result<(), JobError> {
     Ok(())
 }
 
+/// What a task gets from its attempt: cancellation, checkpointing, what to restore.
+struct TaskContext {
+    cancel: CancelToken,
+    checkpoints: Option<TaskLink>,
+    restore: Option<TaskRestore>,
+    /// Names this attempt's transactional sink files (when the job checkpoints).
+    run_name: Option<String>,
+}
+
 /// Everything one task needs, wired before its thread starts.
 struct TaskPlan {
     chain: usize,
@@ -145,24 +166,118 @@ struct TaskPlan {
     routes: Vec<Routes>,
 }
 
-/// Runs `job` to completion in this process.
+/// How `weir run` starts a job.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Restore from this checkpoint (or the newest complete one in this directory).
+    pub from: Option<PathBuf>,
+    /// Drop checkpointed state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
+}
+
+/// Runs `job` to completion in this process: restores from `options.from` if given, and after a
+/// task failure restarts from the newest checkpoint this run completed, under the job's
+/// restart strategy.
 pub fn run(
     job: &JobGraph,
     components: &[Option<LoadedComponent>],
     control: &Arc<JobControl>,
     metrics: &Arc<JobMetrics>,
+    options: &RunOptions,
 ) -> Result<(), JobError> {
     check(job)?;
+    let mut restored = match &options.from {
+        Some(path) => Some(recovery::load(path, job, options.allow_non_restored_state)?),
+        None => None,
+    };
+    // Checkpoints of this run are numbered after every one already in the directory, so that
+    // a restart never mistakes an earlier run's checkpoint for its own.
+    let first_id = job.checkpoint.as_ref().map_or(1, |c| {
+        let (done, _) = CheckpointDir::new(&c.dir).completed();
+        let newest = done.last().map_or(0, |m| m.id);
+        newest.max(restored.as_ref().map_or(0, |r| r.metadata.id)) + 1
+    });
+    let mut failures = Vec::new();
+    loop {
+        let attempt = failures.len() as u32;
+        let outcome = run_attempt(
+            job,
+            components,
+            control,
+            metrics,
+            restored.clone(),
+            attempt,
+            first_id,
+        );
+        let failure = match outcome {
+            Err(JobError::Failed(f)) if control.reason().is_none() => f,
+            other => return other,
+        };
+        failures.push(failure);
+        let Some(delay) = job.restart.delay(failures.len() as u32) else {
+            return Err(match failures.len() {
+                1 => JobError::Failed(failures.remove(0)),
+                _ => JobError::Exhausted(failures),
+            });
+        };
+        control.begin_attempt();
+        if let Some(c) = &job.checkpoint
+            && let Some(r) = recovery::latest_since(&c.dir, first_id)
+        {
+            restored = Some(r);
+        }
+        tracing::warn!(
+            job = %job.name,
+            attempt = failures.len(),
+            "{}; restarting in {delay:?} from {}",
+            failures.last().expect("just pushed"),
+            restored
+                .as_ref()
+                .map_or("the start".to_string(), |r| format!("checkpoint {}", r.metadata.id))
+        );
+        if control.token().sleep(delay).is_err() {
+            return Err(JobError::Cancelled(control.reason().map(str::to_string)));
+        }
+    }
+}
+
+/// One attempt at running the job: from the start, or from `restored`.
+fn run_attempt(
+    job: &JobGraph,
+    components: &[Option<LoadedComponent>],
+    control: &Arc<JobControl>,
+    metrics: &Arc<JobMetrics>,
+    restored: Option<Arc<Restored>>,
+    attempt: u32,
+    first_id: u64,
+) -> Result<(), JobError> {
     let exec = ExecutionGraph::build(job);
-    tracing::info!(job = %job.name, chains = %exec.describe(job), "starting");
+    tracing::info!(job = %job.name, chains = %exec.describe(job), attempt, "starting");
+    if let Some(r) = &restored {
+        recovery::publish_sinks(r).map_err(|cause| JobError::Prepare {
+            uid: "?".into(),
+            cause,
+        })?;
+    }
     for node in &job.nodes {
         if let NodeKind::Sink(config) = &node.kind {
-            prepare_sink(config).map_err(|e| JobError::Prepare {
+            prepare_sink(config, restored.is_some()).map_err(|e| JobError::Prepare {
                 uid: node.uid.clone(),
                 cause: e.to_string(),
             })?;
         }
     }
+    let mode = job
+        .checkpoint
+        .as_ref()
+        .map_or(Mode::ExactlyOnce, |c| c.mode);
+    // A name for this attempt's transactional sink files, unique across runs and attempts.
+    let run_name = job.checkpoint.as_ref().map(|_| {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{ms}-{attempt}")
+    });
 
     // One gate per task with inputs; channels numbered by input edge, then upstream subtask.
     let gates: Vec<Vec<Option<Arc<Gate>>>> = exec
@@ -171,7 +286,7 @@ pub fn run(
         .map(|c| {
             let channels: u32 = c.inputs.iter().map(|i| i.channels_per_subtask()).sum();
             (0..c.parallelism)
-                .map(|_| (channels > 0).then(|| Gate::new(channels as usize)))
+                .map(|_| (channels > 0).then(|| Gate::new(channels as usize, mode)))
                 .collect()
         })
         .collect();
@@ -246,16 +361,73 @@ pub fn run(
         }
     }
 
+    let names: Vec<String> = plans
+        .iter()
+        .map(|p| {
+            format!(
+                "{}-{}",
+                job.nodes[exec.chains[p.chain].nodes[0]].uid, p.subtask
+            )
+        })
+        .collect();
+    let token = control.token();
+    let (driver, mut links) = match &job.checkpoint {
+        Some(settings) => {
+            let tasks = plans
+                .iter()
+                .zip(&names)
+                .map(|(p, name)| TaskInfo {
+                    name: name.clone(),
+                    subtask: p.subtask,
+                    operators: exec.chains[p.chain]
+                        .nodes
+                        .iter()
+                        .filter(|&&n| matches!(job.nodes[n].kind, NodeKind::Operator(_)))
+                        .map(|&n| job.nodes[n].uid.clone())
+                        .collect(),
+                })
+                .collect();
+            let info = JobInfo {
+                name: job.name.clone(),
+                max_parallelism: job.max_parallelism,
+                nodes: job
+                    .nodes
+                    .iter()
+                    .map(|n| (n.uid.clone(), n.parallelism))
+                    .collect(),
+            };
+            let (driver, links) = Driver::start(
+                settings.clone(),
+                info,
+                tasks,
+                first_id,
+                gates.iter().flatten().flatten().cloned().collect(),
+                metrics.clone(),
+                token.clone(),
+            )
+            .map_err(JobError::Checkpointing)?;
+            (Some(driver), links.into_iter().map(Some).collect())
+        }
+        None => (None, vec![None; plans.len()]),
+    };
+
     let failure: Arc<Mutex<Option<TaskFailure>>> = Arc::default();
     let (done_tx, done_rx) = mpsc::channel::<usize>();
     let mut running: Vec<Option<(String, std::thread::JoinHandle<()>)>> = Vec::new();
-    for plan in plans {
+    for (index, (plan, name)) in plans.into_iter().zip(names).enumerate() {
         let chain = &exec.chains[plan.chain];
-        let name = format!("{}-{}", job.nodes[chain.nodes[0]].uid, plan.subtask);
         let (job, chain) = (job.clone(), chain.clone());
         let components = components.to_vec();
         let (task_control, metrics, failure) = (control.clone(), metrics.clone(), failure.clone());
         let done = Done(running.len(), done_tx.clone());
+        let context = TaskContext {
+            cancel: token.clone(),
+            checkpoints: links[index].take(),
+            restore: restored
+                .as_ref()
+                .map(|r| TaskRestore::new(r, &job, &chain.nodes, &name, chain.parallelism)),
+            run_name: run_name.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
@@ -264,7 +436,7 @@ pub fn run(
                 let control = task_control;
                 let head = chain.nodes[0];
                 let outcome = guarded(head, || {
-                    run_task(&job, &chain, &components, plan, &control, &metrics)
+                    run_task(&job, &chain, &components, plan, &control, &metrics, context)
                 });
                 if let Some((node, cause)) = outcome {
                     let n = &job.nodes[node];
@@ -292,11 +464,22 @@ pub fn run(
     drop(done_tx);
     metrics.mark_running();
     let stuck = wait_for_tasks(&mut running, &done_rx, control);
+    // Every task has ended (or was abandoned, its link with it): the driver ends too.
+    let finished = driver.map(Driver::finish).unwrap_or_default();
     let error = if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
         JobError::Failed(f)
     } else if control.is_cancelled() {
         JobError::Cancelled(control.reason().map(str::to_string))
     } else {
+        // The job finished: what its sinks pre-committed is final.
+        for snap in finished.iter().flatten() {
+            for (uid, pending) in &snap.sinks {
+                commit(pending, CheckpointId::MAX).map_err(|e| JobError::Prepare {
+                    uid: uid.clone(),
+                    cause: format!("cannot publish its files: {e}"),
+                })?;
+            }
+        }
         return Ok(());
     };
     if stuck.is_empty() {
@@ -389,8 +572,33 @@ fn run_task(
     plan: TaskPlan,
     control: &Arc<JobControl>,
     metrics: &Arc<JobMetrics>,
+    context: TaskContext,
 ) -> Result<(), (usize, TaskError)> {
     let s = plan.subtask;
+    let head_node = chain.nodes[0];
+    let failed = |node: usize, cause: String| {
+        (
+            node,
+            TaskError::Failed {
+                uid: job.nodes[node].uid.as_str().into(),
+                cause,
+            },
+        )
+    };
+    if let Some(last) = context.restore.as_ref().and_then(TaskRestore::finished) {
+        // It had finished: its downstream sees its end at once, and it stays finished.
+        let mut writers = plan.writers;
+        for w in &mut writers {
+            w.end().map_err(|_| (head_node, TaskError::Cancelled))?;
+        }
+        if let Some(c) = &context.checkpoints {
+            c.report(Report::Finished {
+                task: c.task,
+                snapshot: last.clone(),
+            });
+        }
+        return Ok(());
+    }
     let mut routes = plan.routes.into_iter();
     let mut nodes = chain.nodes.iter().copied();
     let spec = |node: usize, uid: &Arc<str>, parallelism: u32, config_json: &str| InstanceSpec {
@@ -406,9 +614,8 @@ fn run_task(
             .filter(|e| e.from == node)
             .filter_map(|e| e.output.clone())
             .collect(),
-        cancel: control.token().clone(),
+        cancel: context.cancel.clone(),
     };
-    let head_node = chain.nodes[0];
     enter_node(head_node);
     let head = if job.nodes[head_node].kind.is_source() {
         nodes.next();
@@ -428,6 +635,12 @@ fn run_task(
                 .map_err(|e| (head_node, connector_failed(&uid, e)))?,
             _ => unreachable!("checked is_source above"),
         };
+        let mut source = source;
+        if let Some(position) = context.restore.as_ref().and_then(|r| r.source(&uid, s)) {
+            source
+                .restore(position)
+                .map_err(|e| (head_node, connector_failed(&uid, e)))?;
+        }
         let mut routes = routes.next().expect("one route per node");
         // Steps are numbered after the head.
         routes.chained = routes.chained.map(|k| k - 1);
@@ -455,15 +668,21 @@ fn run_task(
                 let component = components[node]
                     .as_ref()
                     .expect("operators are loaded before the job starts");
-                Step::Operator(
-                    component
-                        .instantiate(&spec(node, &uid, n.parallelism, &op.config_json))
-                        .map_err(|e| (node, guest_failed(&uid, e)))?,
-                )
+                let mut instance = component
+                    .instantiate(&spec(node, &uid, n.parallelism, &op.config_json))
+                    .map_err(|e| (node, guest_failed(&uid, e)))?;
+                if let Some(r) = &context.restore {
+                    for snapshot in r.operator(&uid) {
+                        instance
+                            .restore_state(snapshot)
+                            .map_err(|cause| failed(node, cause))?;
+                    }
+                }
+                Step::Operator(instance)
             }
             NodeKind::Sink(config) => Step::Sink(
                 config
-                    .open(s, control.token())
+                    .open(s, &context.cancel, context.run_name.as_deref())
                     .map_err(|e| (node, connector_failed(&uid, e)))?,
             ),
             NodeKind::Source(_) | NodeKind::WasmSource(_) => {
@@ -484,7 +703,9 @@ fn run_task(
         merge_bytes: merge_bytes(job.buffer_bytes, job.limits.memory_bytes),
         flush_interval: job.flush_interval,
         control: control.clone(),
+        cancel: context.cancel,
         metrics: metrics.clone(),
+        checkpoints: context.checkpoints,
     };
     task.run(head).map_err(|e| {
         let node = match &e {

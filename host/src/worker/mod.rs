@@ -2,12 +2,14 @@
 //! in-process runner of a whole job.
 
 pub mod channel;
+pub mod checkpointing;
 pub mod control;
 pub mod credit;
 pub mod local;
+pub mod recovery;
 mod source;
 pub mod task;
 pub mod writer;
 
-pub use control::{JobControl, JobMetrics};
-pub use local::{JobError, TaskFailure, check, load_components, run};
+pub use control::{CheckpointSummary, JobControl, JobMetrics};
+pub use local::{JobError, RunOptions, TaskFailure, check, load_components, run};

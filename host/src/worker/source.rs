@@ -20,7 +20,22 @@ impl WasmSource {
     }
 }
 
+fn source_failed(e: GuestError) -> ConnectorError {
+    match e {
+        GuestError::Cancelled { .. } => ConnectorError::Cancelled,
+        e => ConnectorError::Failed(e.to_string()),
+    }
+}
+
 impl Source for WasmSource {
+    fn position(&mut self) -> Result<Vec<u8>, ConnectorError> {
+        self.instance.position().map_err(source_failed)
+    }
+
+    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError> {
+        self.instance.restore(position).map_err(source_failed)
+    }
+
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError> {
         let max_records = (max_bytes / MIN_RECORD_BYTES).clamp(1, RECORDS_PER_POLL) as u32;
         let (more, outputs) = self.instance.poll(max_records).map_err(|e| match e {

@@ -3,12 +3,17 @@
 //! (the same buffer, no channel between them) and leaves through the record writers.
 
 use super::channel::{Gate, Received};
+use super::checkpointing::{Report, TaskLink};
 use super::control::{JobControl, JobMetrics};
 use super::writer::{RecordWriter, WriteError};
+use crate::cancel::CancelToken;
+use crate::checkpoint::CheckpointId;
 use crate::connectors::{ConnectorError, Poll, Sink, Source};
+use crate::state::snapshot::TaskSnapshot;
 use crate::wasm::{GuestError, OperatorInstance, Outputs};
 use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 thread_local! {
@@ -81,7 +86,11 @@ pub struct Task {
     pub merge_bytes: usize,
     pub flush_interval: Duration,
     pub control: Arc<JobControl>,
+    /// This attempt's cancellation.
+    pub cancel: CancelToken,
     pub metrics: Arc<JobMetrics>,
+    /// The link to the checkpoint driver, when the job checkpoints.
+    pub checkpoints: Option<TaskLink>,
 }
 
 /// A task that falls behind takes the input buffers queued for it, up to this many bytes, in one
@@ -136,65 +145,160 @@ impl Task {
     pub fn run(mut self, head: Head) -> Result<(), TaskError> {
         let mut last_flush = Instant::now();
         let mut last_call = Duration::ZERO;
-        match head {
+        let mut last_barrier = self
+            .checkpoints
+            .as_ref()
+            .map_or(0, |c| c.shared.triggered.load(Ordering::SeqCst));
+        let source = match head {
             Head::Source {
                 node,
                 uid,
                 mut source,
                 routes,
-            } => loop {
-                if self.control.is_cancelled() {
-                    return Err(TaskError::Cancelled);
-                }
-                if self.control.is_stopping() {
-                    break;
-                }
-                let mut batch = Vec::with_capacity(self.buffer_bytes + 1024);
-                enter_node(node);
-                let poll = source
-                    .poll(&mut batch, self.buffer_bytes)
-                    .map_err(|e| connector_failed(&uid, e))?;
-                if !batch.is_empty() {
-                    self.metrics
-                        .add_in(weir_batch::count(&batch).unwrap_or(0) as u64);
-                    self.dispatch(&uid, &routes, None, batch)?;
-                }
-                if last_flush.elapsed() >= self.flush_interval {
-                    self.flush()?;
-                    last_flush = Instant::now();
-                }
-                if poll == Poll::Ended {
-                    break;
-                }
-            },
-            Head::Gate(gate) => loop {
-                let pending = self.writers.iter().any(RecordWriter::has_pending);
-                let deadline = pending.then(|| last_flush + self.flush_interval);
-                match gate.recv_merged(deadline, merge_limit(last_call, self.merge_bytes)) {
-                    Received::Data(batch) => {
-                        let started = Instant::now();
-                        self.run_step(0, batch)?;
-                        last_call = started.elapsed();
-                        if last_flush.elapsed() >= self.flush_interval {
-                            self.flush()?;
-                            last_flush = Instant::now();
+            } => {
+                loop {
+                    if self.cancel.is_cancelled() {
+                        return Err(TaskError::Cancelled);
+                    }
+                    if let Some(c) = &self.checkpoints {
+                        let due = c.shared.triggered.load(Ordering::SeqCst);
+                        if due > last_barrier {
+                            last_barrier = due;
+                            let position =
+                                source.position().map_err(|e| connector_failed(&uid, e))?;
+                            self.checkpoint(due, Some((&uid, position)), Duration::ZERO)?;
                         }
                     }
-                    Received::TimedOut => {
+                    if self.control.is_stopping() {
+                        break;
+                    }
+                    let mut batch = Vec::with_capacity(self.buffer_bytes + 1024);
+                    enter_node(node);
+                    let poll = source
+                        .poll(&mut batch, self.buffer_bytes)
+                        .map_err(|e| connector_failed(&uid, e))?;
+                    if !batch.is_empty() {
+                        self.metrics
+                            .add_in(weir_batch::count(&batch).unwrap_or(0) as u64);
+                        self.dispatch(&uid, &routes, None, batch)?;
+                    }
+                    if last_flush.elapsed() >= self.flush_interval {
                         self.flush()?;
                         last_flush = Instant::now();
                     }
-                    Received::AllEnded => break,
-                    Received::Cancelled => return Err(TaskError::Cancelled),
+                    if poll == Poll::Ended {
+                        break;
+                    }
                 }
-            },
+                let position = source.position().map_err(|e| connector_failed(&uid, e))?;
+                Some((uid, position))
+            }
+            Head::Gate(gate) => {
+                loop {
+                    let pending = self.writers.iter().any(RecordWriter::has_pending);
+                    let deadline = pending.then(|| last_flush + self.flush_interval);
+                    match gate.recv_merged(deadline, merge_limit(last_call, self.merge_bytes)) {
+                        Received::Data(batch) => {
+                            let started = Instant::now();
+                            self.run_step(0, batch)?;
+                            last_call = started.elapsed();
+                            if last_flush.elapsed() >= self.flush_interval {
+                                self.flush()?;
+                                last_flush = Instant::now();
+                            }
+                        }
+                        Received::Barrier(id, align) => self.checkpoint(id, None, align)?,
+                        Received::Abandoned(id) => {
+                            if let Some(c) = &self.checkpoints {
+                                c.report(Report::Decline {
+                                    id,
+                                    task: c.task,
+                                    why: "a newer checkpoint's barrier overtook it".into(),
+                                });
+                            }
+                        }
+                        Received::TimedOut => {
+                            self.flush()?;
+                            last_flush = Instant::now();
+                        }
+                        Received::AllEnded => break,
+                        Received::Cancelled => return Err(TaskError::Cancelled),
+                    }
+                }
+                None
+            }
+        };
+        self.finish(source)
+    }
+
+    /// Takes this task's part of checkpoint `id`: the source's position (at the head of a
+    /// chain), each operator's keyed state, each sink's pre-commit; then forwards the barrier
+    /// downstream and hands the snapshot to the driver, which writes it.
+    fn checkpoint(
+        &mut self,
+        id: CheckpointId,
+        source: Option<(&Arc<str>, Vec<u8>)>,
+        align: Duration,
+    ) -> Result<(), TaskError> {
+        if self.checkpoints.is_none() {
+            return Ok(());
         }
-        self.finish()
+        let started = Instant::now();
+        let snapshot = self.snapshot(Some(id), source)?;
+        for w in &mut self.writers {
+            w.barrier(id).map_err(|_| TaskError::Cancelled)?;
+        }
+        if let Some(c) = &self.checkpoints {
+            c.report(Report::Snapshot {
+                id,
+                task: c.task,
+                snapshot,
+                sync: started.elapsed(),
+                align,
+            });
+        }
+        Ok(())
+    }
+
+    /// The task's snapshot for checkpoint `id` (`None`: its last, at the end of input).
+    fn snapshot(
+        &mut self,
+        id: Option<CheckpointId>,
+        source: Option<(&Arc<str>, Vec<u8>)>,
+    ) -> Result<TaskSnapshot, TaskError> {
+        let published = self
+            .checkpoints
+            .as_ref()
+            .map_or(0, |c| c.shared.published.load(Ordering::SeqCst));
+        let mut snapshot = TaskSnapshot {
+            sources: source
+                .map(|(uid, p)| vec![(uid.to_string(), p)])
+                .unwrap_or_default(),
+            finished: id.is_none(),
+            ..TaskSnapshot::default()
+        };
+        for step in &mut self.steps {
+            match &mut step.step {
+                Step::Operator(op) => snapshot
+                    .operators
+                    .push((step.uid.to_string(), op.snapshot_state())),
+                Step::Sink(sink) => {
+                    let pending = sink
+                        .pre_commit(id, published)
+                        .map_err(|e| connector_failed(&step.uid, e))?;
+                    if !pending.is_empty() {
+                        snapshot.sinks.push((step.uid.to_string(), pending));
+                    }
+                }
+            }
+        }
+        Ok(snapshot)
     }
 
     /// End of input: close the steps in chain order (what a step emits while closing still
-    /// reaches the steps after it), then end every outgoing channel.
-    fn finish(mut self) -> Result<(), TaskError> {
+    /// reaches the steps after it), pre-commit the sinks' last output, end every outgoing
+    /// channel, and report the task's last snapshot (`source`: the head's uid and position).
+    fn finish(mut self, source: Option<(Arc<str>, Vec<u8>)>) -> Result<(), TaskError> {
         for i in 0..self.steps.len() {
             let uid = self.steps[i].uid.clone();
             enter_node(self.steps[i].node);
@@ -206,8 +310,18 @@ impl Task {
                 Step::Sink(sink) => sink.close().map_err(|e| connector_failed(&uid, e))?,
             }
         }
+        let last = match &self.checkpoints {
+            Some(_) => Some(self.snapshot(None, source.as_ref().map(|(u, p)| (u, p.clone())))?),
+            None => None,
+        };
         for w in &mut self.writers {
             w.end().map_err(|_| TaskError::Cancelled)?;
+        }
+        if let (Some(c), Some(snapshot)) = (&self.checkpoints, last) {
+            c.report(Report::Finished {
+                task: c.task,
+                snapshot,
+            });
         }
         Ok(())
     }

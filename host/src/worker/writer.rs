@@ -2,6 +2,7 @@
 //! channels, collecting them into buffers that are sent when full, on flush, or at the end.
 
 use super::channel::{Cancelled, ChannelSender};
+use crate::checkpoint::CheckpointId;
 use crate::plan::{Partition, key_groups};
 
 /// Writes one edge's records into its channels.
@@ -115,6 +116,12 @@ impl RecordWriter {
         (0..self.channels.len()).try_for_each(|t| self.send(t))
     }
 
+    /// Flushes every channel, then sends barrier `id` on each, after the records before it.
+    pub fn barrier(&mut self, id: CheckpointId) -> Result<(), Cancelled> {
+        self.flush()?;
+        self.channels.iter().try_for_each(|c| c.barrier(id))
+    }
+
     /// Flushes and ends every channel.
     pub fn end(&mut self) -> Result<(), Cancelled> {
         self.flush()?;
@@ -125,6 +132,7 @@ impl RecordWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checkpoint::Mode;
     use crate::worker::channel::{Gate, Received};
     use weir_batch::Record;
 
@@ -146,7 +154,7 @@ mod tests {
 
     #[test]
     fn hash_sends_each_key_to_the_subtask_owning_its_key_group() {
-        let gates: Vec<_> = (0..3).map(|_| Gate::new(1)).collect();
+        let gates: Vec<_> = (0..3).map(|_| Gate::new(1, Mode::ExactlyOnce)).collect();
         let mut w = RecordWriter::new(
             Partition::Hash,
             gates.iter().map(|g| g.sender(0)).collect(),
@@ -170,7 +178,7 @@ mod tests {
     #[test]
     fn rebalance_spreads_and_broadcast_copies() {
         let keys: Vec<String> = (0..30).map(|i| i.to_string()).collect();
-        let gates: Vec<_> = (0..3).map(|_| Gate::new(1)).collect();
+        let gates: Vec<_> = (0..3).map(|_| Gate::new(1, Mode::ExactlyOnce)).collect();
         let mut w = RecordWriter::new(
             Partition::Rebalance,
             gates.iter().map(|g| g.sender(0)).collect(),
@@ -181,7 +189,7 @@ mod tests {
         w.end().unwrap();
         assert!(gates.iter().all(|g| drain(g).len() == 10));
 
-        let gates: Vec<_> = (0..2).map(|_| Gate::new(1)).collect();
+        let gates: Vec<_> = (0..2).map(|_| Gate::new(1, Mode::ExactlyOnce)).collect();
         let mut w = RecordWriter::new(
             Partition::Broadcast,
             gates.iter().map(|g| g.sender(0)).collect(),

@@ -1,0 +1,430 @@
+//! A job's checkpoint directory:
+//!
+//! ```text
+//! DIR/chk-<id>/<task>.redb     one task's snapshot (see `snapshot`), written by the driver
+//! DIR/chk-<id>/_metadata       JSON: the checkpoint's tasks, files, sizes and hashes, written
+//!                              last, through a temporary file and a rename
+//! ```
+//!
+//! A checkpoint is complete exactly when its `_metadata` exists: a crash at any moment leaves a
+//! complete checkpoint or a directory without metadata, which restore ignores and retention
+//! removes. Restore checks every file against the size and hash its metadata records, so a
+//! truncated or corrupted file is refused by name, and the previous complete checkpoint is taken.
+
+use super::snapshot::{self, SnapshotError, TaskSnapshot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const METADATA: &str = "_metadata";
+const FORMAT: u32 = 1;
+
+/// What a complete checkpoint holds, as its `_metadata` file records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// The layout's version.
+    pub format: u32,
+    pub job: String,
+    pub id: u64,
+    /// When it was triggered, in ms since the Unix epoch.
+    pub triggered_unix_ms: u64,
+    /// From the trigger to the last task's file written.
+    pub duration_ms: u64,
+    pub max_parallelism: u32,
+    /// `exactly_once` or `at_least_once`.
+    pub mode: String,
+    /// Every node of the job, by uid, with its parallelism.
+    pub nodes: BTreeMap<String, u32>,
+    pub tasks: Vec<TaskFile>,
+}
+
+/// One task's file in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFile {
+    /// The task's name: its chain's head uid and its subtask, e.g. `count-1`.
+    pub task: String,
+    pub subtask: u32,
+    /// The path, relative to the checkpoint directory's root.
+    pub file: String,
+    /// The operators whose keyed state it holds.
+    pub operators: Vec<String>,
+    pub bytes: u64,
+    /// xxh3-64 of the whole file, in hex.
+    pub hash: String,
+    /// The task's synchronous pause: snapshot copied and barrier forwarded.
+    pub sync_ms: u64,
+    /// How long the task aligned its inputs.
+    pub align_ms: u64,
+}
+
+impl Metadata {
+    /// The size of every file the checkpoint holds.
+    pub fn bytes(&self) -> u64 {
+        self.tasks.iter().map(|t| t.bytes).sum()
+    }
+}
+
+/// A checkpoint directory that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", path.display())]
+    Corrupt { path: PathBuf, message: String },
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error("{}: no complete checkpoint to restore from{}", dir.display(), if skipped.is_empty() { String::new() } else { format!(" ({})", skipped.join("; ")) })]
+    NoneComplete { dir: PathBuf, skipped: Vec<String> },
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A checkpoint, read back whole.
+#[derive(Debug, Clone)]
+pub struct Restored {
+    pub metadata: Metadata,
+    /// Each task's snapshot, in the metadata's order.
+    pub tasks: Vec<TaskSnapshot>,
+    /// Why newer checkpoints were passed over, if any were.
+    pub skipped: Vec<String>,
+}
+
+/// The checkpoint directory of one job.
+#[derive(Debug, Clone)]
+pub struct CheckpointDir {
+    root: PathBuf,
+}
+
+impl CheckpointDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        CheckpointDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn chk(&self, id: u64) -> PathBuf {
+        self.root.join(format!("chk-{id}"))
+    }
+
+    /// Creates the directory of checkpoint `id`.
+    pub fn begin(&self, id: u64) -> Result<(), CheckpointError> {
+        let dir = self.chk(id);
+        fs::create_dir_all(&dir).map_err(io(&dir))
+    }
+
+    /// Writes task `task`'s snapshot into checkpoint `id`; returns its entry (timings left to
+    /// the caller).
+    pub fn write_task(
+        &self,
+        id: u64,
+        task: &str,
+        subtask: u32,
+        operators: Vec<String>,
+        snap: &TaskSnapshot,
+    ) -> Result<TaskFile, CheckpointError> {
+        let file = format!("chk-{id}/{task}.redb");
+        let path = self.root.join(&file);
+        // A file left by an earlier try at the same checkpoint id is replaced.
+        let _ = fs::remove_file(&path);
+        snapshot::write(&path, snap)?;
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        Ok(TaskFile {
+            task: task.to_string(),
+            subtask,
+            file,
+            operators,
+            bytes: bytes.len() as u64,
+            hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+            sync_ms: 0,
+            align_ms: 0,
+        })
+    }
+
+    /// Marks checkpoint `meta.id` complete: its metadata, durably and atomically.
+    pub fn complete(&self, meta: &Metadata) -> Result<(), CheckpointError> {
+        let dir = self.chk(meta.id);
+        let tmp = dir.join(format!("{METADATA}.tmp"));
+        let text = serde_json::to_vec_pretty(meta).expect("metadata serializes");
+        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&text).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        let path = dir.join(METADATA);
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))
+    }
+
+    /// Removes checkpoint `id` and its files.
+    pub fn discard(&self, id: u64) {
+        let _ = fs::remove_dir_all(self.chk(id));
+    }
+
+    /// The ids of the checkpoint directories present, complete or not, oldest first.
+    fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The metadata of checkpoint `id`, or why it cannot be read (`None`: it is not complete).
+    pub fn metadata(&self, id: u64) -> Result<Option<Metadata>, CheckpointError> {
+        let path = self.chk(id).join(METADATA);
+        let text = match fs::read(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let meta: Metadata =
+            serde_json::from_slice(&text).map_err(|e| CheckpointError::Corrupt {
+                path: path.clone(),
+                message: format!("unreadable metadata: {e}"),
+            })?;
+        if meta.format != FORMAT || meta.id != id {
+            return Err(CheckpointError::Corrupt {
+                path,
+                message: format!(
+                    "metadata of format {} for checkpoint {}; expected format {FORMAT}, checkpoint {id}",
+                    meta.format, meta.id
+                ),
+            });
+        }
+        Ok(Some(meta))
+    }
+
+    /// Every complete checkpoint's metadata, oldest first, and the unreadable ones' errors.
+    pub fn completed(&self) -> (Vec<Metadata>, Vec<CheckpointError>) {
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for id in self.ids() {
+            match self.metadata(id) {
+                Ok(Some(m)) => ok.push(m),
+                Ok(None) => {}
+                Err(e) => bad.push(e),
+            }
+        }
+        (ok, bad)
+    }
+
+    /// Reads checkpoint `meta.id` whole, checking every file's size and hash.
+    pub fn load(&self, meta: &Metadata) -> Result<Restored, CheckpointError> {
+        let mut tasks = Vec::with_capacity(meta.tasks.len());
+        for t in &meta.tasks {
+            let path = self.root.join(&t.file);
+            let bytes = fs::read(&path).map_err(io(&path))?;
+            let corrupt = |message: String| CheckpointError::Corrupt {
+                path: path.clone(),
+                message,
+            };
+            if bytes.len() as u64 != t.bytes {
+                return Err(corrupt(format!(
+                    "{} bytes, but the checkpoint's metadata records {} (truncated?)",
+                    bytes.len(),
+                    t.bytes
+                )));
+            }
+            let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+            if hash != t.hash {
+                return Err(corrupt(format!(
+                    "its content does not match the hash the checkpoint's metadata records ({hash}, not {})",
+                    t.hash
+                )));
+            }
+            tasks.push(snapshot::read(&path, &t.operators)?);
+        }
+        Ok(Restored {
+            metadata: meta.clone(),
+            tasks,
+            skipped: Vec::new(),
+        })
+    }
+
+    /// The newest complete checkpoint that reads back whole; newer ones that do not are passed
+    /// over, and said why in [`Restored::skipped`].
+    pub fn latest(&self) -> Result<Restored, CheckpointError> {
+        let mut skipped = Vec::new();
+        for id in self.ids().into_iter().rev() {
+            let meta = match self.metadata(id) {
+                Ok(Some(m)) => m,
+                Ok(None) => continue,
+                Err(e) => {
+                    skipped.push(e.to_string());
+                    continue;
+                }
+            };
+            match self.load(&meta) {
+                Ok(mut r) => {
+                    r.skipped = skipped;
+                    return Ok(r);
+                }
+                Err(e) => skipped.push(format!("checkpoint {id}: {e}")),
+            }
+        }
+        Err(CheckpointError::NoneComplete {
+            dir: self.root.clone(),
+            skipped,
+        })
+    }
+
+    /// What `path` names: a job's checkpoint directory (restore from its newest complete
+    /// checkpoint), or one checkpoint in it (`chk-<id>`).
+    pub fn resolve(path: &Path) -> (CheckpointDir, Option<u64>) {
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str()?.strip_prefix("chk-")?.parse().ok())
+            .filter(|_| path.join(METADATA).exists());
+        match (id, path.parent()) {
+            (Some(id), Some(parent)) => (CheckpointDir::new(parent), Some(id)),
+            _ => (CheckpointDir::new(path), None),
+        }
+    }
+
+    /// Keeps the newest `keep` complete checkpoints; removes older ones and every incomplete
+    /// checkpoint older than the newest complete one.
+    pub fn retain(&self, keep: u32) {
+        let ids = self.ids();
+        let complete: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|&id| matches!(self.metadata(id), Ok(Some(_))))
+            .collect();
+        let Some(&newest) = complete.last() else {
+            return;
+        };
+        let kept: Vec<u64> = complete.iter().rev().take(keep as usize).copied().collect();
+        for id in ids {
+            if id < newest && !kept.contains(&id) {
+                self.discard(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::KeyedSnapshot;
+
+    fn meta(id: u64, tasks: Vec<TaskFile>) -> Metadata {
+        Metadata {
+            format: FORMAT,
+            job: "j".into(),
+            id,
+            triggered_unix_ms: 0,
+            duration_ms: 1,
+            max_parallelism: 128,
+            mode: "exactly_once".into(),
+            nodes: BTreeMap::new(),
+            tasks,
+        }
+    }
+
+    fn snap(n: u8) -> TaskSnapshot {
+        TaskSnapshot {
+            operators: vec![(
+                "op".into(),
+                KeyedSnapshot {
+                    values: vec![("s".into(), 1, vec![n], vec![n])],
+                    maps: vec![],
+                },
+            )],
+            ..TaskSnapshot::default()
+        }
+    }
+
+    fn checkpoint(dir: &CheckpointDir, id: u64, n: u8, complete: bool) {
+        dir.begin(id).unwrap();
+        let t = dir
+            .write_task(id, "op-0", 0, vec!["op".into()], &snap(n))
+            .unwrap();
+        if complete {
+            dir.complete(&meta(id, vec![t])).unwrap();
+        }
+    }
+
+    #[test]
+    fn restore_takes_the_newest_complete_checkpoint_that_reads_back_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CheckpointDir::new(tmp.path());
+        checkpoint(&dir, 1, 1, true);
+        checkpoint(&dir, 2, 2, true);
+        checkpoint(&dir, 3, 3, false);
+        let r = dir.latest().unwrap();
+        assert_eq!((r.metadata.id, r.tasks[0].clone()), (2, snap(2)));
+        assert!(r.skipped.is_empty());
+
+        // A file of checkpoint 2 truncated, then one with a byte flipped: 1 is taken instead.
+        let file = tmp.path().join("chk-2/op-0.redb");
+        let good = fs::read(&file).unwrap();
+        fs::write(&file, &good[..good.len() / 2]).unwrap();
+        let r = dir.latest().unwrap();
+        assert_eq!(r.metadata.id, 1);
+        assert!(
+            r.skipped[0].contains("chk-2/op-0.redb") && r.skipped[0].contains("(truncated?)"),
+            "{:?}",
+            r.skipped
+        );
+        let mut flipped = good.clone();
+        flipped[good.len() / 3] ^= 0x40;
+        fs::write(&file, &flipped).unwrap();
+        let skipped = dir.latest().unwrap().skipped;
+        assert!(
+            skipped[0].contains("does not match the hash"),
+            "{skipped:?}"
+        );
+        // Corrupt metadata is named too.
+        fs::write(tmp.path().join("chk-2/_metadata"), b"{ not json").unwrap();
+        let skipped = dir.latest().unwrap().skipped;
+        assert!(
+            skipped[0].contains("chk-2/_metadata: unreadable metadata"),
+            "{skipped:?}"
+        );
+        // Nothing complete at all.
+        fs::remove_file(tmp.path().join("chk-1/op-0.redb")).unwrap();
+        let e = dir.latest().unwrap_err().to_string();
+        assert!(e.contains("no complete checkpoint to restore from"), "{e}");
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_complete_ones_and_what_is_in_flight() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CheckpointDir::new(tmp.path());
+        checkpoint(&dir, 1, 1, true);
+        checkpoint(&dir, 2, 2, false);
+        checkpoint(&dir, 3, 3, true);
+        checkpoint(&dir, 4, 4, true);
+        checkpoint(&dir, 5, 5, false);
+        dir.retain(2);
+        assert_eq!(dir.ids(), [3, 4, 5]);
+        let (done, bad) = dir.completed();
+        assert_eq!(done.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 4]);
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn a_path_names_a_directory_or_one_checkpoint_in_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CheckpointDir::new(tmp.path());
+        checkpoint(&dir, 7, 7, true);
+        let (d, id) = CheckpointDir::resolve(&tmp.path().join("chk-7"));
+        assert_eq!((d.root(), id), (tmp.path(), Some(7)));
+        let (d, id) = CheckpointDir::resolve(tmp.path());
+        assert_eq!((d.root(), id), (tmp.path(), None));
+    }
+}

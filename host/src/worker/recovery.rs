@@ -1,0 +1,183 @@
+//! Restoring a job from a checkpoint: which checkpoint (the newest complete one of this run, or
+//! the one `--from` names), whether it fits the job, what each new task takes from it (keyed
+//! state by key group, so operators may change parallelism; source positions by subtask), and
+//! publishing what its sinks had pre-committed.
+
+use crate::connectors::commit;
+use crate::plan::JobGraph;
+use crate::state::checkpoints::{CheckpointDir, CheckpointError, Restored};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Why a checkpoint cannot be restored into this job.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot restore: {0}")]
+    Read(#[from] CheckpointError),
+    #[error("cannot restore checkpoint {id}: {why}")]
+    Mismatch { id: u64, why: String },
+}
+
+/// Reads the checkpoint `path` names (a checkpoint directory: its newest complete checkpoint;
+/// or one `chk-<id>` in it) and checks that it fits `job`.
+pub fn load(
+    path: &Path,
+    job: &JobGraph,
+    allow_non_restored: bool,
+) -> Result<Arc<Restored>, RestoreError> {
+    let (dir, id) = CheckpointDir::resolve(path);
+    let restored = match id {
+        Some(id) => {
+            let meta = dir.metadata(id)?.ok_or_else(|| RestoreError::Mismatch {
+                id,
+                why: "it is not complete".into(),
+            })?;
+            dir.load(&meta)?
+        }
+        None => dir.latest()?,
+    };
+    for why in &restored.skipped {
+        tracing::warn!("skipped a checkpoint that does not read back whole: {why}");
+    }
+    check(&restored, job, allow_non_restored)?;
+    Ok(Arc::new(restored))
+}
+
+/// The newest complete checkpoint of `dir` numbered `since` or later, if there is one.
+pub fn latest_since(dir: &Path, since: u64) -> Option<Arc<Restored>> {
+    let dir = CheckpointDir::new(dir);
+    match dir.latest() {
+        Ok(r) if r.metadata.id >= since => Some(Arc::new(r)),
+        _ => None,
+    }
+}
+
+/// Refuses a checkpoint of another job: other key groups, state of operators this job does not
+/// have (unless allowed, as Flink's `--allowNonRestoredState`), a source of another parallelism.
+pub fn check(
+    restored: &Restored,
+    job: &JobGraph,
+    allow_non_restored: bool,
+) -> Result<(), RestoreError> {
+    let meta = &restored.metadata;
+    let mismatch = |why: String| RestoreError::Mismatch { id: meta.id, why };
+    if meta.max_parallelism != job.max_parallelism {
+        return Err(mismatch(format!(
+            "it has {} key groups (job.max_parallelism), the job {}; they must be equal",
+            meta.max_parallelism, job.max_parallelism
+        )));
+    }
+    let known = |uid: &str| job.nodes.iter().any(|n| n.uid == uid);
+    let mut unknown: Vec<&str> = meta
+        .tasks
+        .iter()
+        .flat_map(|t| &t.operators)
+        .map(String::as_str)
+        .chain(
+            restored
+                .tasks
+                .iter()
+                .flat_map(|t| t.sources.iter().map(|(u, _)| u.as_str())),
+        )
+        .filter(|uid| !known(uid))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if !unknown.is_empty() && !allow_non_restored {
+        return Err(mismatch(format!(
+            "it holds state of {} that this job does not have (operator uids: {}); \
+             pass --allow-non-restored-state to drop that state",
+            if unknown.len() == 1 {
+                "a node"
+            } else {
+                "nodes"
+            },
+            unknown.join(", ")
+        )));
+    }
+    for node in job.nodes.iter().filter(|n| n.kind.is_source()) {
+        if let Some(&was) = meta.nodes.get(&node.uid)
+            && was != node.parallelism
+        {
+            return Err(mismatch(format!(
+                "source `{}` had parallelism {was}, now {}; a source keeps its parallelism across a restore for now",
+                node.uid, node.parallelism
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Publishes what the checkpoint's sinks had pre-committed up to it (a crash may have come
+/// between completing it and publishing).
+pub fn publish_sinks(restored: &Restored) -> Result<(), String> {
+    for task in &restored.tasks {
+        for (uid, pending) in &task.sinks {
+            commit(pending, restored.metadata.id)
+                .map_err(|e| format!("sink `{uid}`: cannot publish its files: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What one new task takes from a checkpoint.
+pub struct TaskRestore {
+    pub restored: Arc<Restored>,
+    /// The task of the checkpoint with the same name, when its chain kept its parallelism.
+    pub same: Option<usize>,
+}
+
+impl TaskRestore {
+    /// For the task `name` (subtask `subtask`) of chain `nodes` with `parallelism` in `job`.
+    pub fn new(
+        restored: &Arc<Restored>,
+        job: &JobGraph,
+        nodes: &[usize],
+        name: &str,
+        parallelism: u32,
+    ) -> Self {
+        let kept = nodes
+            .iter()
+            .all(|&n| restored.metadata.nodes.get(&job.nodes[n].uid) == Some(&parallelism));
+        let same = kept
+            .then(|| restored.metadata.tasks.iter().position(|t| t.task == name))
+            .flatten();
+        TaskRestore {
+            restored: restored.clone(),
+            same,
+        }
+    }
+
+    /// The task's last snapshot, if it had finished in the checkpoint: then it ends its
+    /// outputs at once instead of running again.
+    pub fn finished(&self) -> Option<&crate::state::snapshot::TaskSnapshot> {
+        self.same
+            .map(|i| &self.restored.tasks[i])
+            .filter(|t| t.finished)
+    }
+
+    /// The position of source `uid`, subtask `subtask`, if the checkpoint has one.
+    pub fn source(&self, uid: &str, subtask: u32) -> Option<&[u8]> {
+        let meta = &self.restored.metadata;
+        meta.tasks
+            .iter()
+            .zip(&self.restored.tasks)
+            .filter(|(t, _)| t.subtask == subtask)
+            .flat_map(|(_, s)| &s.sources)
+            .find(|(u, _)| u == uid)
+            .map(|(_, p)| p.as_slice())
+    }
+
+    /// Every snapshot of operator `uid`'s keyed state (each subtask restores its key groups).
+    pub fn operator<'a>(
+        &'a self,
+        uid: &'a str,
+    ) -> impl Iterator<Item = &'a crate::state::KeyedSnapshot> + 'a {
+        self.restored
+            .tasks
+            .iter()
+            .flat_map(|t| &t.operators)
+            .filter(move |(u, _)| u == uid)
+            .map(|(_, s)| s)
+    }
+}
