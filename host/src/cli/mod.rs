@@ -1,5 +1,6 @@
 //! The `weir` command line: `run`, `validate`, `inspect`.
 
+mod checkpoints;
 mod progress;
 
 use crate::manifest::{self, Override};
@@ -64,6 +65,11 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// List the checkpoints of a checkpoint directory.
+    Checkpoints {
+        /// The job's checkpoint directory (`checkpoint.dir`).
+        dir: PathBuf,
+    },
     /// Show which weir worlds a component implements, and its imports and exports.
     Inspect {
         /// A component (.wasm).
@@ -126,6 +132,7 @@ pub fn main() -> ExitCode {
             overrides,
         } => validate(manifest, &overrides),
         Command::Inspect { component, max_mib } => inspect(component, max_mib),
+        Command::Checkpoints { dir } => checkpoints::list(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

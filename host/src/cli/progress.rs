@@ -26,14 +26,27 @@ fn human(x: f64) -> String {
     }
 }
 
+/// The last completed checkpoint, for the status line and the summary.
+fn last_checkpoint(m: &JobMetrics) -> String {
+    m.last_checkpoint().map_or(String::new(), |c| {
+        format!(
+            "; checkpoint {} ({} ms, {} KiB)",
+            c.id,
+            c.duration.as_millis(),
+            c.bytes.div_ceil(1024)
+        )
+    })
+}
+
 fn status(m: &JobMetrics) -> String {
     let t = m.elapsed();
     format!(
-        "{:>7.1} s  in {} records ({} records/s)  out {} records",
+        "{:>7.1} s  in {} records ({} records/s)  out {} records{}",
         t.as_secs_f64(),
         m.records_in(),
         human(rate(m.records_in(), t)),
-        m.records_out()
+        m.records_out(),
+        last_checkpoint(m)
     )
 }
 
@@ -87,11 +100,12 @@ pub fn summary(job: &str, m: &JobMetrics) -> String {
         format!("; first record out after {} ms", d.as_millis())
     });
     format!(
-        "job `{job}` finished in {:.2} s: {} records in, {} records out, {} records/s in{first}",
+        "job `{job}` finished in {:.2} s: {} records in, {} records out, {} records/s in{first}{}",
         t.as_secs_f64(),
         m.records_in(),
         m.records_out(),
-        human(rate(m.records_in(), t))
+        human(rate(m.records_in(), t)),
+        last_checkpoint(m)
     )
 }
 

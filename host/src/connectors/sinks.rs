@@ -2,11 +2,12 @@
 //! Both can be slowed down per record (`delay_us`) to demonstrate backpressure.
 //!
 //! Under checkpointing the file sink is transactional (two-phase commit, as Flink's file sink):
-//! records go to hidden in-progress files (`.part-<subtask>-<run>-<n>.inprogress`); at a barrier
-//! the file is flushed, synced and closed (pre-committed); once the checkpoint completes it is
-//! published by an atomic rename to `part-<subtask>-<run>-<n>`. A reader sees only whole
-//! files of completed checkpoints, so after a restore the visible output is exactly that of a
-//! run that never failed.
+//! records go to hidden in-progress files (`.part-<subtask>-<run>-<n>.inprogress`); at barrier
+//! `c` the file is flushed, synced and closed (pre-committed); once a checkpoint from `c` on
+//! completes it is published by an atomic rename to `part-<subtask>-<c>-<run>` (`c` zero-padded;
+//! `end` for the last file of a finished job). A reader sees only whole files of completed
+//! checkpoints; a restore from checkpoint `k` withdraws what was published past `k`, so the
+//! visible output is exactly that of a run that never failed.
 
 use super::{ConnectorError, Sink};
 use crate::cancel::CancelToken;
@@ -47,7 +48,8 @@ impl SinkConfig {
             }
             (SinkConfig::File { dir, .. }, Some(run)) => Out::Transactional(Transactional {
                 dir: dir.clone(),
-                prefix: format!("part-{subtask}-{run}"),
+                subtask,
+                run: run.to_string(),
                 next: 0,
                 current: None,
                 pending: Vec::new(),
@@ -73,9 +75,13 @@ impl SinkConfig {
 
 /// Makes the sink's directory ready before any subtask starts. A fresh run empties it of the
 /// `part-*` files (visible or in progress) of an earlier run, so it holds exactly this run's
-/// output. A run restored from a checkpoint keeps the published files, which are the output up
-/// to that checkpoint, and removes the in-progress ones, whose records will be written again.
-pub fn prepare_sink(config: &SinkConfig, restored: bool) -> Result<(), ConnectorError> {
+/// output. A run restored from checkpoint `k` keeps the files published up to `k`, which are
+/// the output up to it, and removes the rest (in progress, or published past `k` before a
+/// fallback to `k`), whose records will be written again.
+pub fn prepare_sink(
+    config: &SinkConfig,
+    restored: Option<CheckpointId>,
+) -> Result<(), ConnectorError> {
     let Some(dir) = config.dir() else {
         return Ok(());
     };
@@ -89,11 +95,26 @@ pub fn prepare_sink(config: &SinkConfig, restored: bool) -> Result<(), Connector
         let name = entry.file_name();
         let name = name.to_string_lossy();
         let hidden = name.starts_with(".part-") && name.ends_with(".inprogress");
-        if hidden || (!restored && name.starts_with("part-")) {
+        let stale = match restored {
+            None => name.starts_with("part-"),
+            Some(k) => published_after(&name, k),
+        };
+        if hidden || stale {
             std::fs::remove_file(entry.path()).map_err(io)?;
         }
     }
     Ok(())
+}
+
+/// Whether `name` is a transactional file published for a checkpoint after `k` (or at the end
+/// of a job, which comes after every checkpoint).
+fn published_after(name: &str, k: CheckpointId) -> bool {
+    let mut parts = name.strip_prefix("part-").unwrap_or("").split('-');
+    match (parts.next(), parts.next()) {
+        (Some(_subtask), Some("end")) => true,
+        (Some(_subtask), Some(id)) => id.parse::<CheckpointId>().is_ok_and(|id| id > k),
+        _ => false,
+    }
 }
 
 /// A pre-committed file: the checkpoint it waits for, its hidden path and its published one.
@@ -130,8 +151,9 @@ pub fn commit(pending: &[u8], upto: CheckpointId) -> Result<(), ConnectorError> 
 /// A file sink's files under checkpointing.
 struct Transactional {
     dir: PathBuf,
-    /// `part-<subtask>-<run>`: every file of this subtask in this run starts so.
-    prefix: String,
+    subtask: u32,
+    /// Unique to this run of the job.
+    run: String,
     /// The number of the next file.
     next: u64,
     current: Option<(BufWriter<File>, PathBuf)>,
@@ -143,9 +165,10 @@ impl Transactional {
     /// The in-progress file, opened on first use, and its path.
     fn writer(&mut self) -> Result<(&mut BufWriter<File>, &PathBuf), ConnectorError> {
         if self.current.is_none() {
-            let path = self
-                .dir
-                .join(format!(".{}-{}.inprogress", self.prefix, self.next));
+            let path = self.dir.join(format!(
+                ".part-{}-{}-{}.inprogress",
+                self.subtask, self.run, self.next
+            ));
             let file = crate::files::create_regular(&path)?;
             self.current = Some((BufWriter::with_capacity(256 * 1024, file), path));
         }
@@ -166,9 +189,9 @@ impl Transactional {
             w.flush().map_err(io)?;
             w.get_ref().sync_all().map_err(io)?;
             let name = if id == AT_END {
-                format!("{}-end", self.prefix)
+                format!("part-{}-end-{}", self.subtask, self.run)
             } else {
-                format!("{}-{}", self.prefix, self.next)
+                format!("part-{}-{id:010}-{}", self.subtask, self.run)
             };
             self.next += 1;
             self.pending.push((id, path, self.dir.join(name)));
@@ -287,7 +310,7 @@ mod tests {
             dir: tmp.path().to_path_buf(),
             delay: Duration::ZERO,
         };
-        prepare_sink(&config, false).unwrap();
+        prepare_sink(&config, None).unwrap();
         let mut sink = config.open(0, &CancelToken::default(), Some("r1")).unwrap();
         sink.write(&batch(&["a", "b"])).unwrap();
         let at1 = sink.pre_commit(Some(1), 0).unwrap();
@@ -299,13 +322,16 @@ mod tests {
             [".part-0-r1-0.inprogress", ".part-0-r1-1.inprogress"]
         );
         commit(&at1, 1).unwrap();
-        assert_eq!(visible(tmp.path())[1], "part-0-r1-0");
+        assert_eq!(visible(tmp.path())[1], "part-0-0000000001-r1");
         // Publishing is idempotent: 2's record republishes 1's file without harm.
         commit(&at2, 2).unwrap();
         commit(&at2, 2).unwrap();
-        assert_eq!(visible(tmp.path()), ["part-0-r1-0", "part-0-r1-1"]);
         assert_eq!(
-            std::fs::read_to_string(tmp.path().join("part-0-r1-0")).unwrap(),
+            visible(tmp.path()),
+            ["part-0-0000000001-r1", "part-0-0000000002-r1"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(tmp.path().join("part-0-0000000001-r1")).unwrap(),
             "a\nb\n"
         );
         // Once 2 is known published, the next record forgets it; nothing written, nothing to do.
@@ -315,21 +341,27 @@ mod tests {
         commit(&end, 3).unwrap();
         assert_eq!(visible(tmp.path()).len(), 3, "the end waits for the job");
         commit(&end, CheckpointId::MAX).unwrap();
-        assert_eq!(visible(tmp.path())[2], "part-0-r1-end");
+        assert_eq!(visible(tmp.path())[2], "part-0-end-r1");
     }
 
     #[test]
-    fn a_restored_run_keeps_published_output_and_drops_what_was_in_progress() {
+    fn a_restored_run_keeps_what_was_published_up_to_its_checkpoint() {
         let tmp = tempfile::tempdir().unwrap();
         let config = SinkConfig::File {
             dir: tmp.path().to_path_buf(),
             delay: Duration::ZERO,
         };
-        std::fs::write(tmp.path().join("part-0-r1-0"), "a\n").unwrap();
-        std::fs::write(tmp.path().join(".part-0-r1-1.inprogress"), "b\n").unwrap();
-        prepare_sink(&config, true).unwrap();
-        assert_eq!(visible(tmp.path()), ["part-0-r1-0"]);
-        prepare_sink(&config, false).unwrap();
+        for name in [
+            "part-0-0000000003-r1",
+            "part-0-0000000004-r1",
+            "part-1-end-r1",
+            ".part-0-r1-2.inprogress",
+        ] {
+            std::fs::write(tmp.path().join(name), "x\n").unwrap();
+        }
+        prepare_sink(&config, Some(3)).unwrap();
+        assert_eq!(visible(tmp.path()), ["part-0-0000000003-r1"]);
+        prepare_sink(&config, None).unwrap();
         assert!(visible(tmp.path()).is_empty());
     }
 }

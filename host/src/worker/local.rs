@@ -261,9 +261,11 @@ fn run_attempt(
     }
     for node in &job.nodes {
         if let NodeKind::Sink(config) = &node.kind {
-            prepare_sink(config, restored.is_some()).map_err(|e| JobError::Prepare {
-                uid: node.uid.clone(),
-                cause: e.to_string(),
+            prepare_sink(config, restored.as_ref().map(|r| r.metadata.id)).map_err(|e| {
+                JobError::Prepare {
+                    uid: node.uid.clone(),
+                    cause: e.to_string(),
+                }
             })?;
         }
     }

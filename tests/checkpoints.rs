@@ -1,0 +1,294 @@
+//! Checkpoints with the real binary: the word count with a transactional file sink, killed with
+//! SIGKILL at random moments and resumed with `--from` each time, must publish every running
+//! count of every word exactly once; `--from` refuses what it cannot restore, by name.
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A word-count job in `dir` over `input`, checkpointing every 100 ms in `mode`, its sink slowed
+/// so that the job runs a few seconds.
+fn job(dir: &Path, input: &Path, mode: &str) -> PathBuf {
+    wordcount_manifest(
+        dir,
+        input,
+        &format!(
+            "delay_us = 10\n[checkpoint]\ninterval = \"100ms\"\nmode = \"{mode}\"\nretain = 2\ndir = \"{}\"\n",
+            dir.join("checkpoints").display()
+        ),
+    )
+}
+
+/// Whether `dir` holds a complete checkpoint.
+fn has_checkpoint(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("_metadata").exists())
+}
+
+/// Runs `manifest` (with `sets`, the i-th run's overrides) and kills it with SIGKILL after a
+/// random while, `kills` times, each run resuming with `--from` when a checkpoint is complete;
+/// then lets one run finish. Returns the finished run's stderr.
+fn run_with_kills(manifest: &Path, kills: u32, sets: impl Fn(u32) -> Vec<String>) -> String {
+    let dir = manifest.parent().unwrap();
+    let checkpoints = dir.join("checkpoints");
+    let mut seed: u64 = 0x5eed;
+    for run in 0..=kills {
+        let mut cmd = weir();
+        cmd.args(["run", manifest.to_str().unwrap()]);
+        for s in sets(run) {
+            cmd.args(["--set", &s]);
+        }
+        if has_checkpoint(&checkpoints) {
+            cmd.args(["--from", checkpoints.to_str().unwrap()]);
+        }
+        let mut child = spawn(cmd);
+        if run == kills {
+            let out = wait_bounded(child, Duration::from_secs(180));
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "the last run failed:\n{stderr}");
+            return stderr;
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let after = Duration::from_millis(250 + (seed >> 33) % 400);
+        let start = Instant::now();
+        while start.elapsed() < after {
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "run {run} ended ({status}) before it could be killed; make the job longer:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    unreachable!("the loop returns from its last run")
+}
+
+/// The published sink lines; no in-progress file may be left.
+fn published(dir: &Path) -> Vec<String> {
+    let out = dir.join("out");
+    let hidden: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "left in progress: {hidden:?}");
+    sink_lines(&out)
+}
+
+fn input(dir: &Path) -> (PathBuf, String) {
+    let text = text(3 << 20, 11);
+    let path = dir.join("input.txt");
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
+}
+
+#[test]
+fn exactly_once_output_under_repeated_kill_9() {
+    let dir = scratch();
+    let (path, text) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    run_with_kills(&manifest, 5, |_| vec!["job.parallelism=2".into()]);
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+#[test]
+fn exactly_once_across_kills_that_change_the_operators_parallelism() {
+    // The source keeps parallelism 2; count and its sink go 2, 3, 1, 4, 2, 3: keyed state moves
+    // between subtasks by key group.
+    let dir = scratch();
+    let (path, text) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    run_with_kills(&manifest, 5, |run| {
+        let p = [2, 3, 1, 4, 2, 3][run as usize];
+        vec![
+            "job.parallelism=2".into(),
+            format!("operators.count.parallelism={p}"),
+            format!("sinks.out.parallelism={p}"),
+        ]
+    });
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+#[test]
+fn at_least_once_loses_nothing_under_kill_9() {
+    let dir = scratch();
+    let (path, text) = input(dir.path());
+    let manifest = job(dir.path(), &path, "at_least_once");
+    run_with_kills(&manifest, 5, |_| vec!["job.parallelism=2".into()]);
+    let got = emitted_counts(&published(dir.path()));
+    let mut duplicates = 0;
+    for (word, n) in count_words(&text) {
+        let counts = &got[&word];
+        let mut distinct = counts.clone();
+        distinct.dedup();
+        assert_eq!(distinct, (1..=n).collect::<Vec<_>>(), "word {word:?}");
+        duplicates += counts.len() - distinct.len();
+    }
+    eprintln!("at-least-once: {duplicates} duplicate running counts after 5 kills");
+}
+
+#[test]
+fn restore_falls_back_past_a_damaged_checkpoint_and_names_the_file() {
+    let dir = scratch();
+    let (path, text) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    let checkpoints = dir.path().join("checkpoints");
+    // Run until two checkpoints are complete, then kill.
+    let mut cmd = weir();
+    cmd.args(["run", manifest.to_str().unwrap()]);
+    let mut child = spawn(cmd);
+    let start = Instant::now();
+    let complete = || -> Vec<PathBuf> {
+        let mut c: Vec<PathBuf> = std::fs::read_dir(&checkpoints)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("_metadata").exists())
+            .collect();
+        c.sort_by_key(|p| {
+            p.file_name().unwrap().to_string_lossy()[4..]
+                .parse::<u64>()
+                .unwrap()
+        });
+        c
+    };
+    while complete().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoints");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the job ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Truncate a file of the newest complete checkpoint.
+    let newest = complete().pop().unwrap();
+    let file = std::fs::read_dir(&newest)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "redb"))
+        .unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let mut cmd = weir();
+    cmd.args(["run", manifest.to_str().unwrap(), "--from"])
+        .arg(&checkpoints);
+    let out = run_bounded(cmd, Duration::from_secs(180));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("skipped a checkpoint that does not read back whole")
+            && stderr.contains(&file.file_name().unwrap().to_string_lossy().to_string())
+            && stderr.contains("(truncated?)"),
+        "{stderr}"
+    );
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+#[test]
+fn from_refuses_what_it_cannot_restore() {
+    let dir = scratch();
+    let (path, _) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    let from = |target: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            manifest.to_str().unwrap(),
+            "--from",
+            target.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        run_err(&args)
+    };
+    // Nothing there.
+    let e = from(&dir.path().join("nowhere"), &[]);
+    assert!(e.contains("no complete checkpoint to restore from"), "{e}");
+    // A checkpoint of this job, then the same job renamed and rekeyed.
+    let mut cmd = weir();
+    cmd.args([
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "sinks.out.delay_us=1",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    assert!(out.status.success());
+    let checkpoints = dir.path().join("checkpoints");
+    assert!(
+        has_checkpoint(&checkpoints),
+        "the run completed a checkpoint"
+    );
+    let e = from(&checkpoints, &["--set", "job.max_parallelism=64"]);
+    assert!(
+        e.contains("it has 128 key groups (job.max_parallelism), the job 64"),
+        "{e}"
+    );
+    let renamed = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("[operators.count]", "[operators.tally]")
+        .replace("split -> count", "split -> tally")
+        .replace("count -> out", "tally -> out");
+    std::fs::write(&manifest, renamed).unwrap();
+    let e = from(&checkpoints, &[]);
+    assert!(
+        e.contains("holds state of a node that this job does not have (operator uids: count); pass --allow-non-restored-state"),
+        "{e}"
+    );
+    let mut cmd = weir();
+    cmd.args([
+        "run",
+        manifest.to_str().unwrap(),
+        "--allow-non-restored-state",
+        "--from",
+    ])
+    .arg(&checkpoints);
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn weir_checkpoints_lists_what_a_directory_holds() {
+    let dir = scratch();
+    let (path, _) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    let out = run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "sinks.out.delay_us=1",
+    ]);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("; checkpoint "), "{summary}");
+    let listing = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["checkpoints"])
+        .arg(dir.path().join("checkpoints"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success());
+    assert!(text.starts_with("    id  status"), "{text}");
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert!(
+        !rows.is_empty() && rows.len() <= 2 && rows.iter().all(|r| r.contains("complete")),
+        "retain = 2:\n{text}"
+    );
+}
