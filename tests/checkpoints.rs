@@ -292,3 +292,61 @@ fn weir_checkpoints_lists_what_a_directory_holds() {
         "retain = 2:\n{text}"
     );
 }
+
+/// A job of sequence records through `faulty_panic`, which fails at record 30000 on every
+/// attempt, checkpointing every 50 ms, restarting twice.
+fn failing_job(dir: &Path, retain_on_cancel: bool) -> PathBuf {
+    write_manifest(
+        dir,
+        &format!(
+            r#"edges = ["src -> bad", "bad -> out"]
+[checkpoint]
+interval = "50ms"
+retain_on_cancel = {retain_on_cancel}
+[restart]
+strategy = "fixed_delay"
+attempts = 2
+delay = "100ms"
+[sources.src]
+kind = "datagen"
+count = 100000
+rate = 50000
+shape = "sequence"
+[operators.bad]
+component = "{}"
+config = {{ panic_on = "30000" }}
+[sinks.out]
+kind = "file"
+path = "{}"
+"#,
+            component("faulty_panic"),
+            dir.join("out").display()
+        ),
+    )
+}
+
+#[test]
+fn a_failing_job_restarts_from_its_checkpoints_and_fails_with_every_cause() {
+    let dir = scratch();
+    let e = run_err(&["run", failing_job(dir.path(), false).to_str().unwrap()]);
+    assert!(
+        e.contains("error: the job failed 3 times and has no restart attempt left (restart.attempts): attempt 1: operator `bad` (subtask 0 of 1) failed: the operator panicked in process")
+            && e.contains("; attempt 3: operator `bad`"),
+        "{e}"
+    );
+    assert_eq!(
+        e.matches("restarting in 100ms from checkpoint").count(),
+        2,
+        "each restart resumed from a checkpoint:\n{e}"
+    );
+    assert!(
+        !has_checkpoint(&dir.path().join("checkpoints")),
+        "a job that failed for good removes its checkpoints"
+    );
+    let kept = scratch();
+    run_err(&["run", failing_job(kept.path(), true).to_str().unwrap()]);
+    assert!(
+        has_checkpoint(&kept.path().join("checkpoints")),
+        "retain_on_cancel keeps them"
+    );
+}

@@ -357,3 +357,44 @@ fn uids_and_side_output_names_are_bounded() {
         "{e}"
     );
 }
+
+#[test]
+fn checkpoint_and_restart_settings_are_checked() {
+    for (extra, message) in [
+        (
+            "[checkpoint]\ninterval = \"fast\"",
+            "checkpoint.interval: `fast` is not a duration such as \"500ms\", \"1s\" or \"2m\"",
+        ),
+        (
+            "[checkpoint]\ninterval = \"5ms\"",
+            "checkpoint.interval: `5ms` is out of range: must be between 10ms and 86400s",
+        ),
+        (
+            "[checkpoint]\nmode = \"twice\"",
+            "checkpoint.mode: unknown value `twice`; use exactly_once or at_least_once",
+        ),
+        (
+            "[checkpoint]\nbackend = \"redb\"",
+            "checkpoint.backend: the redb working-state backend is not available yet",
+        ),
+        (
+            "[checkpoint]\nincremental = true",
+            "checkpoint.incremental: incremental checkpoints are not available yet",
+        ),
+        (
+            "[restart]\nstrategy = \"sometimes\"",
+            "restart.strategy: unknown strategy `sometimes`; use fixed_delay, exponential_delay or none",
+        ),
+        (
+            "[restart]\nstrategy = \"fixed_delay\"\nmultiplier = 2.0",
+            "restart.multiplier: does not apply to a `fixed_delay` strategy",
+        ),
+        (
+            "[restart]\nstrategy = \"exponential_delay\"\nmultiplier = 0.5",
+            "restart.multiplier: must be between 1 and 100",
+        ),
+    ] {
+        let e = refused(&format!("{}\n{extra}\n", manifest()), &[]);
+        assert!(e.contains(message), "{extra}: {e}");
+    }
+}

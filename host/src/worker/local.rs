@@ -186,7 +186,7 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<(), JobError> {
     check(job)?;
-    let mut restored = match &options.from {
+    let restored = match &options.from {
         Some(path) => Some(recovery::load(path, job, options.allow_non_restored_state)?),
         None => None,
     };
@@ -197,6 +197,29 @@ pub fn run(
         let newest = done.last().map_or(0, |m| m.id);
         newest.max(restored.as_ref().map_or(0, |r| r.metadata.id)) + 1
     });
+    let outcome = run_attempts(job, components, control, metrics, restored, first_id);
+    if let (Err(_), Some(c)) = (&outcome, &job.checkpoint)
+        && !c.retain_on_cancel
+    {
+        // Cancelled or failed for good: this run's checkpoints go, unless asked to stay.
+        let dir = CheckpointDir::new(&c.dir);
+        let (done, _) = dir.completed();
+        for m in done.iter().filter(|m| m.id >= first_id) {
+            dir.discard(m.id);
+        }
+    }
+    outcome
+}
+
+/// Runs attempts until one finishes, the job is cancelled, or the restart strategy gives up.
+fn run_attempts(
+    job: &JobGraph,
+    components: &[Option<LoadedComponent>],
+    control: &Arc<JobControl>,
+    metrics: &Arc<JobMetrics>,
+    mut restored: Option<Arc<Restored>>,
+    first_id: u64,
+) -> Result<(), JobError> {
     let mut failures = Vec::new();
     loop {
         let attempt = failures.len() as u32;
