@@ -32,6 +32,8 @@ struct Job {
     full_n: u64,
     quick_n: u64,
     expected: fn(u64) -> Expected,
+    /// It takes checkpoints (into a scratch directory).
+    checkpoints: bool,
 }
 
 const JOBS: &[Job] = &[
@@ -40,32 +42,36 @@ const JOBS: &[Job] = &[
         full_n: 20_000_000,
         quick_n: 200_000,
         expected: expected::stateless,
+        checkpoints: false,
     },
     Job {
         name: "stateless-unchained",
         full_n: 20_000_000,
         quick_n: 200_000,
         expected: expected::stateless,
+        checkpoints: false,
     },
     Job {
         name: "wordcount",
         full_n: 5_000_000,
         quick_n: 50_000,
         expected: expected::wordcount,
+        checkpoints: false,
+    },
+    Job {
+        name: "checkpointed",
+        full_n: 5_000_000,
+        quick_n: 50_000,
+        expected: expected::wordcount,
+        checkpoints: true,
     },
 ];
 
 /// Workloads weir cannot run yet, and why.
-const NOT_YET: &[(&str, &str)] = &[
-    (
-        "window",
-        "needs the event-time window operator, which weir does not have yet",
-    ),
-    (
-        "checkpointed",
-        "needs checkpoints, which weir does not have yet",
-    ),
-];
+const NOT_YET: &[(&str, &str)] = &[(
+    "window",
+    "needs the event-time window operator, which weir does not have yet",
+)];
 
 /// What `weir run --stats` reports about itself.
 type Stats = BTreeMap<String, String>;
@@ -77,8 +83,9 @@ fn stat(stats: &Stats, key: &str) -> Result<f64> {
         .with_context(|| format!("`weir run --stats` did not report {key}"))
 }
 
-/// Runs `job` with `n` records; returns its stats and the sink's output directory.
-fn run_job(manifest: &Path, n: u64, out: &Path) -> Result<Stats> {
+/// Runs `job` with `n` records, its sink writing to `out` (and its checkpoints to
+/// `checkpoints` when it takes them); returns its stats.
+fn run_job(manifest: &Path, n: u64, out: &Path, checkpoints: Option<&Path>) -> Result<Stats> {
     let exe = std::env::current_exe().context("cannot find the weir binary")?;
     let output = Command::new(exe)
         .arg("run")
@@ -86,6 +93,7 @@ fn run_job(manifest: &Path, n: u64, out: &Path) -> Result<Stats> {
         .arg("--stats")
         .args(["--set", &format!("sources.gen.config.n={n}")])
         .args(["--set", &format!("sinks.out.path={}", out.display())])
+        .args(checkpoints.map(|dir| format!("--set=checkpoint.dir={}", dir.display())))
         .args(["--set", "job.parallelism=2"])
         .output()
         .context("cannot start weir run")?;
@@ -135,6 +143,8 @@ pub fn run(options: &Options) -> Result<bool> {
     let selected = |name: &str| options.job.as_deref().is_none_or(|j| j == name);
     let scratch = std::env::temp_dir().join(format!("weir-bench-{}", std::process::id()));
     let mut all_ok = true;
+    // CPU per record of the jobs run so far, to compare checkpointed with plain word count.
+    let mut cpu_of: BTreeMap<&str, f64> = BTreeMap::new();
     for job in JOBS.iter().filter(|j| selected(j.name)) {
         let manifest = options.manifests.join(format!("{}.toml", job.name));
         if !manifest.is_file() {
@@ -149,8 +159,9 @@ pub fn run(options: &Options) -> Result<bool> {
             job.full_n
         });
         let out = scratch.join(job.name);
-        let baseline = run_job(&manifest, 1, &out.join("baseline"))?;
-        let stats = run_job(&manifest, n, &out.join("run"))?;
+        let checkpoints = job.checkpoints.then(|| out.join("checkpoints"));
+        let baseline = run_job(&manifest, 1, &out.join("baseline"), checkpoints.as_deref())?;
+        let stats = run_job(&manifest, n, &out.join("run"), checkpoints.as_deref())?;
         let got = read_tally(&out.join("run"))?;
         let want = (job.expected)(n);
         let cpu = stat(&stats, "cpu_s")?;
@@ -165,8 +176,25 @@ pub fn run(options: &Options) -> Result<bool> {
                 want.records, want.sum, got.records, got.sum
             )
         };
+        cpu_of.insert(job.name, cpu_per_record);
+        let checkpoints = match stats.get("checkpoints").map(String::as_str) {
+            None | Some("0") => String::new(),
+            Some(count) => format!(
+                " checkpoints={count} checkpoint_median_ms={} checkpoint_kib={:.0}{}",
+                stats
+                    .get("checkpoint_median_ms")
+                    .map_or("?", String::as_str),
+                stat(&stats, "checkpoint_bytes")? / 1024.0,
+                cpu_of
+                    .get("wordcount")
+                    .map_or(String::new(), |plain| format!(
+                        " cpu_vs_wordcount={:.3}",
+                        cpu_per_record / plain
+                    )),
+            ),
+        };
         println!(
-            "job={} n={n} seconds={wall:.3} records_per_s={:.0} cpu_us_per_record={cpu_per_record:.3} peak_rss_mib={:.1} start_ms={} {verified}",
+            "job={} n={n} seconds={wall:.3} records_per_s={:.0} cpu_us_per_record={cpu_per_record:.3} peak_rss_mib={:.1} start_ms={}{checkpoints} {verified}",
             job.name,
             n as f64 / wall,
             stat(&stats, "peak_rss_kib")? / 1024.0,

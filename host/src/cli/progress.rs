@@ -125,12 +125,15 @@ fn resource_usage() -> (f64, u64) {
 pub fn stats(m: &JobMetrics) -> String {
     let (cpu, peak_kib) = resource_usage();
     let ms = |d: Option<Duration>| d.map_or("none".to_string(), |d| d.as_millis().to_string());
+    let (checkpoints, median) = m.checkpoints();
     format!(
-        "wall_s={:.3} cpu_s={cpu:.3} peak_rss_kib={peak_kib} start_ms={} first_output_ms={} records_in={} records_out={}",
+        "wall_s={:.3} cpu_s={cpu:.3} peak_rss_kib={peak_kib} start_ms={} first_output_ms={} records_in={} records_out={} checkpoints={checkpoints} checkpoint_median_ms={} checkpoint_bytes={}",
         m.elapsed().as_secs_f64(),
         ms(m.running_after()),
         ms(m.first_output_after()),
         m.records_in(),
-        m.records_out()
+        m.records_out(),
+        ms(median),
+        m.last_checkpoint().map_or(0, |c| c.bytes),
     )
 }

@@ -138,8 +138,7 @@ impl CheckpointDir {
         let path = self.root.join(&file);
         // A file left by an earlier try at the same checkpoint id is replaced.
         let _ = fs::remove_file(&path);
-        snapshot::write(&path, snap)?;
-        let bytes = fs::read(&path).map_err(io(&path))?;
+        let bytes = snapshot::write(&path, snap)?;
         Ok(TaskFile {
             task: task.to_string(),
             subtask,

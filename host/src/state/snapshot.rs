@@ -3,8 +3,12 @@
 //! another parallelism), the sources' positions and the sinks' pending commits.
 
 use super::KeyedSnapshot;
-use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Builder, ReadOnlyDatabase, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
+};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// Value state: (operator uid, key group, state name, key) -> value.
 const VALUES: TableDefinition<(&str, u32, &str, &[u8]), &[u8]> = TableDefinition::new("values");
@@ -47,16 +51,75 @@ fn fail(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> SnapshotError + '_ {
     }
 }
 
-/// Writes `snap` as a new redb file at `path` (durable when this returns).
-pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<(), SnapshotError> {
+/// A redb database built in memory: a checkpoint file is written whole, with one write and
+/// one sync, instead of through redb's file backend (which syncs its header and its pages as it
+/// builds: 6-7 ms a file here, against under 1 ms).
+#[derive(Debug, Clone, Default)]
+struct MemoryFile(Arc<Mutex<Vec<u8>>>);
+
+impl MemoryFile {
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn out_of_range() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, "past the end")
+}
+
+impl StorageBackend for MemoryFile {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.bytes().len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let bytes = self.bytes();
+        let start = usize::try_from(offset).map_err(|_| out_of_range())?;
+        let from = bytes
+            .get(start..start + out.len())
+            .ok_or_else(out_of_range)?;
+        out.copy_from_slice(from);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| out_of_range())?;
+        self.bytes().resize(len, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut bytes = self.bytes();
+        let start = usize::try_from(offset).map_err(|_| out_of_range())?;
+        bytes
+            .get_mut(start..start + data.len())
+            .ok_or_else(out_of_range)?
+            .copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// Writes `snap` as a new redb file at `path`, durable when this returns; returns the file's
+/// bytes (for its size and hash).
+pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<Vec<u8>, SnapshotError> {
     let fail = fail(path);
-    let db = Database::create(path).map_err(|e| fail(&e))?;
+    let memory = MemoryFile::default();
+    let db = Builder::new()
+        .create_with_backend(memory.clone())
+        .map_err(|e| fail(&e))?;
     let txn = db.begin_write().map_err(|e| fail(&e))?;
     {
         let mut values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
         let mut maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
         for (uid, state) in &snap.operators {
-            for (name, kg, key, value) in &state.values {
+            // In key order, each insert appends to the tree's rightmost leaf.
+            let mut sorted: Vec<_> = state.values.iter().collect();
+            sorted.sort_unstable_by(|a, b| (a.1, &a.0, &a.2).cmp(&(b.1, &b.0, &b.2)));
+            for (name, kg, key, value) in sorted {
                 values
                     .insert(
                         (uid.as_str(), *kg, name.as_str(), key.as_slice()),
@@ -96,7 +159,13 @@ pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<(), SnapshotError> {
                 .map_err(|e| fail(&e))?;
         }
     }
-    txn.commit().map_err(|e| fail(&e))
+    txn.commit().map_err(|e| fail(&e))?;
+    drop(db);
+    let bytes = std::mem::take(&mut *memory.bytes());
+    let mut file = std::fs::File::create(path).map_err(|e| fail(&e))?;
+    file.write_all(&bytes).map_err(|e| fail(&e))?;
+    file.sync_all().map_err(|e| fail(&e))?;
+    Ok(bytes)
 }
 
 /// Reads the snapshot file at `path`; `operators` lists the operators whose state it holds

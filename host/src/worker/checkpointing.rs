@@ -37,7 +37,30 @@ pub enum Report {
     },
     /// The task has finished; `snapshot` stands for it in every later checkpoint.
     Finished { task: usize, snapshot: TaskSnapshot },
+    /// A writer wrote (or failed to write) task `task`'s file of checkpoint `id`; `sinks` is
+    /// what its sinks pre-committed.
+    Written {
+        id: CheckpointId,
+        task: usize,
+        file: Result<TaskFile, String>,
+        sinks: Vec<Vec<u8>>,
+    },
+    /// Every task has ended: finish.
+    Shutdown,
 }
+
+/// A task's snapshot to write.
+struct WriteJob {
+    id: CheckpointId,
+    task: usize,
+    info: TaskInfo,
+    snapshot: TaskSnapshot,
+    sync: Duration,
+    align: Duration,
+}
+
+/// Threads writing snapshot files, so that tasks' files of one checkpoint are written at once.
+const WRITERS: usize = 2;
 
 /// What the driver publishes to the tasks.
 #[derive(Default)]
@@ -85,6 +108,7 @@ pub struct JobInfo {
 /// The driver of one attempt's checkpoints.
 pub struct Driver {
     thread: JoinHandle<Vec<Option<TaskSnapshot>>>,
+    shutdown: mpsc::Sender<Report>,
 }
 
 impl Driver {
@@ -112,10 +136,45 @@ impl Driver {
                 reports: tx.clone(),
             })
             .collect();
-        drop(tx);
+        let (jobs, queue) = mpsc::channel::<WriteJob>();
+        let queue = Arc::new(std::sync::Mutex::new(queue));
+        let dir = CheckpointDir::new(&settings.dir);
+        for _ in 0..WRITERS {
+            let (queue, done, dir) = (queue.clone(), tx.clone(), dir.clone());
+            std::thread::Builder::new()
+                .name("weir-checkpoint-writer".into())
+                .spawn(move || {
+                    loop {
+                        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok(job) = job else { return };
+                        let file = dir
+                            .write_task(
+                                job.id,
+                                &job.info.name,
+                                job.info.subtask,
+                                job.info.operators,
+                                &job.snapshot,
+                            )
+                            .map(|mut f| {
+                                f.sync_ms = job.sync.as_millis() as u64;
+                                f.align_ms = job.align.as_millis() as u64;
+                                f
+                            })
+                            .map_err(|e| e.to_string());
+                        let sinks = job.snapshot.sinks.into_iter().map(|(_, p)| p).collect();
+                        let _ = done.send(Report::Written {
+                            id: job.id,
+                            task: job.task,
+                            file,
+                            sinks,
+                        });
+                    }
+                })?;
+        }
         let state = DriverState {
             coordinator: Coordinator::new(settings.schedule, tasks.len(), first_id, Instant::now()),
-            dir: CheckpointDir::new(&settings.dir),
+            dir,
+            jobs: Some(jobs),
             settings,
             job,
             tasks,
@@ -128,12 +187,18 @@ impl Driver {
         let thread = std::thread::Builder::new()
             .name("weir-checkpoints".into())
             .spawn(move || state.run(rx, cancel))?;
-        Ok((Driver { thread }, links))
+        Ok((
+            Driver {
+                thread,
+                shutdown: tx,
+            },
+            links,
+        ))
     }
 
-    /// Waits for the driver to end (once every task has ended); returns the finished tasks'
-    /// last snapshots.
+    /// Ends the driver once every task has ended; returns the finished tasks' last snapshots.
     pub fn finish(self) -> Vec<Option<TaskSnapshot>> {
+        let _ = self.shutdown.send(Report::Shutdown);
         self.thread.join().unwrap_or_default()
     }
 }
@@ -150,6 +215,8 @@ struct InFlight {
 struct DriverState {
     coordinator: Coordinator,
     dir: CheckpointDir,
+    /// The writers' queue (dropped at shutdown, which ends them).
+    jobs: Option<mpsc::Sender<WriteJob>>,
     settings: CheckpointSettings,
     job: JobInfo,
     tasks: Vec<TaskInfo>,
@@ -174,9 +241,9 @@ impl DriverState {
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(100));
             let actions = match reports.recv_timeout(wait) {
+                Ok(Report::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Ok(report) => self.receive(report),
                 Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             self.apply(actions);
             if !cancel.is_cancelled() {
@@ -185,6 +252,7 @@ impl DriverState {
             }
         }
         // The attempt is over: what was in flight will never complete.
+        self.jobs = None;
         for id in self.pending.keys() {
             self.dir.discard(*id);
         }
@@ -201,23 +269,41 @@ impl DriverState {
                 sync,
                 align,
             } => {
-                if !self.pending.contains_key(&id) {
-                    return Vec::new();
+                if self.pending.contains_key(&id)
+                    && let Some(jobs) = &self.jobs
+                {
+                    let _ = jobs.send(WriteJob {
+                        id,
+                        task,
+                        info: self.tasks[task].clone(),
+                        snapshot,
+                        sync,
+                        align,
+                    });
                 }
-                match self.write(id, task, &snapshot) {
-                    Ok(mut file) => {
-                        file.sync_ms = sync.as_millis() as u64;
-                        file.align_ms = align.as_millis() as u64;
-                        let flight = self.pending.get_mut(&id).expect("checked above");
+                Vec::new()
+            }
+            Report::Written {
+                id,
+                task,
+                file,
+                sinks,
+            } => {
+                let Some(flight) = self.pending.get_mut(&id) else {
+                    // Aborted meanwhile: its directory is gone or going.
+                    self.dir.discard(id);
+                    return Vec::new();
+                };
+                match file {
+                    Ok(file) => {
                         flight.files.insert(task, file);
-                        flight
-                            .sinks
-                            .extend(snapshot.sinks.into_iter().map(|(_, p)| p));
+                        flight.sinks.extend(sinks);
                         self.coordinator.ack(id, task, now)
                     }
                     Err(why) => self.coordinator.decline(id, why, now),
                 }
             }
+            Report::Shutdown => Vec::new(),
             Report::Decline { id, task, why } => self.coordinator.decline(
                 id,
                 format!("task {} declined: {why}", self.tasks[task].name),

@@ -105,8 +105,20 @@ pub struct JobMetrics {
     records_out: AtomicU64,
     first_out: OnceLock<Duration>,
     running: OnceLock<Duration>,
-    checkpoint: Mutex<Option<CheckpointSummary>>,
+    checkpoint: Mutex<Checkpoints>,
 }
+
+/// The checkpoints a run completed.
+#[derive(Default)]
+struct Checkpoints {
+    last: Option<CheckpointSummary>,
+    /// Durations of the first [`MAX_DURATIONS`] completed checkpoints, for the median.
+    durations: Vec<Duration>,
+    count: u64,
+}
+
+/// Durations kept for the median (a day of checkpoints every 10 s).
+const MAX_DURATIONS: usize = 8640;
 
 impl JobMetrics {
     /// Counters starting now; `started` is when the user started the job.
@@ -117,7 +129,7 @@ impl JobMetrics {
             records_out: AtomicU64::new(0),
             first_out: OnceLock::new(),
             running: OnceLock::new(),
-            checkpoint: Mutex::new(None),
+            checkpoint: Mutex::new(Checkpoints::default()),
         })
     }
 
@@ -158,12 +170,28 @@ impl JobMetrics {
 
     /// Notes a completed checkpoint.
     pub fn checkpoint_completed(&self, summary: CheckpointSummary) {
-        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = Some(summary);
+        let mut c = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        c.last = Some(summary);
+        c.count += 1;
+        if c.durations.len() < MAX_DURATIONS {
+            c.durations.push(summary.duration);
+        }
     }
 
     /// The last completed checkpoint, if any.
     pub fn last_checkpoint(&self) -> Option<CheckpointSummary> {
-        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner())
+        self.checkpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last
+    }
+
+    /// How many checkpoints completed, and their median duration.
+    pub fn checkpoints(&self) -> (u64, Option<Duration>) {
+        let c = self.checkpoint.lock().unwrap_or_else(|e| e.into_inner());
+        let mut d = c.durations.clone();
+        d.sort_unstable();
+        (c.count, d.get(d.len() / 2).copied())
     }
 
     /// How long after the start the first record reached a sink.
