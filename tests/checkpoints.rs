@@ -104,21 +104,58 @@ fn exactly_once_output_under_repeated_kill_9() {
 }
 
 #[test]
-fn exactly_once_across_kills_that_change_the_operators_parallelism() {
-    // The source keeps parallelism 2; count and its sink go 2, 3, 1, 4, 2, 3: keyed state moves
-    // between subtasks by key group.
+fn exactly_once_across_kills_that_change_the_parallelism() {
+    // Every node goes 2, 3, 1, 4, 2, 3: keyed state moves between subtasks by key group, the
+    // file source's byte ranges by split.
     let dir = scratch();
     let (path, text) = input(dir.path());
     let manifest = job(dir.path(), &path, "exactly_once");
     run_with_kills(&manifest, 5, |run| {
-        let p = [2, 3, 1, 4, 2, 3][run as usize];
-        vec![
-            "job.parallelism=2".into(),
-            format!("operators.count.parallelism={p}"),
-            format!("sinks.out.parallelism={p}"),
-        ]
+        vec![format!(
+            "job.parallelism={}",
+            [2, 3, 1, 4, 2, 3][run as usize]
+        )]
     });
     assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+#[test]
+fn a_source_component_changes_parallelism_across_kills() {
+    // The reference generator (a WASM source) into a transactional sink: each subtask's
+    // instance is a split; a restore at another parallelism deals the splits out again.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> out"]
+[sources.gen]
+kind = "wasm"
+component = "{}"
+config = {{ workload = "stateless", n = 1000000 }}
+[sinks.out]
+kind = "file"
+path = "{}"
+delay_us = 20
+[checkpoint]
+interval = "100ms"
+"#,
+            component("bench_gen"),
+            dir.path().join("out").display()
+        ),
+    );
+    run_with_kills(&manifest, 5, |run| {
+        vec![format!(
+            "job.parallelism={}",
+            [3, 1, 2, 4, 2, 3][run as usize]
+        )]
+    });
+    let mut ids: Vec<u64> = published(dir.path())
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), 1_000_000, "every record once");
+    assert!(ids.iter().enumerate().all(|(i, &id)| i as u64 == id));
 }
 
 #[test]
@@ -127,16 +164,19 @@ fn at_least_once_loses_nothing_under_kill_9() {
     let (path, text) = input(dir.path());
     let manifest = job(dir.path(), &path, "at_least_once");
     run_with_kills(&manifest, 5, |_| vec!["job.parallelism=2".into()]);
+    // A record replayed after a restore may be counted twice, so counts may run past n; but
+    // every running count up to n is there.
     let got = emitted_counts(&published(dir.path()));
-    let mut duplicates = 0;
+    let mut extra = 0;
     for (word, n) in count_words(&text) {
         let counts = &got[&word];
-        let mut distinct = counts.clone();
-        distinct.dedup();
-        assert_eq!(distinct, (1..=n).collect::<Vec<_>>(), "word {word:?}");
-        duplicates += counts.len() - distinct.len();
+        assert!(
+            (1..=n).all(|c| counts.binary_search(&c).is_ok()),
+            "word {word:?}: a running count up to {n} is missing from {counts:?}"
+        );
+        extra += counts.len() as u64 - n;
     }
-    eprintln!("at-least-once: {duplicates} duplicate running counts after 5 kills");
+    eprintln!("at-least-once: {extra} records reflected more than once after 5 kills");
 }
 
 #[test]

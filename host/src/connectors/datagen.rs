@@ -1,7 +1,8 @@
 //! `datagen`: records that are a pure function of their index, so any run (and any engine) can
 //! regenerate them. Subtask k of P emits indices k, k+P, k+2P, ... in increasing order.
 
-use super::{ConnectorError, Poll, Source};
+use super::{ConnectorError, Poll, Source, share};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use weir_batch::Record;
 
@@ -47,8 +48,10 @@ pub struct DatagenConfig {
 
 pub(super) struct Datagen {
     config: DatagenConfig,
-    next: u64,
-    step: u64,
+    /// The index streams (splits) this subtask emits, in turn: (next index, step). Subtask k of
+    /// P starts with the one stream (k, P); a restore at another parallelism deals the streams
+    /// out again.
+    streams: VecDeque<(u64, u64)>,
     emitted: u64,
     started: Instant,
     line: String,
@@ -61,8 +64,7 @@ impl Datagen {
         let rate = config.rate.map(|r| r / f64::from(parallelism));
         Datagen {
             config,
-            next: u64::from(subtask),
-            step: u64::from(parallelism),
+            streams: VecDeque::from([(u64::from(subtask), u64::from(parallelism))]),
             emitted: 0,
             started: Instant::now(),
             line: String::new(),
@@ -98,22 +100,46 @@ impl Datagen {
     }
 }
 
+impl Datagen {
+    /// Drops the streams at the front that have nothing left; whether any is left.
+    fn live(&mut self) -> bool {
+        while let Some(&(next, _)) = self.streams.front() {
+            if self.config.count.is_none_or(|c| next < c) {
+                return true;
+            }
+            self.streams.pop_front();
+        }
+        false
+    }
+}
+
 impl Source for Datagen {
     fn position(&mut self) -> Result<Vec<u8>, ConnectorError> {
-        Ok(self.next.to_le_bytes().to_vec())
+        self.live();
+        Ok(serde_json::to_vec(&self.streams).expect("a position serializes"))
     }
 
-    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError> {
-        let next = position
-            .try_into()
-            .map(u64::from_le_bytes)
-            .map_err(|_| ConnectorError::Failed("unreadable datagen position".into()))?;
-        if next % self.step != self.next % self.step {
-            return Err(ConnectorError::Failed(format!(
-                "datagen position {next} is not one of this subtask's indices"
-            )));
+    fn restore(
+        &mut self,
+        positions: &[&[u8]],
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<(), ConnectorError> {
+        let mut streams = Vec::new();
+        for p in positions {
+            let s: Vec<(u64, u64)> = serde_json::from_slice(p).map_err(|e| {
+                ConnectorError::Failed(format!(
+                    "unreadable datagen position in the checkpoint: {e}"
+                ))
+            })?;
+            if s.iter().any(|&(_, step)| step == 0) {
+                return Err(ConnectorError::Failed(
+                    "a datagen position in the checkpoint has a step of 0".into(),
+                ));
+            }
+            streams.extend(s);
         }
-        self.next = next;
+        self.streams = share(streams, subtask, parallelism).into();
         Ok(())
     }
 
@@ -129,25 +155,21 @@ impl Source for Datagen {
             }
             budget = due - self.emitted;
         }
-        while batch.len() < max_bytes && budget > 0 {
-            if self.config.count.is_some_and(|c| self.next >= c) {
-                return Ok(Poll::Ended);
-            }
-            let i = self.next;
+        while batch.len() < max_bytes && budget > 0 && self.live() {
+            let (i, step) = self.streams[0];
             self.render(i);
             weir_batch::push(batch, &Record::new(b"", self.line.as_bytes()));
-            // Past u64::MAX there are no more indices: an unbounded source ends there.
-            let Some(next) = self.next.checked_add(self.step) else {
-                return Ok(Poll::Ended);
-            };
-            self.next = next;
+            match i.checked_add(step) {
+                Some(next) => self.streams[0].0 = next,
+                // Past u64::MAX there are no more indices: an unbounded stream ends there.
+                None => {
+                    self.streams.pop_front();
+                }
+            }
             self.emitted += 1;
             budget -= 1;
         }
-        if self.config.count.is_some_and(|c| self.next >= c) {
-            return Ok(Poll::Ended);
-        }
-        Ok(Poll::More)
+        Ok(if self.live() { Poll::More } else { Poll::Ended })
     }
 }
 
@@ -176,6 +198,51 @@ mod tests {
         assert_eq!(d.poll(&mut batch, 1 << 20).unwrap(), Poll::Ended);
         let r = weir_batch::iter(&batch).next().unwrap().unwrap();
         assert_eq!(r.value, b"w9543 w8719 w2415 w7457 w7481 w8911 w870 w3777");
+    }
+
+    fn values(batch: &[u8]) -> Vec<u64> {
+        weir_batch::iter(batch)
+            .map(|r| {
+                std::str::from_utf8(r.unwrap().value)
+                    .unwrap()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn index_streams_are_dealt_out_again_at_another_parallelism() {
+        let config = DatagenConfig {
+            seed: 0,
+            count: Some(100),
+            rate: None,
+            shape: DatagenShape::Sequence,
+        };
+        let mut seen = Vec::new();
+        let mut positions = Vec::new();
+        for k in 0..3 {
+            let mut d = Datagen::new(config.clone(), k, 3);
+            let mut batch = Vec::new();
+            d.poll(&mut batch, 30).unwrap();
+            seen.extend(values(&batch));
+            positions.push(d.position().unwrap());
+        }
+        let refs: Vec<&[u8]> = positions.iter().map(Vec::as_slice).collect();
+        for k in 0..2 {
+            let mut d = Datagen::new(config.clone(), k, 2);
+            d.restore(&refs, k, 2).unwrap();
+            loop {
+                let mut batch = Vec::new();
+                let poll = d.poll(&mut batch, 1 << 20).unwrap();
+                seen.extend(values(&batch));
+                if poll == Poll::Ended {
+                    break;
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..100).collect::<Vec<_>>());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! size is its length, and must not shrink while it is read: either is an error, never records
 //! silently missing.
 
-use super::{ConnectorError, Poll, Source};
+use super::{ConnectorError, Poll, Source, share};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -32,9 +33,12 @@ pub struct FileSourceConfig {
 pub(super) struct FileSource {
     config: FileSourceConfig,
     reader: BufReader<File>,
-    /// Offset of the next line's first byte.
+    /// Offset of the next line's first byte in the split being read.
     pos: u64,
+    /// Where that split ends: it holds the lines starting before this byte.
     end: u64,
+    /// Further splits to read: (first line's offset, end).
+    more: VecDeque<(u64, u64)>,
     /// The file's size when it was opened.
     len: u64,
     line: Vec<u8>,
@@ -86,6 +90,7 @@ impl FileSource {
             reader,
             pos,
             end,
+            more: VecDeque::new(),
             len,
             line: Vec::new(),
         })
@@ -112,50 +117,79 @@ impl FileSource {
     }
 }
 
-/// A file source's position: the offset of the next line within its byte range, and the file's
-/// size (a restore into a file of another size refuses rather than reading other lines).
+/// A file source's position: the splits it has left, each as the offset of its next line and
+/// its end, and the file's size (a restore into a file of another size refuses rather than read
+/// other lines).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Position {
-    offset: u64,
     len: u64,
+    splits: Vec<(u64, u64)>,
+}
+
+impl FileSource {
+    /// Moves on to the next split with lines left; `false` when none is left.
+    fn next_split(&mut self) -> Result<bool, ConnectorError> {
+        while self.pos >= self.end {
+            let Some((pos, end)) = self.more.pop_front() else {
+                return Ok(false);
+            };
+            self.reader
+                .seek(SeekFrom::Start(pos))
+                .map_err(|source| ConnectorError::Io {
+                    path: self.config.path.clone(),
+                    source,
+                })?;
+            (self.pos, self.end) = (pos, end);
+        }
+        Ok(true)
+    }
 }
 
 impl Source for FileSource {
     fn position(&mut self) -> Result<Vec<u8>, ConnectorError> {
+        let splits = std::iter::once((self.pos, self.end))
+            .chain(self.more.iter().copied())
+            .filter(|(pos, end)| pos < end)
+            .collect();
         Ok(serde_json::to_vec(&Position {
-            offset: self.pos,
             len: self.len,
+            splits,
         })
         .expect("a position serializes"))
     }
 
-    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError> {
+    fn restore(
+        &mut self,
+        positions: &[&[u8]],
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<(), ConnectorError> {
         let bad = |message: String| ConnectorError::Malformed {
             path: self.config.path.clone(),
             offset: 0,
             message,
         };
-        let p: Position = serde_json::from_slice(position)
-            .map_err(|e| bad(format!("unreadable position in the checkpoint: {e}")))?;
-        if p.len != self.len {
-            return Err(bad(format!(
-                "the file has {} bytes, but {} when the checkpoint was taken; restore needs the same input",
-                self.len, p.len
-            )));
+        let mut splits = Vec::new();
+        for position in positions {
+            let p: Position = serde_json::from_slice(position)
+                .map_err(|e| bad(format!("unreadable position in the checkpoint: {e}")))?;
+            if p.len != self.len {
+                return Err(bad(format!(
+                    "the file has {} bytes, but {} when the checkpoint was taken; restore needs the same input",
+                    self.len, p.len
+                )));
+            }
+            splits.extend(p.splits);
         }
-        self.reader
-            .seek(SeekFrom::Start(p.offset))
-            .map_err(|source| ConnectorError::Io {
-                path: self.config.path.clone(),
-                source,
-            })?;
-        self.pos = p.offset;
+        self.more = share(splits, subtask, parallelism).into();
+        (self.pos, self.end) = (0, 0);
+        self.next_split()?;
         Ok(())
     }
 
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError> {
         while batch.len() < max_bytes {
-            if self.pos >= self.end {
+            if !self.next_split()? {
                 return Ok(Poll::Ended);
             }
             self.line.clear();
@@ -252,6 +286,73 @@ mod tests {
             let got: Vec<String> = read_all(&config, p).into_iter().map(|(_, v)| v).collect();
             assert_eq!(got, expected, "parallelism {p}");
         }
+    }
+
+    #[test]
+    fn positions_restore_at_any_parallelism_reading_every_line_once() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let lines: Vec<String> = (0..500).map(|i| format!("line {i}")).collect();
+        writeln!(f, "{}", lines.join("\n")).unwrap();
+        let config = FileSourceConfig {
+            path: f.path().to_path_buf(),
+            format: LineFormat::Text,
+            key_field: None,
+        };
+        let drain = |s: &mut FileSource, polls: usize, got: &mut Vec<String>| {
+            for _ in 0..polls {
+                let mut batch = Vec::new();
+                let poll = s.poll(&mut batch, 64).unwrap();
+                got.extend(
+                    weir_batch::iter(&batch)
+                        .map(|r| String::from_utf8(r.unwrap().value.to_vec()).unwrap()),
+                );
+                if poll == Poll::Ended {
+                    break;
+                }
+            }
+        };
+        // Three subtasks read a little, then their positions go to 2, then to 5.
+        let mut got = Vec::new();
+        let mut positions = Vec::new();
+        for k in 0..3 {
+            let mut s = FileSource::open(&config, k, 3).unwrap();
+            drain(&mut s, 2, &mut got);
+            positions.push(s.position().unwrap());
+        }
+        let mut next = Vec::new();
+        for k in 0..2 {
+            let mut s = FileSource::open(&config, k, 2).unwrap();
+            let refs: Vec<&[u8]> = positions.iter().map(Vec::as_slice).collect();
+            s.restore(&refs, k, 2).unwrap();
+            drain(&mut s, 3, &mut got);
+            next.push(s.position().unwrap());
+        }
+        for k in 0..5 {
+            let mut s = FileSource::open(&config, k, 5).unwrap();
+            let refs: Vec<&[u8]> = next.iter().map(Vec::as_slice).collect();
+            s.restore(&refs, k, 5).unwrap();
+            drain(&mut s, usize::MAX, &mut got);
+        }
+        got.sort();
+        let mut want = lines.clone();
+        want.sort();
+        assert_eq!(got, want);
+        // Another file is refused.
+        let other = tempfile::NamedTempFile::new().unwrap();
+        let mut s = FileSource::open(
+            &FileSourceConfig {
+                path: other.path().to_path_buf(),
+                ..config.clone()
+            },
+            0,
+            1,
+        )
+        .unwrap();
+        let e = s.restore(&[next[0].as_slice()], 0, 1).unwrap_err();
+        assert!(
+            e.to_string().contains("restore needs the same input"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -55,10 +55,29 @@ pub enum Poll {
 pub trait Source: Send {
     /// Appends records (flat format) to `batch`, stopping near `max_bytes`.
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError>;
-    /// The position after the last record polled, for a checkpoint.
+    /// The position after the last record polled, for a checkpoint: the splits this subtask
+    /// still has to read, each with its progress.
     fn position(&mut self) -> Result<Vec<u8>, ConnectorError>;
-    /// Resumes after `position` (from [`Source::position`]), before the first poll.
-    fn restore(&mut self, position: &[u8]) -> Result<(), ConnectorError>;
+    /// Resumes, before the first poll, with this subtask's share of the splits `positions`
+    /// hold: every subtask's [`Source::position`] from a checkpoint, taken at any parallelism
+    /// (a source may change parallelism across a restore, as with Flink's split enumerators).
+    fn restore(
+        &mut self,
+        positions: &[&[u8]],
+        subtask: u32,
+        parallelism: u32,
+    ) -> Result<(), ConnectorError>;
+}
+
+/// Subtask `subtask`'s share of `splits` (of `parallelism`): every `parallelism`-th one, so
+/// that with an unchanged parallelism each subtask gets back what it had.
+pub fn share<T>(splits: Vec<T>, subtask: u32, parallelism: u32) -> Vec<T> {
+    splits
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i as u64 % u64::from(parallelism) == u64::from(subtask))
+        .map(|(_, s)| s)
+        .collect()
 }
 
 /// One subtask of a sink.

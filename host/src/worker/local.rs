@@ -5,7 +5,7 @@ use super::channel::{Gate, max_buffers};
 use super::checkpointing::{Driver, JobInfo, Report, TaskInfo, TaskLink};
 use super::control::{JobControl, JobMetrics};
 use super::recovery::{self, RestoreError, TaskRestore};
-use super::source::WasmSource;
+use super::source::{OpenSplit, WasmSource};
 use super::task::{
     ChainStep, Head, Routes, Step, Task, TaskError, connector_failed, current_node, enter_node,
     guest_failed, merge_bytes,
@@ -650,10 +650,21 @@ fn run_task(
                 let component = components[head_node]
                     .as_ref()
                     .expect("source components are loaded before the job starts");
-                let instance = component
-                    .instantiate_source(&spec(head_node, &uid, chain.parallelism, &src.config_json))
-                    .map_err(|e| (head_node, guest_failed(&uid, e)))?;
-                Box::new(WasmSource::new(instance))
+                let (component, base) = (
+                    component.clone(),
+                    spec(head_node, &uid, chain.parallelism, &src.config_json),
+                );
+                let open: OpenSplit = Box::new(move |subtask, parallelism| {
+                    component.instantiate_source(&InstanceSpec {
+                        subtask,
+                        parallelism,
+                        ..base.clone()
+                    })
+                });
+                Box::new(
+                    WasmSource::new(open, s, chain.parallelism)
+                        .map_err(|e| (head_node, guest_failed(&uid, e)))?,
+                )
             }
             NodeKind::Source(config) => config
                 .open(s, chain.parallelism)
@@ -661,10 +672,13 @@ fn run_task(
             _ => unreachable!("checked is_source above"),
         };
         let mut source = source;
-        if let Some(position) = context.restore.as_ref().and_then(|r| r.source(&uid, s)) {
-            source
-                .restore(position)
-                .map_err(|e| (head_node, connector_failed(&uid, e)))?;
+        if let Some(r) = &context.restore {
+            let positions = r.source(&uid);
+            if !positions.is_empty() {
+                source
+                    .restore(&positions, s, chain.parallelism)
+                    .map_err(|e| (head_node, connector_failed(&uid, e)))?;
+            }
         }
         let mut routes = routes.next().expect("one route per node");
         // Steps are numbered after the head.

@@ -1,6 +1,6 @@
 //! Restoring a job from a checkpoint: which checkpoint (the newest complete one of this run, or
 //! the one `--from` names), whether it fits the job, what each new task takes from it (keyed
-//! state by key group, so operators may change parallelism; source positions by subtask), and
+//! state by key group, source positions by split, so any node may change parallelism), and
 //! publishing what its sinks had pre-committed.
 
 use crate::connectors::commit;
@@ -52,8 +52,8 @@ pub fn latest_since(dir: &Path, since: u64) -> Option<Arc<Restored>> {
     }
 }
 
-/// Refuses a checkpoint of another job: other key groups, state of operators this job does not
-/// have (unless allowed, as Flink's `--allowNonRestoredState`), a source of another parallelism.
+/// Refuses a checkpoint of another job: other key groups, or state of operators this job does
+/// not have (unless allowed, as Flink's `--allowNonRestoredState`).
 pub fn check(
     restored: &Restored,
     job: &JobGraph,
@@ -94,16 +94,6 @@ pub fn check(
             },
             unknown.join(", ")
         )));
-    }
-    for node in job.nodes.iter().filter(|n| n.kind.is_source()) {
-        if let Some(&was) = meta.nodes.get(&node.uid)
-            && was != node.parallelism
-        {
-            return Err(mismatch(format!(
-                "source `{}` had parallelism {was}, now {}; a source keeps its parallelism across a restore for now",
-                node.uid, node.parallelism
-            )));
-        }
     }
     Ok(())
 }
@@ -156,16 +146,24 @@ impl TaskRestore {
             .filter(|t| t.finished)
     }
 
-    /// The position of source `uid`, subtask `subtask`, if the checkpoint has one.
-    pub fn source(&self, uid: &str, subtask: u32) -> Option<&[u8]> {
-        let meta = &self.restored.metadata;
-        meta.tasks
+    /// Every subtask's position of source `uid` in the checkpoint, by subtask (empty if it had
+    /// none: a source new to the job starts from its beginning).
+    pub fn source(&self, uid: &str) -> Vec<&[u8]> {
+        let mut positions: Vec<(u32, &[u8])> = self
+            .restored
+            .metadata
+            .tasks
             .iter()
             .zip(&self.restored.tasks)
-            .filter(|(t, _)| t.subtask == subtask)
-            .flat_map(|(_, s)| &s.sources)
-            .find(|(u, _)| u == uid)
-            .map(|(_, p)| p.as_slice())
+            .flat_map(|(t, s)| {
+                s.sources
+                    .iter()
+                    .filter(|(u, _)| u == uid)
+                    .map(move |(_, p)| (t.subtask, p.as_slice()))
+            })
+            .collect();
+        positions.sort_by_key(|(subtask, _)| *subtask);
+        positions.into_iter().map(|(_, p)| p).collect()
     }
 
     /// Every snapshot of operator `uid`'s keyed state (each subtask restores its key groups).
