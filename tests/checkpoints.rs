@@ -390,3 +390,63 @@ fn a_failing_job_restarts_from_its_checkpoints_and_fails_with_every_cause() {
         "retain_on_cancel keeps them"
     );
 }
+
+#[test]
+fn an_operator_failing_on_its_first_attempt_restarts_with_its_private_state_exactly_once() {
+    // `flaky` fails at its 20,000th record on attempt 0 only; its private count of records
+    // seen survives the restart through checkpoints, as the keyed state would.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["src -> flaky", "flaky -> out", "flaky.seen -> summary"]
+[job]
+parallelism = 2
+[checkpoint]
+interval = "50ms"
+[restart]
+strategy = "fixed_delay"
+attempts = 1
+delay = "10ms"
+[sources.src]
+kind = "datagen"
+count = 100000
+rate = 100000
+shape = "sequence"
+[operators.flaky]
+component = "{}"
+config = {{ fail_at = 20000 }}
+[sinks.out]
+kind = "file"
+path = "{}"
+[sinks.summary]
+kind = "file"
+path = "{}"
+parallelism = 1
+partition = "rebalance"
+"#,
+            component("faulty_flaky"),
+            dir.path().join("out").display(),
+            dir.path().join("summary").display()
+        ),
+    );
+    let out = run_ok(&["run", manifest.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "failing on purpose at record 20000 of attempt 0; restarting in 10ms from checkpoint"
+        ),
+        "{stderr}"
+    );
+    let mut ids: Vec<u64> = sink_lines(&dir.path().join("out"))
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..100_000).collect::<Vec<_>>(), "every record once");
+    let seen: u64 = sink_lines(&dir.path().join("summary"))
+        .iter()
+        .map(|l| l.strip_prefix("seen ").unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(seen, 100_000, "the private counts add up to the input");
+}

@@ -25,6 +25,7 @@ fn gen_instance(runtime: &Runtime, n: u64, subtask: u32, parallelism: u32) -> So
         config_json: format!(r#"{{"workload": "stateless", "n": {n}}}"#),
         side_outputs: Arc::from([]),
         cancel: Default::default(),
+        attempt: 0,
     };
     loaded.instantiate_source(&spec).unwrap()
 }

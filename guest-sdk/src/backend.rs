@@ -35,6 +35,8 @@ pub(crate) trait Backend {
     fn map_entries(&mut self, name: &str, key: &[u8]) -> Result<EntryList, StateError>;
     fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateError>;
     fn log(&mut self, level: Level, message: &str);
+    /// How many times the job has restarted before this run.
+    fn attempt(&mut self) -> u32;
 }
 
 thread_local! {
@@ -71,7 +73,7 @@ pub(crate) fn install(backend: Option<Box<dyn Backend>>) -> Option<Box<dyn Backe
 mod wasm {
     use super::{Backend, EntryList};
     use crate::StateError;
-    use crate::bindings::weir::operator::{emit, log, state};
+    use crate::bindings::weir::operator::{context, emit, log, state};
     use crate::log::Level;
 
     /// The host's imports.
@@ -138,6 +140,9 @@ mod wasm {
                 Level::Error => log::Level::Error,
             };
             log::log(level, message)
+        }
+        fn attempt(&mut self) -> u32 {
+            context::attempt()
         }
     }
 }

@@ -15,6 +15,12 @@ pub struct Context {
 }
 
 impl Context {
+    /// How many times the job has restarted before this run of it: 0 on its first attempt
+    /// (Flink's `getAttemptNumber`).
+    pub fn attempt(&self) -> u32 {
+        backend::with(|b| b.attempt())
+    }
+
     /// Emits a record without a timestamp to the main output.
     #[inline(always)]
     pub fn emit(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {

@@ -61,7 +61,7 @@ pub mod prelude {
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "operator",
+        world: "stateful-operator",
         pub_export_macro: true,
         export_macro_name: "__export_operator_world",
         default_bindings_module: "weir_guest_sdk::bindings",
@@ -81,6 +81,7 @@ pub mod bindings {
             with: {
                 "weir:operator/emit@0.1.0": crate::bindings::weir::operator::emit,
                 "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
+                "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
             },
         });
     }
@@ -117,6 +118,21 @@ pub trait Operator: Sized + 'static {
         let _ = ctx;
         Ok(())
     }
+
+    /// The operator's private state at a checkpoint (beside its keyed state, which the host
+    /// keeps): anything it holds in its own fields that must survive a failure. Empty (the
+    /// default) means none.
+    fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        Ok(Vec::new())
+    }
+
+    /// After a restore, called after `open` and before the first batch with a private state
+    /// [`Operator::snapshot`] returned: once with its own when the parallelism is unchanged; after
+    /// a change, once per old subtask's state this subtask takes over, so merge them.
+    fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        let _ = state;
+        Ok(())
+    }
 }
 
 /// Exports a type implementing [`Operator`] as the component's `weir:operator` world.
@@ -140,6 +156,16 @@ macro_rules! export_operator {
             }
             fn close() -> ::std::result::Result<(), ::std::string::String> {
                 $crate::runtime::close::<$ty>()
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::exports::weir::operator::checkpoint_hooks::Guest for __WeirOperatorExports {
+            fn snapshot() -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::runtime::snapshot::<$ty>()
+            }
+            fn restore(state: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::restore::<$ty>(&state)
             }
         }
 

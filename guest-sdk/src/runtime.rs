@@ -77,6 +77,16 @@ pub fn process<T: Operator>(batch: &[u8]) -> Result<(), String> {
     with_instance::<T, _>(|op, ctx| op.process_batch(ctx, &records).map_err(|e| e.to_string()))
 }
 
+/// The `snapshot` export of `checkpoint-hooks`.
+pub fn snapshot<T: Operator>() -> Result<Vec<u8>, String> {
+    with_instance::<T, _>(|op, _| op.snapshot().map_err(|e| e.to_string()))
+}
+
+/// The `restore` export of `checkpoint-hooks`.
+pub fn restore<T: Operator>(state: &[u8]) -> Result<(), String> {
+    with_instance::<T, _>(|op, _| op.restore(state).map_err(|e| e.to_string()))
+}
+
 /// The `close` export.
 pub fn close<T: Operator>() -> Result<(), String> {
     let r = with_instance::<T, _>(|op, ctx| op.close(ctx).map_err(|e| e.to_string()));

@@ -61,6 +61,7 @@ struct MemoryHost {
     maps: BTreeMap<Slot, BTreeMap<Vec<u8>, Vec<u8>>>,
     emitted: Vec<Emitted>,
     logs: Vec<(Level, String)>,
+    attempt: u32,
 }
 
 struct Shared(Rc<RefCell<MemoryHost>>);
@@ -171,6 +172,9 @@ impl Backend for Shared {
     fn log(&mut self, level: Level, message: &str) {
         self.0.borrow_mut().logs.push((level, message.to_string()));
     }
+    fn attempt(&mut self) -> u32 {
+        self.0.borrow().attempt
+    }
 }
 
 /// The in-memory host one harness installs around each call into the guest code.
@@ -223,6 +227,29 @@ impl<T: Operator> Harness<T> {
             );
         }
         self.sandbox.call(|| runtime::process::<T>(&batch))
+    }
+
+    /// Opens the operator as in restart `attempt` of its job (see [`Context::attempt`]).
+    ///
+    /// [`Context::attempt`]: crate::Context::attempt
+    pub fn open_attempt(config: &str, attempt: u32) -> Result<Self, Error> {
+        let h = Harness {
+            sandbox: Sandbox::default(),
+            _operator: PhantomData,
+        };
+        h.sandbox.host.borrow_mut().attempt = attempt;
+        h.sandbox.call(|| runtime::open::<T>(config.to_string()))?;
+        Ok(h)
+    }
+
+    /// The operator's private state, as a checkpoint takes it ([`Operator::snapshot`]).
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, Error> {
+        self.sandbox.call(runtime::snapshot::<T>)
+    }
+
+    /// Hands the operator a private state, as a restore does ([`Operator::restore`]).
+    pub fn restore(&mut self, state: &[u8]) -> Result<(), Error> {
+        self.sandbox.call(|| runtime::restore::<T>(state))
     }
 
     /// Ends the input: the operator's `close`.

@@ -20,6 +20,8 @@ const MAPS: TableDefinition<MapKey<'static>, &[u8]> = TableDefinition::new("maps
 const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
 /// Sink uid -> what it pre-committed at this checkpoint.
 const SINKS: TableDefinition<&str, &[u8]> = TableDefinition::new("sinks");
+/// Operator uid -> its private state (`weir:operator/checkpoint-hooks`).
+const PRIVATE: TableDefinition<&str, &[u8]> = TableDefinition::new("private");
 /// Facts about the task: `finished` -> [] when it had finished its input.
 const TASK: TableDefinition<&str, &[u8]> = TableDefinition::new("task");
 
@@ -32,6 +34,8 @@ pub struct TaskSnapshot {
     pub sources: Vec<(String, Vec<u8>)>,
     /// Each sink's pending commit, by uid.
     pub sinks: Vec<(String, Vec<u8>)>,
+    /// Each operator's private state, by uid (operators that export checkpoint hooks).
+    pub private: Vec<(String, Vec<u8>)>,
     /// The task had finished: restored, it ends its outputs at once instead of running again.
     pub finished: bool,
 }
@@ -153,6 +157,12 @@ pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<Vec<u8>, SnapshotError>
                 .insert(uid.as_str(), pending.as_slice())
                 .map_err(|e| fail(&e))?;
         }
+        let mut private = txn.open_table(PRIVATE).map_err(|e| fail(&e))?;
+        for (uid, state) in &snap.private {
+            private
+                .insert(uid.as_str(), state.as_slice())
+                .map_err(|e| fail(&e))?;
+        }
         let mut task = txn.open_table(TASK).map_err(|e| fail(&e))?;
         if snap.finished {
             task.insert("finished", [].as_slice())
@@ -235,6 +245,7 @@ pub fn read(path: &Path, operators: &[String]) -> Result<TaskSnapshot, SnapshotE
         };
     snap.sources = read_table(SOURCES)?;
     snap.sinks = read_table(SINKS)?;
+    snap.private = read_table(PRIVATE)?;
     snap.finished = read_table(TASK)?.iter().any(|(k, _)| k == "finished");
     Ok(snap)
 }
@@ -260,6 +271,7 @@ mod tests {
             ],
             sources: vec![("lines".into(), b"offset 42".to_vec())],
             sinks: vec![("out".into(), b"[]".to_vec())],
+            private: vec![("count".into(), b"tally 7".to_vec())],
             finished: true,
         };
         write(&path, &snap).unwrap();

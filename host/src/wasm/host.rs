@@ -5,7 +5,7 @@
 //! output names), keyed state (`limits.state_mib`), log lines (`limits.log_lines_per_s`, 4 KB
 //! each), the WASI resources it holds, and how long it may block in WASI.
 
-use super::bindings::weir::operator::{emit, log, state};
+use super::bindings::weir::operator::{context, emit, log, state};
 use super::bounds::CallBounds;
 use super::guest_log::{LogLimiter, preview, printable};
 use crate::plan::is_valid_name;
@@ -51,6 +51,8 @@ pub(super) struct Emitted {
 pub(super) struct Identity {
     pub(super) operator: Arc<str>,
     pub(super) subtask: u32,
+    /// The job's restart attempt this instance runs in.
+    pub(super) attempt: u32,
     pub(super) side_outputs: SideOutputs,
 }
 
@@ -392,6 +394,12 @@ impl state::Host for HostState {
     fn map_clear(&mut self, name: String, key: Vec<u8>) -> StateResult<()> {
         check_name!(name);
         answer(self.state.map_clear(&name, &key))
+    }
+}
+
+impl context::Host for HostState {
+    fn attempt(&mut self) -> u32 {
+        self.who.attempt
     }
 }
 

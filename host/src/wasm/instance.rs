@@ -32,6 +32,8 @@ pub struct InstanceSpec {
     pub side_outputs: Arc<[String]>,
     /// The job's cancellation: stops a running or blocked call within a few ticks.
     pub cancel: CancelToken,
+    /// How many times the job has restarted before this attempt.
+    pub attempt: u32,
 }
 
 /// How a guest call went wrong.
@@ -70,7 +72,14 @@ pub struct Guest<B> {
 }
 
 /// An operator subtask.
-pub type OperatorInstance = Guest<bindings::Operator>;
+pub type OperatorInstance = Guest<OperatorBindings>;
+
+/// An operator instance's exports: its handler, and its checkpoint hooks when the component
+/// exports them (the `stateful-operator` world).
+pub struct OperatorBindings {
+    plain: bindings::Operator,
+    hooks: Option<bindings::stateful::StatefulOperator>,
+}
 /// A source subtask.
 pub type SourceInstance = Guest<bindings::source::Source>;
 
@@ -94,6 +103,7 @@ impl LoadedComponent {
         let who = Identity {
             operator: spec.operator.clone(),
             subtask: spec.subtask,
+            attempt: spec.attempt,
             side_outputs: if is_source {
                 SideOutputs::None
             } else {
@@ -161,9 +171,15 @@ impl LoadedComponent {
         };
         let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
         let state = KeyedState::new(range, spec.max_parallelism, spec.limits.state_bytes);
-        let mut guest = self.guest(spec, state, false, |store| pre.instantiate(store))?;
+        let mut guest = self.guest(spec, state, false, |store| {
+            let instance = pre.instance_pre().instantiate(&mut *store)?;
+            let plain = bindings::Operator::new(&mut *store, &instance)?;
+            let hooks = bindings::stateful::StatefulOperator::new(&mut *store, &instance).ok();
+            Ok(OperatorBindings { plain, hooks })
+        })?;
         guest.call("open", |b, store| {
-            b.weir_operator_handler()
+            b.plain
+                .weir_operator_handler()
                 .call_open(store, &spec.config_json)
         })?;
         Ok(guest)
@@ -261,6 +277,51 @@ impl<B> Guest<B> {
 }
 
 impl OperatorInstance {
+    /// The operator's private state for a checkpoint (`None`: it exports no checkpoint hooks).
+    pub fn snapshot_private(&mut self) -> Result<Option<Vec<u8>>, GuestError> {
+        if self.bindings.hooks.is_none() {
+            return Ok(None);
+        }
+        let (state, outputs) = self.call("snapshot", |b, store| {
+            b.hooks
+                .as_ref()
+                .expect("checked above")
+                .weir_operator_checkpoint_hooks()
+                .call_snapshot(store)
+        })?;
+        if !outputs.is_empty() {
+            return Err(GuestError::Returned {
+                call: "snapshot",
+                message: "an operator may not emit while taking a snapshot".into(),
+            });
+        }
+        Ok(Some(state))
+    }
+
+    /// Hands the operator a private state it took over from a checkpoint.
+    pub fn restore_private(&mut self, state: &[u8]) -> Result<(), GuestError> {
+        if self.bindings.hooks.is_none() {
+            return Err(GuestError::Returned {
+                call: "restore",
+                message: "the checkpoint holds private state of this operator, but its component exports no checkpoint hooks (weir:operator/checkpoint-hooks)".into(),
+            });
+        }
+        let ((), outputs) = self.call("restore", |b, store| {
+            b.hooks
+                .as_ref()
+                .expect("checked above")
+                .weir_operator_checkpoint_hooks()
+                .call_restore(store, state)
+        })?;
+        if !outputs.is_empty() {
+            return Err(GuestError::Returned {
+                call: "restore",
+                message: "an operator may not emit while restoring".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// A copy of the subtask's keyed state, for a checkpoint.
     pub fn snapshot_state(&self) -> KeyedSnapshot {
         self.store.data().state.snapshot()
@@ -278,7 +339,7 @@ impl OperatorInstance {
     /// Processes one batch (flat format); returns what the operator emitted.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outputs, GuestError> {
         self.call("process", |b, store| {
-            b.weir_operator_handler().call_process(store, batch)
+            b.plain.weir_operator_handler().call_process(store, batch)
         })
         .map(|r| r.1)
     }
@@ -286,7 +347,7 @@ impl OperatorInstance {
     /// Ends the input; returns what the operator emitted while closing.
     pub fn close(&mut self) -> Result<Outputs, GuestError> {
         self.call("close", |b, store| {
-            b.weir_operator_handler().call_close(store)
+            b.plain.weir_operator_handler().call_close(store)
         })
         .map(|r| r.1)
     }

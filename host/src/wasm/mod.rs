@@ -35,6 +35,22 @@ mod bindings {
             with: {
                 "weir:operator/emit": super::weir::operator::emit,
                 "weir:operator/log": super::weir::operator::log,
+                "weir:operator/context": super::weir::operator::context,
+            },
+        });
+    }
+
+    /// The stateful operator world: the operator world and its checkpoint hooks, looked up on
+    /// an operator's instance when its component exports them.
+    pub mod stateful {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "stateful-operator",
+            with: {
+                "weir:operator/emit": super::weir::operator::emit,
+                "weir:operator/state": super::weir::operator::state,
+                "weir:operator/log": super::weir::operator::log,
+                "weir:operator/context": super::weir::operator::context,
             },
         });
     }

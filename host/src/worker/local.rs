@@ -154,6 +154,8 @@ struct TaskContext {
     restore: Option<TaskRestore>,
     /// Names this attempt's transactional sink files (when the job checkpoints).
     run_name: Option<String>,
+    /// How many times the job has restarted before this attempt.
+    attempt: u32,
 }
 
 /// Everything one task needs, wired before its thread starts.
@@ -452,6 +454,7 @@ fn run_attempt(
                 .as_ref()
                 .map(|r| TaskRestore::new(r, &job, &chain.nodes, &name, chain.parallelism)),
             run_name: run_name.clone(),
+            attempt,
         };
         let handle = std::thread::Builder::new()
             .name(name.clone())
@@ -640,6 +643,7 @@ fn run_task(
             .filter_map(|e| e.output.clone())
             .collect(),
         cancel: context.cancel.clone(),
+        attempt: context.attempt,
     };
     enter_node(head_node);
     let head = if job.nodes[head_node].kind.is_source() {
@@ -715,6 +719,11 @@ fn run_task(
                         instance
                             .restore_state(snapshot)
                             .map_err(|cause| failed(node, cause))?;
+                    }
+                    for state in r.private(&uid, s, n.parallelism) {
+                        instance
+                            .restore_private(state)
+                            .map_err(|e| (node, guest_failed(&uid, e)))?;
                     }
                 }
                 Step::Operator(instance)

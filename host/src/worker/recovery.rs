@@ -3,7 +3,7 @@
 //! state by key group, source positions by split, so any node may change parallelism), and
 //! publishing what its sinks had pre-committed.
 
-use crate::connectors::commit;
+use crate::connectors::{commit, share};
 use crate::plan::JobGraph;
 use crate::state::checkpoints::{CheckpointDir, CheckpointError, Restored};
 use std::path::Path;
@@ -164,6 +164,29 @@ impl TaskRestore {
             .collect();
         positions.sort_by_key(|(subtask, _)| *subtask);
         positions.into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The private states of operator `uid` that subtask `subtask` of `parallelism` takes over
+    /// (see `weir:operator/checkpoint-hooks`).
+    pub fn private(&self, uid: &str, subtask: u32, parallelism: u32) -> Vec<&[u8]> {
+        let mut states: Vec<(u32, &[u8])> = self
+            .restored
+            .metadata
+            .tasks
+            .iter()
+            .zip(&self.restored.tasks)
+            .flat_map(|(t, s)| {
+                s.private
+                    .iter()
+                    .filter(|(u, _)| u == uid)
+                    .map(move |(_, p)| (t.subtask, p.as_slice()))
+            })
+            .collect();
+        states.sort_by_key(|(s, _)| *s);
+        share(states, subtask, parallelism)
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
     }
 
     /// Every snapshot of operator `uid`'s keyed state (each subtask restores its key groups).

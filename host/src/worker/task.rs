@@ -279,9 +279,20 @@ impl Task {
         };
         for step in &mut self.steps {
             match &mut step.step {
-                Step::Operator(op) => snapshot
-                    .operators
-                    .push((step.uid.to_string(), op.snapshot_state())),
+                Step::Operator(op) => {
+                    // A finished task is never run again: a closed operator has no state to give.
+                    if id.is_some()
+                        && let Some(state) = op
+                            .snapshot_private()
+                            .map_err(|e| guest_failed(&step.uid, e))?
+                        && !state.is_empty()
+                    {
+                        snapshot.private.push((step.uid.to_string(), state));
+                    }
+                    snapshot
+                        .operators
+                        .push((step.uid.to_string(), op.snapshot_state()));
+                }
                 Step::Sink(sink) => {
                     let pending = sink
                         .pre_commit(id, published)
