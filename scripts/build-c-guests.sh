@@ -43,15 +43,15 @@ target/release/weir-c-gen wit "$gen"
 
 CFLAGS=(--target=wasm32-wasi -mexec-model=reactor -O2 -flto -std=c11)
 # wit-bindgen's code, compiled once (its warnings are not ours to fix).
-if [ ! "$gen/operator.o" -nt "$gen/operator.c" ]; then
-  clang "${CFLAGS[@]}" -w -c "$gen/operator.c" -o "$gen/operator.o"
+if [ ! "$gen/stateful_operator.o" -nt "$gen/stateful_operator.c" ]; then
+  clang "${CFLAGS[@]}" -w -c "$gen/stateful_operator.c" -o "$gen/stateful_operator.o"
 fi
 
 # build SOURCE NAME DIR OUT: one C file (and the SDK) into a component.
 build() {
   local core="$4.core.wasm"
   clang "${CFLAGS[@]}" -Wall -Wextra -Wno-unused-parameter $WERROR -I guest-sdk/c -I "$gen" \
-    "$1" guest-sdk/c/weir.c "$gen/weir_unicode.c" "$gen/operator.o" "$gen/operator_component_type.o" \
+    "$1" guest-sdk/c/weir.c "$gen/weir_unicode.c" "$gen/stateful_operator.o" "$gen/stateful_operator_component_type.o" \
     -o "$core"
   "$(wasm_tools)" component new "$core" -o "$4" \
     --adapt "wasi_snapshot_preview1=$gen/wasi_snapshot_preview1.reactor.wasm"

@@ -24,8 +24,11 @@ if [ ! -x "$bin" ] || ! grep -q "\"version\": \"$COMPONENTIZE_QJS\"" "$tools/nod
 fi
 
 build() {
-  "$bin" --wit wit --world operator --js "$1" --module-root . --sync -o "$4" >/dev/null
+  # An operator with private state exports the checkpoint hooks too.
+  local world=operator
+  grep -qF "exportStateful(" "$1" && world=stateful-operator
+  "$bin" --wit wit --world "$world" --js "$1" --module-root . --sync -o "$4" >/dev/null
   stamp "$4" JavaScript= "componentize-qjs=$COMPONENTIZE_QJS"
 }
 source scripts/guest-lib.sh
-build_examples js js "exportOperator(" guest-sdk/js build
+build_examples js js "export const" guest-sdk/js build

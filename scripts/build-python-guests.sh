@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Python example operators into components with componentize-py, installed (pinned)
 # into target/guest-tools/python the first time. Each app module under examples/*-python/ that
-# exports a handler (`Handler = weir.export(...)`) becomes examples/target/python/<dir>_<module>.wasm,
+# exports a handler (`Handler = weir.export(...)`, or `weir.export_stateful(...)` for the
+# stateful-operator world) becomes examples/target/python/<dir>_<module>.wasm,
 # e.g. examples/wordcount-python/split.py -> wordcount_split.wasm. Rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,9 +21,12 @@ if [ ! -x "$venv/bin/componentize-py" ] || ! "$venv/bin/componentize-py" --versi
 fi
 
 build() {
-  "$venv/bin/componentize-py" -d wit -w operator componentize \
+  # An operator with private state exports the checkpoint hooks too.
+  local world=operator
+  grep -qF "export_stateful(" "$1" && world=stateful-operator
+  "$venv/bin/componentize-py" -d wit -w "$world" componentize \
     -p guest-sdk/python -p "$3" "$2" -o "$4" >/dev/null
   stamp "$4" Python= "componentize-py=$COMPONENTIZE_PY"
 }
 source scripts/guest-lib.sh
-build_examples python py "weir.export(" guest-sdk/python build
+build_examples python py "weir.export" guest-sdk/python build

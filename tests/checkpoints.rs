@@ -393,8 +393,19 @@ fn a_failing_job_restarts_from_its_checkpoints_and_fails_with_every_cause() {
 
 #[test]
 fn an_operator_failing_on_its_first_attempt_restarts_with_its_private_state_exactly_once() {
-    // `flaky` fails at its 20,000th record on attempt 0 only; its private count of records
-    // seen survives the restart through checkpoints, as the keyed state would.
+    // `flaky` (in each language) fails at its 20,000th record on attempt 0 only; its private
+    // count of records seen survives the restart through checkpoints, as keyed state would.
+    for flaky in [
+        component("faulty_flaky"),
+        python_component("faulty_flaky"),
+        js_component("faulty_flaky"),
+        c_component("faulty_flaky"),
+    ] {
+        flaky_restarts_exactly_once(&flaky);
+    }
+}
+
+fn flaky_restarts_exactly_once(flaky: &str) {
     let dir = scratch();
     let manifest = write_manifest(
         dir.path(),
@@ -414,7 +425,7 @@ count = 100000
 rate = 100000
 shape = "sequence"
 [operators.flaky]
-component = "{}"
+component = "{flaky}"
 config = {{ fail_at = 20000 }}
 [sinks.out]
 kind = "file"
@@ -425,7 +436,6 @@ path = "{}"
 parallelism = 1
 partition = "rebalance"
 "#,
-            component("faulty_flaky"),
             dir.path().join("out").display(),
             dir.path().join("summary").display()
         ),
@@ -433,20 +443,26 @@ partition = "rebalance"
     let out = run_ok(&["run", manifest.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(
-            "failing on purpose at record 20000 of attempt 0; restarting in 10ms from checkpoint"
-        ),
-        "{stderr}"
+        stderr.contains("failing on purpose at record 20000 of attempt 0")
+            && stderr.contains("restarting in 10ms from checkpoint"),
+        "{flaky}: {stderr}"
     );
     let mut ids: Vec<u64> = sink_lines(&dir.path().join("out"))
         .iter()
         .map(|l| l.parse().unwrap())
         .collect();
     ids.sort_unstable();
-    assert_eq!(ids, (0..100_000).collect::<Vec<_>>(), "every record once");
+    assert_eq!(
+        ids,
+        (0..100_000).collect::<Vec<_>>(),
+        "{flaky}: every record once"
+    );
     let seen: u64 = sink_lines(&dir.path().join("summary"))
         .iter()
         .map(|l| l.strip_prefix("seen ").unwrap().parse::<u64>().unwrap())
         .sum();
-    assert_eq!(seen, 100_000, "the private counts add up to the input");
+    assert_eq!(
+        seen, 100_000,
+        "{flaky}: the private counts add up to the input"
+    );
 }

@@ -1,11 +1,11 @@
-// weir.c: the C guest SDK's glue between the generated bindings (`operator.h`, from
+// weir.c: the C guest SDK's glue between the generated bindings (`stateful_operator.h`, from
 // `wit/operator.wit` by weir-c-gen) and an operator's hooks (weir.h).
 #include "weir.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "operator.h"
+#include "stateful_operator.h"
 
 /// The operator's hooks, defined by WEIR_OPERATOR in the operator's file.
 extern const weir_operator weir_operator_def;
@@ -151,21 +151,21 @@ static inline uint32_t get_u32(const uint8_t *p) {
 }
 
 /// A borrowed list for an import's parameter (the host copies it; nothing is freed).
-static inline operator_list_u8_t list_of(weir_bytes b) {
-    return (operator_list_u8_t){(uint8_t *)b.ptr, b.len};
+static inline stateful_operator_list_u8_t list_of(weir_bytes b) {
+    return (stateful_operator_list_u8_t){(uint8_t *)b.ptr, b.len};
 }
 
-static inline operator_string_t string_of(const char *s) {
-    return (operator_string_t){(uint8_t *)s, strlen(s)};
+static inline stateful_operator_string_t string_of(const char *s) {
+    return (stateful_operator_string_t){(uint8_t *)s, strlen(s)};
 }
 
 // ---- Emitting -----------------------------------------------------------------------------
 
 static void flush_one(output *o) {
     if (o->buf.len == 0) return;
-    operator_list_u8_t batch = {o->buf.ptr, o->buf.len};
+    stateful_operator_list_u8_t batch = {o->buf.ptr, o->buf.len};
     if (o->name) {
-        operator_string_t name = string_of(o->name);
+        stateful_operator_string_t name = string_of(o->name);
         weir_operator_emit_emit(&name, &batch);
     } else {
         weir_operator_emit_emit(NULL, &batch);
@@ -365,7 +365,7 @@ void weir_distinct_free(weir_distinct *d) {
 /// Fails the call with a refused state call's reason, and frees it.
 static void state_failed(weir_ctx *ctx, const char *what, const char *state,
                          weir_operator_state_state_error_t *e) {
-    operator_string_t *why = e->tag == WEIR_OPERATOR_STATE_STATE_ERROR_KEY_OUTSIDE_KEY_GROUPS
+    stateful_operator_string_t *why = e->tag == WEIR_OPERATOR_STATE_STATE_ERROR_KEY_OUTSIDE_KEY_GROUPS
                                  ? &e->val.key_outside_key_groups
                                  : &e->val.invalid;
     weir_fail(ctx, "state `%s`: %s refused: %s%.*s", state, what,
@@ -378,7 +378,7 @@ static void state_failed(weir_ctx *ctx, const char *what, const char *state,
 
 /// Moves a list the host allocated into `out`, freeing what `out` held. (An empty list's
 /// pointer is not an allocation: the bindings' cabi_realloc answers size 0 with the alignment.)
-static void take_list(weir_buf *out, operator_list_u8_t *list) {
+static void take_list(weir_buf *out, stateful_operator_list_u8_t *list) {
     if (list->len == 0) {
         out->len = 0;
         return;
@@ -388,7 +388,7 @@ static void take_list(weir_buf *out, operator_list_u8_t *list) {
 }
 
 /// 1, 0 or -1 from an option returned by a state call.
-static int take_option(weir_ctx *ctx, bool ok, operator_option_list_u8_t *ret,
+static int take_option(weir_ctx *ctx, bool ok, stateful_operator_option_list_u8_t *ret,
                        weir_operator_state_state_error_t *err, const char *what,
                        const char *state, weir_buf *value) {
     if (!ok) {
@@ -410,24 +410,24 @@ static bool done(weir_ctx *ctx, bool ok, weir_operator_state_state_error_t *err,
 }
 
 int weir_value_get(weir_ctx *ctx, const char *state, weir_bytes key, weir_buf *value) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key);
-    operator_option_list_u8_t ret;
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key);
+    stateful_operator_option_list_u8_t ret;
     weir_operator_state_state_error_t err;
     bool ok = weir_operator_state_value_get(&name, &k, &ret, &err);
     return take_option(ctx, ok, &ret, &err, "get", state, value);
 }
 
 bool weir_value_set(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes value) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key), v = list_of(value);
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key), v = list_of(value);
     weir_operator_state_state_error_t err;
     return done(ctx, weir_operator_state_value_set(&name, &k, &v, &err), &err, "set", state);
 }
 
 bool weir_value_clear(weir_ctx *ctx, const char *state, weir_bytes key) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key);
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key);
     weir_operator_state_state_error_t err;
     return done(ctx, weir_operator_state_value_clear(&name, &k, &err), &err, "clear", state);
 }
@@ -457,8 +457,8 @@ bool weir_value_get_many(weir_ctx *ctx, const char *state, const weir_bytes *key
     scratch.len = 0;
     for (size_t i = 0; i < n; i++)
         if (!push_framed(&scratch, keys[i])) return false;
-    operator_string_t name = string_of(state);
-    operator_list_u8_t ks = {scratch.ptr, scratch.len}, ret;
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t ks = {scratch.ptr, scratch.len}, ret;
     weir_operator_state_state_error_t err;
     if (!weir_operator_state_value_get_many(&name, &ks, &ret, &err)) {
         state_failed(ctx, "get_many", state, &err);
@@ -483,8 +483,8 @@ bool weir_value_get_many(weir_ctx *ctx, const char *state, const weir_bytes *key
 
 /// value-set-many with the entries in `scratch`.
 static bool set_many_scratch(weir_ctx *ctx, const char *state) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t entries = {scratch.ptr, scratch.len};
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t entries = {scratch.ptr, scratch.len};
     weir_operator_state_state_error_t err;
     return done(ctx, weir_operator_state_value_set_many(&name, &entries, &err), &err, "set_many",
                 state);
@@ -578,9 +578,9 @@ bool weir_value_set_many_u64(weir_ctx *ctx, const char *state, const weir_bytes 
 
 int weir_map_get(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key,
                  weir_buf *value) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key), m = list_of(map_key);
-    operator_option_list_u8_t ret;
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key), m = list_of(map_key);
+    stateful_operator_option_list_u8_t ret;
     weir_operator_state_state_error_t err;
     bool ok = weir_operator_state_map_get(&name, &k, &m, &ret, &err);
     return take_option(ctx, ok, &ret, &err, "map get", state, value);
@@ -588,23 +588,23 @@ int weir_map_get(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes ma
 
 bool weir_map_put(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key,
                   weir_bytes value) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key), m = list_of(map_key), v = list_of(value);
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key), m = list_of(map_key), v = list_of(value);
     weir_operator_state_state_error_t err;
     return done(ctx, weir_operator_state_map_put(&name, &k, &m, &v, &err), &err, "map put", state);
 }
 
 bool weir_map_remove(weir_ctx *ctx, const char *state, weir_bytes key, weir_bytes map_key) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key), m = list_of(map_key);
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key), m = list_of(map_key);
     weir_operator_state_state_error_t err;
     return done(ctx, weir_operator_state_map_remove(&name, &k, &m, &err), &err, "map remove",
                 state);
 }
 
 bool weir_map_clear(weir_ctx *ctx, const char *state, weir_bytes key) {
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key);
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key);
     weir_operator_state_state_error_t err;
     return done(ctx, weir_operator_state_map_clear(&name, &k, &err), &err, "map clear", state);
 }
@@ -621,9 +621,9 @@ void weir_entries_free(weir_entries *entries) {
 
 bool weir_map_entries(weir_ctx *ctx, const char *state, weir_bytes key, weir_entries *entries) {
     weir_entries_free(entries);
-    operator_string_t name = string_of(state);
-    operator_list_u8_t k = list_of(key);
-    operator_list_tuple2_list_u8_list_u8_t ret;
+    stateful_operator_string_t name = string_of(state);
+    stateful_operator_list_u8_t k = list_of(key);
+    stateful_operator_list_tuple2_list_u8_list_u8_t ret;
     weir_operator_state_state_error_t err;
     if (!weir_operator_state_map_entries(&name, &k, &ret, &err)) {
         state_failed(ctx, "map entries", state, &err);
@@ -631,7 +631,7 @@ bool weir_map_entries(weir_ctx *ctx, const char *state, weir_bytes key, weir_ent
     }
     weir_entry *items = malloc((ret.len ? ret.len : 1) * sizeof *items);
     if (!items) {
-        operator_list_tuple2_list_u8_list_u8_free(&ret);
+        stateful_operator_list_tuple2_list_u8_list_u8_free(&ret);
         return weir_fail(ctx, "out of memory");
     }
     for (size_t i = 0; i < ret.len; i++)
@@ -825,7 +825,7 @@ void weir_log(weir_level level, const char *fmt, ...) {
     va_start(args, fmt);
     buf_vprintf(&msg, fmt, args);
     va_end(args);
-    operator_string_t s = {msg.ptr, msg.len};
+    stateful_operator_string_t s = {msg.ptr, msg.len};
     weir_operator_log_log((weir_operator_log_level_t)level, &s);
     weir_buf_free(&msg);
 }
@@ -983,7 +983,7 @@ void weir_buf_push_lowercase(weir_buf *b, weir_bytes text) {
 // ---- The exports --------------------------------------------------------------------------
 
 /// Ends a call: flushes what was emitted, and reports the call's failure (if any) in `err`.
-static bool finish(weir_ctx *ctx, bool ok, const char *hook, operator_string_t *err) {
+static bool finish(weir_ctx *ctx, bool ok, const char *hook, stateful_operator_string_t *err) {
     if (ctx->open_record) {
         weir_emit_end(ctx);
         weir_fail(ctx, "weir_emit_begin without weir_emit_end");
@@ -994,18 +994,18 @@ static bool finish(weir_ctx *ctx, bool ok, const char *hook, operator_string_t *
     // The job fails: what this call emitted goes nowhere.
     for (size_t i = 0; i < ctx->n_outputs; i++) ctx->outputs[i].buf.len = 0;
     // The message moves to the host, which frees it after the call.
-    *err = (operator_string_t){ctx->error.ptr, ctx->error.len};
-    if (!ctx->error.ptr) operator_string_dup(err, "out of memory");
+    *err = (stateful_operator_string_t){ctx->error.ptr, ctx->error.len};
+    if (!ctx->error.ptr) stateful_operator_string_dup(err, "out of memory");
     ctx->error = (weir_buf){0};
     ctx->failed = false;
     return false;
 }
 
-bool exports_weir_operator_handler_open(operator_string_t *config, operator_string_t *err) {
+bool exports_weir_operator_handler_open(stateful_operator_string_t *config, stateful_operator_string_t *err) {
     bool ok = true;
     if (weir_operator_def.open)
         ok = weir_operator_def.open(&the_ctx, weir_bytes_of(config->ptr, config->len));
-    operator_string_free(config);
+    stateful_operator_string_free(config);
     return finish(&the_ctx, ok, "open", err);
 }
 
@@ -1047,7 +1047,7 @@ static size_t unpack(weir_ctx *ctx, const uint8_t *p, size_t len) {
     return n;
 }
 
-bool exports_weir_operator_handler_process(operator_list_u8_t *batch, operator_string_t *err) {
+bool exports_weir_operator_handler_process(stateful_operator_list_u8_t *batch, stateful_operator_string_t *err) {
     weir_ctx *ctx = &the_ctx;
     size_t n = unpack(ctx, batch->ptr, batch->len);
     bool ok = n != SIZE_MAX;
@@ -1059,12 +1059,37 @@ bool exports_weir_operator_handler_process(operator_list_u8_t *batch, operator_s
     } else if (ok && n > 0) {
         ok = weir_fail(ctx, "the operator has neither `process` nor `process_record`");
     }
-    operator_list_u8_free(batch);
+    stateful_operator_list_u8_free(batch);
     return finish(ctx, ok, "process", err);
 }
 
-bool exports_weir_operator_handler_close(operator_string_t *err) {
+bool exports_weir_operator_handler_close(stateful_operator_string_t *err) {
     bool ok = true;
     if (weir_operator_def.close) ok = weir_operator_def.close(&the_ctx);
     return finish(&the_ctx, ok, "close", err);
 }
+
+bool exports_weir_operator_checkpoint_hooks_snapshot(stateful_operator_list_u8_t *ret,
+                                                     stateful_operator_string_t *err) {
+    weir_buf state = {0};
+    bool ok = true;
+    if (weir_operator_def.snapshot) ok = weir_operator_def.snapshot(&the_ctx, &state);
+    if (!finish(&the_ctx, ok, "snapshot", err)) {
+        weir_buf_free(&state);
+        return false;
+    }
+    // The buffer moves to the host, which frees it after the call.
+    *ret = (stateful_operator_list_u8_t){state.ptr, state.len};
+    return true;
+}
+
+bool exports_weir_operator_checkpoint_hooks_restore(stateful_operator_list_u8_t *state,
+                                                    stateful_operator_string_t *err) {
+    bool ok = true;
+    if (weir_operator_def.restore)
+        ok = weir_operator_def.restore(&the_ctx, weir_bytes_of(state->ptr, state->len));
+    stateful_operator_list_u8_free(state);
+    return finish(&the_ctx, ok, "restore", err);
+}
+
+uint32_t weir_attempt(void) { return weir_operator_context_attempt(); }

@@ -137,7 +137,17 @@ typedef struct {
     bool (*process_record)(weir_ctx *ctx, const weir_record *record);
     /// At the end of input; may still emit.
     bool (*close)(weir_ctx *ctx);
+    /// At a checkpoint barrier: appends the operator's private state (what it keeps in its own
+    /// variables) to `state`, which is empty on entry; left empty, there is none to keep.
+    bool (*snapshot)(weir_ctx *ctx, weir_buf *state);
+    /// After a restore, after `open` and before the first batch: one private state `snapshot`
+    /// gave, called once per state this subtask takes over (its own when the parallelism is
+    /// unchanged; after a change, several, to merge).
+    bool (*restore)(weir_ctx *ctx, weir_bytes state);
 } weir_operator;
+
+/// How many times the job has restarted before this run of it: 0 on its first attempt.
+uint32_t weir_attempt(void);
 
 /// Names the operator's hooks, with designated initializers:
 /// `WEIR_OPERATOR(.open = my_open, .process = my_process);`. Exactly one per component.

@@ -4,11 +4,14 @@
 // parsed object), `process(ctx, record)` sees one record at a time (the SDK unpacks the batch the
 // host passes in one call), records are emitted through the `Context`, and keyed state lives in
 // `ValueState` and `MapState` handles that the host stores per key group. The app module exports
-// `handler = exportOperator(MyOperator)`; see README.md beside this file.
+// `handler = exportOperator(MyOperator)` (or, for an operator with private state kept in
+// checkpoints, `{ handler, checkpointHooks } = exportStateful(MyOperator)`); see README.md
+// beside this file.
 
 import emitIface from "weir:operator/emit@0.1.0";
 import stateIface from "weir:operator/state@0.1.0";
 import logIface from "weir:operator/log@0.1.0";
+import contextIface from "weir:operator/context@0.1.0";
 
 const FLUSH_BYTES = 64 * 1024;
 const ABSENT = 0xffffffff;
@@ -203,6 +206,10 @@ export class Context {
     flushOne(null, this.main);
     for (const [name, buf] of this.side) flushOne(name, buf);
   }
+  /** How many times the job has restarted before this run of it: 0 on its first. */
+  attempt() {
+    return contextIface.attempt();
+  }
 }
 
 function flushOne(output, buf) {
@@ -359,6 +366,12 @@ export class Operator {
     for (const record of records) this.process(ctx, record);
   }
   close(ctx) {}
+  /** The operator's private state at a checkpoint (a Uint8Array; empty: none). */
+  snapshot() {
+    return new Uint8Array(0);
+  }
+  /** After a restore, called after `open` with each private state this subtask takes over. */
+  restore(state) {}
 }
 
 function failure(e) {
@@ -367,15 +380,13 @@ function failure(e) {
   return String(e);
 }
 
-/** The component's `handler` export for the operator class `cls`:
- *     export const handler = exportOperator(MyOperator);
- * Any error the operator throws fails the job with its message. */
-export function exportOperator(cls) {
+/** The `handler` and `checkpointHooks` exports of an operator class. */
+function exportsOf(cls) {
   let op = null;
   let ctx = null;
   const guarded = (f) => {
     try {
-      f();
+      return f();
     } catch (e) {
       throw failure(e);
     }
@@ -383,7 +394,7 @@ export function exportOperator(cls) {
   const started = () => {
     if (op === null) throw new WeirError("operator called before open");
   };
-  return {
+  const handler = {
     open(config) {
       guarded(() => {
         ctx = new Context();
@@ -413,4 +424,34 @@ export function exportOperator(cls) {
       });
     },
   };
+  const checkpointHooks = {
+    snapshot() {
+      return guarded(() => {
+        started();
+        return bytes(op.snapshot());
+      });
+    },
+    restore(state) {
+      guarded(() => {
+        started();
+        op.restore(state);
+      });
+    },
+  };
+  return { handler, checkpointHooks };
+}
+
+/** The component's `handler` export for the operator class `cls`:
+ *     export const handler = exportOperator(MyOperator);
+ * Any error the operator throws fails the job with its message. */
+export function exportOperator(cls) {
+  return exportsOf(cls).handler;
+}
+
+/** The `handler` and `checkpointHooks` exports for an operator class whose `snapshot` and
+ * `restore` keep private state in checkpoints (built for the `stateful-operator` world):
+ *     export const { handler, checkpointHooks } = exportStateful(MyOperator);
+ */
+export function exportStateful(cls) {
+  return exportsOf(cls);
 }

@@ -150,6 +150,10 @@ class Context:
         for name, buf in self._side.items():
             self._flush_one(name, buf)
 
+    def attempt(self):
+        """How many times the job has restarted before this run of it: 0 on its first."""
+        return self._host.attempt()
+
 
 # Value codecs for state: how a Python value is stored as bytes.
 
@@ -307,6 +311,15 @@ class Operator:
     def close(self, ctx):
         pass
 
+    def snapshot(self):
+        """The operator's private state at a checkpoint (bytes; empty: none). Exported by
+        `export_stateful`."""
+        return b""
+
+    def restore(self, state):
+        """After a restore, called after `open` with each private state (bytes) this subtask
+        takes over from `snapshot`."""
+
 
 # The host the SDK talks to: the component's imports, or a test double (see weir_testing).
 _current_host = None
@@ -363,16 +376,27 @@ class Runtime:
         self.op.close(self.ctx)
         self.ctx.flush()
 
+    def snapshot(self):
+        if self.op is None:
+            raise Error("operator called before open")
+        return bytes(self.op.snapshot())
+
+    def restore(self, state):
+        if self.op is None:
+            raise Error("operator called before open")
+        self.op.restore(bytes(state))
+
 
 class _ComponentHost:
     """The component's imports, with state errors turned into `StateError`."""
 
     def __init__(self):
-        from wit_world.imports import emit, log, state
+        from wit_world.imports import context, emit, log, state
 
         self._emit = emit.emit
         self._state = state
         self._log = log
+        self._context = context
 
     def emit(self, output, batch):
         self._emit(output, batch)
@@ -418,12 +442,11 @@ class _ComponentHost:
     def log(self, level, message):
         self._log.log(self._log.Level[level.upper()], message)
 
+    def attempt(self):
+        return self._context.attempt()
 
-def export(cls):
-    """The component's `handler` export for the operator class `cls`. In the app module:
 
-        Handler = weir.export(MyOperator)
-    """
+def _exports(cls):
     from componentize_py_types import Err
     from wit_world import exports
 
@@ -431,7 +454,7 @@ def export(cls):
 
     def guarded(f, *args):
         try:
-            f(*args)
+            return f(*args)
         except Err:
             raise
         except BaseException as e:
@@ -448,4 +471,33 @@ def export(cls):
         def close(self):
             guarded(runtime.close)
 
-    return Handler
+    def hooks():
+        class CheckpointHooks(exports.CheckpointHooks):
+            def snapshot(self):
+                return guarded(runtime.snapshot)
+
+            def restore(self, state):
+                guarded(runtime.restore, state)
+
+        return CheckpointHooks
+
+    return Handler, hooks
+
+
+def export(cls):
+    """The component's `handler` export for the operator class `cls`. In the app module:
+
+        Handler = weir.export(MyOperator)
+    """
+    return _exports(cls)[0]
+
+
+def export_stateful(cls):
+    """The `handler` and `checkpoint-hooks` exports for an operator class whose `snapshot` and
+    `restore` keep private state in checkpoints (built for the `stateful-operator` world). In
+    the app module:
+
+        Handler, CheckpointHooks = weir.export_stateful(MyOperator)
+    """
+    handler, hooks = _exports(cls)
+    return handler, hooks()

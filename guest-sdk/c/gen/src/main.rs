@@ -1,7 +1,8 @@
 //! `weir-c-gen WIT_DIR OUT_DIR`: the generated parts of the C guest SDK (`guest-sdk/c/`).
 //!
-//! - `operator.h`, `operator.c` and `operator_component_type.o`: the bindings of the `operator`
-//!   world in `WIT_DIR`, by wit-bindgen's C generator (the release the Rust guests use), so that C
+//! - `stateful_operator.h`, `stateful_operator.c` and `stateful_operator_component_type.o`: the
+//!   bindings of the `stateful-operator` world in `WIT_DIR` (the operator world and its checkpoint
+//!   hooks, which the SDK exports for every C operator), by wit-bindgen's C generator (the release the Rust guests use), so that C
 //!   needs no wit-bindgen CLI (a 10-minute `cargo install`).
 //! - `weir_unicode.c`: Rust's Unicode rules as C tables (alphanumerics, lower-casing and the
 //!   final-sigma context), read off this compiler's `std`, so a C operator splits and lower-cases
@@ -24,7 +25,7 @@ fn main() -> Result<()> {
     };
     let out = Path::new(out);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for (name, contents) in bindings(Path::new(wit), "operator")? {
+    for (name, contents) in bindings(Path::new(wit), "stateful-operator")? {
         write(&out.join(name), &contents)?;
     }
     write(&out.join("weir_unicode.c"), unicode::tables().as_bytes())?;
