@@ -466,3 +466,32 @@ partition = "rebalance"
         "{flaky}: the private counts add up to the input"
     );
 }
+
+#[test]
+fn a_full_disk_fails_checkpoints_while_the_job_goes_on() {
+    // The checkpoint directory on a 256 KiB tmpfs, mounted in a mount namespace of the weir
+    // process alone: checkpoints that do not fit fail with ENOSPC, the job finishes, exact.
+    let dir = scratch();
+    let (path, text) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    let checkpoints = dir.path().join("checkpoints");
+    std::fs::create_dir_all(&checkpoints).unwrap();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size=256k tmpfs '{}' && exec '{}' run '{}' --set sinks.out.delay_us=2",
+            checkpoints.display(),
+            env!("CARGO_BIN_EXE_weir"),
+            manifest.display()
+        ))
+        .env("WEIR_CACHE_DIR", root().join("target/test-component-cache"))
+        .env("WEIR_LOG", "warn");
+    let out = run_bounded(cmd, Duration::from_secs(180));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("checkpoint aborted") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
