@@ -592,3 +592,55 @@ path = "{}"
             .collect::<Vec<_>>()
     );
 }
+
+/// Runs the word count with `checkpoint` as the body of its `[checkpoint]` table and its sink
+/// slowed by `delay_us`; returns the completed checkpoints' (trigger ms, duration ms), in order,
+/// and the run's stderr.
+fn history(checkpoint: &str, delay_us: u32) -> (Vec<(u64, u64)>, String) {
+    let dir = scratch();
+    let (path, _) = input(dir.path());
+    let manifest = wordcount_manifest(
+        dir.path(),
+        &path,
+        &format!("delay_us = {delay_us}\n[checkpoint]\nretain = 1000\n{checkpoint}\n"),
+    );
+    let out = run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=2",
+    ]);
+    let (done, _) =
+        weir::state::checkpoints::CheckpointDir::new(dir.path().join("checkpoints")).completed();
+    (
+        done.iter()
+            .map(|m| (m.triggered_unix_ms, m.duration_ms))
+            .collect(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn timeout_min_pause_and_max_concurrent_show_in_the_history() {
+    // min_pause: 300 ms from the end of one checkpoint to the next, whatever the interval.
+    let (h, _) = history("interval = \"10ms\"\nmin_pause = \"300ms\"", 4);
+    assert!(h.len() >= 3, "{h:?}");
+    for w in h.windows(2) {
+        let (end, next) = (w[0].0 + w[0].1, w[1].0);
+        assert!(next + 5 >= end + 300, "{h:?}");
+    }
+    // max_concurrent = 1 (the default): no two checkpoints overlap.
+    let (h, _) = history("interval = \"10ms\"", 4);
+    assert!(h.len() >= 3, "{h:?}");
+    for w in h.windows(2) {
+        assert!(w[1].0 >= w[0].0 + w[0].1, "{h:?}");
+    }
+    // A timeout shorter than a checkpoint takes under backpressure: those are aborted, and
+    // none that completes took longer.
+    let (h, stderr) = history("interval = \"100ms\"\ntimeout = \"10ms\"", 10);
+    assert!(h.iter().all(|&(_, ms)| ms <= 10), "{h:?}");
+    assert!(
+        stderr.contains("checkpoint aborted: not complete within checkpoint.timeout = 10ms"),
+        "{stderr}"
+    );
+}
