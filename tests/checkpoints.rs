@@ -644,3 +644,28 @@ fn timeout_min_pause_and_max_concurrent_show_in_the_history() {
         "{stderr}"
     );
 }
+
+#[test]
+fn exactly_once_with_the_redb_backend_under_kill_9() {
+    // Keyed state in redb databases on disk instead of hash maps; the parallelism changes too.
+    let dir = scratch();
+    let (path, text) = input(dir.path());
+    let manifest = job(dir.path(), &path, "exactly_once");
+    run_with_kills(&manifest, 5, |run| {
+        vec![
+            "checkpoint.backend=redb".into(),
+            format!("job.parallelism={}", [2, 1, 3, 2, 4, 2][run as usize]),
+        ]
+    });
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("work-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the working state of killed runs is removed by the next: {leftovers:?}"
+    );
+}

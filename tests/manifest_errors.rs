@@ -374,8 +374,8 @@ fn checkpoint_and_restart_settings_are_checked() {
             "checkpoint.mode: unknown value `twice`; use exactly_once or at_least_once",
         ),
         (
-            "[checkpoint]\nbackend = \"redb\"",
-            "checkpoint.backend: the redb working-state backend is not available yet",
+            "[checkpoint]\nbackend = \"rocksdb\"",
+            "checkpoint.backend: unknown value `rocksdb`; use memory or redb",
         ),
         (
             "[checkpoint]\nincremental = true",

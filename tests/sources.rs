@@ -26,6 +26,7 @@ fn gen_instance(runtime: &Runtime, n: u64, subtask: u32, parallelism: u32) -> So
         side_outputs: Arc::from([]),
         cancel: Default::default(),
         attempt: 0,
+        state_dir: None,
     };
     loaded.instantiate_source(&spec).unwrap()
 }

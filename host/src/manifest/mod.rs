@@ -352,21 +352,12 @@ impl Checker<'_> {
                 )?
                 .unwrap_or(1) as u32,
         };
-        // Accepted by the schema, refused until they exist, rather than silently ignored.
+        // Accepted by the schema, refused until it exists, rather than silently ignored.
         if c.incremental == Some(true) {
             return Err(self.err(
                 None,
                 "checkpoint.incremental",
                 "incremental checkpoints are not available yet; every checkpoint is full",
-            ));
-        }
-        if let Some(b) = &c.backend
-            && b.get_ref() == "redb"
-        {
-            return Err(self.err(
-                Some(b.span()),
-                "checkpoint.backend",
-                "the redb working-state backend is not available yet; use \"memory\"",
             ));
         }
         let dir = c.dir.as_ref().map_or_else(

@@ -22,6 +22,8 @@ pub enum StateAccessError {
     },
     /// The write would take the subtask's state past its budget.
     OverBudget { state: String, limit: usize },
+    /// The state's storage failed (the redb backend: a full disk, say).
+    Storage(String),
 }
 
 impl fmt::Display for StateAccessError {
@@ -37,6 +39,7 @@ impl fmt::Display for StateAccessError {
                  keyed state needs the operator's input partitioned by hash on the same key",
                 range.start, range.end
             ),
+            StateAccessError::Storage(why) => write!(f, "keyed state storage failed: {why}"),
             StateAccessError::OverBudget { state, limit } => write!(
                 f,
                 "keyed state would grow past limits.state_mib = {} MiB in this subtask (writing state {state:?}); \
@@ -140,9 +143,9 @@ fn table_hash(hash: u64) -> u64 {
 
 /// Where a key's entry lives: its key-group hash and its key group's index in the subtask.
 #[derive(Clone, Copy, Debug)]
-struct Slot {
-    hash: u64,
-    group: usize,
+pub(super) struct Slot {
+    pub(super) hash: u64,
+    pub(super) group: usize,
 }
 
 impl<V> Table<V> {
@@ -415,7 +418,11 @@ impl KeyedState {
 
 /// Where `key` lives among the key groups `range` (of `max_parallelism`), or why it cannot.
 #[inline]
-fn slot_in(range: &Range<u32>, max_parallelism: u32, key: &[u8]) -> Result<Slot, StateAccessError> {
+pub(super) fn slot_in(
+    range: &Range<u32>,
+    max_parallelism: u32,
+    key: &[u8],
+) -> Result<Slot, StateAccessError> {
     let hash = key_groups::hash(key);
     let kg = key_groups::key_group_of_hash(hash, max_parallelism);
     if !range.contains(&kg) {

@@ -1,7 +1,11 @@
-//! State: keyed state in memory, stored per key group, and what a checkpoint keeps of it.
+//! State: keyed state per key group, in memory or in redb on disk, and what a checkpoint keeps
+//! of it.
 
+mod backend;
 pub mod checkpoints;
 mod keyed;
+mod redb_state;
 pub mod snapshot;
 
+pub use backend::StateBackend;
 pub use keyed::{KeyedSnapshot, KeyedState, StateAccessError};

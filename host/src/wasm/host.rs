@@ -9,7 +9,7 @@ use super::bindings::weir::operator::{context, emit, log, state};
 use super::bounds::CallBounds;
 use super::guest_log::{LogLimiter, preview, printable};
 use crate::plan::is_valid_name;
-use crate::state::{KeyedState, StateAccessError};
+use crate::state::{StateAccessError, StateBackend};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
@@ -64,7 +64,7 @@ pub struct HostState {
     pub(super) emitted: Emitted,
     /// Most a single call may emit (batch bytes, names and [`EMIT_CALL_BYTES`] per call).
     max_output_bytes: usize,
-    pub(super) state: KeyedState,
+    pub(super) state: StateBackend,
     pub(super) who: Identity,
     pub(super) bounds: CallBounds,
     log: LogLimiter,
@@ -78,7 +78,7 @@ impl HostState {
         who: Identity,
         memory_bytes: usize,
         log_lines_per_s: u32,
-        state: KeyedState,
+        state: StateBackend,
         bounds: CallBounds,
     ) -> Self {
         // Guests get no filesystem (no preopens), no network, no environment and no wall clock
@@ -266,7 +266,9 @@ fn refused<T>(e: StateAccessError) -> StateResult<T> {
         StateAccessError::KeyOutsideKeyGroups { .. } => {
             Ok(Err(state::StateError::KeyOutsideKeyGroups(e.to_string())))
         }
-        StateAccessError::OverBudget { .. } => Err(Refused(e.to_string()).into()),
+        StateAccessError::OverBudget { .. } | StateAccessError::Storage(_) => {
+            Err(Refused(e.to_string()).into())
+        }
     }
 }
 
@@ -298,39 +300,38 @@ macro_rules! check_name {
 impl state::Host for HostState {
     fn value_get(&mut self, name: String, key: Vec<u8>) -> StateResult<Option<Vec<u8>>> {
         check_name!(name);
-        answer(
-            self.state
-                .value_get(&name, &key)
-                .map(|v| v.map(<[u8]>::to_vec)),
-        )
+        answer(self.state.value_get(&name, &key))
     }
 
     fn value_set(&mut self, name: String, key: Vec<u8>, value: Vec<u8>) -> StateResult<()> {
         check_name!(name);
-        answer(self.state.value_set(&name, &key, &value))
+        answer(
+            self.state
+                .value_set_many(&name, &[(key.as_slice(), Some(value.as_slice()))]),
+        )
     }
 
     fn value_get_many(&mut self, name: String, keys: Vec<u8>) -> StateResult<Vec<u8>> {
         check_name!(name);
-        let state = self.state.value_state(&name);
-        let mut out = Vec::with_capacity(keys.len());
+        let mut list = Vec::new();
         for key in weir_batch::lengths::iter(&keys) {
-            let key = match key {
-                Ok(Some(key)) => key,
+            match key {
+                Ok(Some(key)) => list.push(key),
                 Ok(None) => return malformed("a key is marked absent"),
                 Err(e) => return malformed(e),
-            };
-            match state.get(key) {
-                Ok(v) => weir_batch::lengths::push(&mut out, v),
-                Err(e) => return refused(e),
             }
         }
-        Ok(Ok(out))
+        let mut out = Vec::with_capacity(keys.len());
+        answer(
+            self.state
+                .value_get_many(&name, &list, |v| weir_batch::lengths::push(&mut out, v)),
+        )
+        .map(|r| r.map(|()| out))
     }
 
     fn value_set_many(&mut self, name: String, entries: Vec<u8>) -> StateResult<()> {
         check_name!(name);
-        let mut state = self.state.value_state(&name);
+        let mut list = Vec::new();
         let mut items = weir_batch::lengths::iter(&entries);
         while let Some(key) = items.next() {
             let key = match key {
@@ -338,22 +339,18 @@ impl state::Host for HostState {
                 Ok(None) => return malformed("a key is marked absent"),
                 Err(e) => return malformed(e),
             };
-            let done = match items.next() {
+            match items.next() {
                 None => return malformed("a key has no value"),
                 Some(Err(e)) => return malformed(e),
-                Some(Ok(Some(v))) => state.set(key, v),
-                Some(Ok(None)) => state.clear(key),
-            };
-            if let Err(e) = done {
-                return refused(e);
+                Some(Ok(value)) => list.push((key, value)),
             }
         }
-        Ok(Ok(()))
+        answer(self.state.value_set_many(&name, &list))
     }
 
     fn value_clear(&mut self, name: String, key: Vec<u8>) -> StateResult<()> {
         check_name!(name);
-        answer(self.state.value_clear(&name, &key))
+        answer(self.state.value_set_many(&name, &[(key.as_slice(), None)]))
     }
 
     fn map_get(
@@ -363,11 +360,7 @@ impl state::Host for HostState {
         map_key: Vec<u8>,
     ) -> StateResult<Option<Vec<u8>>> {
         check_name!(name);
-        answer(
-            self.state
-                .map_get(&name, &key, &map_key)
-                .map(|v| v.map(<[u8]>::to_vec)),
-        )
+        answer(self.state.map_get(&name, &key, &map_key))
     }
 
     fn map_put(

@@ -10,7 +10,7 @@ use super::host::{HostState, Identity, Refused, SideOutputs};
 use super::{LoadedComponent, Pre};
 use crate::cancel::CancelToken;
 use crate::plan::{GuestLimits, key_groups};
-use crate::state::{KeyedSnapshot, KeyedState};
+use crate::state::{KeyedSnapshot, StateBackend};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap, UpdateDeadline};
@@ -34,6 +34,8 @@ pub struct InstanceSpec {
     pub cancel: CancelToken,
     /// How many times the job has restarted before this attempt.
     pub attempt: u32,
+    /// Keep keyed state in a redb database in this directory (`None`: in memory).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// How a guest call went wrong.
@@ -99,7 +101,7 @@ fn wrong_world(path: &std::path::Path, want: &str) -> GuestError {
 
 impl LoadedComponent {
     /// A store for one subtask, with its limits set; `state` covers the subtask's key groups.
-    fn store(&self, spec: &InstanceSpec, state: KeyedState, is_source: bool) -> Store<HostState> {
+    fn store(&self, spec: &InstanceSpec, state: StateBackend, is_source: bool) -> Store<HostState> {
         let who = Identity {
             operator: spec.operator.clone(),
             subtask: spec.subtask,
@@ -138,7 +140,7 @@ impl LoadedComponent {
     fn guest<B>(
         &self,
         spec: &InstanceSpec,
-        state: KeyedState,
+        state: StateBackend,
         is_source: bool,
         instantiate: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<B>,
     ) -> Result<Guest<B>, GuestError> {
@@ -170,7 +172,15 @@ impl LoadedComponent {
             return Err(wrong_world(&self.path, "an operator"));
         };
         let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
-        let state = KeyedState::new(range, spec.max_parallelism, spec.limits.state_bytes);
+        let state = match &spec.state_dir {
+            None => StateBackend::memory(range, spec.max_parallelism, spec.limits.state_bytes),
+            Some(dir) => StateBackend::redb(
+                &dir.join(format!("{}-{}.redb", spec.operator, spec.subtask)),
+                range,
+                spec.max_parallelism,
+            )
+            .map_err(|e| GuestError::Instantiate(e.to_string()))?,
+        };
         let mut guest = self.guest(spec, state, false, |store| {
             let instance = pre.instance_pre().instantiate(&mut *store)?;
             let plain = bindings::Operator::new(&mut *store, &instance)?;
@@ -191,7 +201,7 @@ impl LoadedComponent {
             return Err(wrong_world(&self.path, "a source"));
         };
         // Sources keep no keyed state: an empty key-group range refuses every key.
-        let state = KeyedState::new(0..0, spec.max_parallelism, 0);
+        let state = StateBackend::memory(0..0, spec.max_parallelism, 0);
         let mut guest = self.guest(spec, state, true, |store| pre.instantiate(store))?;
         let ((), outputs) = guest.call("open", |b, store| {
             b.weir_operator_source_handler().call_open(
@@ -323,8 +333,12 @@ impl OperatorInstance {
     }
 
     /// A copy of the subtask's keyed state, for a checkpoint.
-    pub fn snapshot_state(&self) -> KeyedSnapshot {
-        self.store.data().state.snapshot()
+    pub fn snapshot_state(&self) -> Result<KeyedSnapshot, String> {
+        self.store
+            .data()
+            .state
+            .snapshot()
+            .map_err(|e| format!("cannot take a snapshot of keyed state: {e}"))
     }
 
     /// Loads the part of `snapshot` in this subtask's key groups.

@@ -12,7 +12,7 @@ use super::task::{
 };
 use super::writer::RecordWriter;
 use crate::cancel::CancelToken;
-use crate::checkpoint::{CheckpointId, Mode};
+use crate::checkpoint::{Backend, CheckpointId, Mode};
 use crate::connectors::{Source, commit, prepare_sink};
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
 use crate::state::checkpoints::{CheckpointDir, Restored};
@@ -156,6 +156,8 @@ struct TaskContext {
     run_name: Option<String>,
     /// How many times the job has restarted before this attempt.
     attempt: u32,
+    /// Where operators keep keyed state on disk (the redb backend), if they do.
+    state_dir: Option<PathBuf>,
 }
 
 /// Everything one task needs, wired before its thread starts.
@@ -222,6 +224,9 @@ fn run_attempts(
     mut restored: Option<Arc<Restored>>,
     first_id: u64,
 ) -> Result<(), JobError> {
+    if let Some(c) = &job.checkpoint {
+        remove_stale_work(&c.dir);
+    }
     let mut failures = Vec::new();
     loop {
         let attempt = failures.len() as u32;
@@ -266,6 +271,24 @@ fn run_attempts(
     }
 }
 
+/// Removes the redb backends' working directories (`work-<pid>`) that processes killed
+/// outright left behind in checkpoint directory `dir`: those whose process is gone.
+fn remove_stale_work(dir: &std::path::Path) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("work-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// One attempt at running the job: from the start, or from `restored`.
 fn run_attempt(
     job: &JobGraph,
@@ -298,6 +321,13 @@ fn run_attempt(
         .checkpoint
         .as_ref()
         .map_or(Mode::ExactlyOnce, |c| c.mode);
+    // The redb backend's working state: one database per operator subtask, in a directory of
+    // this attempt's own, beside the checkpoints (on disk: state may exceed memory).
+    let state_dir = job
+        .checkpoint
+        .as_ref()
+        .filter(|c| c.backend == Backend::Redb)
+        .map(|c| c.dir.join(format!("work-{}", std::process::id())));
     // A name for this attempt's transactional sink files, unique across runs and attempts.
     let run_name = job.checkpoint.as_ref().map(|_| {
         let ms = SystemTime::now()
@@ -455,6 +485,7 @@ fn run_attempt(
                 .map(|r| TaskRestore::new(r, &job, &chain.nodes, &name, chain.parallelism)),
             run_name: run_name.clone(),
             attempt,
+            state_dir: state_dir.clone(),
         };
         let handle = std::thread::Builder::new()
             .name(name.clone())
@@ -494,6 +525,10 @@ fn run_attempt(
     let stuck = wait_for_tasks(&mut running, &done_rx, control);
     // Every task has ended (or was abandoned, its link with it): the driver ends too.
     let finished = driver.map(Driver::finish).unwrap_or_default();
+    if let Some(dir) = &state_dir {
+        // Working state only: a restart rebuilds it from a checkpoint.
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let error = if let Some(f) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
         JobError::Failed(f)
     } else if control.is_cancelled() {
@@ -644,6 +679,7 @@ fn run_task(
             .collect(),
         cancel: context.cancel.clone(),
         attempt: context.attempt,
+        state_dir: context.state_dir.clone(),
     };
     enter_node(head_node);
     let head = if job.nodes[head_node].kind.is_source() {

@@ -289,9 +289,11 @@ impl Task {
                     {
                         snapshot.private.push((step.uid.to_string(), state));
                     }
-                    snapshot
-                        .operators
-                        .push((step.uid.to_string(), op.snapshot_state()));
+                    let state = op.snapshot_state().map_err(|cause| TaskError::Failed {
+                        uid: step.uid.clone(),
+                        cause,
+                    })?;
+                    snapshot.operators.push((step.uid.to_string(), state));
                 }
                 Step::Sink(sink) => {
                     let pending = sink
