@@ -136,7 +136,7 @@ impl StateBackend {
     }
 
     /// A copy of every entry, for a checkpoint.
-    pub fn snapshot(&self) -> Result<KeyedSnapshot, StateAccessError> {
+    pub fn snapshot(&mut self) -> Result<KeyedSnapshot, StateAccessError> {
         match self {
             StateBackend::Memory(s) => Ok(s.snapshot()),
             StateBackend::Redb(s) => s.snapshot(),

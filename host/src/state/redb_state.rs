@@ -9,8 +9,27 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// Value state: (state name, key group, key) -> value.
-const VALUES: TableDefinition<(&str, u32, &[u8]), &[u8]> = TableDefinition::new("values");
+/// Value state: [`value_key`] -> value. One byte string compares as fast as a B-tree can (a
+/// tuple key decodes its parts at every comparison).
+const VALUES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("values");
+
+/// A value-state entry's key: the key group (big-endian, so entries sort by it), the state
+/// name's length and bytes, then the key.
+fn value_key(buf: &mut Vec<u8>, name: &str, kg: u32, key: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(&kg.to_be_bytes());
+    buf.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    buf.extend_from_slice(name.as_bytes());
+    buf.extend_from_slice(key);
+}
+
+/// The parts of a [`value_key`]: (state name, key group, key).
+fn split_value_key(k: &[u8]) -> Option<(&str, u32, &[u8])> {
+    let kg = u32::from_be_bytes(k.get(..4)?.try_into().ok()?);
+    let n = u16::from_be_bytes(k.get(4..6)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(k.get(6..6 + n)?).ok()?;
+    Some((name, kg, k.get(6 + n..)?))
+}
 /// The key of a map-state entry: (state name, key group, key, map key).
 type MapKey<'a> = (&'a str, u32, &'a [u8], &'a [u8]);
 /// Map state, by [`MapKey`] -> value.
@@ -18,15 +37,22 @@ const MAPS: TableDefinition<MapKey<'static>, &[u8]> = TableDefinition::new("maps
 
 /// Page cache of one subtask's database.
 const CACHE_BYTES: usize = 32 << 20;
+/// Writes in one transaction before it is committed: large enough that commits are rare, small
+/// enough that the pages it dirties stay a few tens of MiB.
+const COMMIT_EVERY: usize = 8192;
 /// Non-durable commits between two durable ones (which let redb reuse freed pages).
-const DURABLE_EVERY: u32 = 256;
+const DURABLE_EVERY: u32 = 64;
 
-/// The keyed state of one subtask, on disk.
+/// The keyed state of one subtask, on disk. Every call goes through one open write
+/// transaction (so reads see the writes before them), committed every [`COMMIT_EVERY`] writes
+/// and before a snapshot.
 pub struct RedbState {
     db: Database,
     path: PathBuf,
     range: Range<u32>,
     max_parallelism: u32,
+    txn: Option<redb::WriteTransaction>,
+    writes: usize,
     commits: u32,
 }
 
@@ -38,8 +64,18 @@ impl std::fmt::Debug for RedbState {
     }
 }
 
-fn storage(path: &Path) -> impl Fn(&dyn std::fmt::Display) -> StateAccessError + '_ {
-    move |e| StateAccessError::Storage(format!("{}: {e}", path.display()))
+/// Turns a redb error into the state error that names the database.
+#[derive(Clone)]
+struct Storage(PathBuf);
+
+impl Storage {
+    fn clone_fn(self) -> impl Fn(&dyn std::fmt::Display) -> StateAccessError {
+        move |e| StateAccessError::Storage(format!("{}: {e}", self.0.display()))
+    }
+}
+
+fn storage(path: &Path) -> Storage {
+    Storage(path.to_path_buf())
 }
 
 impl RedbState {
@@ -50,7 +86,7 @@ impl RedbState {
         range: Range<u32>,
         max_parallelism: u32,
     ) -> Result<Self, StateAccessError> {
-        let fail = storage(path);
+        let fail = storage(path).clone_fn();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
         }
@@ -64,119 +100,136 @@ impl RedbState {
             path: path.to_path_buf(),
             range,
             max_parallelism,
+            txn: None,
+            writes: 0,
             commits: 0,
         })
     }
 
-    fn fail(&self) -> impl Fn(&dyn std::fmt::Display) -> StateAccessError + '_ {
-        storage(&self.path)
+    /// The open write transaction (begun if none is).
+    fn txn(&mut self) -> Result<&redb::WriteTransaction, StateAccessError> {
+        if self.txn.is_none() {
+            let txn = self
+                .db
+                .begin_write()
+                .map_err(|e| storage(&self.path).clone_fn()(&e))?;
+            self.txn = Some(txn);
+        }
+        Ok(self.txn.as_ref().expect("just begun"))
     }
 
-    /// Runs `f` in a write transaction and commits it.
+    /// Runs `f`, which writes `n` entries, in the open transaction; commits every
+    /// [`COMMIT_EVERY`] writes.
     fn write<R>(
         &mut self,
-        f: impl FnOnce(&redb::WriteTransaction) -> Result<R, StateAccessError>,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<(R, usize), StateAccessError>,
     ) -> Result<R, StateAccessError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.fail()(&e))?;
+        let (r, n) = f(self.txn()?)?;
+        self.writes += n;
+        if self.writes >= COMMIT_EVERY {
+            self.commit()?;
+        }
+        Ok(r)
+    }
+
+    /// Commits the open transaction, durably now and then.
+    fn commit(&mut self) -> Result<(), StateAccessError> {
+        let Some(mut txn) = self.txn.take() else {
+            return Ok(());
+        };
+        self.writes = 0;
         self.commits += 1;
-        let durable = self.commits.is_multiple_of(DURABLE_EVERY);
-        txn.set_durability(if durable {
+        let durability = if self.commits.is_multiple_of(DURABLE_EVERY) {
             Durability::Immediate
         } else {
             Durability::None
-        })
-        .map_err(|e| self.fail()(&e))?;
-        let r = f(&txn)?;
-        txn.commit().map_err(|e| self.fail()(&e))?;
-        Ok(r)
+        };
+        let fail = storage(&self.path).clone_fn();
+        txn.set_durability(durability).map_err(|e| fail(&e))?;
+        txn.commit().map_err(|e| fail(&e))
     }
 
     fn key_group(&self, key: &[u8]) -> Result<u32, StateAccessError> {
         slot_in(&self.range, self.max_parallelism, key).map(|s| self.range.start + s.group as u32)
     }
 
-    pub fn value_get(&self, name: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateAccessError> {
+    pub fn value_get(
+        &mut self,
+        name: &str,
+        key: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateAccessError> {
         let kg = self.key_group(key)?;
-        let fail = self.fail();
-        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
-        let table = match txn.open_table(VALUES) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(fail(&e)),
-        };
+        let fail = storage(&self.path).clone_fn();
+        let table = self.txn()?.open_table(VALUES).map_err(|e| fail(&e))?;
+        let mut k = Vec::new();
+        value_key(&mut k, name, kg, key);
         Ok(table
-            .get((name, kg, key))
+            .get(k.as_slice())
             .map_err(|e| fail(&e))?
             .map(|v| v.value().to_vec()))
     }
 
-    /// The values of `keys`, in order, each pushed to `out` by `push`.
+    /// The values of `keys`, in order, each handed to `push`.
     pub fn value_get_many<'k>(
-        &self,
+        &mut self,
         name: &str,
         keys: impl Iterator<Item = Result<&'k [u8], StateAccessError>>,
         mut push: impl FnMut(Option<&[u8]>),
     ) -> Result<(), StateAccessError> {
-        let fail = self.fail();
-        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
-        let table = match txn.open_table(VALUES) {
-            Ok(t) => Some(t),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(fail(&e)),
-        };
+        let (range, max_parallelism) = (self.range.clone(), self.max_parallelism);
+        let fail = storage(&self.path).clone_fn();
+        let table = self.txn()?.open_table(VALUES).map_err(|e| fail(&e))?;
+        let mut k = Vec::new();
         for key in keys {
             let key = key?;
-            let kg = self.key_group(key)?;
-            match &table {
-                None => push(None),
-                Some(t) => {
-                    let v = t.get((name, kg, key)).map_err(|e| fail(&e))?;
-                    push(v.as_ref().map(|v| v.value()));
-                }
-            }
+            let kg = slot_in(&range, max_parallelism, key).map(|s| range.start + s.group as u32)?;
+            value_key(&mut k, name, kg, key);
+            let v = table.get(k.as_slice()).map_err(|e| fail(&e))?;
+            push(v.as_ref().map(|v| v.value()));
         }
         Ok(())
     }
 
-    /// Sets (`Some`) or clears (`None`) many keys in one transaction.
+    /// Sets (`Some`) or clears (`None`) many keys, in key order (a B-tree likes neighbours).
     pub fn value_set_many<'k>(
         &mut self,
         name: &str,
         entries: impl Iterator<Item = Result<(&'k [u8], Option<&'k [u8]>), StateAccessError>>,
     ) -> Result<(), StateAccessError> {
-        let (range, max_parallelism, path) =
-            (self.range.clone(), self.max_parallelism, self.path.clone());
+        let (range, max_parallelism) = (self.range.clone(), self.max_parallelism);
+        let mut sorted = Vec::new();
+        for entry in entries {
+            let (key, value) = entry?;
+            let kg = slot_in(&range, max_parallelism, key).map(|s| range.start + s.group as u32)?;
+            sorted.push((kg, key, value));
+        }
+        // The table's order: key group, then (one state name) key.
+        sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let fail = storage(&self.path).clone_fn();
         self.write(|txn| {
-            let fail = storage(&path);
             let mut table = txn.open_table(VALUES).map_err(|e| fail(&e))?;
-            for entry in entries {
-                let (key, value) = entry?;
-                let kg =
-                    slot_in(&range, max_parallelism, key).map(|s| range.start + s.group as u32)?;
+            let mut k = Vec::new();
+            for &(kg, key, value) in &sorted {
+                value_key(&mut k, name, kg, key);
                 match value {
-                    Some(v) => table.insert((name, kg, key), v).map(|_| ()),
-                    None => table.remove((name, kg, key)).map(|_| ()),
+                    Some(v) => table.insert(k.as_slice(), v).map(|_| ()),
+                    None => table.remove(k.as_slice()).map(|_| ()),
                 }
                 .map_err(|e| fail(&e))?;
             }
-            Ok(())
+            Ok(((), sorted.len()))
         })
     }
 
     pub fn map_get(
-        &self,
+        &mut self,
         name: &str,
         key: &[u8],
         map_key: &[u8],
     ) -> Result<Option<Vec<u8>>, StateAccessError> {
         let kg = self.key_group(key)?;
-        let fail = self.fail();
-        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
-        let table = match txn.open_table(MAPS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(fail(&e)),
-        };
+        let fail = storage(&self.path).clone_fn();
+        let table = self.txn()?.open_table(MAPS).map_err(|e| fail(&e))?;
         Ok(table
             .get((name, kg, key, map_key))
             .map_err(|e| fail(&e))?
@@ -191,14 +244,13 @@ impl RedbState {
         value: &[u8],
     ) -> Result<(), StateAccessError> {
         let kg = self.key_group(key)?;
-        let path = self.path.clone();
+        let fail = storage(&self.path).clone_fn();
         self.write(|txn| {
-            let fail = storage(&path);
             let mut table = txn.open_table(MAPS).map_err(|e| fail(&e))?;
             table
                 .insert((name, kg, key, map_key), value)
                 .map_err(|e| fail(&e))?;
-            Ok(())
+            Ok(((), 1))
         })
     }
 
@@ -209,27 +261,21 @@ impl RedbState {
         map_key: &[u8],
     ) -> Result<(), StateAccessError> {
         let kg = self.key_group(key)?;
-        let path = self.path.clone();
+        let fail = storage(&self.path).clone_fn();
         self.write(|txn| {
-            let fail = storage(&path);
             let mut table = txn.open_table(MAPS).map_err(|e| fail(&e))?;
             table
                 .remove((name, kg, key, map_key))
                 .map_err(|e| fail(&e))?;
-            Ok(())
+            Ok(((), 1))
         })
     }
 
     /// A key's map entries, ordered by map key.
-    pub fn map_entries(&self, name: &str, key: &[u8]) -> Result<EntryList, StateAccessError> {
+    pub fn map_entries(&mut self, name: &str, key: &[u8]) -> Result<EntryList, StateAccessError> {
         let kg = self.key_group(key)?;
-        let fail = self.fail();
-        let txn = self.db.begin_read().map_err(|e| fail(&e))?;
-        let table = match txn.open_table(MAPS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(fail(&e)),
-        };
+        let fail = storage(&self.path).clone_fn();
+        let table = self.txn()?.open_table(MAPS).map_err(|e| fail(&e))?;
         let mut out = Vec::new();
         let from: MapKey<'_> = (name, kg, key, &[]);
         for entry in table.range(from..).map_err(|e| fail(&e))? {
@@ -246,28 +292,29 @@ impl RedbState {
     pub fn map_clear(&mut self, name: &str, key: &[u8]) -> Result<(), StateAccessError> {
         let entries = self.map_entries(name, key)?;
         let kg = self.key_group(key)?;
-        let path = self.path.clone();
+        let fail = storage(&self.path).clone_fn();
         self.write(|txn| {
-            let fail = storage(&path);
             let mut table = txn.open_table(MAPS).map_err(|e| fail(&e))?;
             for (map_key, _) in &entries {
                 table
                     .remove((name, kg, key, map_key.as_slice()))
                     .map_err(|e| fail(&e))?;
             }
-            Ok(())
+            Ok(((), entries.len()))
         })
     }
 
-    /// Copies every entry out, for a checkpoint.
-    pub fn snapshot(&self) -> Result<KeyedSnapshot, StateAccessError> {
-        let fail = self.fail();
+    /// Copies every entry out, for a checkpoint (after committing what is pending).
+    pub fn snapshot(&mut self) -> Result<KeyedSnapshot, StateAccessError> {
+        self.commit()?;
+        let fail = storage(&self.path).clone_fn();
         let txn = self.db.begin_read().map_err(|e| fail(&e))?;
         let mut snap = KeyedSnapshot::default();
         if let Ok(table) = txn.open_table(VALUES) {
             for entry in table.iter().map_err(|e| fail(&e))? {
                 let (k, v) = entry.map_err(|e| fail(&e))?;
-                let (name, kg, key) = k.value();
+                let (name, kg, key) =
+                    split_value_key(k.value()).ok_or_else(|| fail(&"a malformed entry key"))?;
                 snap.values
                     .push((name.to_string(), kg, key.to_vec(), v.value().to_vec()));
             }
@@ -291,14 +338,17 @@ impl RedbState {
     /// Loads the entries of `snapshot` in this subtask's key groups.
     pub fn restore(&mut self, snapshot: &KeyedSnapshot) -> Result<(), StateAccessError> {
         let range = self.range.clone();
-        let path = self.path.clone();
+        let fail = storage(&self.path).clone_fn();
         self.write(|txn| {
-            let fail = storage(&path);
+            let mut n = 0;
             let mut values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
+            let mut k = Vec::new();
             for (name, kg, key, value) in snapshot.values.iter().filter(|e| range.contains(&e.1)) {
+                value_key(&mut k, name, *kg, key);
                 values
-                    .insert((name.as_str(), *kg, key.as_slice()), value.as_slice())
+                    .insert(k.as_slice(), value.as_slice())
                     .map_err(|e| fail(&e))?;
+                n += 1;
             }
             let mut maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
             for (name, kg, key, map_key, value) in
@@ -309,9 +359,11 @@ impl RedbState {
                     value.as_slice(),
                 )
                 .map_err(|e| fail(&e))?;
+                n += 1;
             }
-            Ok(())
-        })
+            Ok(((), n))
+        })?;
+        self.commit()
     }
 }
 

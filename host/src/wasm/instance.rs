@@ -333,9 +333,9 @@ impl OperatorInstance {
     }
 
     /// A copy of the subtask's keyed state, for a checkpoint.
-    pub fn snapshot_state(&self) -> Result<KeyedSnapshot, String> {
+    pub fn snapshot_state(&mut self) -> Result<KeyedSnapshot, String> {
         self.store
-            .data()
+            .data_mut()
             .state
             .snapshot()
             .map_err(|e| format!("cannot take a snapshot of keyed state: {e}"))
