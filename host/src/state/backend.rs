@@ -11,7 +11,8 @@ use std::path::Path;
 #[derive(Debug)]
 pub enum StateBackend {
     Memory(KeyedState),
-    Redb(RedbState),
+    /// Boxed: an open write transaction makes it large, and the memory backend is the hot one.
+    Redb(Box<RedbState>),
 }
 
 impl StateBackend {
@@ -26,11 +27,11 @@ impl StateBackend {
         range: Range<u32>,
         max_parallelism: u32,
     ) -> Result<Self, StateAccessError> {
-        Ok(StateBackend::Redb(RedbState::create(
+        Ok(StateBackend::Redb(Box::new(RedbState::create(
             path,
             range,
             max_parallelism,
-        )?))
+        )?)))
     }
 
     pub fn value_get(
