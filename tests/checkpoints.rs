@@ -107,16 +107,22 @@ fn exactly_once_output_under_repeated_kill_9() {
 fn exactly_once_across_kills_that_change_the_parallelism() {
     // Every node goes 2, 3, 1, 4, 2, 3: keyed state moves between subtasks by key group, the
     // file source's byte ranges by split.
+    exactly_once_under_kills(&[], [2, 3, 1, 4, 2, 3]);
+}
+
+/// The word count, exactly once through 5 kills with `settings`, every node's parallelism
+/// going through `parallelism` (a run each); returns the scratch directory.
+fn exactly_once_under_kills(settings: &[&str], parallelism: [u32; 6]) -> tempfile::TempDir {
     let dir = scratch();
     let (path, text) = input(dir.path());
     let manifest = job(dir.path(), &path, "exactly_once");
     run_with_kills(&manifest, 5, |run| {
-        vec![format!(
-            "job.parallelism={}",
-            [2, 3, 1, 4, 2, 3][run as usize]
-        )]
+        let mut set: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
+        set.push(format!("job.parallelism={}", parallelism[run as usize]));
+        set
     });
     assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+    dir
 }
 
 #[test]
@@ -648,16 +654,7 @@ fn timeout_min_pause_and_max_concurrent_show_in_the_history() {
 #[test]
 fn exactly_once_with_the_redb_backend_under_kill_9() {
     // Keyed state in redb databases on disk instead of hash maps; the parallelism changes too.
-    let dir = scratch();
-    let (path, text) = input(dir.path());
-    let manifest = job(dir.path(), &path, "exactly_once");
-    run_with_kills(&manifest, 5, |run| {
-        vec![
-            "checkpoint.backend=redb".into(),
-            format!("job.parallelism={}", [2, 1, 3, 2, 4, 2][run as usize]),
-        ]
-    });
-    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+    let dir = exactly_once_under_kills(&["checkpoint.backend=redb"], [2, 1, 3, 2, 4, 2]);
     let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints"))
         .unwrap()
         .flatten()
@@ -668,4 +665,158 @@ fn exactly_once_with_the_redb_backend_under_kill_9() {
         leftovers.is_empty(),
         "the working state of killed runs is removed by the next: {leftovers:?}"
     );
+}
+
+#[test]
+fn exactly_once_with_incremental_checkpoints_under_kill_9() {
+    // Deltas since the last completed checkpoint, in memory and in redb.
+    for backend in ["checkpoint.backend=memory", "checkpoint.backend=redb"] {
+        exactly_once_under_kills(
+            &["checkpoint.incremental=true", backend],
+            [2, 3, 2, 1, 2, 2],
+        );
+    }
+}
+
+#[test]
+fn an_incremental_checkpoint_writes_only_what_changed() {
+    // A million keys loaded at once, then about 10,000 changed between checkpoints: a delta is
+    // under a tenth of a full checkpoint, and retention leaves no file no checkpoint uses.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["bulk -> split", "trickle -> split", "split -> count", "count -> out"]
+[job]
+parallelism = 2
+[checkpoint]
+interval = "500ms"
+incremental = true
+retain = 3
+[sources.bulk]
+kind = "datagen"
+count = 1000000
+shape = "sequence"
+parallelism = 1
+[sources.trickle]
+kind = "datagen"
+count = 120000
+rate = 20000
+vocabulary = 1000000
+words_per_line = 1
+parallelism = 1
+[operators.split]
+component = "{}"
+partition = "rebalance"
+[operators.count]
+component = "{}"
+partition = "hash"
+[sinks.out]
+kind = "file"
+path = "{}"
+"#,
+            component("wordcount_split"),
+            component("wordcount_count"),
+            dir.path().join("out").display()
+        ),
+    );
+    let mut cmd = weir();
+    cmd.args([
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "checkpoint.retain=1000",
+    ]);
+    let out = run_bounded(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checkpoints = dir.path().join("checkpoints");
+    let (done, _) = weir::state::checkpoints::CheckpointDir::new(&checkpoints).completed();
+    let own = |m: &weir::state::checkpoints::Metadata, delta: bool| -> Option<u64> {
+        let tasks: Vec<_> = m
+            .tasks
+            .iter()
+            .filter(|t| t.task.starts_with("count"))
+            .collect();
+        (tasks.iter().all(|t| t.base.is_empty() != delta))
+            .then(|| tasks.iter().map(|t| t.bytes).sum())
+    };
+    // Whether the bulk load had ended by checkpoint `id` (its task's snapshot says so).
+    let bulk_done = |id: u64| -> bool {
+        let Some(m) = done.iter().find(|m| m.id == id) else {
+            return false;
+        };
+        let t = m.tasks.iter().find(|t| t.task == "bulk-0").unwrap();
+        weir::state::snapshot::read(&checkpoints.join(&t.file), &[])
+            .unwrap()
+            .finished
+    };
+    // The checkpoint a delta builds on directly.
+    let base_of = |m: &weir::state::checkpoints::Metadata| -> u64 {
+        let t = m
+            .tasks
+            .iter()
+            .find(|t| t.task.starts_with("count"))
+            .unwrap();
+        let last = &t.base.last().unwrap().file;
+        last[4..last.find('/').unwrap()].parse().unwrap()
+    };
+    let full = done.iter().filter_map(|m| own(m, false)).max().unwrap();
+    // Deltas of changes after the bulk load: only the trickle's keys.
+    let deltas: Vec<u64> = done
+        .iter()
+        .filter(|m| own(m, true).is_some() && bulk_done(m.id) && bulk_done(base_of(m)))
+        .filter_map(|m| own(m, true))
+        .collect();
+    assert!(
+        !deltas.is_empty(),
+        "no incremental checkpoint among {}",
+        done.len()
+    );
+    eprintln!("full checkpoint of the counts: {full} bytes; deltas after the load: {deltas:?}");
+    assert!(
+        full > 20 << 20,
+        "a full checkpoint of a million keys: {full} bytes"
+    );
+    for d in &deltas {
+        assert!(
+            *d * 10 < full,
+            "a delta of {d} bytes against a full one of {full}"
+        );
+    }
+    // Retention with incremental checkpoints: every file is used by a kept checkpoint.
+    let run = |retain: u32| {
+        weir::state::checkpoints::CheckpointDir::new(&checkpoints).retain(retain);
+        let (kept, _) = weir::state::checkpoints::CheckpointDir::new(&checkpoints).completed();
+        let used: std::collections::HashSet<String> = kept
+            .iter()
+            .flat_map(|m| m.tasks.iter().flat_map(|t| t.chain()))
+            .map(|f| f.file)
+            .collect();
+        let mut files = Vec::new();
+        for chk in std::fs::read_dir(&checkpoints).unwrap().flatten() {
+            for f in std::fs::read_dir(chk.path()).unwrap().flatten() {
+                let name = format!(
+                    "{}/{}",
+                    chk.file_name().to_string_lossy(),
+                    f.file_name().to_string_lossy()
+                );
+                if name.ends_with(".redb") {
+                    files.push(name);
+                }
+            }
+        }
+        (
+            kept.len(),
+            files.iter().filter(|f| !used.contains(*f)).count(),
+        )
+    };
+    assert_eq!(run(2), (2, 0));
+    let restored = weir::state::checkpoints::CheckpointDir::new(&checkpoints)
+        .latest()
+        .unwrap();
+    assert_eq!(restored.tasks.len(), done.last().unwrap().tasks.len());
 }

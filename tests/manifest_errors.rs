@@ -378,8 +378,8 @@ fn checkpoint_and_restart_settings_are_checked() {
             "checkpoint.backend: unknown value `rocksdb`; use memory or redb",
         ),
         (
-            "[checkpoint]\nincremental = true",
-            "checkpoint.incremental: incremental checkpoints are not available yet",
+            "[checkpoint]\nincremental = 1",
+            "invalid type: integer `1`, expected a boolean",
         ),
         (
             "[restart]\nstrategy = \"sometimes\"",

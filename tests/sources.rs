@@ -27,6 +27,7 @@ fn gen_instance(runtime: &Runtime, n: u64, subtask: u32, parallelism: u32) -> So
         cancel: Default::default(),
         attempt: 0,
         state_dir: None,
+        incremental: false,
     };
     loaded.instantiate_source(&spec).unwrap()
 }

@@ -352,14 +352,6 @@ impl Checker<'_> {
                 )?
                 .unwrap_or(1) as u32,
         };
-        // Accepted by the schema, refused until it exists, rather than silently ignored.
-        if c.incremental == Some(true) {
-            return Err(self.err(
-                None,
-                "checkpoint.incremental",
-                "incremental checkpoints are not available yet; every checkpoint is full",
-            ));
-        }
         let dir = c.dir.as_ref().map_or_else(
             || self.base.join("checkpoints"),
             |d| self.path("checkpoint.dir", d.get_ref()),

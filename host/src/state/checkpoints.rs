@@ -57,6 +57,33 @@ pub struct TaskFile {
     pub sync_ms: u64,
     /// How long the task aligned its inputs.
     pub align_ms: u64,
+    /// For an incremental snapshot (its keyed state a delta): the files it builds on, the
+    /// full snapshot first, each later one a delta on those before it. Empty for a full one.
+    #[serde(default)]
+    pub base: Vec<FileRef>,
+}
+
+/// A file of an earlier checkpoint that a delta builds on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// The path, relative to the checkpoint directory's root.
+    pub file: String,
+    pub bytes: u64,
+    /// xxh3-64 of the whole file, in hex.
+    pub hash: String,
+}
+
+impl TaskFile {
+    /// The files this task's state consists of, oldest first: its base, then itself.
+    pub fn chain(&self) -> Vec<FileRef> {
+        let mut chain = self.base.clone();
+        chain.push(FileRef {
+            file: self.file.clone(),
+            bytes: self.bytes,
+            hash: self.hash.clone(),
+        });
+        chain
+    }
 }
 
 impl Metadata {
@@ -148,6 +175,7 @@ impl CheckpointDir {
             hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
             sync_ms: 0,
             align_ms: 0,
+            base: Vec::new(),
         })
     }
 
@@ -221,31 +249,64 @@ impl CheckpointDir {
         (ok, bad)
     }
 
-    /// Reads checkpoint `meta.id` whole, checking every file's size and hash.
+    /// Reads and checks one file against its recorded size and hash.
+    fn read_checked(
+        &self,
+        f: &FileRef,
+        operators: &[String],
+    ) -> Result<TaskSnapshot, CheckpointError> {
+        let path = self.root.join(&f.file);
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        let corrupt = |message: String| CheckpointError::Corrupt {
+            path: path.clone(),
+            message,
+        };
+        if bytes.len() as u64 != f.bytes {
+            return Err(corrupt(format!(
+                "{} bytes, but the checkpoint's metadata records {} (truncated?)",
+                bytes.len(),
+                f.bytes
+            )));
+        }
+        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        if hash != f.hash {
+            return Err(corrupt(format!(
+                "its content does not match the hash the checkpoint's metadata records ({hash}, not {})",
+                f.hash
+            )));
+        }
+        Ok(snapshot::read(&path, operators)?)
+    }
+
+    /// Reads checkpoint `meta.id` whole, checking every file's size and hash; a task whose
+    /// snapshot is incremental has its chain of files merged into one full snapshot.
     pub fn load(&self, meta: &Metadata) -> Result<Restored, CheckpointError> {
         let mut tasks = Vec::with_capacity(meta.tasks.len());
         for t in &meta.tasks {
-            let path = self.root.join(&t.file);
-            let bytes = fs::read(&path).map_err(io(&path))?;
-            let corrupt = |message: String| CheckpointError::Corrupt {
-                path: path.clone(),
-                message,
-            };
-            if bytes.len() as u64 != t.bytes {
-                return Err(corrupt(format!(
-                    "{} bytes, but the checkpoint's metadata records {} (truncated?)",
-                    bytes.len(),
-                    t.bytes
-                )));
+            let mut chain = t.chain().into_iter();
+            let first = chain.next().expect("a chain holds the task's own file");
+            let mut merged = self.read_checked(&first, &t.operators)?;
+            for f in chain {
+                let delta = self.read_checked(&f, &t.operators)?;
+                merged.operators = merged
+                    .operators
+                    .into_iter()
+                    .map(|(uid, state)| {
+                        let d = delta.operators.iter().find(|(u, _)| *u == uid);
+                        let state = match d {
+                            Some((_, d)) => state.merged(d),
+                            None => state,
+                        };
+                        (uid, state)
+                    })
+                    .collect();
+                // The rest is whole in every snapshot: the last one's is the one.
+                merged.sources = delta.sources;
+                merged.sinks = delta.sinks;
+                merged.private = delta.private;
+                merged.finished = delta.finished;
             }
-            let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
-            if hash != t.hash {
-                return Err(corrupt(format!(
-                    "its content does not match the hash the checkpoint's metadata records ({hash}, not {})",
-                    t.hash
-                )));
-            }
-            tasks.push(snapshot::read(&path, &t.operators)?);
+            tasks.push(merged);
         }
         Ok(Restored {
             metadata: meta.clone(),
@@ -295,21 +356,42 @@ impl CheckpointDir {
     }
 
     /// Keeps the newest `keep` complete checkpoints; removes older ones and every incomplete
-    /// checkpoint older than the newest complete one.
+    /// checkpoint older than the newest complete one — but never a file a kept checkpoint's
+    /// incremental snapshots build on.
     pub fn retain(&self, keep: u32) {
         let ids = self.ids();
-        let complete: Vec<u64> = ids
+        let complete: Vec<Metadata> = ids
             .iter()
-            .copied()
-            .filter(|&id| matches!(self.metadata(id), Ok(Some(_))))
+            .filter_map(|&id| self.metadata(id).ok().flatten())
             .collect();
-        let Some(&newest) = complete.last() else {
+        let Some(newest) = complete.last().map(|m| m.id) else {
             return;
         };
-        let kept: Vec<u64> = complete.iter().rev().take(keep as usize).copied().collect();
+        let kept: Vec<&Metadata> = complete.iter().rev().take(keep as usize).collect();
+        let referenced: std::collections::HashSet<String> = kept
+            .iter()
+            .flat_map(|m| m.tasks.iter().flat_map(TaskFile::chain))
+            .map(|f| f.file)
+            .collect();
         for id in ids {
-            if id < newest && !kept.contains(&id) {
+            if id >= newest || kept.iter().any(|m| m.id == id) {
+                continue;
+            }
+            let dir = self.chk(id);
+            if !referenced
+                .iter()
+                .any(|f| f.starts_with(&format!("chk-{id}/")))
+            {
                 self.discard(id);
+                continue;
+            }
+            // Only the files still built on stay; without its metadata the checkpoint is no
+            // longer one to restore from.
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let file = format!("chk-{id}/{}", entry.file_name().to_string_lossy());
+                if !referenced.contains(&file) {
+                    let _ = fs::remove_file(entry.path());
+                }
             }
         }
     }
@@ -340,7 +422,7 @@ mod tests {
                 "op".into(),
                 KeyedSnapshot {
                     values: vec![("s".into(), 1, vec![n], vec![n])],
-                    maps: vec![],
+                    ..KeyedSnapshot::default()
                 },
             )],
             ..TaskSnapshot::default()
@@ -414,6 +496,43 @@ mod tests {
         let (done, bad) = dir.completed();
         assert_eq!(done.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 4]);
         assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn an_incremental_checkpoint_reads_back_through_its_chain_and_keeps_its_base() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = CheckpointDir::new(tmp.path());
+        checkpoint(&dir, 1, 1, true);
+        let base = dir.metadata(1).unwrap().unwrap().tasks[0].chain();
+        // Checkpoint 2: a delta that removes key 1 and adds key 2.
+        dir.begin(2).unwrap();
+        let delta = TaskSnapshot {
+            operators: vec![(
+                "op".into(),
+                KeyedSnapshot {
+                    values: vec![("s".into(), 1, vec![2], vec![2])],
+                    removed_values: vec![("s".into(), 1, vec![1])],
+                    ..KeyedSnapshot::default()
+                },
+            )],
+            ..TaskSnapshot::default()
+        };
+        let mut t = dir
+            .write_task(2, "op-0", 0, vec!["op".into()], &delta)
+            .unwrap();
+        t.base = base;
+        dir.complete(&meta(2, vec![t])).unwrap();
+        // Keeping one checkpoint keeps 2, and 1's file that 2 builds on, not 1 itself.
+        dir.retain(1);
+        assert!(tmp.path().join("chk-1/op-0.redb").exists());
+        assert!(!tmp.path().join("chk-1/_metadata").exists());
+        let r = dir.latest().unwrap();
+        assert_eq!(r.metadata.id, 2);
+        assert_eq!(r.tasks[0], snap(2));
+        // A damaged base fails the delta too, by the base file's name.
+        fs::write(tmp.path().join("chk-1/op-0.redb"), b"x").unwrap();
+        let e = dir.latest().unwrap_err().to_string();
+        assert!(e.contains("chk-1/op-0.redb"), "{e}");
     }
 
     #[test]

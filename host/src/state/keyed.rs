@@ -368,6 +368,69 @@ pub type MapEntry = (String, u32, Vec<u8>, Vec<u8>, Vec<u8>);
 pub struct KeyedSnapshot {
     pub values: Vec<ValueEntry>,
     pub maps: Vec<MapEntry>,
+    /// In an incremental snapshot: value-state keys cleared since the previous snapshot,
+    /// as (state name, key group, key).
+    pub removed_values: Vec<KeyRef>,
+    /// In an incremental snapshot: map-state keys whose maps changed since the previous
+    /// snapshot; each is replaced whole by its entries in `maps` (none: it was cleared).
+    pub removed_maps: Vec<KeyRef>,
+}
+
+/// A key of some state in a snapshot: (state name, key group, key).
+pub type KeyRef = (String, u32, Vec<u8>);
+
+impl KeyedSnapshot {
+    /// Whether it holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+            && self.maps.is_empty()
+            && self.removed_values.is_empty()
+            && self.removed_maps.is_empty()
+    }
+
+    /// This snapshot with the incremental snapshot `delta` applied: what a full snapshot
+    /// taken at `delta`'s checkpoint would hold.
+    pub fn merged(self, delta: &KeyedSnapshot) -> KeyedSnapshot {
+        use std::collections::BTreeMap;
+        let mut values: BTreeMap<KeyRef, Vec<u8>> = self
+            .values
+            .into_iter()
+            .map(|(n, kg, k, v)| ((n, kg, k), v))
+            .collect();
+        for r in &delta.removed_values {
+            values.remove(r);
+        }
+        for (n, kg, k, v) in &delta.values {
+            values.insert((n.clone(), *kg, k.clone()), v.clone());
+        }
+        let mut maps: BTreeMap<KeyRef, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
+        for (n, kg, k, mk, v) in self.maps {
+            maps.entry((n, kg, k)).or_default().insert(mk, v);
+        }
+        for r in &delta.removed_maps {
+            maps.remove(r);
+        }
+        for (n, kg, k, mk, v) in &delta.maps {
+            maps.entry((n.clone(), *kg, k.clone()))
+                .or_default()
+                .insert(mk.clone(), v.clone());
+        }
+        KeyedSnapshot {
+            values: values
+                .into_iter()
+                .map(|((n, kg, k), v)| (n, kg, k, v))
+                .collect(),
+            maps: maps
+                .into_iter()
+                .flat_map(|((n, kg, k), m)| {
+                    m.into_iter()
+                        .map(move |(mk, v)| (n.clone(), kg, k.clone(), mk, v))
+                })
+                .collect(),
+            removed_values: Vec::new(),
+            removed_maps: Vec::new(),
+        }
+    }
 }
 
 impl KeyedState {
@@ -402,6 +465,16 @@ impl KeyedState {
     /// Loads the entries of `snapshot` that fall in this subtask's key groups (a snapshot of
     /// another parallelism holds others too), counting them against the budget.
     pub fn restore(&mut self, snapshot: &KeyedSnapshot) -> Result<(), StateAccessError> {
+        for (name, kg, key) in &snapshot.removed_values {
+            if self.range.contains(kg) {
+                self.value_clear(name, key)?;
+            }
+        }
+        for (name, kg, key) in &snapshot.removed_maps {
+            if self.range.contains(kg) {
+                self.map_clear(name, key)?;
+            }
+        }
         for (name, kg, key, value) in &snapshot.values {
             if self.range.contains(kg) {
                 self.value_state(name).set(key, value)?;

@@ -337,6 +337,16 @@ impl RedbState {
 
     /// Loads the entries of `snapshot` in this subtask's key groups.
     pub fn restore(&mut self, snapshot: &KeyedSnapshot) -> Result<(), StateAccessError> {
+        for (name, kg, key) in &snapshot.removed_values {
+            if self.range.contains(kg) {
+                self.value_set_many(name, std::iter::once(Ok((key.as_slice(), None))))?;
+            }
+        }
+        for (name, kg, key) in &snapshot.removed_maps {
+            if self.range.contains(kg) {
+                self.map_clear(name, key)?;
+            }
+        }
         let range = self.range.clone();
         let fail = storage(&self.path).clone_fn();
         self.write(|txn| {

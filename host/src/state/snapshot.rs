@@ -16,6 +16,13 @@ const VALUES: TableDefinition<(&str, u32, &str, &[u8]), &[u8]> = TableDefinition
 type MapKey<'a> = (&'a str, u32, &'a str, &'a [u8], &'a [u8]);
 /// Map state, by [`MapKey`] -> value.
 const MAPS: TableDefinition<MapKey<'static>, &[u8]> = TableDefinition::new("maps");
+/// In a delta: value-state keys removed, (operator uid, key group, state name, key) -> ().
+const REMOVED_VALUES: TableDefinition<(&str, u32, &str, &[u8]), ()> =
+    TableDefinition::new("removed_values");
+/// In a delta: map-state keys whose maps are replaced, (operator uid, key group, state name,
+/// key) -> ().
+const REMOVED_MAPS: TableDefinition<(&str, u32, &str, &[u8]), ()> =
+    TableDefinition::new("removed_maps");
 /// Source uid -> its position.
 const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
 /// Sink uid -> what it pre-committed at this checkpoint.
@@ -145,6 +152,20 @@ pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<Vec<u8>, SnapshotError>
                 .map_err(|e| fail(&e))?;
             }
         }
+        let mut removed_values = txn.open_table(REMOVED_VALUES).map_err(|e| fail(&e))?;
+        let mut removed_maps = txn.open_table(REMOVED_MAPS).map_err(|e| fail(&e))?;
+        for (uid, state) in &snap.operators {
+            for (name, kg, key) in &state.removed_values {
+                removed_values
+                    .insert((uid.as_str(), *kg, name.as_str(), key.as_slice()), ())
+                    .map_err(|e| fail(&e))?;
+            }
+            for (name, kg, key) in &state.removed_maps {
+                removed_maps
+                    .insert((uid.as_str(), *kg, name.as_str(), key.as_slice()), ())
+                    .map_err(|e| fail(&e))?;
+            }
+        }
         let mut sources = txn.open_table(SOURCES).map_err(|e| fail(&e))?;
         for (uid, position) in &snap.sources {
             sources
@@ -227,6 +248,22 @@ pub fn read(path: &Path, operators: &[String]) -> Result<TaskSnapshot, SnapshotE
             ),
         ));
     }
+    let mut removed = Vec::new();
+    for (def, is_map) in [(REMOVED_VALUES, false), (REMOVED_MAPS, true)] {
+        let table = txn.open_table(def).map_err(|e| fail(&e))?;
+        for entry in table.iter().map_err(|e| fail(&e))? {
+            let (k, _) = entry.map_err(|e| fail(&e))?;
+            let (uid, kg, name, key) = k.value();
+            removed.push((state_of(uid)?, is_map, (name.to_string(), kg, key.to_vec())));
+        }
+    }
+    for (i, is_map, key) in removed {
+        if is_map {
+            snap.operators[i].1.removed_maps.push(key);
+        } else {
+            snap.operators[i].1.removed_values.push(key);
+        }
+    }
     for (i, entry) in found_values {
         snap.operators[i].1.values.push(entry);
     }
@@ -265,6 +302,8 @@ mod tests {
                     KeyedSnapshot {
                         values: vec![("n".into(), 3, b"k".to_vec(), b"1".to_vec())],
                         maps: vec![("m".into(), 9, b"k".to_vec(), b"a".to_vec(), b"v".to_vec())],
+                        removed_values: vec![("n".into(), 4, b"gone".to_vec())],
+                        removed_maps: vec![("m".into(), 9, b"k".to_vec())],
                     },
                 ),
                 ("split".into(), KeyedSnapshot::default()),

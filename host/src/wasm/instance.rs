@@ -36,6 +36,8 @@ pub struct InstanceSpec {
     pub attempt: u32,
     /// Keep keyed state in a redb database in this directory (`None`: in memory).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Track which keys change, for incremental checkpoints.
+    pub incremental: bool,
 }
 
 /// How a guest call went wrong.
@@ -173,11 +175,17 @@ impl LoadedComponent {
         };
         let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
         let state = match &spec.state_dir {
-            None => StateBackend::memory(range, spec.max_parallelism, spec.limits.state_bytes),
+            None => StateBackend::memory(
+                range,
+                spec.max_parallelism,
+                spec.limits.state_bytes,
+                spec.incremental,
+            ),
             Some(dir) => StateBackend::redb(
                 &dir.join(format!("{}-{}.redb", spec.operator, spec.subtask)),
                 range,
                 spec.max_parallelism,
+                spec.incremental,
             )
             .map_err(|e| GuestError::Instantiate(e.to_string()))?,
         };
@@ -201,7 +209,7 @@ impl LoadedComponent {
             return Err(wrong_world(&self.path, "a source"));
         };
         // Sources keep no keyed state: an empty key-group range refuses every key.
-        let state = StateBackend::memory(0..0, spec.max_parallelism, 0);
+        let state = StateBackend::memory(0..0, spec.max_parallelism, 0, false);
         let mut guest = self.guest(spec, state, true, |store| pre.instantiate(store))?;
         let ((), outputs) = guest.call("open", |b, store| {
             b.weir_operator_source_handler().call_open(
@@ -332,12 +340,18 @@ impl OperatorInstance {
         Ok(())
     }
 
-    /// A copy of the subtask's keyed state, for a checkpoint.
-    pub fn snapshot_state(&mut self) -> Result<KeyedSnapshot, String> {
+    /// Whether its keyed state can be snapshotted as a delta against checkpoint `base`.
+    pub fn can_delta(&self, base: u64) -> bool {
+        self.store.data().state.can_delta(base)
+    }
+
+    /// The subtask's keyed state for checkpoint `id`: all of it, or (incremental checkpoints)
+    /// only what changed since its snapshot for checkpoint `base`.
+    pub fn snapshot_state(&mut self, id: u64, base: Option<u64>) -> Result<KeyedSnapshot, String> {
         self.store
             .data_mut()
             .state
-            .snapshot()
+            .snapshot(id, base)
             .map_err(|e| format!("cannot take a snapshot of keyed state: {e}"))
     }
 

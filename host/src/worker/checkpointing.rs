@@ -10,7 +10,7 @@ use super::control::{CheckpointSummary, JobMetrics};
 use crate::cancel::CancelToken;
 use crate::checkpoint::{AbortReason, Action, CheckpointId, CheckpointSettings, Coordinator};
 use crate::connectors::commit;
-use crate::state::checkpoints::{CheckpointDir, Metadata, TaskFile};
+use crate::state::checkpoints::{CheckpointDir, FileRef, Metadata, TaskFile};
 use crate::state::snapshot::TaskSnapshot;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +26,9 @@ pub enum Report {
         id: CheckpointId,
         task: usize,
         snapshot: TaskSnapshot,
+        /// `Some(b)`: the keyed state is a delta against the task's snapshot in completed
+        /// checkpoint `b`.
+        base: Option<CheckpointId>,
         sync: Duration,
         align: Duration,
     },
@@ -55,6 +58,8 @@ struct WriteJob {
     task: usize,
     info: TaskInfo,
     snapshot: TaskSnapshot,
+    /// The files a delta builds on (empty for a full snapshot).
+    base: Vec<FileRef>,
     sync: Duration,
     align: Duration,
 }
@@ -158,6 +163,7 @@ impl Driver {
                             .map(|mut f| {
                                 f.sync_ms = job.sync.as_millis() as u64;
                                 f.align_ms = job.align.as_millis() as u64;
+                                f.base = job.base;
                                 f
                             })
                             .map_err(|e| e.to_string());
@@ -183,6 +189,7 @@ impl Driver {
             metrics,
             pending: HashMap::new(),
             finished: Vec::new(),
+            completed: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name("weir-checkpoints".into())
@@ -225,6 +232,8 @@ struct DriverState {
     metrics: Arc<JobMetrics>,
     pending: HashMap<CheckpointId, InFlight>,
     finished: Vec<Option<TaskSnapshot>>,
+    /// The last few completed checkpoints' metadata, newest last: deltas build on them.
+    completed: Vec<Metadata>,
 }
 
 impl DriverState {
@@ -266,17 +275,43 @@ impl DriverState {
                 id,
                 task,
                 snapshot,
+                base,
                 sync,
                 align,
             } => {
-                if self.pending.contains_key(&id)
-                    && let Some(jobs) = &self.jobs
-                {
+                if !self.pending.contains_key(&id) {
+                    return Vec::new();
+                }
+                // A delta builds on the task's files in its base checkpoint: their own base,
+                // then the task's file itself.
+                let base = match base {
+                    None => Vec::new(),
+                    Some(b) => {
+                        let name = &self.tasks[task].name;
+                        match self
+                            .completed
+                            .iter()
+                            .find(|m| m.id == b)
+                            .and_then(|m| m.tasks.iter().find(|t| &t.task == name))
+                        {
+                            Some(t) => t.chain(),
+                            None => {
+                                return self.coordinator.decline(
+                                    id,
+                                    format!("task {name}: its base checkpoint {b} is gone"),
+                                    now,
+                                );
+                            }
+                        }
+                    }
+                };
+                if let Some(jobs) = &self.jobs {
                     let _ = jobs.send(WriteJob {
                         id,
                         task,
                         info: self.tasks[task].clone(),
                         snapshot,
+                        base,
                         sync,
                         align,
                     });
@@ -408,6 +443,9 @@ impl DriverState {
                 tracing::error!(checkpoint = id, "cannot publish a sink's files: {e}");
             }
         }
+        self.completed.push(meta.clone());
+        let keep = self.completed.len().saturating_sub(4);
+        self.completed.drain(..keep);
         self.shared.published.store(id, Ordering::SeqCst);
         self.dir.retain(self.settings.retain);
         let bytes = meta.bytes();

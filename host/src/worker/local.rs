@@ -680,6 +680,7 @@ fn run_task(
         cancel: context.cancel.clone(),
         attempt: context.attempt,
         state_dir: context.state_dir.clone(),
+        incremental: job.checkpoint.as_ref().is_some_and(|c| c.incremental),
     };
     enter_node(head_node);
     let head = if job.nodes[head_node].kind.is_source() {
@@ -790,6 +791,8 @@ fn run_task(
         cancel: context.cancel,
         metrics: metrics.clone(),
         checkpoints: context.checkpoints,
+        incremental: job.checkpoint.as_ref().is_some_and(|c| c.incremental),
+        taken: Vec::new(),
     };
     task.run(head).map_err(|e| {
         let node = match &e {

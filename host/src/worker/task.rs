@@ -91,7 +91,15 @@ pub struct Task {
     pub metrics: Arc<JobMetrics>,
     /// The link to the checkpoint driver, when the job checkpoints.
     pub checkpoints: Option<TaskLink>,
+    /// Whether checkpoints are incremental.
+    pub incremental: bool,
+    /// The checkpoints this task took snapshots for since its last full one, oldest first.
+    pub taken: Vec<CheckpointId>,
 }
+
+/// The most snapshots in a chain (a full one and deltas on it) before the next is full again,
+/// which bounds what a restore reads.
+const MAX_CHAIN: usize = 8;
 
 /// A task that falls behind takes the input buffers queued for it, up to this many bytes, in one
 /// operator call (see [`Gate::recv_merged`]).
@@ -244,7 +252,7 @@ impl Task {
             return Ok(());
         }
         let started = Instant::now();
-        let snapshot = self.snapshot(Some(id), source)?;
+        let (snapshot, base) = self.snapshot(Some(id), source)?;
         for w in &mut self.writers {
             w.barrier(id).map_err(|_| TaskError::Cancelled)?;
         }
@@ -253,6 +261,7 @@ impl Task {
                 id,
                 task: c.task,
                 snapshot,
+                base,
                 sync: started.elapsed(),
                 align,
             });
@@ -265,11 +274,32 @@ impl Task {
         &mut self,
         id: Option<CheckpointId>,
         source: Option<(&Arc<str>, Vec<u8>)>,
-    ) -> Result<TaskSnapshot, TaskError> {
+    ) -> Result<(TaskSnapshot, Option<CheckpointId>), TaskError> {
         let published = self
             .checkpoints
             .as_ref()
             .map_or(0, |c| c.shared.published.load(Ordering::SeqCst));
+        // Incremental: a delta against this task's snapshot in the last completed checkpoint,
+        // when it has one, the chain of deltas since its last full snapshot is short, and every
+        // operator still knows what changed since.
+        let base = match id {
+            Some(_)
+                if self.incremental
+                    && self.taken.len() < MAX_CHAIN
+                    && self.taken.contains(&published)
+                    && self.steps.iter().all(|s| match &s.step {
+                        Step::Operator(op) => op.can_delta(published),
+                        Step::Sink(_) => true,
+                    }) =>
+            {
+                Some(published)
+            }
+            _ => None,
+        };
+        if base.is_none() {
+            self.taken.clear();
+        }
+        self.taken.extend(id);
         let mut snapshot = TaskSnapshot {
             sources: source
                 .map(|(uid, p)| vec![(uid.to_string(), p)])
@@ -289,10 +319,12 @@ impl Task {
                     {
                         snapshot.private.push((step.uid.to_string(), state));
                     }
-                    let state = op.snapshot_state().map_err(|cause| TaskError::Failed {
-                        uid: step.uid.clone(),
-                        cause,
-                    })?;
+                    let state = op
+                        .snapshot_state(id.unwrap_or(CheckpointId::MAX), base)
+                        .map_err(|cause| TaskError::Failed {
+                            uid: step.uid.clone(),
+                            cause,
+                        })?;
                     snapshot.operators.push((step.uid.to_string(), state));
                 }
                 Step::Sink(sink) => {
@@ -305,7 +337,7 @@ impl Task {
                 }
             }
         }
-        Ok(snapshot)
+        Ok((snapshot, base))
     }
 
     /// End of input: close the steps in chain order (what a step emits while closing still
@@ -324,7 +356,10 @@ impl Task {
             }
         }
         let last = match &self.checkpoints {
-            Some(_) => Some(self.snapshot(None, source.as_ref().map(|(u, p)| (u, p.clone())))?),
+            Some(_) => Some(
+                self.snapshot(None, source.as_ref().map(|(u, p)| (u, p.clone())))?
+                    .0,
+            ),
             None => None,
         };
         for w in &mut self.writers {
