@@ -88,7 +88,12 @@ fn published(dir: &Path) -> Vec<String> {
 }
 
 fn input(dir: &Path) -> (PathBuf, String) {
-    let text = text(3 << 20, 11);
+    input_with_vocabulary(dir, 5000)
+}
+
+/// [`input`] with `vocabulary` synthetic words.
+fn input_with_vocabulary(dir: &Path, vocabulary: u64) -> (PathBuf, String) {
+    let text = text_with_vocabulary(3 << 20, 11, vocabulary);
     let path = dir.join("input.txt");
     std::fs::write(&path, &text).unwrap();
     (path, text)
@@ -113,8 +118,17 @@ fn exactly_once_across_kills_that_change_the_parallelism() {
 /// The word count, exactly once through 5 kills with `settings`, every node's parallelism
 /// going through `parallelism` (a run each); returns the scratch directory.
 fn exactly_once_under_kills(settings: &[&str], parallelism: [u32; 6]) -> tempfile::TempDir {
+    exactly_once_under_kills_with(5000, settings, parallelism)
+}
+
+/// [`exactly_once_under_kills`] over an input of `vocabulary` synthetic words.
+fn exactly_once_under_kills_with(
+    vocabulary: u64,
+    settings: &[&str],
+    parallelism: [u32; 6],
+) -> tempfile::TempDir {
     let dir = scratch();
-    let (path, text) = input(dir.path());
+    let (path, text) = input_with_vocabulary(dir.path(), vocabulary);
     let manifest = job(dir.path(), &path, "exactly_once");
     run_with_kills(&manifest, 5, |run| {
         let mut set: Vec<String> = settings.iter().map(|s| s.to_string()).collect();
@@ -324,18 +338,45 @@ fn weir_checkpoints_lists_what_a_directory_holds() {
     ]);
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(summary.contains("; checkpoint "), "{summary}");
-    let listing = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["checkpoints"])
-        .arg(dir.path().join("checkpoints"))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.status.success());
-    assert!(text.starts_with("    id  status"), "{text}");
+    let list = || {
+        let listing = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["checkpoints"])
+            .arg(dir.path().join("checkpoints"))
+            .output()
+            .unwrap();
+        assert!(listing.status.success());
+        let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+        assert!(text.starts_with("    id  status"), "{text}");
+        text
+    };
+    let status = |row: &str| row.split_whitespace().nth(1).unwrap().to_string();
+    let text = list();
     let rows: Vec<&str> = text.lines().skip(1).collect();
     assert!(
-        !rows.is_empty() && rows.len() <= 2 && rows.iter().all(|r| r.contains("complete")),
+        !rows.is_empty() && rows.len() <= 2 && rows.iter().all(|r| status(r) == "complete"),
         "retain = 2:\n{text}"
+    );
+    // Incremental, keeping one: the files it builds on show as bases; a directory without
+    // metadata as incomplete.
+    let out = run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "sinks.out.delay_us=1",
+        "--set",
+        "checkpoint.incremental=true",
+        "--set",
+        "checkpoint.retain=1",
+    ]);
+    assert!(out.status.success());
+    std::fs::create_dir(dir.path().join("checkpoints/chk-0")).unwrap();
+    let text = list();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(status(rows[0]), "incomplete", "{text}");
+    assert_eq!(status(rows.last().unwrap()), "complete", "{text}");
+    assert!(
+        rows[1..rows.len() - 1].iter().all(|r| status(r) == "base"),
+        "{text}"
     );
 }
 
@@ -670,11 +711,70 @@ fn exactly_once_with_the_redb_backend_under_kill_9() {
 #[test]
 fn exactly_once_with_incremental_checkpoints_under_kill_9() {
     // Deltas since the last completed checkpoint, in memory and in redb.
+    // 100,000 words: once the state has filled, 100 ms of input changes a few percent of it,
+    // and most checkpoints are deltas.
     for backend in ["checkpoint.backend=memory", "checkpoint.backend=redb"] {
-        exactly_once_under_kills(
+        exactly_once_under_kills_with(
+            100_000,
             &["checkpoint.incremental=true", backend],
             [2, 3, 2, 1, 2, 2],
         );
+    }
+}
+
+#[test]
+fn a_restore_from_an_incremental_checkpoint_is_exact() {
+    // Killed once a delta is complete, then resumed from that delta (through its chain) at
+    // another parallelism, in each backend.
+    for backend in ["checkpoint.backend=memory", "checkpoint.backend=redb"] {
+        let dir = scratch();
+        let (path, text) = input_with_vocabulary(dir.path(), 100_000);
+        let manifest = job(dir.path(), &path, "exactly_once");
+        let checkpoints = dir.path().join("checkpoints");
+        let settings = [
+            "checkpoint.incremental=true",
+            "checkpoint.retain=1000",
+            backend,
+        ];
+        let mut cmd = weir();
+        cmd.args(["run", manifest.to_str().unwrap()]);
+        for s in settings {
+            cmd.args(["--set", s]);
+        }
+        let mut child = spawn(cmd);
+        let start = Instant::now();
+        let delta = loop {
+            let (done, _) = weir::state::checkpoints::CheckpointDir::new(&checkpoints).completed();
+            if let Some(m) = done
+                .iter()
+                .find(|m| m.tasks.iter().any(|t| t.base.len() >= 2))
+            {
+                break m.id;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no delta");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{backend}: the job ended before a checkpoint was a delta on a delta"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut cmd = weir();
+        cmd.args(["run", manifest.to_str().unwrap(), "--from"])
+            .arg(checkpoints.join(format!("chk-{delta}")))
+            .env("WEIR_LOG", "warn,weir=info");
+        for s in settings.iter().chain(&["job.parallelism=3"]) {
+            cmd.args(["--set", s]);
+        }
+        let out = run_bounded(cmd, Duration::from_secs(120));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!("restoring checkpoint {delta} from")),
+            "restored from {delta}: {stderr}"
+        );
+        assert_running_counts(&published(dir.path()), &count_words(&text), 1);
     }
 }
 

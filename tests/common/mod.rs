@@ -151,6 +151,11 @@ pub fn scratch() -> tempfile::TempDir {
 /// Deterministic text of at least `bytes` bytes: mixed case, Unicode words from several scripts,
 /// digits, punctuation and assorted separators.
 pub fn text(bytes: usize, seed: u64) -> String {
+    text_with_vocabulary(bytes, seed, 5000)
+}
+
+/// [`text`] with `vocabulary` synthetic words instead of 5,000.
+pub fn text_with_vocabulary(bytes: usize, seed: u64, vocabulary: u64) -> String {
     const WORDS: &[&str] = &[
         "the",
         "river",
@@ -195,7 +200,7 @@ pub fn text(bytes: usize, seed: u64) -> String {
             out.push_str(WORDS[(r >> 8) as usize % WORDS.len()]);
         } else {
             // A large vocabulary of synthetic words, some capitalized.
-            let w = format!("w{}", (r >> 16) % 5000);
+            let w = format!("w{}", (r >> 16) % vocabulary);
             if r % 7 == 0 {
                 out.push_str(&w.to_uppercase())
             } else {

@@ -1,27 +1,42 @@
 //! `weir checkpoints DIR`: the checkpoints of a job's checkpoint directory, one line each.
 
-use crate::state::checkpoints::{CheckpointDir, Metadata};
+use crate::state::checkpoints::{CheckpointDir, Metadata, Status};
 use anyhow::{Result, bail};
 use std::path::Path;
 
-/// Prints one line per checkpoint: id, status, trigger time (UTC), duration, size, and the
-/// longest alignment and synchronous pause of any task.
+/// Prints one line per checkpoint directory, oldest first: id, status, and for a complete one
+/// its trigger time (UTC), duration, size (what it wrote) and full size (what a restore reads:
+/// more when it is incremental), and the longest alignment and synchronous pause of any task.
+///
+/// A directory without metadata is `incomplete` (in flight, or left by a crash: restore ignores
+/// it) or, when a complete checkpoint's deltas build on its files, `base`.
 pub fn list(dir: &Path) -> Result<()> {
     if !dir.is_dir() {
         bail!("{} is not a directory", dir.display());
     }
-    let (done, bad) = CheckpointDir::new(dir).completed();
+    let statuses = CheckpointDir::new(dir).statuses();
     println!(
-        "{:>6}  {:<10}  {:<23}  {:>9}  {:>10}  {:>9}  {:>8}",
-        "id", "status", "triggered (UTC)", "duration", "size", "max align", "max sync"
+        "{:>6}  {:<10}  {:<23}  {:>9}  {:>10}  {:>10}  {:>9}  {:>8}",
+        "id", "status", "triggered (UTC)", "duration", "size", "full size", "max align", "max sync"
     );
-    for m in &done {
-        println!("{}", row(m));
+    for (id, status) in &statuses {
+        match status {
+            Status::Complete(m) => println!("{}", row(m)),
+            Status::Base => println!(
+                "{id:>6}  {:<10}  (files the deltas of later checkpoints build on)",
+                "base"
+            ),
+            Status::Incomplete => println!(
+                "{id:>6}  {:<10}  (in progress, aborted or cut short: restore ignores it)",
+                "incomplete"
+            ),
+            Status::Unreadable(e) => println!("{id:>6}  {:<10}  {e}", "unreadable"),
+        }
     }
-    for e in &bad {
-        println!("{:>6}  {:<10}  {e}", "?", "unreadable");
-    }
-    if done.is_empty() && bad.is_empty() {
+    if !statuses
+        .iter()
+        .any(|(_, s)| matches!(s, Status::Complete(_)))
+    {
         println!("(no complete checkpoint)");
     }
     Ok(())
@@ -32,12 +47,13 @@ fn row(m: &Metadata) -> String {
         m.tasks.iter().map(f).max().unwrap_or(0)
     };
     format!(
-        "{:>6}  {:<10}  {:<23}  {:>6} ms  {:>10}  {:>6} ms  {:>5} ms",
+        "{:>6}  {:<10}  {:<23}  {:>6} ms  {:>10}  {:>10}  {:>6} ms  {:>5} ms",
         m.id,
         "complete",
         utc(m.triggered_unix_ms),
         m.duration_ms,
         size(m.bytes()),
+        size(m.full_bytes()),
         max(|t| t.align_ms),
         max(|t| t.sync_ms),
     )

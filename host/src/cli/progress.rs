@@ -29,8 +29,13 @@ fn human(x: f64) -> String {
 /// The last completed checkpoint, for the status line and the summary.
 fn last_checkpoint(m: &JobMetrics) -> String {
     m.last_checkpoint().map_or(String::new(), |c| {
+        let full = if c.full_bytes > c.bytes {
+            format!(" of {} KiB", c.full_bytes.div_ceil(1024))
+        } else {
+            String::new()
+        };
         format!(
-            "; checkpoint {} ({} ms, {} KiB)",
+            "; checkpoint {} ({} ms, {} KiB{full})",
             c.id,
             c.duration.as_millis(),
             c.bytes.div_ceil(1024)

@@ -163,6 +163,21 @@ impl StateBackend {
             .is_some_and(|c| !c.overflowed && c.since.is_some_and(|since| since <= base))
     }
 
+    /// How many keys a delta against checkpoint `base` would hold, at most (`None`: no delta
+    /// can be taken, see [`can_delta`](Self::can_delta)).
+    pub fn changed_keys(&self, base: u64) -> Option<usize> {
+        let c = self.changes.as_ref().filter(|_| self.can_delta(base))?;
+        let since = |d: &Dirty| d.values.len() + d.maps.len();
+        Some(
+            c.between
+                .iter()
+                .filter(|(at, _)| *at > base)
+                .map(|(_, d)| since(d))
+                .sum::<usize>()
+                + since(&c.current),
+        )
+    }
+
     /// The snapshot for checkpoint `id`: everything (`base` is `None`), or only the keys
     /// changed since the snapshot of checkpoint `base` (incremental checkpoints; only when
     /// [`can_delta`](Self::can_delta) says so).

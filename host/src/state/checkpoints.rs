@@ -87,10 +87,33 @@ impl TaskFile {
 }
 
 impl Metadata {
-    /// The size of every file the checkpoint holds.
+    /// The size of the files this checkpoint wrote (with incremental checkpoints, its deltas).
     pub fn bytes(&self) -> u64 {
         self.tasks.iter().map(|t| t.bytes).sum()
     }
+
+    /// The size of every file a restore from this checkpoint reads: its own and the earlier
+    /// ones its deltas build on.
+    pub fn full_bytes(&self) -> u64 {
+        self.tasks
+            .iter()
+            .flat_map(TaskFile::chain)
+            .map(|f| f.bytes)
+            .sum()
+    }
+}
+
+/// What a `chk-<id>` directory holds.
+#[derive(Debug)]
+pub enum Status {
+    Complete(Box<Metadata>),
+    /// No metadata, but files a complete checkpoint's deltas build on (retention removed the
+    /// rest).
+    Base,
+    /// No metadata: in flight, aborted or cut short by a crash; restore ignores it.
+    Incomplete,
+    /// Metadata that cannot be read.
+    Unreadable(CheckpointError),
 }
 
 /// A checkpoint directory that cannot be used.
@@ -234,6 +257,30 @@ impl CheckpointDir {
             });
         }
         Ok(Some(meta))
+    }
+
+    /// Every checkpoint directory's id and status, oldest first.
+    pub fn statuses(&self) -> Vec<(u64, Status)> {
+        let ids = self.ids();
+        let read: Vec<_> = ids.iter().map(|&id| (id, self.metadata(id))).collect();
+        // The directories complete checkpoints' deltas build on, as `chk-<id>`.
+        let bases: std::collections::HashSet<String> = read
+            .iter()
+            .filter_map(|(_, m)| m.as_ref().ok()?.as_ref())
+            .flat_map(|m| m.tasks.iter().flat_map(|t| t.base.iter()))
+            .filter_map(|f| Some(f.file.split_once('/')?.0.to_string()))
+            .collect();
+        read.into_iter()
+            .map(|(id, m)| {
+                let status = match m {
+                    Ok(Some(m)) => Status::Complete(Box::new(m)),
+                    Ok(None) if bases.contains(&format!("chk-{id}")) => Status::Base,
+                    Ok(None) => Status::Incomplete,
+                    Err(e) => Status::Unreadable(e),
+                };
+                (id, status)
+            })
+            .collect()
     }
 
     /// Every complete checkpoint's metadata, oldest first, and the unreadable ones' errors.
@@ -526,6 +573,13 @@ mod tests {
         dir.retain(1);
         assert!(tmp.path().join("chk-1/op-0.redb").exists());
         assert!(!tmp.path().join("chk-1/_metadata").exists());
+        checkpoint(&dir, 3, 3, false);
+        let statuses: Vec<String> = dir
+            .statuses()
+            .into_iter()
+            .map(|(id, s)| format!("{id} {}", format!("{s:?}").split('(').next().unwrap()))
+            .collect();
+        assert_eq!(statuses, ["1 Base", "2 Complete", "3 Incomplete"]);
         let r = dir.latest().unwrap();
         assert_eq!(r.metadata.id, 2);
         assert_eq!(r.tasks[0], snap(2));

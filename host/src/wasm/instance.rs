@@ -340,9 +340,10 @@ impl OperatorInstance {
         Ok(())
     }
 
-    /// Whether its keyed state can be snapshotted as a delta against checkpoint `base`.
-    pub fn can_delta(&self, base: u64) -> bool {
-        self.store.data().state.can_delta(base)
+    /// How many keys a delta of its keyed state against checkpoint `base` would hold, at
+    /// most (`None`: it cannot take one).
+    pub fn changed_keys(&self, base: u64) -> Option<usize> {
+        self.store.data().state.changed_keys(base)
     }
 
     /// The subtask's keyed state for checkpoint `id`: all of it, or (incremental checkpoints)

@@ -459,6 +459,7 @@ impl DriverState {
             id,
             duration,
             bytes,
+            full_bytes: meta.full_bytes(),
         });
     }
 

@@ -95,7 +95,10 @@ impl JobControl {
 pub struct CheckpointSummary {
     pub id: u64,
     pub duration: Duration,
+    /// What it wrote.
     pub bytes: u64,
+    /// What a restore from it reads (more than `bytes` when it is incremental).
+    pub full_bytes: u64,
 }
 
 /// Job-wide counters.

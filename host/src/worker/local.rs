@@ -191,7 +191,17 @@ pub fn run(
 ) -> Result<(), JobError> {
     check(job)?;
     let restored = match &options.from {
-        Some(path) => Some(recovery::load(path, job, options.allow_non_restored_state)?),
+        Some(path) => {
+            let r = recovery::load(path, job, options.allow_non_restored_state)?;
+            tracing::info!(
+                "restoring checkpoint {} from {}: {} tasks, {} bytes read",
+                r.metadata.id,
+                path.display(),
+                r.metadata.tasks.len(),
+                r.metadata.full_bytes()
+            );
+            Some(r)
+        }
         None => None,
     };
     // Checkpoints of this run are numbered after every one already in the directory, so that
@@ -793,6 +803,7 @@ fn run_task(
         checkpoints: context.checkpoints,
         incremental: job.checkpoint.as_ref().is_some_and(|c| c.incremental),
         taken: Vec::new(),
+        full_entries: 0,
     };
     task.run(head).map_err(|e| {
         let node = match &e {

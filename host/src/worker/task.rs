@@ -95,6 +95,8 @@ pub struct Task {
     pub incremental: bool,
     /// The checkpoints this task took snapshots for since its last full one, oldest first.
     pub taken: Vec<CheckpointId>,
+    /// The keyed entries its last full snapshot held.
+    pub full_entries: usize,
 }
 
 /// The most snapshots in a chain (a full one and deltas on it) before the next is full again,
@@ -280,17 +282,20 @@ impl Task {
             .as_ref()
             .map_or(0, |c| c.shared.published.load(Ordering::SeqCst));
         // Incremental: a delta against this task's snapshot in the last completed checkpoint,
-        // when it has one, the chain of deltas since its last full snapshot is short, and every
-        // operator still knows what changed since.
-        let base = match id {
-            Some(_)
+        // when it has one, the chain of deltas since its last full snapshot is short, every
+        // operator still knows what changed since, and less than half as many keys changed as
+        // the last full snapshot held (else the delta is about as large, and a restore would
+        // read both for nothing).
+        let changed = self.steps.iter().try_fold(0, |sum, s| match &s.step {
+            Step::Operator(op) => Some(sum + op.changed_keys(published)?),
+            Step::Sink(_) => Some(sum),
+        });
+        let base = match (id, changed) {
+            (Some(_), Some(changed))
                 if self.incremental
                     && self.taken.len() < MAX_CHAIN
                     && self.taken.contains(&published)
-                    && self.steps.iter().all(|s| match &s.step {
-                        Step::Operator(op) => op.can_delta(published),
-                        Step::Sink(_) => true,
-                    }) =>
+                    && changed * 2 < self.full_entries =>
             {
                 Some(published)
             }
@@ -307,6 +312,7 @@ impl Task {
             finished: id.is_none(),
             ..TaskSnapshot::default()
         };
+        let mut full_entries = 0;
         for step in &mut self.steps {
             match &mut step.step {
                 Step::Operator(op) => {
@@ -325,6 +331,9 @@ impl Task {
                             uid: step.uid.clone(),
                             cause,
                         })?;
+                    if base.is_none() {
+                        full_entries += state.values.len() + state.maps.len();
+                    }
                     snapshot.operators.push((step.uid.to_string(), state));
                 }
                 Step::Sink(sink) => {
@@ -336,6 +345,9 @@ impl Task {
                     }
                 }
             }
+        }
+        if base.is_none() {
+            self.full_entries = full_entries;
         }
         Ok((snapshot, base))
     }
