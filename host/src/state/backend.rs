@@ -410,14 +410,17 @@ mod tests {
         set(&mut s, "k3", "3");
         let d3 = s.snapshot(3, Some(1)).unwrap();
         assert_eq!(d3.values.len(), 2, "k1 and k3");
-        // Merged on the full snapshot, the delta gives what a full snapshot gives.
-        let mut merged = full.clone().merged(&d3);
+        // Restored on the full snapshot, the delta gives what a full snapshot gives.
+        let mut restored = StateBackend::memory(0..128, 128, usize::MAX, false);
+        restored.restore(&full).unwrap();
+        restored.restore(&d3).unwrap();
+        let mut restored = restored.snapshot(0, None).unwrap();
         let mut whole = s.snapshot(4, None).unwrap();
-        for snap in [&mut merged, &mut whole] {
+        for snap in [&mut restored, &mut whole] {
             snap.values.sort();
             snap.maps.sort();
         }
-        assert_eq!(merged, whole);
+        assert_eq!(restored, whole);
         // 3 was aborted too: 5 builds on 4, then (5 aborted) 6 on 4 again; none on 1 any more.
         set(&mut s, "k5", "5");
         assert!(s.can_delta(4));

@@ -139,12 +139,15 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
-/// A checkpoint, read back whole.
+/// A checkpoint, checked and read back for a restore.
 #[derive(Debug, Clone)]
 pub struct Restored {
     pub metadata: Metadata,
-    /// Each task's snapshot, in the metadata's order.
+    /// Each task's snapshot but its keyed state, in the metadata's order.
     pub tasks: Vec<TaskSnapshot>,
+    /// Each task's files, in the metadata's order: its full snapshot, then each delta on it
+    /// (see [`snapshot::read_keyed`]).
+    pub files: Vec<Vec<PathBuf>>,
     /// Why newer checkpoints were passed over, if any were.
     pub skipped: Vec<String>,
 }
@@ -296,68 +299,63 @@ impl CheckpointDir {
         (ok, bad)
     }
 
-    /// Reads and checks one file against its recorded size and hash.
-    fn read_checked(
-        &self,
-        f: &FileRef,
-        operators: &[String],
-    ) -> Result<TaskSnapshot, CheckpointError> {
+    /// Checks one file against its recorded size and hash (reading it a MiB at a time).
+    fn check(&self, f: &FileRef) -> Result<PathBuf, CheckpointError> {
+        use std::io::Read;
         let path = self.root.join(&f.file);
-        let bytes = fs::read(&path).map_err(io(&path))?;
         let corrupt = |message: String| CheckpointError::Corrupt {
             path: path.clone(),
             message,
         };
-        if bytes.len() as u64 != f.bytes {
+        let mut file = fs::File::open(&path).map_err(io(&path))?;
+        let len = file.metadata().map_err(io(&path))?.len();
+        if len != f.bytes {
             return Err(corrupt(format!(
-                "{} bytes, but the checkpoint's metadata records {} (truncated?)",
-                bytes.len(),
+                "{len} bytes, but the checkpoint's metadata records {} (truncated?)",
                 f.bytes
             )));
         }
-        let hash = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0; 1 << 20];
+        loop {
+            let n = file.read(&mut buf).map_err(io(&path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let hash = format!("{:016x}", hasher.digest());
         if hash != f.hash {
             return Err(corrupt(format!(
                 "its content does not match the hash the checkpoint's metadata records ({hash}, not {})",
                 f.hash
             )));
         }
-        Ok(snapshot::read(&path, operators)?)
+        Ok(path)
     }
 
-    /// Reads checkpoint `meta.id` whole, checking every file's size and hash; a task whose
-    /// snapshot is incremental has its chain of files merged into one full snapshot.
+    /// Checks checkpoint `meta.id`'s files (each task's chain of files, for incremental
+    /// snapshots) against their sizes and hashes, and reads all but the keyed state, which a
+    /// restore streams from [`Restored::files`].
     pub fn load(&self, meta: &Metadata) -> Result<Restored, CheckpointError> {
         let mut tasks = Vec::with_capacity(meta.tasks.len());
+        let mut files = Vec::with_capacity(meta.tasks.len());
         for t in &meta.tasks {
-            let mut chain = t.chain().into_iter();
-            let first = chain.next().expect("a chain holds the task's own file");
-            let mut merged = self.read_checked(&first, &t.operators)?;
-            for f in chain {
-                let delta = self.read_checked(&f, &t.operators)?;
-                merged.operators = merged
-                    .operators
-                    .into_iter()
-                    .map(|(uid, state)| {
-                        let d = delta.operators.iter().find(|(u, _)| *u == uid);
-                        let state = match d {
-                            Some((_, d)) => state.merged(d),
-                            None => state,
-                        };
-                        (uid, state)
-                    })
-                    .collect();
-                // The rest is whole in every snapshot: the last one's is the one.
-                merged.sources = delta.sources;
-                merged.sinks = delta.sinks;
-                merged.private = delta.private;
-                merged.finished = delta.finished;
-            }
-            tasks.push(merged);
+            let chain = t
+                .chain()
+                .iter()
+                .map(|f| self.check(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            // The rest is whole in every snapshot: the last one's is the one.
+            tasks.push(snapshot::read_task(
+                chain.last().expect("a chain holds its task's file"),
+            )?);
+            files.push(chain);
         }
         Ok(Restored {
             metadata: meta.clone(),
             tasks,
+            files,
             skipped: Vec::new(),
         })
     }
@@ -476,6 +474,25 @@ mod tests {
         }
     }
 
+    /// The values of operator `op` a restore of task 0 of `r` gets: (key, value) pairs.
+    fn restored_values(r: &Restored) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut state = crate::state::KeyedState::new(0..128, 128, usize::MAX);
+        for f in &r.files[0] {
+            snapshot::read_keyed(f, "op", 0..128, |b| {
+                state.restore(b).map_err(|e| e.to_string())
+            })
+            .unwrap();
+        }
+        let mut values: Vec<_> = state
+            .snapshot()
+            .values
+            .into_iter()
+            .map(|(_, _, k, v)| (k, v))
+            .collect();
+        values.sort();
+        values
+    }
+
     fn checkpoint(dir: &CheckpointDir, id: u64, n: u8, complete: bool) {
         dir.begin(id).unwrap();
         let t = dir
@@ -494,7 +511,10 @@ mod tests {
         checkpoint(&dir, 2, 2, true);
         checkpoint(&dir, 3, 3, false);
         let r = dir.latest().unwrap();
-        assert_eq!((r.metadata.id, r.tasks[0].clone()), (2, snap(2)));
+        assert_eq!(
+            (r.metadata.id, restored_values(&r)),
+            (2, vec![(vec![2], vec![2])])
+        );
         assert!(r.skipped.is_empty());
 
         // A file of checkpoint 2 truncated, then one with a byte flipped: 1 is taken instead.
@@ -582,7 +602,7 @@ mod tests {
         assert_eq!(statuses, ["1 Base", "2 Complete", "3 Incomplete"]);
         let r = dir.latest().unwrap();
         assert_eq!(r.metadata.id, 2);
-        assert_eq!(r.tasks[0], snap(2));
+        assert_eq!(restored_values(&r), [(vec![2], vec![2])]);
         // A damaged base fails the delta too, by the base file's name.
         fs::write(tmp.path().join("chk-1/op-0.redb"), b"x").unwrap();
         let e = dir.latest().unwrap_err().to_string();

@@ -387,50 +387,6 @@ impl KeyedSnapshot {
             && self.removed_values.is_empty()
             && self.removed_maps.is_empty()
     }
-
-    /// This snapshot with the incremental snapshot `delta` applied: what a full snapshot
-    /// taken at `delta`'s checkpoint would hold.
-    pub fn merged(self, delta: &KeyedSnapshot) -> KeyedSnapshot {
-        use std::collections::BTreeMap;
-        let mut values: BTreeMap<KeyRef, Vec<u8>> = self
-            .values
-            .into_iter()
-            .map(|(n, kg, k, v)| ((n, kg, k), v))
-            .collect();
-        for r in &delta.removed_values {
-            values.remove(r);
-        }
-        for (n, kg, k, v) in &delta.values {
-            values.insert((n.clone(), *kg, k.clone()), v.clone());
-        }
-        let mut maps: BTreeMap<KeyRef, BTreeMap<Vec<u8>, Vec<u8>>> = BTreeMap::new();
-        for (n, kg, k, mk, v) in self.maps {
-            maps.entry((n, kg, k)).or_default().insert(mk, v);
-        }
-        for r in &delta.removed_maps {
-            maps.remove(r);
-        }
-        for (n, kg, k, mk, v) in &delta.maps {
-            maps.entry((n.clone(), *kg, k.clone()))
-                .or_default()
-                .insert(mk.clone(), v.clone());
-        }
-        KeyedSnapshot {
-            values: values
-                .into_iter()
-                .map(|((n, kg, k), v)| (n, kg, k, v))
-                .collect(),
-            maps: maps
-                .into_iter()
-                .flat_map(|((n, kg, k), m)| {
-                    m.into_iter()
-                        .map(move |(mk, v)| (n.clone(), kg, k.clone(), mk, v))
-                })
-                .collect(),
-            removed_values: Vec::new(),
-            removed_maps: Vec::new(),
-        }
-    }
 }
 
 impl KeyedState {

@@ -199,77 +199,33 @@ pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<Vec<u8>, SnapshotError>
     Ok(bytes)
 }
 
-/// Reads the snapshot file at `path`; `operators` lists the operators whose state it holds
-/// (an operator may have no entry at all).
+/// Reads the snapshot file at `path` whole; `operators` lists the operators whose state it
+/// holds (an operator may have no entry at all). A restore streams the keyed state instead
+/// ([`read_task`] and [`read_keyed`]); this is for tools and tests.
 pub fn read(path: &Path, operators: &[String]) -> Result<TaskSnapshot, SnapshotError> {
+    let mut snap = read_task(path)?;
+    for uid in operators {
+        let mut state = KeyedSnapshot::default();
+        read_keyed(path, uid, 0..u32::MAX, |batch| {
+            state.values.extend_from_slice(&batch.values);
+            state.maps.extend_from_slice(&batch.maps);
+            state
+                .removed_values
+                .extend_from_slice(&batch.removed_values);
+            state.removed_maps.extend_from_slice(&batch.removed_maps);
+            Ok(())
+        })?;
+        snap.operators.push((uid.clone(), state));
+    }
+    Ok(snap)
+}
+
+/// Reads all but the keyed state of the snapshot file at `path`: the sources' positions, the
+/// sinks' pending commits, the private states, whether the task had finished.
+pub fn read_task(path: &Path) -> Result<TaskSnapshot, SnapshotError> {
     let fail = fail(path);
     let db = ReadOnlyDatabase::open(path).map_err(|e| fail(&e))?;
     let txn = db.begin_read().map_err(|e| fail(&e))?;
-    let mut snap = TaskSnapshot {
-        operators: operators
-            .iter()
-            .map(|uid| (uid.clone(), KeyedSnapshot::default()))
-            .collect(),
-        ..TaskSnapshot::default()
-    };
-    let state_of = |uid: &str| -> Result<usize, SnapshotError> {
-        snap.operators
-            .iter()
-            .position(|(u, _)| u == uid)
-            .ok_or_else(|| {
-                fail(&format!(
-                    "holds state of operator `{uid}`, which its checkpoint's metadata does not list"
-                ))
-            })
-    };
-    let values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
-    let mut found_values = Vec::new();
-    for entry in values.iter().map_err(|e| fail(&e))? {
-        let (k, v) = entry.map_err(|e| fail(&e))?;
-        let (uid, kg, name, key) = k.value();
-        found_values.push((
-            state_of(uid)?,
-            (name.to_string(), kg, key.to_vec(), v.value().to_vec()),
-        ));
-    }
-    let maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
-    let mut found_maps = Vec::new();
-    for entry in maps.iter().map_err(|e| fail(&e))? {
-        let (k, v) = entry.map_err(|e| fail(&e))?;
-        let (uid, kg, name, key, map_key) = k.value();
-        found_maps.push((
-            state_of(uid)?,
-            (
-                name.to_string(),
-                kg,
-                key.to_vec(),
-                map_key.to_vec(),
-                v.value().to_vec(),
-            ),
-        ));
-    }
-    let mut removed = Vec::new();
-    for (def, is_map) in [(REMOVED_VALUES, false), (REMOVED_MAPS, true)] {
-        let table = txn.open_table(def).map_err(|e| fail(&e))?;
-        for entry in table.iter().map_err(|e| fail(&e))? {
-            let (k, _) = entry.map_err(|e| fail(&e))?;
-            let (uid, kg, name, key) = k.value();
-            removed.push((state_of(uid)?, is_map, (name.to_string(), kg, key.to_vec())));
-        }
-    }
-    for (i, is_map, key) in removed {
-        if is_map {
-            snap.operators[i].1.removed_maps.push(key);
-        } else {
-            snap.operators[i].1.removed_values.push(key);
-        }
-    }
-    for (i, entry) in found_values {
-        snap.operators[i].1.values.push(entry);
-    }
-    for (i, entry) in found_maps {
-        snap.operators[i].1.maps.push(entry);
-    }
     let read_table =
         |def: TableDefinition<&str, &[u8]>| -> Result<Vec<(String, Vec<u8>)>, SnapshotError> {
             let table = txn.open_table(def).map_err(|e| fail(&e))?;
@@ -280,11 +236,91 @@ pub fn read(path: &Path, operators: &[String]) -> Result<TaskSnapshot, SnapshotE
             }
             Ok(out)
         };
-    snap.sources = read_table(SOURCES)?;
-    snap.sinks = read_table(SINKS)?;
-    snap.private = read_table(PRIVATE)?;
-    snap.finished = read_table(TASK)?.iter().any(|(k, _)| k == "finished");
-    Ok(snap)
+    Ok(TaskSnapshot {
+        operators: Vec::new(),
+        sources: read_table(SOURCES)?,
+        sinks: read_table(SINKS)?,
+        private: read_table(PRIVATE)?,
+        finished: read_table(TASK)?.iter().any(|(k, _)| k == "finished"),
+    })
+}
+
+/// Entries handed over at once by [`read_keyed`].
+const BATCH: usize = 8192;
+
+/// Streams operator `uid`'s keyed state in the key groups `range` from the snapshot file at
+/// `path` to `apply`, in batches of up to [`BATCH`] entries: every removal (of a delta) before
+/// any entry, so a batch applied after the ones before it leaves what the file describes.
+/// Memory stays at a batch, whatever the state's size.
+pub fn read_keyed(
+    path: &Path,
+    uid: &str,
+    range: std::ops::Range<u32>,
+    mut apply: impl FnMut(&KeyedSnapshot) -> Result<(), String>,
+) -> Result<(), SnapshotError> {
+    let fail = fail(path);
+    let db = ReadOnlyDatabase::open(path).map_err(|e| fail(&e))?;
+    let txn = db.begin_read().map_err(|e| fail(&e))?;
+    let mut batch = KeyedSnapshot::default();
+    let mut n = 0;
+    let mut flush = |batch: &mut KeyedSnapshot, n: &mut usize, force: bool| {
+        if *n > 0 && (force || *n >= BATCH) {
+            apply(batch).map_err(|e| fail(&e))?;
+            *batch = KeyedSnapshot::default();
+            *n = 0;
+        }
+        Ok::<_, SnapshotError>(())
+    };
+    let (lo, hi) = (
+        (uid, range.start, "", &[][..]),
+        (uid, range.end, "", &[][..]),
+    );
+    for (def, is_map) in [(REMOVED_VALUES, false), (REMOVED_MAPS, true)] {
+        let table = txn.open_table(def).map_err(|e| fail(&e))?;
+        for entry in table.range(lo..hi).map_err(|e| fail(&e))? {
+            let (k, _) = entry.map_err(|e| fail(&e))?;
+            let (_, kg, name, key) = k.value();
+            let removed = (name.to_string(), kg, key.to_vec());
+            if is_map {
+                batch.removed_maps.push(removed);
+            } else {
+                batch.removed_values.push(removed);
+            }
+            n += 1;
+            flush(&mut batch, &mut n, false)?;
+        }
+    }
+    // A map's removal (it is replaced whole) must come before its new entries.
+    flush(&mut batch, &mut n, true)?;
+    let values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
+    for entry in values.range(lo..hi).map_err(|e| fail(&e))? {
+        let (k, v) = entry.map_err(|e| fail(&e))?;
+        let (_, kg, name, key) = k.value();
+        batch
+            .values
+            .push((name.to_string(), kg, key.to_vec(), v.value().to_vec()));
+        n += 1;
+        flush(&mut batch, &mut n, false)?;
+    }
+    let maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
+    let (lo, hi) = (
+        (lo.0, lo.1, lo.2, lo.3, &[][..]),
+        (hi.0, hi.1, hi.2, hi.3, &[][..]),
+    );
+    for entry in maps.range(lo..hi).map_err(|e| fail(&e))? {
+        let (k, v) = entry.map_err(|e| fail(&e))?;
+        let (_, kg, name, key, map_key) = k.value();
+        batch.maps.push((
+            name.to_string(),
+            kg,
+            key.to_vec(),
+            map_key.to_vec(),
+            v.value().to_vec(),
+        ));
+        n += 1;
+        flush(&mut batch, &mut n, false)?;
+    }
+    flush(&mut batch, &mut n, true)
 }
 
 #[cfg(test)]
@@ -316,10 +352,17 @@ mod tests {
         write(&path, &snap).unwrap();
         let ops = ["count".to_string(), "split".to_string()];
         assert_eq!(read(&path, &ops).unwrap(), snap);
-        let e = read(&path, &ops[1..]).unwrap_err();
-        assert!(
-            e.to_string().contains("holds state of operator `count`"),
-            "{e}"
-        );
+        // One key group's part, in batches.
+        let mut got = Vec::new();
+        read_keyed(&path, "count", 9..10, |b| {
+            got.push(b.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got.len(), 2, "the removal, then the entries");
+        assert_eq!(got[0].removed_maps.len(), 1);
+        assert_eq!((got[1].maps.len(), got[1].values.len()), (1, 0));
+        let e = read_keyed(&path, "count", 0..100, |_| Err("over budget".into())).unwrap_err();
+        assert!(e.to_string().ends_with("task.redb: over budget"), "{e}");
     }
 }

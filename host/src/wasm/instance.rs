@@ -356,13 +356,13 @@ impl OperatorInstance {
             .map_err(|e| format!("cannot take a snapshot of keyed state: {e}"))
     }
 
-    /// Loads the part of `snapshot` in this subtask's key groups.
+    /// Loads the part of `snapshot` in this subtask's key groups (a batch of a restore).
     pub fn restore_state(&mut self, snapshot: &KeyedSnapshot) -> Result<(), String> {
         self.store
             .data_mut()
             .state
             .restore(snapshot)
-            .map_err(|e| format!("cannot restore keyed state: {e}"))
+            .map_err(|e| e.to_string())
     }
 
     /// Processes one batch (flat format); returns what the operator emitted.

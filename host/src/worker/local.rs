@@ -14,8 +14,10 @@ use super::writer::RecordWriter;
 use crate::cancel::CancelToken;
 use crate::checkpoint::{Backend, CheckpointId, Mode};
 use crate::connectors::{Source, commit, prepare_sink};
+use crate::plan::key_groups;
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
 use crate::state::checkpoints::{CheckpointDir, Restored};
+use crate::state::snapshot;
 use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
@@ -312,8 +314,8 @@ fn run_attempt(
     let exec = ExecutionGraph::build(job);
     tracing::info!(job = %job.name, chains = %exec.describe(job), attempt, "starting");
     if let Some(r) = &restored {
-        recovery::publish_sinks(r).map_err(|cause| JobError::Prepare {
-            uid: "?".into(),
+        recovery::publish_sinks(r).map_err(|(uid, cause)| JobError::Prepare {
+            uid: uid.into(),
             cause,
         })?;
     }
@@ -762,10 +764,12 @@ fn run_task(
                     .instantiate(&spec(node, &uid, n.parallelism, &op.config_json))
                     .map_err(|e| (node, guest_failed(&uid, e)))?;
                 if let Some(r) = &context.restore {
-                    for snapshot in r.operator(&uid) {
-                        instance
-                            .restore_state(snapshot)
-                            .map_err(|cause| failed(node, cause))?;
+                    let range = key_groups::range_of(s, n.parallelism, job.max_parallelism);
+                    for file in r.operator(&uid).flatten() {
+                        snapshot::read_keyed(file, &uid, range.clone(), |batch| {
+                            instance.restore_state(batch)
+                        })
+                        .map_err(|e| failed(node, format!("cannot restore keyed state: {e}")))?;
                     }
                     for state in r.private(&uid, s, n.parallelism) {
                         instance

@@ -99,12 +99,19 @@ pub fn check(
 }
 
 /// Publishes what the checkpoint's sinks had pre-committed up to it (a crash may have come
-/// between completing it and publishing).
-pub fn publish_sinks(restored: &Restored) -> Result<(), String> {
+/// between completing it and publishing). An error names the sink's uid and what failed.
+pub fn publish_sinks(restored: &Restored) -> Result<(), (String, String)> {
     for task in &restored.tasks {
         for (uid, pending) in &task.sinks {
-            commit(pending, restored.metadata.id)
-                .map_err(|e| format!("sink `{uid}`: cannot publish its files: {e}"))?;
+            commit(pending, restored.metadata.id).map_err(|e| {
+                (
+                    uid.clone(),
+                    format!(
+                        "cannot publish the files checkpoint {} pre-committed: {e}",
+                        restored.metadata.id
+                    ),
+                )
+            })?;
         }
     }
     Ok(())
@@ -189,16 +196,18 @@ impl TaskRestore {
             .collect()
     }
 
-    /// Every snapshot of operator `uid`'s keyed state (each subtask restores its key groups).
+    /// The files of every snapshot of operator `uid`'s keyed state, a chain per old task (a
+    /// full snapshot, then the deltas on it); each subtask streams its key groups from them.
     pub fn operator<'a>(
         &'a self,
         uid: &'a str,
-    ) -> impl Iterator<Item = &'a crate::state::KeyedSnapshot> + 'a {
+    ) -> impl Iterator<Item = &'a [std::path::PathBuf]> + 'a {
         self.restored
+            .metadata
             .tasks
             .iter()
-            .flat_map(|t| &t.operators)
-            .filter(move |(u, _)| u == uid)
-            .map(|(_, s)| s)
+            .zip(&self.restored.files)
+            .filter(move |(t, _)| t.operators.iter().any(|u| u == uid))
+            .map(|(_, files)| files.as_slice())
     }
 }
