@@ -315,7 +315,7 @@ fn run_attempt(
     tracing::info!(job = %job.name, chains = %exec.describe(job), attempt, "starting");
     if let Some(r) = &restored {
         recovery::publish_sinks(r).map_err(|(uid, cause)| JobError::Prepare {
-            uid: uid.into(),
+            uid,
             cause,
         })?;
     }
