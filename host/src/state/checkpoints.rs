@@ -191,14 +191,14 @@ impl CheckpointDir {
         let path = self.root.join(&file);
         // A file left by an earlier try at the same checkpoint id is replaced.
         let _ = fs::remove_file(&path);
-        let bytes = snapshot::write(&path, snap)?;
+        let written = snapshot::write(&path, snap)?;
         Ok(TaskFile {
             task: task.to_string(),
             subtask,
             file,
             operators,
-            bytes: bytes.len() as u64,
-            hash: format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes)),
+            bytes: written.bytes,
+            hash: written.hash,
             sync_ms: 0,
             align_ms: 0,
             base: Vec::new(),
@@ -301,7 +301,6 @@ impl CheckpointDir {
 
     /// Checks one file against its recorded size and hash (reading it a MiB at a time).
     fn check(&self, f: &FileRef) -> Result<PathBuf, CheckpointError> {
-        use std::io::Read;
         let path = self.root.join(&f.file);
         let corrupt = |message: String| CheckpointError::Corrupt {
             path: path.clone(),
@@ -315,16 +314,7 @@ impl CheckpointDir {
                 f.bytes
             )));
         }
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        let mut buf = vec![0; 1 << 20];
-        loop {
-            let n = file.read(&mut buf).map_err(io(&path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let hash = format!("{:016x}", hasher.digest());
+        let (_, hash) = snapshot::hash_file(&mut file).map_err(io(&path))?;
         if hash != f.hash {
             return Err(corrupt(format!(
                 "its content does not match the hash the checkpoint's metadata records ({hash}, not {})",

@@ -314,10 +314,7 @@ fn run_attempt(
     let exec = ExecutionGraph::build(job);
     tracing::info!(job = %job.name, chains = %exec.describe(job), attempt, "starting");
     if let Some(r) = &restored {
-        recovery::publish_sinks(r).map_err(|(uid, cause)| JobError::Prepare {
-            uid,
-            cause,
-        })?;
+        recovery::publish_sinks(r).map_err(|(uid, cause)| JobError::Prepare { uid, cause })?;
     }
     for node in &job.nodes {
         if let NodeKind::Sink(config) = &node.kind {
