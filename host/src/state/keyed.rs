@@ -374,6 +374,39 @@ pub struct KeyedSnapshot {
     /// In an incremental snapshot: map-state keys whose maps changed since the previous
     /// snapshot; each is replaced whole by its entries in `maps` (none: it was cleared).
     pub removed_maps: Vec<KeyRef>,
+    /// Entries still to be read from where they live: the redb backend's full snapshot is a
+    /// read transaction of its database, read while the checkpoint file is written, so the task
+    /// pauses only to commit and goes on writing meanwhile.
+    pub deferred: Option<Deferred>,
+}
+
+/// Entries a snapshot reads from where they live, when its file is written.
+pub trait EntrySource: Send + Sync {
+    /// How many entries it holds.
+    fn len(&self) -> u64;
+    /// Hands its entries to `apply`, in batches.
+    fn read(
+        &self,
+        apply: &mut dyn FnMut(&KeyedSnapshot) -> Result<(), String>,
+    ) -> Result<(), String>;
+}
+
+/// A shared [`EntrySource`]; snapshots holding one are equal only when they hold the same.
+#[derive(Clone)]
+pub struct Deferred(pub std::sync::Arc<dyn EntrySource>);
+
+impl PartialEq for Deferred {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Deferred {}
+
+impl fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Deferred({} entries)", self.0.len())
+    }
 }
 
 /// A key of some state in a snapshot: (state name, key group, key).
@@ -386,6 +419,27 @@ impl KeyedSnapshot {
             && self.maps.is_empty()
             && self.removed_values.is_empty()
             && self.removed_maps.is_empty()
+            && self.deferred.as_ref().is_none_or(|d| d.0.len() == 0)
+    }
+
+    /// How many entries (values and map entries) it holds, deferred ones included.
+    pub fn entries(&self) -> u64 {
+        (self.values.len() + self.maps.len()) as u64
+            + self.deferred.as_ref().map_or(0, |d| d.0.len())
+    }
+
+    /// Hands the deferred entries, if any, to `restore` in batches.
+    pub fn read_deferred(
+        &self,
+        mut restore: impl FnMut(&KeyedSnapshot) -> Result<(), StateAccessError>,
+    ) -> Result<(), StateAccessError> {
+        match &self.deferred {
+            Some(d) => {
+                d.0.read(&mut |batch| restore(batch).map_err(|e| e.to_string()))
+                    .map_err(StateAccessError::Storage)
+            }
+            None => Ok(()),
+        }
     }
 }
 
@@ -441,7 +495,7 @@ impl KeyedState {
                 self.map_put(name, key.clone(), map_key.clone(), value.clone())?;
             }
         }
-        Ok(())
+        snapshot.read_deferred(|batch| self.restore(batch))
     }
 }
 

@@ -4,10 +4,13 @@
 //! are not durable but for one now and then, which lets redb reuse the pages that earlier
 //! commits freed.
 
-use super::keyed::{EntryList, KeyedSnapshot, StateAccessError, slot_in};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use super::keyed::{Deferred, EntryList, EntrySource, KeyedSnapshot, StateAccessError, slot_in};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Value state: [`value_key`] -> value. One byte string compares as fast as a B-tree can (a
 /// tuple key decodes its parts at every comparison).
@@ -47,7 +50,7 @@ const DURABLE_EVERY: u32 = 64;
 /// transaction (so reads see the writes before them), committed every [`COMMIT_EVERY`] writes
 /// and before a snapshot.
 pub struct RedbState {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     range: Range<u32>,
     max_parallelism: u32,
@@ -96,7 +99,7 @@ impl RedbState {
             .create(path)
             .map_err(|e| fail(&e))?;
         Ok(RedbState {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             range,
             max_parallelism,
@@ -304,35 +307,30 @@ impl RedbState {
         })
     }
 
-    /// Copies every entry out, for a checkpoint (after committing what is pending).
+    /// A snapshot of every entry, for a checkpoint: what is pending is committed, and the
+    /// entries are left in a read transaction (redb's copy-on-write keeps them as they are while
+    /// the task writes on), read when the checkpoint file is written.
     pub fn snapshot(&mut self) -> Result<KeyedSnapshot, StateAccessError> {
         self.commit()?;
         let fail = storage(&self.path).clone_fn();
         let txn = self.db.begin_read().map_err(|e| fail(&e))?;
-        let mut snap = KeyedSnapshot::default();
-        if let Ok(table) = txn.open_table(VALUES) {
-            for entry in table.iter().map_err(|e| fail(&e))? {
-                let (k, v) = entry.map_err(|e| fail(&e))?;
-                let (name, kg, key) =
-                    split_value_key(k.value()).ok_or_else(|| fail(&"a malformed entry key"))?;
-                snap.values
-                    .push((name.to_string(), kg, key.to_vec(), v.value().to_vec()));
-            }
-        }
-        if let Ok(table) = txn.open_table(MAPS) {
-            for entry in table.iter().map_err(|e| fail(&e))? {
-                let (k, v) = entry.map_err(|e| fail(&e))?;
-                let (name, kg, key, map_key) = k.value();
-                snap.maps.push((
-                    name.to_string(),
-                    kg,
-                    key.to_vec(),
-                    map_key.to_vec(),
-                    v.value().to_vec(),
-                ));
-            }
-        }
-        Ok(snap)
+        let len = |t: Result<u64, redb::StorageError>| t.map_err(|e| fail(&e));
+        let entries = match txn.open_table(VALUES) {
+            Ok(t) => len(t.len())?,
+            Err(_) => 0,
+        } + match txn.open_table(MAPS) {
+            Ok(t) => len(t.len())?,
+            Err(_) => 0,
+        };
+        Ok(KeyedSnapshot {
+            deferred: Some(Deferred(Arc::new(View {
+                txn,
+                _db: self.db.clone(),
+                path: self.path.clone(),
+                entries,
+            }))),
+            ..KeyedSnapshot::default()
+        })
     }
 
     /// Loads the entries of `snapshot` in this subtask's key groups.
@@ -373,7 +371,68 @@ impl RedbState {
             }
             Ok(((), n))
         })?;
+        snapshot.read_deferred(|batch| self.restore(batch))?;
         self.commit()
+    }
+}
+
+/// The entries of a [`RedbState`] as of a snapshot: a read transaction of its database.
+struct View {
+    txn: redb::ReadTransaction,
+    /// The database stays open while the view is read, even if its subtask has ended (its
+    /// file is unlinked then, and freed when this goes).
+    _db: Arc<Database>,
+    path: PathBuf,
+    entries: u64,
+}
+
+/// Entries handed over at once by [`View::read`].
+const BATCH: usize = 8192;
+
+impl EntrySource for View {
+    fn len(&self) -> u64 {
+        self.entries
+    }
+
+    fn read(
+        &self,
+        apply: &mut dyn FnMut(&KeyedSnapshot) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let fail = |e: &dyn std::fmt::Display| format!("{}: {e}", self.path.display());
+        let mut batch = KeyedSnapshot::default();
+        if let Ok(table) = self.txn.open_table(VALUES) {
+            for entry in table.iter().map_err(|e| fail(&e))? {
+                let (k, v) = entry.map_err(|e| fail(&e))?;
+                let (name, kg, key) =
+                    split_value_key(k.value()).ok_or_else(|| fail(&"a malformed entry key"))?;
+                batch
+                    .values
+                    .push((name.to_string(), kg, key.to_vec(), v.value().to_vec()));
+                if batch.values.len() >= BATCH {
+                    apply(&std::mem::take(&mut batch))?;
+                }
+            }
+        }
+        if let Ok(table) = self.txn.open_table(MAPS) {
+            for entry in table.iter().map_err(|e| fail(&e))? {
+                let (k, v) = entry.map_err(|e| fail(&e))?;
+                let (name, kg, key, map_key) = k.value();
+                batch.maps.push((
+                    name.to_string(),
+                    kg,
+                    key.to_vec(),
+                    map_key.to_vec(),
+                    v.value().to_vec(),
+                ));
+                if batch.values.len() + batch.maps.len() >= BATCH {
+                    apply(&std::mem::take(&mut batch))?;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            apply(&batch)?;
+        }
+        Ok(())
     }
 }
 
@@ -438,7 +497,11 @@ mod tests {
         ));
         // The snapshot restores into the memory backend, and back.
         let snap = s.snapshot().unwrap();
-        assert_eq!(snap.values.len(), keys.len() - 1);
+        assert_eq!(
+            snap.entries() as usize,
+            keys.len() - 1 + 1,
+            "values and the map entry"
+        );
         let mut memory = crate::state::KeyedState::new(range.clone(), 128, usize::MAX);
         memory.restore(&snap).unwrap();
         assert_eq!(
@@ -454,5 +517,30 @@ mod tests {
         let path = dir.path().join("t.redb");
         drop(again);
         assert!(!path.exists(), "working state is removed with its subtask");
+    }
+
+    #[test]
+    fn a_snapshot_holds_the_state_of_its_time_while_writes_go_on_and_after_its_subtask() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = RedbState::create(&dir.path().join("s.redb"), 0..128, 128).unwrap();
+        let keys: Vec<Vec<u8>> = (0..20_000).map(|i| format!("k{i}").into_bytes()).collect();
+        let set = |s: &mut RedbState, keys: &[Vec<u8>], v: Option<&[u8]>| {
+            s.value_set_many("v", keys.iter().map(|k| Ok((k.as_slice(), v))))
+                .unwrap()
+        };
+        set(&mut s, &keys, Some(b"a"));
+        let snap = s.snapshot().unwrap();
+        assert_eq!(snap.entries(), 20_000);
+        // Writes after the snapshot, committed, and the subtask gone: the snapshot still reads
+        // what it held.
+        set(&mut s, &keys[..10_000], Some(b"b"));
+        set(&mut s, &keys[10_000..], None);
+        s.commit().unwrap();
+        drop(s);
+        let mut memory = crate::state::KeyedState::new(0..128, 128, usize::MAX);
+        memory.restore(&snap).unwrap();
+        let values = memory.snapshot().values;
+        assert_eq!(values.len(), 20_000);
+        assert!(values.iter().all(|(_, _, _, v)| v == b"a"));
     }
 }

@@ -119,30 +119,29 @@ pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<Written, SnapshotError>
     {
         let mut values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
         let mut maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
-        for (uid, state) in &snap.operators {
+        let mut insert = |uid: &str, state: &KeyedSnapshot| -> Result<(), redb::StorageError> {
             // In key order, each insert appends to the tree's rightmost leaf.
             let mut sorted: Vec<_> = state.values.iter().collect();
             sorted.sort_unstable_by(|a, b| (a.1, &a.0, &a.2).cmp(&(b.1, &b.0, &b.2)));
             for (name, kg, key, value) in sorted {
-                values
-                    .insert(
-                        (uid.as_str(), *kg, name.as_str(), key.as_slice()),
-                        value.as_slice(),
-                    )
-                    .map_err(|e| fail(&e))?;
+                values.insert((uid, *kg, name.as_str(), key.as_slice()), value.as_slice())?;
             }
             for (name, kg, key, map_key, value) in &state.maps {
                 maps.insert(
-                    (
-                        uid.as_str(),
-                        *kg,
-                        name.as_str(),
-                        key.as_slice(),
-                        map_key.as_slice(),
-                    ),
+                    (uid, *kg, name.as_str(), key.as_slice(), map_key.as_slice()),
                     value.as_slice(),
-                )
-                .map_err(|e| fail(&e))?;
+                )?;
+            }
+            Ok(())
+        };
+        for (uid, state) in &snap.operators {
+            insert(uid, state).map_err(|e| fail(&e))?;
+            // Entries read from the working state now, in batches (in its key order).
+            if let Some(deferred) = &state.deferred {
+                deferred
+                    .0
+                    .read(&mut |batch| insert(uid, batch).map_err(|e| e.to_string()))
+                    .map_err(|e| fail(&e))?;
             }
         }
         let mut removed_values = txn.open_table(REMOVED_VALUES).map_err(|e| fail(&e))?;
@@ -349,6 +348,7 @@ mod tests {
                         maps: vec![("m".into(), 9, b"k".to_vec(), b"a".to_vec(), b"v".to_vec())],
                         removed_values: vec![("n".into(), 4, b"gone".to_vec())],
                         removed_maps: vec![("m".into(), 9, b"k".to_vec())],
+                        deferred: None,
                     },
                 ),
                 ("split".into(), KeyedSnapshot::default()),

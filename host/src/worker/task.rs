@@ -332,7 +332,7 @@ impl Task {
                             cause,
                         })?;
                     if base.is_none() {
-                        full_entries += state.values.len() + state.maps.len();
+                        full_entries += state.entries() as usize;
                     }
                     snapshot.operators.push((step.uid.to_string(), state));
                 }
