@@ -921,3 +921,99 @@ path = "{}"
         .unwrap();
     assert_eq!(restored.tasks.len(), done.last().unwrap().tasks.len());
 }
+
+#[test]
+fn a_task_restored_as_finished_keeps_its_keyed_state_in_later_checkpoints() {
+    // Two pipelines: a short one that finishes at once, a long one that runs on. Restored
+    // after the short one finished, its count task stays finished; the checkpoints after the
+    // restore must still hold its keyed state.
+    let dir = scratch();
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["short -> split1", "split1 -> count1", "count1 -> out1", "long -> split2", "split2 -> count2", "count2 -> out2"]
+[job]
+parallelism = 1
+[checkpoint]
+interval = "100ms"
+retain = 1000
+[sources.short]
+kind = "datagen"
+count = 5000
+vocabulary = 1000
+words_per_line = 1
+[sources.long]
+kind = "datagen"
+count = 200000
+rate = 10000
+words_per_line = 1
+[operators.split1]
+component = "{split}"
+[operators.count1]
+component = "{count}"
+partition = "hash"
+[operators.split2]
+component = "{split}"
+[operators.count2]
+component = "{count}"
+partition = "hash"
+[sinks.out1]
+kind = "file"
+path = "{out}/1"
+[sinks.out2]
+kind = "file"
+path = "{out}/2"
+"#,
+            split = component("wordcount_split"),
+            count = component("wordcount_count"),
+            out = dir.path().join("out").display()
+        ),
+    );
+    let checkpoints = dir.path().join("checkpoints");
+    // count1's keyed entries in the newest checkpoint after `after` in which it had finished.
+    let finished_count1 = |after: u64| -> Option<(u64, usize)> {
+        let cp = weir::state::checkpoints::CheckpointDir::new(&checkpoints);
+        let (done, _) = cp.completed();
+        let m = done.iter().rev().find(|m| m.id > after)?;
+        let t = m.tasks.iter().find(|t| t.task == "count1-0")?;
+        let snap = weir::state::snapshot::read(&checkpoints.join(&t.file), &t.operators).ok()?;
+        snap.finished.then(|| {
+            (
+                m.id,
+                snap.operators.iter().map(|(_, s)| s.values.len()).sum(),
+            )
+        })
+    };
+    let run_until = |from: bool, after: u64| -> (u64, usize) {
+        let mut cmd = weir();
+        cmd.args(["run", manifest.to_str().unwrap()]);
+        if from {
+            cmd.arg("--from").arg(&checkpoints);
+        }
+        let mut child = spawn(cmd);
+        let start = Instant::now();
+        loop {
+            if let Some(found) = finished_count1(after) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return found;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the job ended too soon"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let (first, entries) = run_until(false, 0);
+    assert!(
+        entries > 900,
+        "most of the 1,000 words were drawn: {entries}"
+    );
+    let (_, restored) = run_until(true, first);
+    assert_eq!(
+        restored, entries,
+        "the finished task's state, after the restore"
+    );
+}

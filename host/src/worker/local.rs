@@ -657,7 +657,11 @@ fn run_task(
             },
         )
     };
-    if let Some(last) = context.restore.as_ref().and_then(TaskRestore::finished) {
+    let finished = match &context.restore {
+        Some(r) => r.finished().map_err(|cause| failed(head_node, cause))?,
+        None => None,
+    };
+    if let Some(last) = finished {
         // It had finished: its downstream sees its end at once, and it stays finished.
         let mut writers = plan.writers;
         for w in &mut writers {
@@ -666,7 +670,7 @@ fn run_task(
         if let Some(c) = &context.checkpoints {
             c.report(Report::Finished {
                 task: c.task,
-                snapshot: last.clone(),
+                snapshot: last,
             });
         }
         return Ok(());

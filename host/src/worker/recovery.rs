@@ -5,7 +5,9 @@
 
 use crate::connectors::{commit, share};
 use crate::plan::JobGraph;
+use crate::state::KeyedState;
 use crate::state::checkpoints::{CheckpointDir, CheckpointError, Restored};
+use crate::state::snapshot::{self, TaskSnapshot};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -146,11 +148,27 @@ impl TaskRestore {
     }
 
     /// The task's last snapshot, if it had finished in the checkpoint: then it ends its
-    /// outputs at once instead of running again.
-    pub fn finished(&self) -> Option<&crate::state::snapshot::TaskSnapshot> {
-        self.same
-            .map(|i| &self.restored.tasks[i])
-            .filter(|t| t.finished)
+    /// outputs at once instead of running again, and every later checkpoint holds this
+    /// snapshot, keyed state included (read whole into memory here: a finished task's state
+    /// is not streamed).
+    pub fn finished(&self) -> Result<Option<TaskSnapshot>, String> {
+        let Some(i) = self.same.filter(|&i| self.restored.tasks[i].finished) else {
+            return Ok(None);
+        };
+        let meta = &self.restored.metadata;
+        let all = 0..meta.max_parallelism;
+        let mut snap = self.restored.tasks[i].clone();
+        for uid in &meta.tasks[i].operators {
+            let mut state = KeyedState::new(all.clone(), meta.max_parallelism, usize::MAX);
+            for file in &self.restored.files[i] {
+                snapshot::read_keyed(file, uid, all.clone(), |batch| {
+                    state.restore(batch).map_err(|e| e.to_string())
+                })
+                .map_err(|e| format!("cannot restore keyed state: {e}"))?;
+            }
+            snap.operators.push((uid.clone(), state.snapshot()));
+        }
+        Ok(Some(snap))
     }
 
     /// Every subtask's position of source `uid` in the checkpoint, by subtask (empty if it had
