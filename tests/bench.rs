@@ -27,6 +27,8 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
         "stateless-unchained",
         "wordcount",
         "checkpointed",
+        "wordcount-redb",
+        "checkpointed-redb",
     ] {
         let line = stdout
             .lines()
@@ -48,6 +50,23 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
         stdout.contains("job=window not-run: needs the event-time window operator"),
         "{stdout}"
     );
+    // The checkpointed jobs compare themselves with those run before them.
+    for (job, ratios) in [
+        ("checkpointed", &["cpu_vs_wordcount="][..]),
+        ("wordcount-redb", &["cpu_vs_wordcount="]),
+        (
+            "checkpointed-redb",
+            &["cpu_vs_wordcount_redb=", "cpu_vs_checkpointed="],
+        ),
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("job={job} ")))
+            .unwrap();
+        for r in ratios {
+            assert!(line.contains(&format!(" {r}")), "{line}");
+        }
+    }
 }
 
 #[test]

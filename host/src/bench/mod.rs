@@ -28,42 +28,84 @@ pub struct Options {
 
 struct Job {
     name: &'static str,
+    /// Its manifest in `examples/bench/` (without `.toml`), and settings on top of it.
+    manifest: &'static str,
+    sets: &'static [&'static str],
     /// n as WORKLOADS.md measures it, and for `--quick`.
     full_n: u64,
     quick_n: u64,
     expected: fn(u64) -> Expected,
     /// It takes checkpoints (into a scratch directory).
     checkpoints: bool,
+    /// Ratios of its CPU per record to earlier jobs' of the same run: (field name, job).
+    compare: &'static [(&'static str, &'static str)],
 }
 
 const JOBS: &[Job] = &[
     Job {
         name: "stateless",
+        manifest: "stateless",
+        sets: &[],
         full_n: 20_000_000,
         quick_n: 200_000,
         expected: expected::stateless,
         checkpoints: false,
+        compare: &[],
     },
     Job {
         name: "stateless-unchained",
+        manifest: "stateless-unchained",
+        sets: &[],
         full_n: 20_000_000,
         quick_n: 200_000,
         expected: expected::stateless,
         checkpoints: false,
+        compare: &[],
     },
     Job {
         name: "wordcount",
+        manifest: "wordcount",
+        sets: &[],
         full_n: 5_000_000,
         quick_n: 50_000,
         expected: expected::wordcount,
         checkpoints: false,
+        compare: &[],
     },
     Job {
         name: "checkpointed",
+        manifest: "checkpointed",
+        sets: &[],
         full_n: 5_000_000,
         quick_n: 50_000,
         expected: expected::wordcount,
         checkpoints: true,
+        compare: &[("cpu_vs_wordcount", "wordcount")],
+    },
+    // The redb backend keeps keyed state on disk; "without checkpoints" is the same job with
+    // an interval longer than the run.
+    Job {
+        name: "wordcount-redb",
+        manifest: "checkpointed",
+        sets: &["checkpoint.backend=redb", "checkpoint.interval=1h"],
+        full_n: 5_000_000,
+        quick_n: 50_000,
+        expected: expected::wordcount,
+        checkpoints: true,
+        compare: &[("cpu_vs_wordcount", "wordcount")],
+    },
+    Job {
+        name: "checkpointed-redb",
+        manifest: "checkpointed",
+        sets: &["checkpoint.backend=redb"],
+        full_n: 5_000_000,
+        quick_n: 50_000,
+        expected: expected::wordcount,
+        checkpoints: true,
+        compare: &[
+            ("cpu_vs_wordcount_redb", "wordcount-redb"),
+            ("cpu_vs_checkpointed", "checkpointed"),
+        ],
     },
 ];
 
@@ -85,7 +127,13 @@ fn stat(stats: &Stats, key: &str) -> Result<f64> {
 
 /// Runs `job` with `n` records, its sink writing to `out` (and its checkpoints to
 /// `checkpoints` when it takes them); returns its stats.
-fn run_job(manifest: &Path, n: u64, out: &Path, checkpoints: Option<&Path>) -> Result<Stats> {
+fn run_job(
+    manifest: &Path,
+    sets: &[&str],
+    n: u64,
+    out: &Path,
+    checkpoints: Option<&Path>,
+) -> Result<Stats> {
     let exe = std::env::current_exe().context("cannot find the weir binary")?;
     let output = Command::new(exe)
         .arg("run")
@@ -95,6 +143,7 @@ fn run_job(manifest: &Path, n: u64, out: &Path, checkpoints: Option<&Path>) -> R
         .args(["--set", &format!("sinks.out.path={}", out.display())])
         .args(checkpoints.map(|dir| format!("--set=checkpoint.dir={}", dir.display())))
         .args(["--set", "job.parallelism=2"])
+        .args(sets.iter().map(|s| format!("--set={s}")))
         .output()
         .context("cannot start weir run")?;
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -146,7 +195,7 @@ pub fn run(options: &Options) -> Result<bool> {
     // CPU per record of the jobs run so far, to compare checkpointed with plain word count.
     let mut cpu_of: BTreeMap<&str, f64> = BTreeMap::new();
     for job in JOBS.iter().filter(|j| selected(j.name)) {
-        let manifest = options.manifests.join(format!("{}.toml", job.name));
+        let manifest = options.manifests.join(format!("{}.toml", job.manifest));
         if !manifest.is_file() {
             bail!(
                 "{} does not exist; run weir bench from the repository root or pass --manifests",
@@ -160,8 +209,20 @@ pub fn run(options: &Options) -> Result<bool> {
         });
         let out = scratch.join(job.name);
         let checkpoints = job.checkpoints.then(|| out.join("checkpoints"));
-        let baseline = run_job(&manifest, 1, &out.join("baseline"), checkpoints.as_deref())?;
-        let stats = run_job(&manifest, n, &out.join("run"), checkpoints.as_deref())?;
+        let baseline = run_job(
+            &manifest,
+            job.sets,
+            1,
+            &out.join("baseline"),
+            checkpoints.as_deref(),
+        )?;
+        let stats = run_job(
+            &manifest,
+            job.sets,
+            n,
+            &out.join("run"),
+            checkpoints.as_deref(),
+        )?;
         let got = read_tally(&out.join("run"))?;
         let want = (job.expected)(n);
         let cpu = stat(&stats, "cpu_s")?;
@@ -177,24 +238,23 @@ pub fn run(options: &Options) -> Result<bool> {
             )
         };
         cpu_of.insert(job.name, cpu_per_record);
-        let checkpoints = match stats.get("checkpoints").map(String::as_str) {
+        let mut extra = match stats.get("checkpoints").map(String::as_str) {
             None | Some("0") => String::new(),
             Some(count) => format!(
-                " checkpoints={count} checkpoint_median_ms={} checkpoint_kib={:.0}{}",
+                " checkpoints={count} checkpoint_median_ms={} checkpoint_kib={:.0}",
                 stats
                     .get("checkpoint_median_ms")
                     .map_or("?", String::as_str),
                 stat(&stats, "checkpoint_bytes")? / 1024.0,
-                cpu_of
-                    .get("wordcount")
-                    .map_or(String::new(), |plain| format!(
-                        " cpu_vs_wordcount={:.3}",
-                        cpu_per_record / plain
-                    )),
             ),
         };
+        for (field, other) in job.compare {
+            if let Some(other) = cpu_of.get(other) {
+                extra += &format!(" {field}={:.3}", cpu_per_record / other);
+            }
+        }
         println!(
-            "job={} n={n} seconds={wall:.3} records_per_s={:.0} cpu_us_per_record={cpu_per_record:.3} peak_rss_mib={:.1} start_ms={}{checkpoints} {verified}",
+            "job={} n={n} seconds={wall:.3} records_per_s={:.0} cpu_us_per_record={cpu_per_record:.3} peak_rss_mib={:.1} start_ms={}{extra} {verified}",
             job.name,
             n as f64 / wall,
             stat(&stats, "peak_rss_kib")? / 1024.0,
