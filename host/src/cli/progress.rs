@@ -132,9 +132,10 @@ pub fn stats(m: &JobMetrics) -> String {
     let ms = |d: Option<Duration>| d.map_or("none".to_string(), |d| d.as_millis().to_string());
     let (checkpoints, median) = m.checkpoints();
     format!(
-        "wall_s={:.3} cpu_s={cpu:.3} peak_rss_kib={peak_kib} start_ms={} first_output_ms={} records_in={} records_out={} checkpoints={checkpoints} checkpoint_median_ms={} checkpoint_bytes={}",
+        "wall_s={:.3} cpu_s={cpu:.3} peak_rss_kib={peak_kib} start_ms={} ready_ms={} first_output_ms={} records_in={} records_out={} checkpoints={checkpoints} checkpoint_median_ms={} checkpoint_bytes={}",
         m.elapsed().as_secs_f64(),
         ms(m.running_after()),
+        ms(m.ready_after()),
         ms(m.first_output_after()),
         m.records_in(),
         m.records_out(),

@@ -108,6 +108,9 @@ pub struct JobMetrics {
     records_out: AtomicU64,
     first_out: OnceLock<Duration>,
     running: OnceLock<Duration>,
+    /// Tasks of the first attempt still being set up (instantiated, their state restored).
+    setting_up: AtomicU64,
+    ready: OnceLock<Duration>,
     checkpoint: Mutex<Checkpoints>,
 }
 
@@ -132,6 +135,8 @@ impl JobMetrics {
             records_out: AtomicU64::new(0),
             first_out: OnceLock::new(),
             running: OnceLock::new(),
+            setting_up: AtomicU64::new(u64::MAX),
+            ready: OnceLock::new(),
             checkpoint: Mutex::new(Checkpoints::default()),
         })
     }
@@ -169,6 +174,29 @@ impl JobMetrics {
     /// How long after the start every task was running.
     pub fn running_after(&self) -> Option<Duration> {
         self.running.get().copied()
+    }
+
+    /// The first attempt starts `tasks` tasks.
+    pub fn expect_tasks(&self, tasks: usize) {
+        let _ = self.setting_up.compare_exchange(
+            u64::MAX,
+            tasks as u64,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// A task is set up: its operators instantiated and their state restored.
+    pub fn task_ready(&self) {
+        if self.setting_up.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.ready.get_or_init(|| self.started.elapsed());
+        }
+    }
+
+    /// How long after the start every task of the first attempt was set up (with a restore:
+    /// how long the restore took).
+    pub fn ready_after(&self) -> Option<Duration> {
+        self.ready.get().copied()
     }
 
     /// Notes a completed checkpoint.

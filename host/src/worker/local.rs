@@ -480,6 +480,7 @@ fn run_attempt(
     let failure: Arc<Mutex<Option<TaskFailure>>> = Arc::default();
     let (done_tx, done_rx) = mpsc::channel::<usize>();
     let mut running: Vec<Option<(String, std::thread::JoinHandle<()>)>> = Vec::new();
+    metrics.expect_tasks(plans.len());
     for (index, (plan, name)) in plans.into_iter().zip(names).enumerate() {
         let chain = &exec.chains[plan.chain];
         let (job, chain) = (job.clone(), chain.clone());
@@ -673,6 +674,7 @@ fn run_task(
                 snapshot: last,
             });
         }
+        metrics.task_ready();
         return Ok(());
     }
     let mut routes = plan.routes.into_iter();
@@ -810,6 +812,7 @@ fn run_task(
         taken: Vec::new(),
         full_entries: 0,
     };
+    metrics.task_ready();
     task.run(head).map_err(|e| {
         let node = match &e {
             TaskError::Failed { uid, .. } => job
