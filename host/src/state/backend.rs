@@ -396,7 +396,7 @@ mod tests {
         s.map_put("m", b"mk".to_vec(), b"a".to_vec(), b"1".to_vec())
             .unwrap();
         let full = s.snapshot(1, None).unwrap();
-        assert_eq!(full.values.len(), 100);
+        assert_eq!(full.collected().unwrap().values.len(), 100);
         // Between 1 and 2: one key changes, one is cleared, the map gains an entry.
         set(&mut s, "k1", "1");
         s.value_set_many("v", &[(b"k2".as_slice(), None)]).unwrap();
@@ -414,8 +414,8 @@ mod tests {
         let mut restored = StateBackend::memory(0..128, 128, usize::MAX, false);
         restored.restore(&full).unwrap();
         restored.restore(&d3).unwrap();
-        let mut restored = restored.snapshot(0, None).unwrap();
-        let mut whole = s.snapshot(4, None).unwrap();
+        let mut restored = restored.snapshot(0, None).unwrap().collected().unwrap();
+        let mut whole = s.snapshot(4, None).unwrap().collected().unwrap();
         for snap in [&mut restored, &mut whole] {
             snap.values.sort();
             snap.maps.sort();
@@ -433,7 +433,8 @@ mod tests {
         let mut plain = StateBackend::memory(0..128, 128, usize::MAX, false);
         set(&mut plain, "a", "1");
         assert!(!plain.can_delta(0));
-        assert_eq!(plain.snapshot(1, None).unwrap().values.len(), 1);
+        let snap = plain.snapshot(1, None).unwrap();
+        assert_eq!(snap.collected().unwrap().values.len(), 1);
     }
 
     #[test]

@@ -475,6 +475,8 @@ mod tests {
         }
         let mut values: Vec<_> = state
             .snapshot()
+            .collected()
+            .unwrap()
             .values
             .into_iter()
             .map(|(_, _, k, v)| (k, v))

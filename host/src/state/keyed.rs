@@ -9,6 +9,7 @@ use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 use weir_batch::same_bytes as same_key;
 
 /// A state call the subtask must refuse.
@@ -121,7 +122,7 @@ pub type EntryList = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// One key's entry: the key, its key-group hash (computed once, reused as the table's hash) and
 /// its value.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry<V> {
     hash: u64,
     key: Bytes,
@@ -131,7 +132,16 @@ struct Entry<V> {
 /// One named state: a hash table per key group of the subtask.
 #[derive(Debug)]
 struct Table<V> {
-    groups: Vec<HashTable<Entry<V>>>,
+    groups: Vec<Group<V>>,
+}
+
+/// One key group's entries of a state. A snapshot shares them (copy-on-write, as Flink's
+/// `CopyOnWriteStateMap` does per entry, here per key group): the first write to a shared group
+/// after a snapshot copies it, unless the checkpoint has already written it out.
+#[derive(Debug)]
+enum Group<V> {
+    Owned(HashTable<Entry<V>>),
+    Shared(Arc<HashTable<Entry<V>>>),
 }
 
 /// The table's hash of a key, from its key-group hash. The keys of one key group share the
@@ -148,28 +158,74 @@ pub(super) struct Slot {
     pub(super) group: usize,
 }
 
-impl<V> Table<V> {
+impl<V: Clone> Table<V> {
     fn new(groups: usize) -> Self {
         Table {
-            groups: (0..groups).map(|_| HashTable::new()).collect(),
+            groups: (0..groups)
+                .map(|_| Group::Owned(HashTable::new()))
+                .collect(),
         }
     }
 
+    fn group(&self, g: usize) -> &HashTable<Entry<V>> {
+        match &self.groups[g] {
+            Group::Owned(t) => t,
+            Group::Shared(t) => t,
+        }
+    }
+
+    /// Key group `g`'s entries, to change: copied first if a snapshot still holds them.
+    #[inline]
+    fn group_mut(&mut self, g: usize) -> &mut HashTable<Entry<V>> {
+        if matches!(self.groups[g], Group::Shared(_)) {
+            self.unshare(g);
+        }
+        match &mut self.groups[g] {
+            Group::Owned(t) => t,
+            Group::Shared(_) => unreachable!("unshared above"),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn unshare(&mut self, g: usize) {
+        let owned = Group::Owned(HashTable::new());
+        if let Group::Shared(t) = std::mem::replace(&mut self.groups[g], owned) {
+            self.groups[g] = Group::Owned(Arc::try_unwrap(t).unwrap_or_else(|t| (*t).clone()));
+        }
+    }
+
+    /// Shares every key group with a snapshot: its tables, by key group.
+    fn share(&mut self) -> SharedGroups<V> {
+        self.groups
+            .iter_mut()
+            .map(|group| {
+                let shared = match std::mem::replace(group, Group::Owned(HashTable::new())) {
+                    Group::Owned(t) => Arc::new(t),
+                    Group::Shared(t) => t,
+                };
+                *group = Group::Shared(shared.clone());
+                shared
+            })
+            .collect()
+    }
+
     fn get(&self, slot: Slot, key: &[u8]) -> Option<&V> {
-        self.groups[slot.group]
+        self.group(slot.group)
             .find(table_hash(slot.hash), |e| same_key(&e.key, key))
             .map(|e| &e.value)
     }
 
     fn get_mut(&mut self, slot: Slot, key: &[u8]) -> Option<&mut V> {
-        self.groups[slot.group]
+        self.group_mut(slot.group)
             .find_mut(table_hash(slot.hash), |e| same_key(&e.key, key))
             .map(|e| &mut e.value)
     }
 
     /// The value of `key`, inserted with `init` if missing.
     fn entry(&mut self, slot: Slot, key: &[u8], init: impl FnOnce() -> V) -> &mut V {
-        let entry = self.groups[slot.group]
+        let entry = self
+            .group_mut(slot.group)
             .entry(
                 table_hash(slot.hash),
                 |e| same_key(&e.key, key),
@@ -185,7 +241,8 @@ impl<V> Table<V> {
 
     /// Removes `key`'s entry, returning its value.
     fn remove(&mut self, slot: Slot, key: &[u8]) -> Option<V> {
-        let e = self.groups[slot.group]
+        let e = self
+            .group_mut(slot.group)
             .find_entry(table_hash(slot.hash), |e| same_key(&e.key, key))
             .ok()?;
         Some(e.remove().0.value)
@@ -214,7 +271,7 @@ fn preview(key: &[u8]) -> String {
 }
 
 /// The table called `name`, created empty on first use (the name is copied only then).
-fn table<'a, V>(names: &'a mut Names<V>, name: &str, groups: usize) -> &'a mut Table<V> {
+fn table<'a, V: Clone>(names: &'a mut Names<V>, name: &str, groups: usize) -> &'a mut Table<V> {
     names.entry_ref(name).or_insert_with(|| Table::new(groups))
 }
 
@@ -409,6 +466,71 @@ impl fmt::Debug for Deferred {
     }
 }
 
+/// A state's tables by key group, shared with the state.
+type SharedGroups<V> = Vec<Arc<HashTable<Entry<V>>>>;
+
+/// The entries of a [`KeyedState`] as of a snapshot: its key groups' tables, shared.
+struct MemoryView {
+    /// The first key group and how many there are.
+    start: u32,
+    groups: usize,
+    /// Per state name (in name order): its tables by key group.
+    values: Vec<(String, SharedGroups<Bytes>)>,
+    maps: Vec<(String, SharedGroups<MapEntries>)>,
+    entries: u64,
+}
+
+/// Entries handed over at once by [`MemoryView::read`].
+const BATCH: usize = 8192;
+
+impl EntrySource for MemoryView {
+    fn len(&self) -> u64 {
+        self.entries
+    }
+
+    /// In the order of a checkpoint file's keys: by key group, state name, key (and map key).
+    fn read(
+        &self,
+        apply: &mut dyn FnMut(&KeyedSnapshot) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let mut batch = KeyedSnapshot::default();
+        let mut flush = |batch: &mut KeyedSnapshot, at_least: usize| {
+            if batch.values.len() + batch.maps.len() >= at_least.max(1) {
+                apply(batch)?;
+                batch.values.clear();
+                batch.maps.clear();
+            }
+            Ok::<_, String>(())
+        };
+        for g in 0..self.groups {
+            let kg = self.start + g as u32;
+            for (name, groups) in &self.values {
+                let mut entries: Vec<&Entry<Bytes>> = groups[g].iter().collect();
+                entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                for e in entries {
+                    batch
+                        .values
+                        .push((name.clone(), kg, e.key.to_vec(), e.value.to_vec()));
+                    flush(&mut batch, BATCH)?;
+                }
+            }
+            for (name, groups) in &self.maps {
+                let mut entries: Vec<&Entry<MapEntries>> = groups[g].iter().collect();
+                entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+                for e in entries {
+                    for (mk, v) in &e.value {
+                        batch
+                            .maps
+                            .push((name.clone(), kg, e.key.to_vec(), mk.clone(), v.clone()));
+                        flush(&mut batch, BATCH)?;
+                    }
+                }
+            }
+        }
+        flush(&mut batch, 1)
+    }
+}
+
 /// A key of some state in a snapshot: (state name, key group, key).
 pub type KeyRef = (String, u32, Vec<u8>);
 
@@ -441,35 +563,56 @@ impl KeyedSnapshot {
             None => Ok(()),
         }
     }
+
+    /// The same entries, the deferred ones read out into `values` and `maps`.
+    pub fn collected(&self) -> Result<KeyedSnapshot, StateAccessError> {
+        let mut all = KeyedSnapshot {
+            deferred: None,
+            ..self.clone()
+        };
+        self.read_deferred(|batch| {
+            all.values.extend_from_slice(&batch.values);
+            all.maps.extend_from_slice(&batch.maps);
+            Ok(())
+        })?;
+        Ok(all)
+    }
 }
 
 impl KeyedState {
-    /// Copies every entry out (the synchronous part of a checkpoint).
-    pub fn snapshot(&self) -> KeyedSnapshot {
-        let mut snap = KeyedSnapshot::default();
-        for (name, table) in &self.values {
-            for (g, group) in table.groups.iter().enumerate() {
-                let kg = self.range.start + g as u32;
-                snap.values.extend(
-                    group
-                        .iter()
-                        .map(|e| (name.clone(), kg, e.key.to_vec(), e.value.to_vec())),
-                );
-            }
+    /// A snapshot of every entry (the synchronous part of a checkpoint): it shares the key
+    /// groups' tables, copy-on-write, and reads them when the checkpoint file is written, so
+    /// the task pauses for a pointer per key group and state, whatever the state's size.
+    pub fn snapshot(&mut self) -> KeyedSnapshot {
+        let mut view = MemoryView {
+            start: self.range.start,
+            groups: self.range.len(),
+            values: Vec::new(),
+            maps: Vec::new(),
+            entries: 0,
+        };
+        let mut values: Vec<_> = self.values.iter_mut().collect();
+        values.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (name, table) in values {
+            let shared = table.share();
+            view.entries += shared.iter().map(|g| g.len() as u64).sum::<u64>();
+            view.values.push((name.clone(), shared));
         }
-        for (name, table) in &self.maps {
-            for (g, group) in table.groups.iter().enumerate() {
-                let kg = self.range.start + g as u32;
-                for e in group {
-                    snap.maps.extend(
-                        e.value.iter().map(|(mk, v)| {
-                            (name.clone(), kg, e.key.to_vec(), mk.clone(), v.clone())
-                        }),
-                    );
-                }
-            }
+        let mut maps: Vec<_> = self.maps.iter_mut().collect();
+        maps.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (name, table) in maps {
+            let shared = table.share();
+            view.entries += shared
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|e| e.value.len() as u64)
+                .sum::<u64>();
+            view.maps.push((name.clone(), shared));
         }
-        snap
+        KeyedSnapshot {
+            deferred: (view.entries > 0).then(|| Deferred(Arc::new(view))),
+            ..KeyedSnapshot::default()
+        }
     }
 
     /// Loads the entries of `snapshot` that fall in this subtask's key groups (a snapshot of
@@ -551,7 +694,7 @@ impl ValueStateMut<'_> {
     /// Sets a value, reusing the stored key and buffer when the key already has one.
     pub fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StateAccessError> {
         let slot = self.slot(key)?;
-        let entry = self.table.groups[slot.group].entry(
+        let entry = self.table.group_mut(slot.group).entry(
             table_hash(slot.hash),
             |e| same_key(&e.key, key),
             |e| table_hash(e.hash),
@@ -724,6 +867,49 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_keeps_the_state_as_of_its_taking_while_the_state_changes() {
+        let mut s = KeyedState::new(0..128, 128, usize::MAX);
+        for i in 0..1000u32 {
+            s.value_set("count", format!("k{i}").as_bytes(), &i.to_le_bytes())
+                .unwrap();
+        }
+        s.map_put("m", b"k".to_vec(), b"a".to_vec(), b"1".to_vec())
+            .unwrap();
+        let snap = s.snapshot();
+        // Every kind of change after it: updates in place, inserts, clears, map changes.
+        for i in 0..1000u32 {
+            s.value_set("count", format!("k{i}").as_bytes(), &(i + 1).to_le_bytes())
+                .unwrap();
+        }
+        s.value_set("count", b"new", b"x").unwrap();
+        s.value_clear("count", b"k7").unwrap();
+        s.map_put("m", b"k".to_vec(), b"b".to_vec(), b"2".to_vec())
+            .unwrap();
+        let mut then = snap.collected().unwrap();
+        assert_eq!((then.values.len(), then.maps.len()), (1000, 1));
+        then.values.sort();
+        for (name, kg, key, value) in &then.values {
+            let i: u32 = std::str::from_utf8(&key[1..]).unwrap().parse().unwrap();
+            assert_eq!(
+                (name.as_str(), value.as_slice()),
+                ("count", &i.to_le_bytes()[..])
+            );
+            assert_eq!(*kg, key_groups::key_group(key, 128));
+        }
+        // The state went on: a later snapshot sees the changes.
+        let now = s.snapshot().collected().unwrap();
+        assert_eq!((now.values.len(), now.maps.len()), (1000, 2));
+        assert_eq!(
+            s.value_get("count", b"k8").unwrap(),
+            Some(&9u32.to_le_bytes()[..])
+        );
+        // Dropping the snapshots leaves the state whole.
+        drop((snap, then, now));
+        s.value_set("count", b"k8", b"y").unwrap();
+        assert_eq!(s.value_get("count", b"k8").unwrap(), Some(&b"y"[..]));
+    }
+
+    #[test]
     fn a_snapshot_restores_by_key_group_at_any_parallelism() {
         let mut whole = KeyedState::new(0..128, 128, usize::MAX);
         for i in 0..500u32 {
@@ -734,7 +920,9 @@ mod tests {
                 .unwrap();
         }
         let snap = whole.snapshot();
-        assert_eq!((snap.values.len(), snap.maps.len()), (500, 500));
+        assert_eq!(snap.entries(), 1000);
+        let copy = snap.collected().unwrap();
+        assert_eq!((copy.values.len(), copy.maps.len()), (500, 500));
         // Three subtasks take the snapshot apart; together they hold all of it, once.
         let mut parts: Vec<KeyedState> = (0..3)
             .map(|s| KeyedState::new(key_groups::range_of(s, 3, 128), 128, usize::MAX))
@@ -755,7 +943,9 @@ mod tests {
                 Some(&i.to_be_bytes()[..])
             );
         }
-        let total: usize = parts.iter().map(|p| p.snapshot().values.len()).sum();
+        let total: usize = (parts.iter_mut())
+            .map(|p| p.snapshot().collected().unwrap().values.len())
+            .sum();
         assert_eq!(total, 500);
         assert_eq!(
             parts.iter().map(KeyedState::used_bytes).sum::<usize>(),

@@ -539,7 +539,7 @@ mod tests {
         drop(s);
         let mut memory = crate::state::KeyedState::new(0..128, 128, usize::MAX);
         memory.restore(&snap).unwrap();
-        let values = memory.snapshot().values;
+        let values = memory.snapshot().collected().unwrap().values;
         assert_eq!(values.len(), 20_000);
         assert!(values.iter().all(|(_, _, _, v)| v == b"a"));
     }
