@@ -671,7 +671,7 @@ fn history(checkpoint: &str, delay_us: u32) -> (Vec<(u64, u64)>, String) {
 #[test]
 fn timeout_min_pause_and_max_concurrent_show_in_the_history() {
     // min_pause: 300 ms from the end of one checkpoint to the next, whatever the interval.
-    let (h, _) = history("interval = \"10ms\"\nmin_pause = \"300ms\"", 4);
+    let (h, _) = history("interval = \"10ms\"\nmin_pause = \"300ms\"", 10);
     assert!(h.len() >= 3, "{h:?}");
     for w in h.windows(2) {
         let (end, next) = (w[0].0 + w[0].1, w[1].0);

@@ -50,6 +50,9 @@ pub enum Action {
 struct Pending {
     triggered: Instant,
     acked: Vec<bool>,
+    /// Per task: it took its snapshot for this checkpoint (its acknowledgement follows once the
+    /// snapshot is stored, even if the task finishes meanwhile).
+    taken: Vec<bool>,
 }
 
 /// The coordinator of one job's checkpoints.
@@ -58,6 +61,8 @@ pub struct Coordinator {
     schedule: Schedule,
     /// Per task: it has finished, and counts as acknowledging every checkpoint from then on.
     finished: Vec<bool>,
+    /// Per task: it is a source, where barriers are injected.
+    sources: Vec<bool>,
     pending: BTreeMap<CheckpointId, Pending>,
     next_id: CheckpointId,
     /// When the last checkpoint was triggered (or the job started).
@@ -67,12 +72,18 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator for `tasks` tasks, starting at `now`; the first checkpoint gets id
-    /// `first_id` (one past the checkpoint restored from, if any).
-    pub fn new(schedule: Schedule, tasks: usize, first_id: CheckpointId, now: Instant) -> Self {
+    /// A coordinator for the tasks of `sources` (per task: it is a source), starting at `now`;
+    /// the first checkpoint gets id `first_id` (one past the checkpoint restored from, if any).
+    pub fn new(
+        schedule: Schedule,
+        sources: Vec<bool>,
+        first_id: CheckpointId,
+        now: Instant,
+    ) -> Self {
         Coordinator {
             schedule,
-            finished: vec![false; tasks],
+            finished: vec![false; sources.len()],
+            sources,
             pending: BTreeMap::new(),
             next_id: first_id,
             last_trigger: now,
@@ -95,7 +106,10 @@ impl Coordinator {
         } else {
             1
         };
-        self.pending.len() < limit && !self.finished.iter().all(|&f| f)
+        // Once every source has finished no barrier can be injected: a checkpoint would only
+        // complete when every task has finished, that is when the job is over.
+        let source_running = (self.sources.iter().zip(&self.finished)).any(|(&s, &f)| s && !f);
+        self.pending.len() < limit && source_running
     }
 
     /// When the driver should call [`Coordinator::poll`] next.
@@ -134,6 +148,7 @@ impl Coordinator {
                 Pending {
                     triggered: now,
                     acked: self.finished.clone(),
+                    taken: vec![false; self.finished.len()],
                 },
             );
             actions.push(Action::Trigger(id));
@@ -143,7 +158,15 @@ impl Coordinator {
         actions
     }
 
-    /// Task `task` acknowledged checkpoint `id` (its snapshot is taken).
+    /// Task `task` took its snapshot for checkpoint `id`: its state at the barrier, which its
+    /// acknowledgement will stand for, however long the snapshot takes to store.
+    pub fn taken(&mut self, id: CheckpointId, task: usize) {
+        if let Some(p) = self.pending.get_mut(&id) {
+            p.taken[task] = true;
+        }
+    }
+
+    /// Task `task` acknowledged checkpoint `id` (its snapshot is stored).
     pub fn ack(&mut self, id: CheckpointId, task: usize, now: Instant) -> Vec<Action> {
         match self.pending.get_mut(&id) {
             Some(p) => p.acked[task] = true,
@@ -162,13 +185,18 @@ impl Coordinator {
         vec![Action::Abort(id, AbortReason::Declined(why))]
     }
 
-    /// Task `task` has finished: its last snapshot stands for every checkpoint from now on.
+    /// Task `task` has finished: its last snapshot stands for every checkpoint from now on, and
+    /// for those pending whose barrier it had not yet received (then every record it saw came
+    /// before the barrier). A checkpoint it already took a snapshot for waits for that one: the
+    /// state at its end holds records after the barrier.
     pub fn finished(&mut self, task: usize, now: Instant) -> Vec<Action> {
         self.finished[task] = true;
         let ids: Vec<CheckpointId> = self.pending.keys().copied().collect();
         let mut actions = Vec::new();
         for id in ids {
-            if let Some(p) = self.pending.get_mut(&id) {
+            if let Some(p) = self.pending.get_mut(&id)
+                && !p.taken[task]
+            {
                 p.acked[task] = true;
             }
             actions.extend(self.complete_if_acked(id, now));
@@ -207,6 +235,11 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// `n` tasks, the first a source.
+    fn sources(n: usize) -> Vec<bool> {
+        (0..n).map(|t| t == 0).collect()
+    }
+
     fn schedule(interval: u32, timeout: u32, min_pause: u32, max_concurrent: u32) -> Schedule {
         Schedule {
             interval: interval * MS,
@@ -219,7 +252,7 @@ mod tests {
     #[test]
     fn triggers_every_interval_and_completes_when_every_task_acked() {
         let t0 = Instant::now();
-        let mut c = Coordinator::new(schedule(100, 1000, 0, 1), 2, 1, t0);
+        let mut c = Coordinator::new(schedule(100, 1000, 0, 1), sources(2), 1, t0);
         assert_eq!(c.poll(t0 + 50 * MS), []);
         assert_eq!(c.next_wakeup(), t0 + 100 * MS);
         assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(1)]);
@@ -236,7 +269,7 @@ mod tests {
     #[test]
     fn a_checkpoint_past_its_timeout_is_aborted() {
         let t0 = Instant::now();
-        let mut c = Coordinator::new(schedule(100, 300, 0, 1), 1, 1, t0);
+        let mut c = Coordinator::new(schedule(100, 300, 0, 1), sources(1), 1, t0);
         assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(1)]);
         assert_eq!(c.next_wakeup(), t0 + 400 * MS);
         assert_eq!(
@@ -249,7 +282,7 @@ mod tests {
     #[test]
     fn min_pause_spaces_the_end_of_one_from_the_start_of_the_next() {
         let t0 = Instant::now();
-        let mut c = Coordinator::new(schedule(100, 10_000, 500, 3), 1, 1, t0);
+        let mut c = Coordinator::new(schedule(100, 10_000, 500, 3), sources(1), 1, t0);
         assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(1)]);
         // min_pause > 0: one at a time, whatever max_concurrent says.
         assert_eq!(c.poll(t0 + 300 * MS), []);
@@ -262,7 +295,7 @@ mod tests {
     #[test]
     fn concurrent_checkpoints_and_subsumption() {
         let t0 = Instant::now();
-        let mut c = Coordinator::new(schedule(100, 10_000, 0, 2), 1, 5, t0);
+        let mut c = Coordinator::new(schedule(100, 10_000, 0, 2), sources(1), 5, t0);
         assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(5)]);
         assert_eq!(c.poll(t0 + 200 * MS), [Action::Trigger(6)]);
         assert_eq!(c.poll(t0 + 300 * MS), [], "two pending at most");
@@ -275,7 +308,7 @@ mod tests {
     #[test]
     fn a_declined_checkpoint_is_aborted_and_finished_tasks_count_as_acked() {
         let t0 = Instant::now();
-        let mut c = Coordinator::new(schedule(100, 10_000, 0, 1), 2, 1, t0);
+        let mut c = Coordinator::new(schedule(100, 10_000, 0, 1), sources(2), 1, t0);
         assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(1)]);
         assert_eq!(
             c.decline(1, "disk full".into(), t0 + 110 * MS),
@@ -289,5 +322,32 @@ mod tests {
         // Once every task has finished, nothing more is triggered.
         assert_eq!(c.finished(0, t0 + 320 * MS), []);
         assert_eq!(c.poll(t0 + 10_000 * MS), []);
+    }
+
+    #[test]
+    fn a_task_finishing_while_its_snapshot_is_stored_acks_only_when_it_is() {
+        let t0 = Instant::now();
+        let mut c = Coordinator::new(schedule(100, 10_000, 0, 1), sources(2), 1, t0);
+        assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(1)]);
+        assert_eq!(c.ack(1, 0, t0 + 110 * MS), []);
+        // Task 1 took its snapshot of 1 at the barrier, then ran to its end before the snapshot
+        // was stored: its end state holds records after the barrier, so its finishing does not
+        // stand for 1.
+        c.taken(1, 1);
+        assert_eq!(c.finished(1, t0 + 120 * MS), []);
+        assert_eq!(c.ack(1, 1, t0 + 130 * MS), [Action::Complete(1)]);
+        // Later checkpoints it counts as acknowledged.
+        assert_eq!(c.poll(t0 + 230 * MS), [Action::Trigger(2)]);
+        assert_eq!(c.ack(2, 0, t0 + 240 * MS), [Action::Complete(2)]);
+    }
+
+    #[test]
+    fn nothing_is_triggered_once_every_source_has_finished() {
+        let t0 = Instant::now();
+        let mut c = Coordinator::new(schedule(100, 10_000, 0, 1), vec![true, false], 1, t0);
+        assert_eq!(c.finished(0, t0 + 50 * MS), []);
+        // Task 1 still runs, but no barrier could reach it.
+        assert_eq!(c.poll(t0 + 100 * MS), []);
+        assert_eq!(c.poll(t0 + 1_000 * MS), []);
     }
 }

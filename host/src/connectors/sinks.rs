@@ -124,6 +124,7 @@ type Pending = Vec<(CheckpointId, PathBuf, PathBuf)>;
 /// checkpoint up to `upto`; publishing is idempotent, so a commit interrupted by a crash is
 /// finished on restore.
 pub fn commit(pending: &[u8], upto: CheckpointId) -> Result<(), ConnectorError> {
+    make_durable(pending)?;
     if pending.is_empty() {
         return Ok(());
     }
@@ -143,6 +144,29 @@ pub fn commit(pending: &[u8], upto: CheckpointId) -> Result<(), ConnectorError> 
                     source,
                 });
             }
+        }
+    }
+    Ok(())
+}
+
+/// Syncs to disk the pre-committed files of a sink's pre-commit record that are still hidden (a
+/// published one was synced before it was published).
+pub fn make_durable(pending: &[u8]) -> Result<(), ConnectorError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let files: Pending = serde_json::from_slice(pending).map_err(|e| {
+        ConnectorError::Failed(format!("a sink's pre-commit record is unreadable: {e}"))
+    })?;
+    for (_, hidden, _) in files {
+        let io = |source| ConnectorError::Io {
+            path: hidden.clone(),
+            source,
+        };
+        match File::open(&hidden) {
+            Ok(f) => f.sync_all().map_err(io)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(e)),
         }
     }
     Ok(())
@@ -186,8 +210,9 @@ impl Transactional {
                 path: path.clone(),
                 source,
             };
+            // To the kernel here; to the disk by the checkpoint's writer ([`make_durable`]),
+            // off the task's path, before the checkpoint can complete.
             w.flush().map_err(io)?;
-            w.get_ref().sync_all().map_err(io)?;
             let name = if id == AT_END {
                 format!("part-{}-end-{}", self.subtask, self.run)
             } else {

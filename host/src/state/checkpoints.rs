@@ -87,9 +87,15 @@ impl TaskFile {
 }
 
 impl Metadata {
-    /// The size of the files this checkpoint wrote (with incremental checkpoints, its deltas).
+    /// The size of the files this checkpoint wrote (with incremental checkpoints, its deltas;
+    /// a task that had finished before may refer to the file an earlier one wrote).
     pub fn bytes(&self) -> u64 {
-        self.tasks.iter().map(|t| t.bytes).sum()
+        let own = format!("chk-{}/", self.id);
+        self.tasks
+            .iter()
+            .filter(|t| t.file.starts_with(&own))
+            .map(|t| t.bytes)
+            .sum()
     }
 
     /// The size of every file a restore from this checkpoint reads: its own and the earlier
@@ -266,12 +272,19 @@ impl CheckpointDir {
     pub fn statuses(&self) -> Vec<(u64, Status)> {
         let ids = self.ids();
         let read: Vec<_> = ids.iter().map(|&id| (id, self.metadata(id))).collect();
-        // The directories complete checkpoints' deltas build on, as `chk-<id>`.
+        // The directories whose files complete checkpoints build on (deltas' bases, finished
+        // tasks' files), as `chk-<id>`.
         let bases: std::collections::HashSet<String> = read
             .iter()
             .filter_map(|(_, m)| m.as_ref().ok()?.as_ref())
-            .flat_map(|m| m.tasks.iter().flat_map(|t| t.base.iter()))
-            .filter_map(|f| Some(f.file.split_once('/')?.0.to_string()))
+            .flat_map(|m| {
+                let own = format!("chk-{}", m.id);
+                m.tasks
+                    .iter()
+                    .flat_map(TaskFile::chain)
+                    .filter_map(|f| Some(f.file.split_once('/')?.0.to_string()))
+                    .filter(move |d| *d != own)
+            })
             .collect();
         read.into_iter()
             .map(|(id, m)| {

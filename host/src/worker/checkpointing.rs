@@ -9,7 +9,7 @@ use super::channel::Gate;
 use super::control::{CheckpointSummary, JobMetrics};
 use crate::cancel::CancelToken;
 use crate::checkpoint::{AbortReason, Action, CheckpointId, CheckpointSettings, Coordinator};
-use crate::connectors::commit;
+use crate::connectors::{commit, make_durable};
 use crate::state::checkpoints::{CheckpointDir, FileRef, Metadata, TaskFile};
 use crate::state::snapshot::TaskSnapshot;
 use std::collections::{BTreeMap, HashMap};
@@ -101,6 +101,8 @@ pub struct TaskInfo {
     pub subtask: u32,
     /// The uids of the operators in its chain.
     pub operators: Vec<String>,
+    /// Its chain starts with a source (barriers are injected there).
+    pub source: bool,
 }
 
 /// What the job is, as a checkpoint's metadata records it.
@@ -152,21 +154,28 @@ impl Driver {
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(job) = job else { return };
-                        let file = dir
-                            .write_task(
-                                job.id,
-                                &job.info.name,
-                                job.info.subtask,
-                                job.info.operators,
-                                &job.snapshot,
-                            )
+                        // The sinks' pre-committed files reach the disk before the task's file
+                        // is written, so a completed checkpoint's output is durable.
+                        let durable = job.snapshot.sinks.iter().try_for_each(|(uid, p)| {
+                            make_durable(p).map_err(|e| format!("sink {uid}: {e}"))
+                        });
+                        let file = durable
+                            .and_then(|()| {
+                                dir.write_task(
+                                    job.id,
+                                    &job.info.name,
+                                    job.info.subtask,
+                                    job.info.operators,
+                                    &job.snapshot,
+                                )
+                                .map_err(|e| e.to_string())
+                            })
                             .map(|mut f| {
                                 f.sync_ms = job.sync.as_millis() as u64;
                                 f.align_ms = job.align.as_millis() as u64;
                                 f.base = job.base;
                                 f
-                            })
-                            .map_err(|e| e.to_string());
+                            });
                         let sinks = job.snapshot.sinks.into_iter().map(|(_, p)| p).collect();
                         let _ = done.send(Report::Written {
                             id: job.id,
@@ -178,7 +187,12 @@ impl Driver {
                 })?;
         }
         let state = DriverState {
-            coordinator: Coordinator::new(settings.schedule, tasks.len(), first_id, Instant::now()),
+            coordinator: Coordinator::new(
+                settings.schedule,
+                tasks.iter().map(|t| t.source).collect(),
+                first_id,
+                Instant::now(),
+            ),
             dir,
             jobs: Some(jobs),
             settings,
@@ -189,6 +203,7 @@ impl Driver {
             metrics,
             pending: HashMap::new(),
             finished: Vec::new(),
+            finished_files: Vec::new(),
             completed: Vec::new(),
         };
         let thread = std::thread::Builder::new()
@@ -232,6 +247,9 @@ struct DriverState {
     metrics: Arc<JobMetrics>,
     pending: HashMap<CheckpointId, InFlight>,
     finished: Vec<Option<TaskSnapshot>>,
+    /// Per finished task: the file of a completed checkpoint that holds its last snapshot,
+    /// which later checkpoints refer to rather than write it again.
+    finished_files: Vec<Option<TaskFile>>,
     /// The last few completed checkpoints' metadata, newest last: deltas build on them.
     completed: Vec<Metadata>,
 }
@@ -243,6 +261,7 @@ impl DriverState {
         cancel: CancelToken,
     ) -> Vec<Option<TaskSnapshot>> {
         self.finished = vec![None; self.tasks.len()];
+        self.finished_files = vec![None; self.tasks.len()];
         loop {
             let wait = self
                 .coordinator
@@ -282,6 +301,7 @@ impl DriverState {
                 if !self.pending.contains_key(&id) {
                     return Vec::new();
                 }
+                self.coordinator.taken(id, task);
                 // A delta builds on the task's files in its base checkpoint: their own base,
                 // then the task's file itself.
                 let base = match base {
@@ -325,8 +345,11 @@ impl DriverState {
                 sinks,
             } => {
                 let Some(flight) = self.pending.get_mut(&id) else {
-                    // Aborted meanwhile: its directory is gone or going.
-                    self.dir.discard(id);
+                    // Aborted meanwhile: its directory is gone or going (never one that
+                    // completed: a checkpoint waits for every snapshot taken for it).
+                    if !self.completed.iter().any(|m| m.id == id) {
+                        self.dir.discard(id);
+                    }
                     return Vec::new();
                 };
                 match file {
@@ -399,6 +422,7 @@ impl DriverState {
             return;
         };
         // Finished tasks are in every checkpoint after they finished, with their last snapshot.
+        let mut written = Vec::new();
         for task in 0..self.tasks.len() {
             if flight.files.contains_key(&task) {
                 continue;
@@ -406,8 +430,29 @@ impl DriverState {
             let Some(snap) = &self.finished[task] else {
                 continue;
             };
+            let durable = (snap.sinks.iter())
+                .try_for_each(|(uid, p)| make_durable(p).map_err(|e| format!("sink {uid}: {e}")));
+            if let Err(why) = durable {
+                return self.abort(id, &AbortReason::Declined(why));
+            }
+            if let Some(file) = &self.finished_files[task] {
+                // Written once: retention keeps it while a retained checkpoint refers to it.
+                flight.files.insert(
+                    task,
+                    TaskFile {
+                        sync_ms: 0,
+                        align_ms: 0,
+                        ..file.clone()
+                    },
+                );
+                flight
+                    .sinks
+                    .extend(snap.sinks.iter().map(|(_, p)| p.clone()));
+                continue;
+            }
             match self.write(id, task, snap) {
                 Ok(file) => {
+                    written.push((task, file.clone()));
                     flight.files.insert(task, file);
                     flight
                         .sinks
@@ -442,6 +487,9 @@ impl DriverState {
             if let Err(e) = commit(pending, id) {
                 tracing::error!(checkpoint = id, "cannot publish a sink's files: {e}");
             }
+        }
+        for (task, file) in written {
+            self.finished_files[task] = Some(file);
         }
         self.completed.push(meta.clone());
         let keep = self.completed.len().saturating_sub(4);

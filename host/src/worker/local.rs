@@ -451,6 +451,10 @@ fn run_attempt(
                         .filter(|&&n| matches!(job.nodes[n].kind, NodeKind::Operator(_)))
                         .map(|&n| job.nodes[n].uid.clone())
                         .collect(),
+                    source: matches!(
+                        job.nodes[exec.chains[p.chain].nodes[0]].kind,
+                        NodeKind::Source(_) | NodeKind::WasmSource(_)
+                    ),
                 })
                 .collect();
             let info = JobInfo {
