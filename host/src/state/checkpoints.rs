@@ -19,7 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const METADATA: &str = "_metadata";
-const FORMAT: u32 = 1;
+/// The layout version of a checkpoint (2: keyed state in chunks per key group and state).
+pub const FORMAT: u32 = 2;
 
 /// What a complete checkpoint holds, as its `_metadata` file records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,19 +9,23 @@ use redb::{
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-/// Value state: (operator uid, key group, state name, key) -> value.
-const VALUES: TableDefinition<(&str, u32, &str, &[u8]), &[u8]> = TableDefinition::new("values");
-/// The key of a map-state entry: (operator uid, key group, state name, key, map key).
-type MapKey<'a> = (&'a str, u32, &'a str, &'a [u8], &'a [u8]);
-/// Map state, by [`MapKey`] -> value.
-const MAPS: TableDefinition<MapKey<'static>, &[u8]> = TableDefinition::new("maps");
-/// In a delta: value-state keys removed, (operator uid, key group, state name, key) -> ().
-const REMOVED_VALUES: TableDefinition<(&str, u32, &str, &[u8]), ()> =
+/// Where a chunk of keyed state lives: (operator uid, key group, state name, chunk number).
+/// A chunk holds up to [`CHUNK`] entries of one state in one key group, encoded as
+/// length-prefixed fields (see [`encode`]): one redb entry per chunk rather than per key keeps
+/// writing a snapshot cheap (a redb insert costs ~1 us; encoding an entry a few ns).
+type ChunkKey<'a> = (&'a str, u32, &'a str, u32);
+/// Value state: chunks of (key, value).
+const VALUES: TableDefinition<ChunkKey<'static>, &[u8]> = TableDefinition::new("values");
+/// Map state: chunks of (key, map key, value).
+const MAPS: TableDefinition<ChunkKey<'static>, &[u8]> = TableDefinition::new("maps");
+/// In a delta: chunks of value-state keys removed, (key).
+const REMOVED_VALUES: TableDefinition<ChunkKey<'static>, &[u8]> =
     TableDefinition::new("removed_values");
-/// In a delta: map-state keys whose maps are replaced, (operator uid, key group, state name,
-/// key) -> ().
-const REMOVED_MAPS: TableDefinition<(&str, u32, &str, &[u8]), ()> =
+/// In a delta: chunks of map-state keys whose maps are replaced whole, (key).
+const REMOVED_MAPS: TableDefinition<ChunkKey<'static>, &[u8]> =
     TableDefinition::new("removed_maps");
+/// Entries in a chunk, at most.
+const CHUNK: usize = 8192;
 /// Source uid -> its position.
 const SOURCES: TableDefinition<&str, &[u8]> = TableDefinition::new("sources");
 /// Sink uid -> what it pre-committed at this checkpoint.
@@ -94,6 +98,140 @@ impl StorageBackend for UnsyncedFile {
 /// the file.
 const WRITE_CACHE: usize = 16 << 20;
 
+/// The keyed-state tables of a snapshot file being written, and each chunk's next number.
+struct Chunks<'t> {
+    values: redb::Table<'t, ChunkKey<'static>, &'static [u8]>,
+    maps: redb::Table<'t, ChunkKey<'static>, &'static [u8]>,
+    removed_values: redb::Table<'t, ChunkKey<'static>, &'static [u8]>,
+    removed_maps: redb::Table<'t, ChunkKey<'static>, &'static [u8]>,
+    /// Per (table, operator uid, key group, state name): the next chunk's number.
+    next: std::collections::HashMap<(u8, String, u32, String), u32>,
+    buf: Vec<u8>,
+}
+
+impl Chunks<'_> {
+    /// Writes `state`'s entries, one chunk per run of up to [`CHUNK`] entries of a state in
+    /// a key group.
+    fn insert(&mut self, uid: &str, state: &KeyedSnapshot) -> Result<(), redb::StorageError> {
+        let mut values: Vec<_> = state.values.iter().collect();
+        values.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        for run in runs(&values, |e| (e.1, e.0.as_str())) {
+            self.buf.clear();
+            for (_, _, key, value) in run {
+                encode(&mut self.buf, &[key, value]);
+            }
+            let (name, kg) = (&run[0].0, run[0].1);
+            let n = self.number(0, uid, kg, name);
+            self.values
+                .insert((uid, kg, name.as_str(), n), self.buf.as_slice())?;
+        }
+        let mut maps: Vec<_> = state.maps.iter().collect();
+        maps.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+        for run in runs(&maps, |e| (e.1, e.0.as_str())) {
+            self.buf.clear();
+            for (_, _, key, map_key, value) in run {
+                encode(&mut self.buf, &[key, map_key, value]);
+            }
+            let (name, kg) = (&run[0].0, run[0].1);
+            let n = self.number(1, uid, kg, name);
+            self.maps
+                .insert((uid, kg, name.as_str(), n), self.buf.as_slice())?;
+        }
+        for (table, removed) in [(2, &state.removed_values), (3, &state.removed_maps)] {
+            let mut removed: Vec<_> = removed.iter().collect();
+            removed.sort_unstable_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+            for run in runs(&removed, |e| (e.1, e.0.as_str())) {
+                self.buf.clear();
+                for (_, _, key) in run {
+                    encode(&mut self.buf, &[key]);
+                }
+                let (name, kg) = (&run[0].0, run[0].1);
+                let n = self.number(table, uid, kg, name);
+                let t = if table == 2 {
+                    &mut self.removed_values
+                } else {
+                    &mut self.removed_maps
+                };
+                t.insert((uid, kg, name.as_str(), n), self.buf.as_slice())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn number(&mut self, table: u8, uid: &str, kg: u32, name: &str) -> u32 {
+        let n = self
+            .next
+            .entry((table, uid.to_string(), kg, name.to_string()))
+            .or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+}
+
+/// The runs of `items` (sorted by `by`) that share `by`, each at most [`CHUNK`] long.
+fn runs<'a, T, K: PartialEq>(
+    items: &'a [T],
+    by: impl Fn(&T) -> K + 'a,
+) -> impl Iterator<Item = &'a [T]> + 'a {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        let first = rest.first()?;
+        let k = by(first);
+        let len = rest
+            .iter()
+            .take(CHUNK)
+            .position(|e| by(e) != k)
+            .unwrap_or(rest.len().min(CHUNK));
+        let (run, tail) = rest.split_at(len);
+        rest = tail;
+        Some(run)
+    })
+}
+
+/// Appends `fields` to a chunk, each as a LEB128 length and its bytes.
+fn encode(out: &mut Vec<u8>, fields: &[&Vec<u8>]) {
+    for f in fields {
+        let mut n = f.len();
+        while n >= 0x80 {
+            out.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(f);
+    }
+}
+
+/// Splits a chunk into its fields, `per` to an entry; `None` if it is malformed.
+fn decode(mut chunk: &[u8], per: usize) -> Option<Vec<Vec<&[u8]>>> {
+    let mut entries = Vec::new();
+    while !chunk.is_empty() {
+        let mut entry = Vec::with_capacity(per);
+        for _ in 0..per {
+            let (mut len, mut shift) = (0usize, 0);
+            loop {
+                let (&b, rest) = chunk.split_first()?;
+                chunk = rest;
+                if shift > 56 {
+                    return None;
+                }
+                len |= usize::from(b & 0x7f) << shift;
+                shift += 7;
+                if b < 0x80 {
+                    break;
+                }
+            }
+            if len > chunk.len() {
+                return None;
+            }
+            let (field, rest) = chunk.split_at(len);
+            entry.push(field);
+            chunk = rest;
+        }
+        entries.push(entry);
+    }
+    Some(entries)
+}
+
 /// A written snapshot file's size and xxh3-64 hash (in hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
@@ -117,44 +255,21 @@ pub fn write(path: &Path, snap: &TaskSnapshot) -> Result<Written, SnapshotError>
         .map_err(|e| fail(&e))?;
     let txn = db.begin_write().map_err(|e| fail(&e))?;
     {
-        let mut values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
-        let mut maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
-        let mut insert = |uid: &str, state: &KeyedSnapshot| -> Result<(), redb::StorageError> {
-            // In key order, each insert appends to the tree's rightmost leaf.
-            let mut sorted: Vec<_> = state.values.iter().collect();
-            sorted.sort_unstable_by(|a, b| (a.1, &a.0, &a.2).cmp(&(b.1, &b.0, &b.2)));
-            for (name, kg, key, value) in sorted {
-                values.insert((uid, *kg, name.as_str(), key.as_slice()), value.as_slice())?;
-            }
-            for (name, kg, key, map_key, value) in &state.maps {
-                maps.insert(
-                    (uid, *kg, name.as_str(), key.as_slice(), map_key.as_slice()),
-                    value.as_slice(),
-                )?;
-            }
-            Ok(())
+        let mut chunks = Chunks {
+            values: txn.open_table(VALUES).map_err(|e| fail(&e))?,
+            maps: txn.open_table(MAPS).map_err(|e| fail(&e))?,
+            removed_values: txn.open_table(REMOVED_VALUES).map_err(|e| fail(&e))?,
+            removed_maps: txn.open_table(REMOVED_MAPS).map_err(|e| fail(&e))?,
+            next: std::collections::HashMap::new(),
+            buf: Vec::new(),
         };
         for (uid, state) in &snap.operators {
-            insert(uid, state).map_err(|e| fail(&e))?;
-            // Entries read from the working state now, in batches (in its key order).
+            chunks.insert(uid, state).map_err(|e| fail(&e))?;
+            // Entries read from the working state now, in batches.
             if let Some(deferred) = &state.deferred {
                 deferred
                     .0
-                    .read(&mut |batch| insert(uid, batch).map_err(|e| e.to_string()))
-                    .map_err(|e| fail(&e))?;
-            }
-        }
-        let mut removed_values = txn.open_table(REMOVED_VALUES).map_err(|e| fail(&e))?;
-        let mut removed_maps = txn.open_table(REMOVED_MAPS).map_err(|e| fail(&e))?;
-        for (uid, state) in &snap.operators {
-            for (name, kg, key) in &state.removed_values {
-                removed_values
-                    .insert((uid.as_str(), *kg, name.as_str(), key.as_slice()), ())
-                    .map_err(|e| fail(&e))?;
-            }
-            for (name, kg, key) in &state.removed_maps {
-                removed_maps
-                    .insert((uid.as_str(), *kg, name.as_str(), key.as_slice()), ())
+                    .read(&mut |batch| chunks.insert(uid, batch).map_err(|e| e.to_string()))
                     .map_err(|e| fail(&e))?;
             }
         }
@@ -257,7 +372,7 @@ pub fn read_task(path: &Path) -> Result<TaskSnapshot, SnapshotError> {
 const BATCH: usize = 8192;
 
 /// Streams operator `uid`'s keyed state in the key groups `range` from the snapshot file at
-/// `path` to `apply`, in batches of up to [`BATCH`] entries: every removal (of a delta) before
+/// `path` to `apply`, in batches of about [`BATCH`] entries (whole chunks): every removal (of a delta) before
 /// any entry, so a batch applied after the ones before it leaves what the file describes.
 /// Memory stays at a batch, whatever the state's size.
 pub fn read_keyed(
@@ -279,53 +394,54 @@ pub fn read_keyed(
         }
         Ok::<_, SnapshotError>(())
     };
-    let (lo, hi) = (
-        (uid, range.start, "", &[][..]),
-        (uid, range.end, "", &[][..]),
-    );
+    let (lo, hi) = ((uid, range.start, "", 0), (uid, range.end, "", 0));
+    let malformed = || fail(&"a malformed chunk of keyed state");
+    // Removals (of a delta) first: a map's removal (it is replaced whole) must come before
+    // its new entries.
     for (def, is_map) in [(REMOVED_VALUES, false), (REMOVED_MAPS, true)] {
         let table = txn.open_table(def).map_err(|e| fail(&e))?;
-        for entry in table.range(lo..hi).map_err(|e| fail(&e))? {
-            let (k, _) = entry.map_err(|e| fail(&e))?;
-            let (_, kg, name, key) = k.value();
-            let removed = (name.to_string(), kg, key.to_vec());
-            if is_map {
-                batch.removed_maps.push(removed);
-            } else {
-                batch.removed_values.push(removed);
+        for chunk in table.range(lo..hi).map_err(|e| fail(&e))? {
+            let (k, v) = chunk.map_err(|e| fail(&e))?;
+            let (_, kg, name, _) = k.value();
+            for e in decode(v.value(), 1).ok_or_else(malformed)? {
+                let removed = (name.to_string(), kg, e[0].to_vec());
+                if is_map {
+                    batch.removed_maps.push(removed);
+                } else {
+                    batch.removed_values.push(removed);
+                }
+                n += 1;
             }
-            n += 1;
             flush(&mut batch, &mut n, false)?;
         }
     }
-    // A map's removal (it is replaced whole) must come before its new entries.
     flush(&mut batch, &mut n, true)?;
     let values = txn.open_table(VALUES).map_err(|e| fail(&e))?;
-    for entry in values.range(lo..hi).map_err(|e| fail(&e))? {
-        let (k, v) = entry.map_err(|e| fail(&e))?;
-        let (_, kg, name, key) = k.value();
-        batch
-            .values
-            .push((name.to_string(), kg, key.to_vec(), v.value().to_vec()));
-        n += 1;
+    for chunk in values.range(lo..hi).map_err(|e| fail(&e))? {
+        let (k, v) = chunk.map_err(|e| fail(&e))?;
+        let (_, kg, name, _) = k.value();
+        for e in decode(v.value(), 2).ok_or_else(malformed)? {
+            batch
+                .values
+                .push((name.to_string(), kg, e[0].to_vec(), e[1].to_vec()));
+            n += 1;
+        }
         flush(&mut batch, &mut n, false)?;
     }
     let maps = txn.open_table(MAPS).map_err(|e| fail(&e))?;
-    let (lo, hi) = (
-        (lo.0, lo.1, lo.2, lo.3, &[][..]),
-        (hi.0, hi.1, hi.2, hi.3, &[][..]),
-    );
-    for entry in maps.range(lo..hi).map_err(|e| fail(&e))? {
-        let (k, v) = entry.map_err(|e| fail(&e))?;
-        let (_, kg, name, key, map_key) = k.value();
-        batch.maps.push((
-            name.to_string(),
-            kg,
-            key.to_vec(),
-            map_key.to_vec(),
-            v.value().to_vec(),
-        ));
-        n += 1;
+    for chunk in maps.range(lo..hi).map_err(|e| fail(&e))? {
+        let (k, v) = chunk.map_err(|e| fail(&e))?;
+        let (_, kg, name, _) = k.value();
+        for e in decode(v.value(), 3).ok_or_else(malformed)? {
+            batch.maps.push((
+                name.to_string(),
+                kg,
+                e[0].to_vec(),
+                e[1].to_vec(),
+                e[2].to_vec(),
+            ));
+            n += 1;
+        }
         flush(&mut batch, &mut n, false)?;
     }
     flush(&mut batch, &mut n, true)
@@ -373,5 +489,31 @@ mod tests {
         assert_eq!((got[1].maps.len(), got[1].values.len()), (1, 0));
         let e = read_keyed(&path, "count", 0..100, |_| Err("over budget".into())).unwrap_err();
         assert!(e.to_string().ends_with("task.redb: over budget"), "{e}");
+    }
+
+    #[test]
+    fn chunks_round_trip_and_malformed_ones_are_refused() {
+        let (a, b, long) = (b"k".to_vec(), Vec::new(), vec![7u8; 300]);
+        let mut chunk = Vec::new();
+        encode(&mut chunk, &[&a, &long]);
+        encode(&mut chunk, &[&b, &a]);
+        let entries = decode(&chunk, 2).unwrap();
+        assert_eq!(entries, vec![vec![&a[..], &long[..]], vec![&b[..], &a[..]]]);
+        // Cut anywhere but between entries, or a field count that does not divide it:
+        // refused, never a panic.
+        let first = 1 + a.len() + 2 + long.len();
+        for cut in (1..chunk.len()).filter(|&c| c != first) {
+            assert!(decode(&chunk[..cut], 2).is_none(), "cut at {cut}");
+        }
+        assert_eq!(decode(&chunk[..first], 2).unwrap().len(), 1);
+        assert!(decode(&chunk, 3).is_none());
+        assert!(decode(&[0xff; 12], 1).is_none(), "a length past 64 bits");
+        // Runs split by state and key group, and at CHUNK entries.
+        let items: Vec<(u32, u32)> = (0..CHUNK as u32 + 10)
+            .map(|i| (0, i))
+            .chain([(1, 0), (2, 0), (2, 1)])
+            .collect();
+        let lens: Vec<usize> = runs(&items, |e| e.0).map(<[_]>::len).collect();
+        assert_eq!(lens, [CHUNK, 10, 1, 2]);
     }
 }

@@ -298,9 +298,17 @@ impl DriverState {
                 sync,
                 align,
             } => {
-                if !self.pending.contains_key(&id) {
+                let Some(flight) = self.pending.get(&id) else {
                     return Vec::new();
-                }
+                };
+                tracing::debug!(
+                    checkpoint = id,
+                    task = %self.tasks[task].name,
+                    after_ms = flight.triggered.elapsed().as_millis() as u64,
+                    align_ms = align.as_millis() as u64,
+                    sync_ms = sync.as_millis() as u64,
+                    "snapshot taken"
+                );
                 self.coordinator.taken(id, task);
                 // A delta builds on the task's files in its base checkpoint: their own base,
                 // then the task's file itself.
@@ -354,6 +362,12 @@ impl DriverState {
                 };
                 match file {
                     Ok(file) => {
+                        tracing::debug!(
+                            checkpoint = id,
+                            task = %self.tasks[task].name,
+                            after_ms = flight.triggered.elapsed().as_millis() as u64,
+                            "snapshot stored"
+                        );
                         flight.files.insert(task, file);
                         flight.sinks.extend(sinks);
                         self.coordinator.ack(id, task, now)
@@ -463,7 +477,7 @@ impl DriverState {
         }
         let duration = flight.triggered.elapsed();
         let meta = Metadata {
-            format: 1,
+            format: crate::state::checkpoints::FORMAT,
             job: self.job.name.clone(),
             id,
             triggered_unix_ms: flight.triggered_unix_ms,
