@@ -10,6 +10,7 @@ pub mod cancel;
 pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
+pub mod coordinator;
 pub mod files;
 pub mod manifest;
 pub mod plan;

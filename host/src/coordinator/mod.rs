@@ -1,0 +1,7 @@
+//! The cluster's coordinator: where a job's subtasks run (the scheduler), and, as it grows, the
+//! job store and the control plane that deploys tasks on workers. Its protocols are plain
+//! structs fed events, as in [`crate::checkpoint`]; the processes drive them.
+
+pub mod scheduler;
+
+pub use scheduler::{NotEnoughSlots, Placement, SlotOffer, place, slots_needed};
