@@ -13,6 +13,7 @@ pub mod connectors;
 pub mod coordinator;
 pub mod files;
 pub mod manifest;
+pub mod net;
 pub mod plan;
 pub mod state;
 pub mod wasm;

@@ -1,0 +1,7 @@
+//! The network between weir processes: the wire's frames and, as it grows, the remote side of
+//! credit-based channels and the QUIC transport. Protocols here are sans-IO (fed bytes and
+//! events, returning frames and decisions); the sockets drive them.
+
+pub mod frame;
+
+pub use frame::{ChannelId, Decoder, Frame, FrameError};
