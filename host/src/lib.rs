@@ -2,8 +2,9 @@
 //!
 //! Layers, each knowing only the ones below: [`cli`] over [`worker`] (tasks, channels, the local
 //! runner) over [`wasm`] (engine, components, limits), [`state`] and [`connectors`]; [`manifest`]
-//! and [`plan`] turn a job description into what the worker runs; [`files`] and [`cancel`] are
-//! the ground every layer stands on.
+//! and [`plan`] turn a job description into what the worker runs; [`coordinator`] places a
+//! job's subtasks on workers and [`net`] holds the wire between processes (frames, remote
+//! credits, the cluster's TLS); [`files`] and [`cancel`] are the ground every layer stands on.
 
 pub mod bench;
 pub mod cancel;

@@ -4,5 +4,6 @@
 
 pub mod credit;
 pub mod frame;
+pub mod pki;
 
 pub use frame::{ChannelId, Decoder, Frame, FrameError};
