@@ -2,6 +2,8 @@
 //! job store and the control plane that deploys tasks on workers. Its protocols are plain
 //! structs fed events, as in [`crate::checkpoint`]; the processes drive them.
 
+pub mod membership;
 pub mod scheduler;
 
+pub use membership::{Member, Membership, Refusal};
 pub use scheduler::{NotEnoughSlots, Placement, SlotOffer, place, slots_needed};
