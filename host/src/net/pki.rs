@@ -163,10 +163,21 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Its certificate, then the CA's: a worker joining finds the CA it pins in the chain.
     fn chain(&self) -> Result<Vec<CertificateDer<'static>>, PkiError> {
         CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .chain(CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(err("certificate"))
+    }
+
+    /// The common name of its certificate.
+    pub fn name(&self) -> Result<String, PkiError> {
+        let chain = self.chain()?;
+        let leaf = chain
+            .first()
+            .ok_or_else(|| PkiError("no certificate".into()))?;
+        common_name(leaf).ok_or_else(|| PkiError("a certificate without a name".into()))
     }
 
     fn key(&self) -> Result<PrivateKeyDer<'static>, PkiError> {
@@ -221,6 +232,110 @@ pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, PkiErro
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(err("QUIC"))?;
     Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// The TLS settings of a worker joining: it has no certificate yet, and trusts the server
+/// whose certificate is signed by the CA with the token's fingerprint (the server sends that
+/// CA's certificate in its chain).
+pub fn join_config(token: &JoinToken) -> Result<quinn::ClientConfig, PkiError> {
+    let verifier = Arc::new(PinnedCa {
+        fingerprint: token.ca_fingerprint.clone(),
+        provider: provider(),
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(err("TLS"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(err("QUIC"))?;
+    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+}
+
+/// Verifies a server's certificate against the CA of a given fingerprint, found in the chain
+/// the server sent: the usual WebPKI checks, with that CA as the only root.
+#[derive(Debug)]
+struct PinnedCa {
+    fingerprint: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let general = |e: &dyn std::fmt::Display| rustls::Error::General(e.to_string());
+        let ca = intermediates
+            .iter()
+            .find(|c| fingerprint(c) == self.fingerprint)
+            .ok_or_else(|| {
+                general(&"the server's CA is not the one the join token names (another cluster?)")
+            })?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| general(&e))?
+        .verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The common name in a certificate's subject (a worker's certificate names the worker).
+pub fn common_name(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_string)
+}
+
+/// The peer's certificate chain on a QUIC connection, if it presented one.
+pub fn peer_chain(conn: &quinn::Connection) -> Option<Vec<CertificateDer<'static>>> {
+    conn.peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()
+        .map(|b| *b)
 }
 
 /// A join token: the fingerprint of the CA a worker is to trust, and the secret it proves
@@ -400,6 +515,35 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Joining: no certificate yet, the coordinator trusted by the token's fingerprint, on
+        // the join endpoint (no client certificate required); a token of another cluster
+        // does not trust it.
+        let token = JoinToken::generate(&ca).unwrap();
+        assert_eq!(
+            exchange(
+                server_config(&coordinator, true).unwrap(),
+                join_config(&token).unwrap()
+            )
+            .await
+            .unwrap(),
+            b"hello"
+        );
+        let other = JoinToken::generate(&foreign).unwrap();
+        assert!(
+            exchange(
+                server_config(&coordinator, true).unwrap(),
+                join_config(&other).unwrap()
+            )
+            .await
+            .is_err()
+        );
+        // Without the join endpoint's leniency, a client without a certificate is refused.
+        assert!(
+            exchange(server(), join_config(&token).unwrap())
+                .await
+                .is_err()
+        );
+        assert_eq!(worker.name().unwrap(), "worker-1");
         let impostor = foreign.issue(COORDINATOR_NAME).unwrap();
         assert!(
             exchange(
