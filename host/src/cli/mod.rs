@@ -65,6 +65,34 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
     },
+    /// Start a cluster's coordinator: workers join it with the token it prints.
+    Coordinator {
+        /// The address to listen on (UDP, QUIC), e.g. 127.0.0.1:6123; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Where the coordinator keeps the cluster's CA, its join token and its state.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// A worker without a heartbeat this long is lost (e.g. "5s", "500ms").
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
+        heartbeat_timeout: std::time::Duration,
+    },
+    /// Start a worker and join it to a coordinator with the slots it offers.
+    Worker {
+        /// The coordinator's address, HOST:PORT.
+        #[arg(long, value_name = "ADDR")]
+        join: String,
+        /// The join token the coordinator printed (needed until this worker has joined: its
+        /// certificate is then kept in its data directory).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// How many task slots this worker offers.
+        #[arg(long, value_name = "N")]
+        slots: u32,
+        /// Where the worker keeps its id, its certificate and its working files.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
     /// List the checkpoints of a checkpoint directory.
     Checkpoints {
         /// The job's checkpoint directory (`checkpoint.dir`).
@@ -133,6 +161,26 @@ pub fn main() -> ExitCode {
         } => validate(manifest, &overrides),
         Command::Inspect { component, max_mib } => inspect(component, max_mib),
         Command::Checkpoints { dir } => checkpoints::list(&dir),
+        Command::Coordinator {
+            listen,
+            data_dir,
+            heartbeat_timeout,
+        } => coordinator(crate::coordinator::server::CoordinatorOptions {
+            listen,
+            data_dir,
+            heartbeat_timeout,
+        }),
+        Command::Worker {
+            join,
+            token,
+            slots,
+            data_dir,
+        } => cluster_worker(worker::agent::WorkerOptions {
+            coordinator: join,
+            token,
+            slots,
+            data_dir,
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -141,6 +189,43 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::checkpoint::parse_duration(text)
+}
+
+/// A notification on Ctrl-C, for the long-running processes.
+fn stop_on_ctrl_c() -> Result<std::sync::Arc<tokio::sync::Notify>> {
+    let stop = std::sync::Arc::new(tokio::sync::Notify::new());
+    let s = stop.clone();
+    ctrlc::set_handler(move || s.notify_one()).context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+fn coordinator(options: crate::coordinator::server::CoordinatorOptions) -> Result<()> {
+    let data_dir = options.data_dir.clone();
+    crate::coordinator::server::run(options, stop_on_ctrl_c()?, |s| {
+        println!(
+            "weir coordinator listening on {} (data in {})",
+            s.addr,
+            data_dir.display()
+        );
+        println!(
+            "the join token is in {}; join a worker with:",
+            s.token_file.display()
+        );
+        println!(
+            "  weir worker --join {} --token {} --slots 4 --data-dir WORKER_DIR",
+            s.addr, s.token
+        );
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+    })
+}
+
+fn cluster_worker(options: worker::agent::WorkerOptions) -> Result<()> {
+    worker::agent::run(options, stop_on_ctrl_c()?)
 }
 
 /// Reads the manifest and compiles its components: everything that can fail before the job runs.

@@ -4,6 +4,7 @@
 
 pub mod membership;
 pub mod scheduler;
+pub mod server;
 
 pub use membership::{Member, Membership, Refusal};
 pub use scheduler::{NotEnoughSlots, Placement, SlotOffer, place, slots_needed};

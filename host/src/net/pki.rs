@@ -195,6 +195,17 @@ impl Identity {
     }
 }
 
+/// Every connection's transport settings: a peer silent for 5 s (dead, hung, cut off) ends
+/// the connection; keep-alives every second keep a quiet but live one open.
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(std::time::Duration::from_secs(5)).expect("5 s fits"),
+    ));
+    t.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
+    Arc::new(t)
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -217,7 +228,9 @@ pub fn server_config(identity: &Identity, joining: bool) -> Result<quinn::Server
         .map_err(err("certificate"))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(err("QUIC"))?;
-    Ok(quinn::ServerConfig::with_crypto(Arc::new(quic)))
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 /// The TLS settings of a process connecting to another: it trusts the cluster's CA and
@@ -231,7 +244,9 @@ pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, PkiErro
         .map_err(err("certificate"))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(err("QUIC"))?;
-    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 /// The TLS settings of a worker joining: it has no certificate yet, and trusts the server
@@ -250,7 +265,9 @@ pub fn join_config(token: &JoinToken) -> Result<quinn::ClientConfig, PkiError> {
         .with_no_client_auth();
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(err("QUIC"))?;
-    Ok(quinn::ClientConfig::new(Arc::new(quic)))
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
 }
 
 /// Verifies a server's certificate against the CA of a given fingerprint, found in the chain

@@ -1,6 +1,7 @@
 //! Executing tasks: credit-bounded channels, record writers, the task mailbox loop, and the
-//! in-process runner of a whole job.
+//! in-process runner of a whole job; and the worker process of a cluster (`agent`).
 
+pub mod agent;
 pub mod channel;
 pub mod checkpointing;
 pub mod control;

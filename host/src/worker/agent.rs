@@ -1,0 +1,214 @@
+//! The worker process (`weir worker`): joins the cluster once (the token for a certificate
+//! signed by the cluster's CA, kept in its data directory with its id), registers its slots
+//! with the coordinator, and sends heartbeats until it stops or loses the coordinator.
+
+use crate::net::control::{self, ControlReader, ToCoordinator, ToWorker};
+use crate::net::pki::{self, COORDINATOR_NAME, Identity, JoinToken};
+use anyhow::{Context as _, Result, bail};
+use ring::rand::SecureRandom as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// The coordinator, `HOST:PORT`.
+    pub coordinator: String,
+    /// The join token, needed the first time (until the data directory holds a certificate).
+    pub token: Option<String>,
+    pub slots: u32,
+    pub data_dir: PathBuf,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// This worker's id: kept in its data directory, made up the first time.
+fn worker_id(dir: &Path) -> Result<String> {
+    let path = dir.join("worker-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_string());
+    }
+    let mut bytes = [0u8; 6];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the worker id"))?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let id = format!("w-{id}");
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+/// The worker's identity from its data directory, if it has joined.
+fn identity(dir: &Path) -> Result<Option<Identity>> {
+    let (cert, key, ca) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("ca.pem"),
+    );
+    if !cert.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Identity {
+        cert_pem: read(&cert)?,
+        key_pem: read(&key)?,
+        ca_pem: read(&ca)?,
+    }))
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(addr)
+        .await
+        .with_context(|| format!("cannot resolve the coordinator's address {addr:?}"))?
+        .next()
+        .with_context(|| format!("the coordinator's address {addr:?} resolves to nothing"))
+}
+
+fn client_endpoint(to: SocketAddr) -> Result<quinn::Endpoint> {
+    let any: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    quinn::Endpoint::client(any).context("cannot open a UDP socket")
+}
+
+/// Joins the cluster: the token for a certificate; writes the identity to `dir`.
+async fn join(
+    endpoint: &quinn::Endpoint,
+    to: SocketAddr,
+    token: &str,
+    worker: &str,
+    dir: &Path,
+) -> Result<Identity> {
+    let parsed = JoinToken::parse(token)?;
+    let (key_pem, csr_pem) = pki::request(&format!("worker-{worker}"))?;
+    let conn = endpoint
+        .connect_with(pki::join_config(&parsed)?, to, COORDINATOR_NAME)?
+        .await
+        .with_context(|| format!("cannot join the coordinator at {to}"))?;
+    let (mut send, recv) = conn.open_bi().await?;
+    control::send(
+        &mut send,
+        &ToCoordinator::Join {
+            token: token.trim().to_string(),
+            worker: worker.to_string(),
+            csr_pem,
+        },
+    )
+    .await?;
+    let _ = send.finish();
+    let reply = ControlReader::new(recv).next::<ToWorker>().await?;
+    conn.close(0u32.into(), b"joined");
+    match reply {
+        Some(ToWorker::Joined { cert_pem, ca_pem }) => {
+            write_private(&dir.join("key.pem"), &key_pem)?;
+            std::fs::write(dir.join("ca.pem"), &ca_pem)?;
+            std::fs::write(dir.join("cert.pem"), &cert_pem)?;
+            Ok(Identity {
+                cert_pem,
+                key_pem,
+                ca_pem,
+            })
+        }
+        Some(ToWorker::Refused { why }) => {
+            bail!("the coordinator refused to let this worker join: {why}")
+        }
+        other => bail!("the coordinator answered the join with {other:?}"),
+    }
+}
+
+/// Runs the worker until `stop` is notified or the coordinator is lost.
+pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()> {
+    if options.slots == 0 {
+        bail!("--slots must be at least 1");
+    }
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("cannot create {}", options.data_dir.display()))?;
+    let worker = worker_id(&options.data_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    runtime.block_on(async move {
+        let to = resolve(&options.coordinator).await?;
+        let endpoint = client_endpoint(to)?;
+        let identity = match identity(&options.data_dir)? {
+            Some(identity) => identity,
+            None => {
+                let Some(token) = &options.token else {
+                    bail!(
+                        "this worker has not joined a cluster yet: give --token (the coordinator \
+                         prints it, and keeps it in its data directory's join-token file)"
+                    );
+                };
+                let identity = join(&endpoint, to, token, &worker, &options.data_dir).await?;
+                tracing::info!(worker, coordinator = %to, "joined the cluster");
+                identity
+            }
+        };
+        let conn = endpoint
+            .connect_with(pki::client_config(&identity)?, to, COORDINATOR_NAME)?
+            .await
+            .with_context(|| format!("cannot connect to the coordinator at {to}"))?;
+        let (mut send, recv) = conn.open_bi().await?;
+        let mut reader = ControlReader::new(recv);
+        control::send(
+            &mut send,
+            &ToCoordinator::Register {
+                worker: worker.clone(),
+                slots: options.slots,
+                data_addr: String::new(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        )
+        .await?;
+        let heartbeat = match reader.next::<ToWorker>().await? {
+            Some(ToWorker::Registered { heartbeat_ms }) => Duration::from_millis(heartbeat_ms.max(10)),
+            Some(ToWorker::Refused { why }) => bail!("the coordinator refused this worker: {why}"),
+            other => bail!("the coordinator answered the registration with {other:?}"),
+        };
+        tracing::info!(worker, slots = options.slots, coordinator = %to, "registered");
+        let result = loop {
+            tokio::select! {
+                () = tokio::time::sleep(heartbeat) => {
+                    if let Err(e) = control::send(&mut send, &ToCoordinator::Heartbeat).await {
+                        break Err(anyhow::anyhow!("lost the coordinator at {to}: {e}"));
+                    }
+                }
+                message = reader.next::<ToWorker>() => {
+                    break match message {
+                        Ok(Some(ToWorker::Refused { why })) => Err(anyhow::anyhow!("the coordinator dropped this worker: {why}")),
+                        Ok(other) => Err(anyhow::anyhow!("the coordinator at {to} went away ({other:?})")),
+                        Err(e) => Err(anyhow::anyhow!("lost the coordinator at {to}: {e}")),
+                    };
+                }
+                () = stop.notified() => break Ok(()),
+            }
+        };
+        let _ = send.finish();
+        conn.close(0u32.into(), b"worker stopping");
+        endpoint.wait_idle().await;
+        result
+    })
+}
