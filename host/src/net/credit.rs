@@ -153,6 +153,8 @@ struct Channel {
     floating: u32,
     /// The sender's backlog, as its last buffer said.
     backlog: u32,
+    /// Its stream has opened: credit can reach its sender (none is granted before).
+    open: bool,
 }
 
 impl Channel {
@@ -183,11 +185,17 @@ impl InputCredits {
     /// The initial credit to announce on each channel: its exclusive buffers.
     pub fn start(&mut self) -> Vec<(usize, u32)> {
         (0..self.channels.len())
-            .map(|ch| {
-                self.channels[ch].credit = self.exclusive;
-                (ch, self.exclusive)
-            })
+            .map(|ch| (ch, self.open(ch)))
             .collect()
+    }
+
+    /// Channel `channel` opened (its stream arrived): the initial credit to announce on it.
+    pub fn open(&mut self, channel: usize) -> u32 {
+        let c = &mut self.channels[channel];
+        c.open = true;
+        let initial = self.exclusive.saturating_sub(c.owned());
+        c.credit += initial;
+        initial
     }
 
     /// A buffer arrived on `channel` with the sender's `backlog`; returns credit to announce
@@ -253,7 +261,7 @@ impl InputCredits {
                 let c = &self.channels[ch];
                 (ch, (c.backlog + self.exclusive).saturating_sub(c.owned()))
             })
-            .filter(|&(_, want)| want > 0)
+            .filter(|&(ch, want)| want > 0 && self.channels[ch].open)
             .max_by_key(|&(ch, want)| (want, std::cmp::Reverse(ch)))
             .map(|(ch, _)| ch)
     }
@@ -356,6 +364,22 @@ mod tests {
             g.consumed(0).unwrap_err(),
             CreditError::NotReceived { channel: 0 }
         );
+    }
+
+    #[test]
+    fn a_channel_not_yet_open_is_granted_nothing() {
+        let mut g = InputCredits::new(2, 2, 2);
+        assert_eq!(g.open(0), 2);
+        assert_eq!(g.received(0, 2).unwrap(), [(0, 2)]);
+        g.received(0, 0).unwrap();
+        // Channel 0 returns its floating buffers; channel 1, not open, must not get them
+        // (its sender could never hear of them).
+        let mut granted = Vec::new();
+        for _ in 0..2 {
+            granted.extend(g.consumed(0).unwrap());
+        }
+        assert!(granted.iter().all(|&(ch, _)| ch == 0), "{granted:?}");
+        assert_eq!(g.open(1), 2, "its full initial credit when it opens");
     }
 
     /// Senders and a receiving gate driven in a seeded random order: every buffer arrives once,

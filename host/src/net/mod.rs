@@ -4,6 +4,7 @@
 
 pub mod control;
 pub mod credit;
+pub mod data;
 pub mod frame;
 pub mod pki;
 

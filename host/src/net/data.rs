@@ -1,0 +1,614 @@
+//! The data plane: channels between subtasks on different workers, one QUIC stream per channel
+//! over one connection per worker pair, so that a stalled channel never blocks another (the
+//! flaw of one TCP connection per worker pair, seed 000). Each stream opens with the channel's
+//! id, then carries data buffers and events forward and credit back, under the credit-based
+//! flow control of [`super::credit`].
+//!
+//! Task threads are synchronous (a mailbox loop each); the streams are driven by async tasks.
+//! A [`RemoteSender`] blocks its task while its bounded queue is full (backpressure); the
+//! receiving side hands what arrives to an [`Inbox`] (the task's input gate) and is told by
+//! [`RemoteInputs::consumed`] when the task has taken a buffer, which returns its credit.
+
+use super::credit::{CreditError, InputCredits, OutputQueue, Send};
+use super::frame::{ChannelId, Decoder, Frame};
+use bytes::{Bytes, BytesMut};
+use std::sync::{Arc, Condvar, Mutex};
+use tokio::sync::{Notify, mpsc};
+
+/// What a remote channel delivers to its receiving task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Data(Bytes),
+    Barrier(u64),
+    End,
+}
+
+/// Where a gate's remote channels deliver: the receiving task's input gate.
+pub trait Inbox: std::marker::Send + Sync + 'static {
+    fn deliver(&self, channel: usize, delivery: Delivery);
+}
+
+/// The longest data frame accepted: a buffer and its header, with room to spare.
+pub fn frame_limit(buffer_bytes: usize) -> usize {
+    buffer_bytes + 64 * 1024
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The receiving side of one gate's remote channels: their credit, and where each channel's
+/// credit announcements go.
+pub struct RemoteInputs {
+    credits: Mutex<InputCredits>,
+    /// Per channel: the credit announcements to its stream (set once its stream opened).
+    announce: Vec<Mutex<Option<mpsc::UnboundedSender<u32>>>>,
+}
+
+impl RemoteInputs {
+    /// `channels` remote channels with `exclusive` buffers each, sharing `floating` more.
+    pub fn new(channels: usize, exclusive: u32, floating: u32) -> Arc<Self> {
+        Arc::new(RemoteInputs {
+            credits: Mutex::new(InputCredits::new(channels, exclusive, floating)),
+            announce: (0..channels).map(|_| Mutex::new(None)).collect(),
+        })
+    }
+
+    fn announce(&self, grants: Vec<(usize, u32)>) {
+        for (channel, n) in grants {
+            if let Some(tx) = lock(&self.announce[channel]).as_ref() {
+                // The stream's writer is gone when the connection is: nothing to announce to.
+                let _ = tx.send(n);
+            }
+        }
+    }
+
+    /// The task took a buffer of `channel`: its credit returns.
+    pub fn consumed(&self, channel: usize) -> Result<(), CreditError> {
+        let grants = lock(&self.credits).consumed(channel)?;
+        self.announce(grants);
+        Ok(())
+    }
+
+    /// Credit announced on `channel` and not yet used (a metric).
+    pub fn credit(&self, channel: usize) -> u32 {
+        lock(&self.credits).credit(channel)
+    }
+}
+
+/// Why a remote channel failed: the connection it was on is closed, and the tasks on it fail
+/// over.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{0}")]
+    Frame(#[from] super::frame::FrameError),
+    #[error("{0}")]
+    Credit(#[from] CreditError),
+    #[error("a stream for an unknown channel: {0:?}")]
+    UnknownChannel(ChannelId),
+    #[error("a stream that did not open with its channel's id")]
+    NotOpened,
+    #[error("an unexpected {0} frame")]
+    Unexpected(&'static str),
+    #[error("the stream broke: {0}")]
+    Stream(String),
+}
+
+/// Maps a stream's channel id to the index of its channel in the gate, `None` if the gate has
+/// no such channel.
+pub type ChannelOf = Arc<dyn Fn(&ChannelId) -> Option<usize> + std::marker::Send + Sync>;
+
+/// Reads frames from a stream, `None` at its end.
+struct FrameReader {
+    recv: quinn::RecvStream,
+    decoder: Decoder,
+}
+
+impl FrameReader {
+    async fn next(&mut self) -> Result<Option<Frame>, DataError> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame()? {
+                return Ok(Some(frame));
+            }
+            let mut buf = [0u8; 64 * 1024];
+            match self.recv.read(&mut buf).await {
+                Ok(Some(n)) => self.decoder.feed(&buf[..n]),
+                Ok(None) if self.decoder.buffered() == 0 => return Ok(None),
+                Ok(None) => return Err(DataError::Stream("it ended inside a frame".into())),
+                Err(e) => return Err(DataError::Stream(e.to_string())),
+            }
+        }
+    }
+}
+
+/// Serves the remote channels that arrive on `conn`: each stream's first frame names its
+/// channel, which `channel_of` maps to an index of `inputs` (or refuses). Returns when the
+/// connection ends, with the first error of any of its streams.
+pub async fn serve_inputs(
+    conn: quinn::Connection,
+    inputs: Arc<RemoteInputs>,
+    inbox: Arc<dyn Inbox>,
+    channel_of: ChannelOf,
+    frame_limit: usize,
+) -> Result<(), DataError> {
+    let mut streams = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            stream = conn.accept_bi() => {
+                let Ok((send, recv)) = stream else { break };
+                let (inputs, inbox, channel_of) = (inputs.clone(), inbox.clone(), channel_of.clone());
+                streams.spawn(serve_input(send, recv, inputs, inbox, channel_of, frame_limit));
+            }
+            Some(done) = streams.join_next(), if !streams.is_empty() => {
+                if let Ok(Err(e)) = done {
+                    conn.close(1u32.into(), e.to_string().as_bytes());
+                    return Err(e);
+                }
+            }
+        }
+    }
+    while let Some(done) = streams.join_next().await {
+        if let Ok(Err(e)) = done {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn serve_input(
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    inputs: Arc<RemoteInputs>,
+    inbox: Arc<dyn Inbox>,
+    channel_of: ChannelOf,
+    frame_limit: usize,
+) -> Result<(), DataError> {
+    let mut reader = FrameReader {
+        recv,
+        decoder: Decoder::new(frame_limit),
+    };
+    let Some(Frame::Open(id)) = reader.next().await? else {
+        return Err(DataError::NotOpened);
+    };
+    let channel = channel_of(&id).ok_or_else(|| DataError::UnknownChannel(id.clone()))?;
+    // Credit goes back on this stream, written by one task in the order granted.
+    let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
+    *lock(&inputs.announce[channel]) = Some(tx);
+    let writer = tokio::spawn(async move {
+        while let Some(mut n) = rx.recv().await {
+            while let Ok(more) = rx.try_recv() {
+                n += more;
+            }
+            if send.write_all(&Frame::Credit(n).to_bytes()).await.is_err() {
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+    let initial = lock(&inputs.credits).open(channel);
+    inputs.announce(vec![(channel, initial)]);
+    let result = async {
+        loop {
+            match reader.next().await? {
+                Some(Frame::Data { backlog, records }) => {
+                    let grants = lock(&inputs.credits).received(channel, backlog)?;
+                    inputs.announce(grants);
+                    inbox.deliver(channel, Delivery::Data(records));
+                }
+                Some(Frame::Barrier(id)) => inbox.deliver(channel, Delivery::Barrier(id)),
+                Some(Frame::EndOfPartition) => {
+                    inbox.deliver(channel, Delivery::End);
+                    return Ok(());
+                }
+                Some(Frame::Credit(_)) => return Err(DataError::Unexpected("credit")),
+                Some(Frame::Open(_)) => return Err(DataError::Unexpected("open")),
+                Some(Frame::Control(_)) => return Err(DataError::Unexpected("control")),
+                None => {
+                    return Err(DataError::Stream(
+                        "it ended before its end of partition".into(),
+                    ));
+                }
+            }
+        }
+    }
+    .await;
+    *lock(&inputs.announce[channel]) = None;
+    let _ = writer.await;
+    result
+}
+
+struct SenderState {
+    queue: OutputQueue<Frame>,
+    closed: Option<String>,
+}
+
+/// The sending end of one remote channel, for a task thread.
+pub struct RemoteSender {
+    state: Arc<(Mutex<SenderState>, Condvar)>,
+    wake: Arc<Notify>,
+}
+
+/// The channel's connection is gone: the task fails over.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the remote channel is closed: {0}")]
+pub struct Closed(pub String);
+
+impl RemoteSender {
+    /// Opens channel `id` on `conn`, holding up to `capacity` buffers before its task waits.
+    pub async fn open(
+        conn: &quinn::Connection,
+        id: ChannelId,
+        capacity: u32,
+    ) -> Result<RemoteSender, DataError> {
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| DataError::Stream(e.to_string()))?;
+        send.write_all(&Frame::Open(id).to_bytes())
+            .await
+            .map_err(|e| DataError::Stream(e.to_string()))?;
+        let state = Arc::new((
+            Mutex::new(SenderState {
+                queue: OutputQueue::new(capacity),
+                closed: None,
+            }),
+            Condvar::new(),
+        ));
+        let wake = Arc::new(Notify::new());
+        let close = |state: &Arc<(Mutex<SenderState>, Condvar)>, why: String| {
+            lock(&state.0).closed.get_or_insert(why);
+            state.1.notify_all();
+        };
+        // Credit coming back.
+        let (s, w) = (state.clone(), wake.clone());
+        tokio::spawn(async move {
+            let mut reader = FrameReader {
+                recv,
+                decoder: Decoder::new(1024),
+            };
+            loop {
+                match reader.next().await {
+                    Ok(Some(Frame::Credit(n))) => {
+                        lock(&s.0).queue.add_credit(n);
+                        w.notify_one();
+                    }
+                    Ok(None) => return,
+                    Ok(Some(_)) => return close(&s, "the receiver sent a non-credit frame".into()),
+                    Err(e) => return close(&s, e.to_string()),
+                }
+            }
+        });
+        // Frames going out, as credit allows.
+        let (s, w) = (state.clone(), wake.clone());
+        tokio::spawn(async move {
+            let mut out = BytesMut::new();
+            loop {
+                let mut ended = false;
+                {
+                    let mut st = lock(&s.0);
+                    while let Some(next) = st.queue.next_send() {
+                        let frame = match next {
+                            Send::Data { buffer, backlog } => match buffer {
+                                Frame::Data { records, .. } => Frame::Data { backlog, records },
+                                other => other,
+                            },
+                            Send::Event(e) => e,
+                        };
+                        ended |= frame == Frame::EndOfPartition;
+                        frame.encode(&mut out);
+                        if out.len() >= 256 * 1024 {
+                            break;
+                        }
+                    }
+                }
+                s.1.notify_all();
+                if !out.is_empty() {
+                    if let Err(e) = send.write_all(&out).await {
+                        return close(&s, e.to_string());
+                    }
+                    out.clear();
+                    if ended {
+                        let _ = send.finish();
+                        let _ = send.stopped().await;
+                        return;
+                    }
+                    continue;
+                }
+                if lock(&s.0).closed.is_some() {
+                    return;
+                }
+                w.notified().await;
+            }
+        });
+        Ok(RemoteSender { state, wake })
+    }
+
+    /// Sends a buffer, waiting while the channel's queue is full: backpressure.
+    pub fn send(&self, records: Vec<u8>) -> Result<(), Closed> {
+        let (m, cv) = &*self.state;
+        let mut st = lock(m);
+        let mut frame = Frame::Data {
+            backlog: 0,
+            records: Bytes::from(records),
+        };
+        loop {
+            if let Some(why) = &st.closed {
+                return Err(Closed(why.clone()));
+            }
+            match st.queue.push(frame) {
+                Ok(()) => break,
+                Err(back) => {
+                    frame = back;
+                    st = cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn event(&self, frame: Frame) -> Result<(), Closed> {
+        let mut st = lock(&self.state.0);
+        if let Some(why) = &st.closed {
+            return Err(Closed(why.clone()));
+        }
+        st.queue.push_event(frame);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sends barrier `id` after everything sent before it.
+    pub fn barrier(&self, id: u64) -> Result<(), Closed> {
+        self.event(Frame::Barrier(id))
+    }
+
+    /// Ends the channel: nothing follows.
+    pub fn end(&self) -> Result<(), Closed> {
+        self.event(Frame::EndOfPartition)
+    }
+
+    /// Buffers waiting to be sent (the output queue's length, a metric).
+    pub fn queued(&self) -> u32 {
+        lock(&self.state.0).queue.queued()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa};
+    use std::collections::VecDeque;
+    use std::time::{Duration, Instant};
+
+    /// An inbox of queues, one per channel, read by test threads.
+    #[derive(Default)]
+    struct Queues {
+        queues: Mutex<Vec<VecDeque<Delivery>>>,
+        arrived: Condvar,
+    }
+
+    impl Inbox for Queues {
+        fn deliver(&self, channel: usize, delivery: Delivery) {
+            let mut q = lock(&self.queues);
+            q[channel].push_back(delivery);
+            drop(q);
+            self.arrived.notify_all();
+        }
+    }
+
+    impl Queues {
+        fn take(&self, channel: usize) -> Delivery {
+            let since = Instant::now();
+            let mut q = lock(&self.queues);
+            loop {
+                if let Some(d) = q[channel].pop_front() {
+                    return d;
+                }
+                assert!(
+                    since.elapsed() < Duration::from_secs(20),
+                    "channel {channel} delivered nothing for 20 s"
+                );
+                q = self
+                    .arrived
+                    .wait_timeout(q, Duration::from_millis(100))
+                    .unwrap()
+                    .0;
+            }
+        }
+
+        fn held(&self, channel: usize) -> usize {
+            lock(&self.queues)[channel].len()
+        }
+    }
+
+    fn id(from: u32) -> ChannelId {
+        ChannelId {
+            job: "j".into(),
+            attempt: 0,
+            edge: 0,
+            from,
+            to: 0,
+        }
+    }
+
+    /// Two channels on one QUIC connection on loopback: while the task reading channel 1
+    /// stalls, channel 0 runs to its end (no head-of-line blocking), channel 1's sender is held
+    /// back by credit (it holds no more than its queue), and then everything arrives in
+    /// order, once.
+    #[test]
+    fn a_stalled_channel_does_not_block_another_on_the_same_connection() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ca = ClusterCa::generate().unwrap();
+        let (server_id, client_id) = (
+            ca.issue(COORDINATOR_NAME).unwrap(),
+            ca.issue("worker-a").unwrap(),
+        );
+        let inputs = RemoteInputs::new(2, 2, 2);
+        let inbox = Arc::new(Queues {
+            queues: Mutex::new(vec![VecDeque::new(), VecDeque::new()]),
+            arrived: Condvar::new(),
+        });
+        let (senders, server) = runtime.block_on(async {
+            let server = quinn::Endpoint::server(
+                pki::server_config(&server_id, false).unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
+            .unwrap();
+            let at = server.local_addr().unwrap();
+            let (inputs, inbox2) = (inputs.clone(), inbox.clone());
+            let endpoint = server.clone();
+            let serving = tokio::spawn(async move {
+                let conn = endpoint.accept().await.unwrap().await.unwrap();
+                serve_inputs(
+                    conn,
+                    inputs,
+                    inbox2,
+                    Arc::new(|id: &ChannelId| Some(id.from as usize)),
+                    frame_limit(1024),
+                )
+                .await
+            });
+            let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            client.set_default_client_config(pki::client_config(&client_id).unwrap());
+            let conn = client.connect(at, COORDINATOR_NAME).unwrap().await.unwrap();
+            let a = RemoteSender::open(&conn, id(0), 4).await.unwrap();
+            let b = RemoteSender::open(&conn, id(1), 4).await.unwrap();
+            ((a, b, conn, client), (serving, server))
+        });
+        let (a, b, conn, _client) = senders;
+        let n = 2000u32;
+        let send_all = |s: RemoteSender| {
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    s.send(i.to_le_bytes().to_vec()).unwrap();
+                    if i == n / 2 {
+                        s.barrier(7).unwrap();
+                    }
+                }
+                s.end().unwrap();
+                s
+            })
+        };
+        let (ta, tb) = (send_all(a), send_all(b));
+        // Channel 0 read to its end while channel 1 is not read at all.
+        let started = Instant::now();
+        let read_all = |ch: usize| {
+            let mut got = Vec::new();
+            loop {
+                match inbox.take(ch) {
+                    Delivery::Data(b) => {
+                        got.push(u32::from_le_bytes(b[..].try_into().unwrap()));
+                        inputs.consumed(ch).unwrap();
+                    }
+                    Delivery::Barrier(id) => {
+                        assert_eq!((id, got.len() as u32), (7, n / 2 + 1));
+                    }
+                    Delivery::End => return got,
+                }
+            }
+        };
+        assert_eq!(read_all(0), (0..n).collect::<Vec<_>>());
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // Channel 1 was held back by credit: the receiver holds at most its buffers.
+        assert!(inbox.held(1) <= 4, "{} buffers held", inbox.held(1));
+        assert!(!tb.is_finished(), "channel 1's sender waits for credit");
+        assert_eq!(read_all(1), (0..n).collect::<Vec<_>>());
+        let (a, b) = (ta.join().unwrap(), tb.join().unwrap());
+        assert_eq!((a.queued(), b.queued()), (0, 0));
+        let (serving, server) = server;
+        drop((a, b));
+        conn.close(0u32.into(), b"done");
+        runtime.block_on(async {
+            let served = tokio::time::timeout(Duration::from_secs(5), serving).await;
+            assert!(matches!(served, Ok(Ok(Ok(())))), "{served:?}");
+            server.close(0u32.into(), b"");
+        });
+    }
+
+    /// Bytes that break the protocol end the connection they came on with an error saying
+    /// what was wrong: a stream that does not open with its channel, an unknown channel, a
+    /// buffer sent without credit, a frame of another version.
+    #[test]
+    fn a_stream_breaking_the_protocol_ends_its_connection_with_the_reason() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ca = ClusterCa::generate().unwrap();
+        let (server_id, client_id) = (
+            ca.issue(COORDINATOR_NAME).unwrap(),
+            ca.issue("worker-a").unwrap(),
+        );
+        let data = |backlog| {
+            Frame::Data {
+                backlog,
+                records: Bytes::from_static(b"x"),
+            }
+            .to_bytes()
+            .to_vec()
+        };
+        let open = |from| Frame::Open(id(from)).to_bytes().to_vec();
+        let mut other_version = open(0);
+        other_version[4] += 1;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (data(0), "did not open"),
+            (open(5), "unknown channel"),
+            (
+                [open(0), data(0), data(0), data(0)].concat(),
+                "without credit",
+            ),
+            (other_version, "wire version"),
+        ];
+        for (bytes, why) in cases {
+            let error = runtime.block_on(async {
+                let server = quinn::Endpoint::server(
+                    pki::server_config(&server_id, false).unwrap(),
+                    "127.0.0.1:0".parse().unwrap(),
+                )
+                .unwrap();
+                let at = server.local_addr().unwrap();
+                let inputs = RemoteInputs::new(1, 2, 0);
+                let inbox = Arc::new(Queues {
+                    queues: Mutex::new(vec![VecDeque::new()]),
+                    arrived: Condvar::new(),
+                });
+                let endpoint = server.clone();
+                let serving = tokio::spawn(async move {
+                    let conn = endpoint.accept().await.unwrap().await.unwrap();
+                    serve_inputs(
+                        conn,
+                        inputs,
+                        inbox,
+                        Arc::new(|id: &ChannelId| (id.from == 0).then_some(0)),
+                        frame_limit(1024),
+                    )
+                    .await
+                });
+                let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+                client.set_default_client_config(pki::client_config(&client_id).unwrap());
+                let conn = client.connect(at, COORDINATOR_NAME).unwrap().await.unwrap();
+                let (mut send, _recv) = conn.open_bi().await.unwrap();
+                send.write_all(&bytes).await.unwrap();
+                let served = tokio::time::timeout(Duration::from_secs(10), serving)
+                    .await
+                    .expect("the connection ends")
+                    .unwrap();
+                // The server closed the connection, with the reason.
+                let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+                    .await
+                    .expect("closed");
+                server.close(0u32.into(), b"");
+                (served.unwrap_err().to_string(), closed.to_string())
+            });
+            assert!(error.0.contains(why), "{why}: {}", error.0);
+            assert!(error.1.contains(why), "{why}: {}", error.1);
+        }
+    }
+}
