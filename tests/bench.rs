@@ -50,6 +50,20 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
         stdout.contains("job=window not-run: needs the event-time window operator"),
         "{stdout}"
     );
+    // The data plane over loopback: raw QUIC, a remote channel, an in-process channel.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("job=network "))
+        .unwrap_or_else(|| panic!("no line for network: {stdout}"));
+    for key in [
+        "raw_quic_mib_s=",
+        "channel_mib_s=",
+        "channel_vs_raw=",
+        "in_process_mib_s=",
+    ] {
+        assert!(line.contains(&format!(" {key}")), "{line}");
+    }
+    assert!(line.ends_with("verified=ok"), "{line}");
     // The checkpointed jobs compare themselves with those run before them.
     for (job, ratios) in [
         ("checkpointed", &["cpu_vs_wordcount="][..]),

@@ -6,6 +6,7 @@
 //! (startup, loading components), divided by n.
 
 mod expected;
+mod network;
 
 pub use expected::Expected;
 
@@ -182,6 +183,7 @@ pub fn run(options: &Options) -> Result<bool> {
     let known: Vec<&str> = JOBS
         .iter()
         .map(|j| j.name)
+        .chain(["network"])
         .chain(NOT_YET.iter().map(|(n, _)| *n))
         .collect();
     if let Some(name) = &options.job
@@ -260,6 +262,9 @@ pub fn run(options: &Options) -> Result<bool> {
             stat(&stats, "peak_rss_kib")? / 1024.0,
             stats.get("start_ms").map_or("?", String::as_str),
         );
+    }
+    if selected("network") {
+        all_ok &= network::run(options.quick)?;
     }
     for (name, why) in NOT_YET.iter().filter(|(n, _)| selected(n)) {
         println!("job={name} not-run: {why}");

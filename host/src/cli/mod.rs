@@ -49,7 +49,8 @@ enum Command {
         /// Small inputs: checks every result quickly (what the test suite runs).
         #[arg(long)]
         quick: bool,
-        /// Only this job (stateless, stateless-unchained, wordcount, window, checkpointed).
+        /// Only this job (stateless, stateless-unchained, wordcount, checkpointed,
+        /// wordcount-redb, checkpointed-redb, network, window).
         #[arg(long)]
         job: Option<String>,
         /// Records per job instead of the defaults.
