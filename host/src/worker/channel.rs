@@ -3,11 +3,13 @@
 //! credit, which is how backpressure travels upstream; the receiver takes buffers round robin
 //! across channels. Events (checkpoint barriers, end of partition) travel in-band after the data
 //! before them and need no credit; the gate aligns barriers (see [`crate::checkpoint::align`]),
-//! reading no channel that is blocked for alignment. The network transport will drive the same
-//! gate from QUIC streams.
+//! reading no channel that is blocked for alignment. A channel may also be remote: its buffers
+//! arrive from a QUIC stream ([`RemoteInbox`]), under the credit of [`crate::net::data`], and
+//! taking one returns its credit there instead of to the gate's own accounting.
 
 use super::credit::Credits;
 use crate::checkpoint::{Aligned, Aligner, CheckpointId, Mode};
+use crate::net::data::{Delivery, Inbox, RemoteInputs};
 use crate::plan::ExecutionGraph;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -77,6 +79,28 @@ struct GateState {
     /// When the first barrier of the checkpoint being aligned arrived.
     aligning_since: Option<Instant>,
     cancelled: bool,
+    /// Per channel: for a remote one, its inputs and its index there.
+    remote: Vec<Option<(Arc<RemoteInputs>, usize)>>,
+}
+
+impl GateState {
+    /// Returns the credit of a buffer taken from `ch`: to the gate's accounting for a local
+    /// channel; a remote one's is returned by the caller, outside the lock.
+    fn taken(&mut self, ch: usize, remote: &mut Vec<(Arc<RemoteInputs>, usize)>) {
+        match &self.remote[ch] {
+            Some((inputs, r)) => remote.push((inputs.clone(), *r)),
+            None => self.credits.release(ch),
+        }
+    }
+}
+
+/// Returns remote channels' credit for buffers taken.
+fn return_credit(taken: Vec<(Arc<RemoteInputs>, usize)>) {
+    for (inputs, r) in taken {
+        if let Err(e) = inputs.consumed(r) {
+            tracing::error!("remote channel credit: {e}");
+        }
+    }
 }
 
 /// The input side of a task: all channels into it.
@@ -98,6 +122,7 @@ impl Gate {
                 aligner: Aligner::new(mode, channels),
                 aligning_since: None,
                 cancelled: false,
+                remote: vec![None; channels],
             }),
             readable: Condvar::new(),
             writable: Condvar::new(),
@@ -138,8 +163,10 @@ impl Gate {
                 let aligned = match event {
                     Some(Event::Data(buf)) => {
                         s.cursor = (ch + 1) % n;
-                        s.credits.release(ch);
+                        let mut remote = Vec::new();
+                        s.taken(ch, &mut remote);
                         drop(s);
+                        return_credit(remote);
                         self.writable.notify_all();
                         return Received::Data(buf);
                     }
@@ -212,6 +239,7 @@ impl Gate {
         let mut s = self.lock();
         let n = s.queues.len();
         let mut took = false;
+        let mut remote = Vec::new();
         let mut progress = true;
         while progress {
             progress = false;
@@ -226,7 +254,7 @@ impl Gate {
                 };
                 if fits && let Some(Event::Data(next)) = s.queues[ch].pop_front() {
                     buf.extend_from_slice(&next);
-                    s.credits.release(ch);
+                    s.taken(ch, &mut remote);
                     s.cursor = (ch + 1) % n;
                     took = true;
                     progress = true;
@@ -234,6 +262,7 @@ impl Gate {
             }
         }
         drop(s);
+        return_credit(remote);
         if took {
             self.writable.notify_all();
         }
@@ -260,12 +289,47 @@ impl Gate {
         self.writable.notify_all();
     }
 
+    /// Makes channel `channel` remote: its buffers come through `inputs` (as its channel
+    /// `index`), delivered by a [`RemoteInbox`].
+    pub fn attach_remote(&self, channel: usize, inputs: Arc<RemoteInputs>, index: usize) {
+        self.lock().remote[channel] = Some((inputs, index));
+    }
+
+    /// What a remote channel delivered. Its credit was checked by the network side.
+    fn deliver(&self, channel: usize, event: Event) {
+        let mut s = self.lock();
+        if s.cancelled {
+            return;
+        }
+        s.queues[channel].push_back(event);
+        drop(s);
+        self.readable.notify_one();
+    }
+
     /// Buffers sent into this gate and not yet taken, per channel (for metrics and tests).
     pub fn in_flight(&self) -> Vec<u32> {
         let s = self.lock();
         (0..s.queues.len())
             .map(|c| s.credits.in_flight(c))
             .collect()
+    }
+}
+
+/// Delivers a gate's remote channels (numbered as in their [`RemoteInputs`]) into it.
+pub struct RemoteInbox {
+    pub gate: Arc<Gate>,
+    /// Per remote channel: its channel in the gate.
+    pub channels: Vec<usize>,
+}
+
+impl Inbox for RemoteInbox {
+    fn deliver(&self, channel: usize, delivery: Delivery) {
+        let event = match delivery {
+            Delivery::Data(records) => Event::Data(records.to_vec()),
+            Delivery::Barrier(id) => Event::Barrier(id),
+            Delivery::End => Event::EndOfPartition,
+        };
+        self.gate.deliver(self.channels[channel], event);
     }
 }
 
@@ -449,6 +513,115 @@ mod tests {
         }
         assert_eq!(n, capacity + 5);
         sender.join().unwrap();
+    }
+
+    /// One gate, a local channel and a remote one (a QUIC stream on loopback): every buffer
+    /// of both arrives once, in its channel's order, and the barrier aligns across both: in
+    /// exactly-once mode no buffer sent after it on either channel is read before it.
+    #[test]
+    fn a_remote_channel_feeds_the_gate_and_aligns_with_a_local_one() {
+        use crate::net::data::{RemoteSender, frame_limit, serve_inputs};
+        use crate::net::frame::ChannelId;
+        use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ca = ClusterCa::generate().unwrap();
+        let (a, b) = (
+            ca.issue(COORDINATOR_NAME).unwrap(),
+            ca.issue("worker-a").unwrap(),
+        );
+        let gate = Gate::new(2, Mode::ExactlyOnce);
+        let inputs = RemoteInputs::new(1, EXCLUSIVE_BUFFERS, FLOATING_BUFFERS);
+        gate.attach_remote(1, inputs.clone(), 0);
+        let inbox = Arc::new(RemoteInbox {
+            gate: gate.clone(),
+            channels: vec![1],
+        });
+        let (remote, conn, server) = runtime.block_on(async {
+            let server = quinn::Endpoint::server(
+                pki::server_config(&a, false).unwrap(),
+                "127.0.0.1:0".parse().unwrap(),
+            )
+            .unwrap();
+            let at = server.local_addr().unwrap();
+            let endpoint = server.clone();
+            tokio::spawn(async move {
+                let conn = endpoint.accept().await.unwrap().await.unwrap();
+                serve_inputs(
+                    conn,
+                    inputs,
+                    inbox,
+                    Arc::new(|_: &ChannelId| Some(0)),
+                    frame_limit(1024),
+                )
+                .await
+            });
+            let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+            client.set_default_client_config(pki::client_config(&b).unwrap());
+            let conn = client.connect(at, COORDINATOR_NAME).unwrap().await.unwrap();
+            let id = ChannelId {
+                job: "j".into(),
+                attempt: 0,
+                edge: 0,
+                from: 0,
+                to: 0,
+            };
+            let remote = RemoteSender::open(&conn, id, 4).await.unwrap();
+            (remote, (conn, client), server)
+        });
+        let n = 500u32;
+        let buffer = |ch: u32, i: u32| [ch.to_le_bytes(), i.to_le_bytes()].concat();
+        let local = gate.sender(0);
+        let producers = [
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    local.send(buffer(0, i)).unwrap();
+                    if i == n / 2 {
+                        local.barrier(3).unwrap();
+                    }
+                }
+                local.end().unwrap();
+            }),
+            std::thread::spawn(move || {
+                for i in 0..n {
+                    remote.send(buffer(1, i)).unwrap();
+                    if i == n / 2 {
+                        remote.barrier(3).unwrap();
+                    }
+                }
+                remote.end().unwrap();
+            }),
+        ];
+        let mut got = [Vec::new(), Vec::new()];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match gate.recv(Some(deadline)) {
+                Received::Data(d) => {
+                    let ch = u32::from_le_bytes(d[..4].try_into().unwrap()) as usize;
+                    got[ch].push(u32::from_le_bytes(d[4..8].try_into().unwrap()));
+                }
+                Received::Barrier(3, _) => {
+                    assert_eq!(
+                        [got[0].len(), got[1].len()],
+                        [n as usize / 2 + 1; 2],
+                        "exactly the buffers before the barrier, on both channels"
+                    );
+                }
+                Received::AllEnded => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        for p in producers {
+            p.join().unwrap();
+        }
+        let all: Vec<u32> = (0..n).collect();
+        assert_eq!(got, [all.clone(), all]);
+        let ((conn, _client), server) = (conn, server);
+        conn.close(0u32.into(), b"");
+        server.close(0u32.into(), b"");
     }
 
     #[test]
