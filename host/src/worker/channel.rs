@@ -9,7 +9,7 @@
 
 use super::credit::Credits;
 use crate::checkpoint::{Aligned, Aligner, CheckpointId, Mode};
-use crate::net::data::{Delivery, Inbox, RemoteInputs};
+use crate::net::data::{Delivery, Inbox, RemoteInputs, RemoteSender};
 use crate::plan::ExecutionGraph;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -136,10 +136,10 @@ impl Gate {
 
     /// The sending end of channel `channel`.
     pub fn sender(self: &Arc<Self>, channel: usize) -> ChannelSender {
-        ChannelSender {
+        ChannelSender(Sender::Local {
             gate: self.clone(),
             channel,
-        }
+        })
     }
 
     /// The next buffer or completed barrier from any channel not blocked for alignment,
@@ -333,55 +333,79 @@ impl Inbox for RemoteInbox {
     }
 }
 
-/// The sending end of one channel.
-pub struct ChannelSender {
-    gate: Arc<Gate>,
-    channel: usize,
+/// The sending end of one channel: into a gate of this process, or a QUIC stream to a gate of
+/// another.
+pub struct ChannelSender(Sender);
+
+enum Sender {
+    Local { gate: Arc<Gate>, channel: usize },
+    Remote(RemoteSender),
 }
 
 impl ChannelSender {
+    /// The sending end of a remote channel.
+    pub fn remote(sender: RemoteSender) -> Self {
+        ChannelSender(Sender::Remote(sender))
+    }
+
     /// Sends a buffer, waiting for credit: this wait is backpressure.
     pub fn send(&self, buf: Vec<u8>) -> Result<(), Cancelled> {
-        let mut s = self.gate.lock();
+        let (gate, channel) = match &self.0 {
+            Sender::Local { gate, channel } => (gate, *channel),
+            Sender::Remote(r) => return r.send(buf).map_err(closed),
+        };
+        let mut s = gate.lock();
         loop {
             if s.cancelled {
                 return Err(Cancelled);
             }
-            if s.credits.try_acquire(self.channel) {
-                s.queues[self.channel].push_back(Event::Data(buf));
+            if s.credits.try_acquire(channel) {
+                s.queues[channel].push_back(Event::Data(buf));
                 drop(s);
-                self.gate.readable.notify_one();
+                gate.readable.notify_one();
                 return Ok(());
             }
-            s = self
-                .gate
-                .writable
-                .wait(s)
-                .unwrap_or_else(|e| e.into_inner());
+            s = gate.writable.wait(s).unwrap_or_else(|e| e.into_inner());
         }
     }
 
     /// Ends this channel: no buffer follows.
     pub fn end(&self) -> Result<(), Cancelled> {
-        self.event(Event::EndOfPartition)
+        match &self.0 {
+            Sender::Local { .. } => self.event(Event::EndOfPartition),
+            Sender::Remote(r) => r.end().map_err(closed),
+        }
     }
 
     /// Sends barrier `id` after everything sent before it.
     pub fn barrier(&self, id: CheckpointId) -> Result<(), Cancelled> {
-        self.event(Event::Barrier(id))
+        match &self.0 {
+            Sender::Local { .. } => self.event(Event::Barrier(id)),
+            Sender::Remote(r) => r.barrier(id).map_err(closed),
+        }
     }
 
     /// Events need no credit: at most one per checkpoint in flight, and one end.
     fn event(&self, event: Event) -> Result<(), Cancelled> {
-        let mut s = self.gate.lock();
+        let Sender::Local { gate, channel } = &self.0 else {
+            unreachable!("remote events go through the remote sender")
+        };
+        let mut s = gate.lock();
         if s.cancelled {
             return Err(Cancelled);
         }
-        s.queues[self.channel].push_back(event);
+        s.queues[*channel].push_back(event);
         drop(s);
-        self.gate.readable.notify_one();
+        gate.readable.notify_one();
         Ok(())
     }
+}
+
+/// A remote channel whose connection broke: the task stops as if cancelled; the connection's
+/// failure, which its driver reports, is the job's cause (its tasks fail over).
+fn closed(e: crate::net::data::Closed) -> Cancelled {
+    tracing::debug!("{e}");
+    Cancelled
 }
 
 #[cfg(test)]
@@ -574,7 +598,7 @@ mod tests {
         });
         let n = 500u32;
         let buffer = |ch: u32, i: u32| [ch.to_le_bytes(), i.to_le_bytes()].concat();
-        let local = gate.sender(0);
+        let (local, remote) = (gate.sender(0), ChannelSender::remote(remote));
         let producers = [
             std::thread::spawn(move || {
                 for i in 0..n {
