@@ -91,6 +91,11 @@ const LIMIT: Duration = Duration::from_secs(20);
 
 /// Starts a coordinator in `dir/coord`; returns it and its address.
 fn coordinator(dir: &Path, name: &str) -> (Proc, String) {
+    coordinator_at(dir, name, "127.0.0.1:0")
+}
+
+/// Starts a coordinator in `dir/coord` listening on `listen`; returns it and its address.
+fn coordinator_at(dir: &Path, name: &str, listen: &str) -> (Proc, String) {
     let data = dir.join("coord");
     let c = Proc::start(
         dir,
@@ -98,7 +103,7 @@ fn coordinator(dir: &Path, name: &str) -> (Proc, String) {
         &[
             "coordinator",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--data-dir",
             data.to_str().unwrap(),
             "--heartbeat-timeout",
@@ -116,6 +121,17 @@ fn coordinator(dir: &Path, name: &str) -> (Proc, String) {
 }
 
 fn worker(dir: &Path, name: &str, addr: &str, token: Option<&str>, slots: u32) -> Proc {
+    worker_with(dir, name, addr, token, slots, &[])
+}
+
+fn worker_with(
+    dir: &Path,
+    name: &str,
+    addr: &str,
+    token: Option<&str>,
+    slots: u32,
+    extra: &[&str],
+) -> Proc {
     let data = dir.join(name);
     let slots = slots.to_string();
     let mut args = vec![
@@ -130,6 +146,7 @@ fn worker(dir: &Path, name: &str, addr: &str, token: Option<&str>, slots: u32) -
     if let Some(t) = token {
         args.extend(["--token", t]);
     }
+    args.extend(extra);
     Proc::start(dir, name, &args)
 }
 
@@ -221,20 +238,47 @@ fn workers_join_register_and_are_lost_by_heartbeat_timeout() {
 }
 
 #[test]
-fn a_restarted_coordinator_keeps_its_ca_and_token() {
+fn a_restarted_coordinator_keeps_its_ca_and_token_and_its_workers_come_back() {
     let dir = scratch();
-    let (mut coord, addr) = coordinator(dir.path(), "coord");
+    // A port to restart on.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let (mut coord, addr) = coordinator_at(dir.path(), "coord", &listen);
     let token = std::fs::read_to_string(dir.path().join("coord/join-token")).unwrap();
-    let mut w = worker(dir.path(), "w", &addr, Some(token.trim()), 1);
+    let w = worker(dir.path(), "w", &addr, Some(token.trim()), 1);
+    let mut quick = worker_with(
+        dir.path(),
+        "quick",
+        &addr,
+        Some(token.trim()),
+        1,
+        &["--reconnect-timeout", "2s"],
+    );
     w.wait_for("registered", LIMIT);
+    quick.wait_for("registered", LIMIT);
     coord.kill();
-    // The worker notices it lost the coordinator and says so.
-    assert!(!w.wait_exit(Duration::from_secs(60)).success());
-    assert!(w.stderr().contains("coordinator"), "{}", w.stderr());
-    let (coord, addr) = coordinator(dir.path(), "coord2");
+    // A worker that may wait 2 s for the coordinator gives up and says why.
+    assert!(!quick.wait_exit(Duration::from_secs(30)).success());
+    assert!(
+        quick.stderr().contains("lost the coordinator")
+            && quick.stderr().contains("--reconnect-timeout"),
+        "{}",
+        quick.stderr()
+    );
+    w.wait_for("reconnecting", Duration::from_secs(30));
+    // The coordinator comes back on the same address with the same CA and token; the other
+    // worker registers again by itself, with the certificate it has.
+    let (coord, _) = coordinator_at(dir.path(), "coord2", &listen);
     let again = std::fs::read_to_string(dir.path().join("coord/join-token")).unwrap();
     assert_eq!(again, token, "the same token");
-    let w = worker(dir.path(), "w", &addr, None, 1);
-    w.wait_for("registered", LIMIT);
     coord.wait_for("worker registered", LIMIT);
+    let start = Instant::now();
+    while w.stderr().matches(" registered ").count() < 2 {
+        assert!(start.elapsed() < LIMIT, "{}", w.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -93,6 +93,9 @@ enum Command {
         /// Where the worker keeps its id, its certificate and its working files.
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// How long to keep reconnecting to a lost coordinator (a restart) before exiting.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+        reconnect_timeout: std::time::Duration,
     },
     /// List the checkpoints of a checkpoint directory.
     Checkpoints {
@@ -176,11 +179,13 @@ pub fn main() -> ExitCode {
             token,
             slots,
             data_dir,
+            reconnect_timeout,
         } => cluster_worker(worker::agent::WorkerOptions {
             coordinator: join,
             token,
             slots,
             data_dir,
+            reconnect: reconnect_timeout,
         }),
     };
     match result {

@@ -20,6 +20,8 @@ pub struct WorkerOptions {
     pub token: Option<String>,
     pub slots: u32,
     pub data_dir: PathBuf,
+    /// How long to keep reconnecting to a lost coordinator before giving up.
+    pub reconnect: Duration,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -167,48 +169,109 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
                 identity
             }
         };
-        let conn = endpoint
-            .connect_with(pki::client_config(&identity)?, to, COORDINATOR_NAME)?
-            .await
-            .with_context(|| format!("cannot connect to the coordinator at {to}"))?;
-        let (mut send, recv) = conn.open_bi().await?;
-        let mut reader = ControlReader::new(recv);
-        control::send(
-            &mut send,
-            &ToCoordinator::Register {
-                worker: worker.clone(),
-                slots: options.slots,
-                data_addr: String::new(),
-                version: env!("CARGO_PKG_VERSION").to_string(),
-            },
-        )
-        .await?;
-        let heartbeat = match reader.next::<ToWorker>().await? {
-            Some(ToWorker::Registered { heartbeat_ms }) => Duration::from_millis(heartbeat_ms.max(10)),
-            Some(ToWorker::Refused { why }) => bail!("the coordinator refused this worker: {why}"),
-            other => bail!("the coordinator answered the registration with {other:?}"),
-        };
-        tracing::info!(worker, slots = options.slots, coordinator = %to, "registered");
-        let result = loop {
-            tokio::select! {
-                () = tokio::time::sleep(heartbeat) => {
-                    if let Err(e) = control::send(&mut send, &ToCoordinator::Heartbeat).await {
-                        break Err(anyhow::anyhow!("lost the coordinator at {to}: {e}"));
+        // Lost coordinators are reconnected to, for up to `reconnect` in a row.
+        let mut lost_since: Option<std::time::Instant> = None;
+        loop {
+            let outcome = session(
+                &endpoint,
+                to,
+                &identity,
+                &worker,
+                options.slots,
+                &stop,
+                &mut lost_since,
+            )
+            .await;
+            match outcome {
+                Ok(()) => break,
+                Err(Ended::Refused(why)) => bail!("the coordinator refused this worker: {why}"),
+                Err(Ended::Lost(why)) => {
+                    let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= options.reconnect {
+                        bail!(
+                            "lost the coordinator at {to} for {} s (--reconnect-timeout): {why}",
+                            since.elapsed().as_secs()
+                        );
+                    }
+                    tracing::warn!(coordinator = %to, "lost the coordinator ({why}); reconnecting");
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        () = stop.notified() => break,
                     }
                 }
-                message = reader.next::<ToWorker>() => {
-                    break match message {
-                        Ok(Some(ToWorker::Refused { why })) => Err(anyhow::anyhow!("the coordinator dropped this worker: {why}")),
-                        Ok(other) => Err(anyhow::anyhow!("the coordinator at {to} went away ({other:?})")),
-                        Err(e) => Err(anyhow::anyhow!("lost the coordinator at {to}: {e}")),
-                    };
-                }
-                () = stop.notified() => break Ok(()),
             }
-        };
-        let _ = send.finish();
-        conn.close(0u32.into(), b"worker stopping");
+        }
+        endpoint.close(0u32.into(), b"worker stopping");
         endpoint.wait_idle().await;
-        result
+        Ok(())
     })
+}
+
+/// How a session with the coordinator ended, if not by `stop`.
+enum Ended {
+    /// The coordinator refused the registration: retrying would not help.
+    Refused(String),
+    /// The connection broke, or the coordinator declared this worker lost: register again.
+    Lost(String),
+}
+
+/// One session: connects, registers, sends heartbeats until `stop` (then `Ok`) or the end.
+async fn session(
+    endpoint: &quinn::Endpoint,
+    to: SocketAddr,
+    identity: &Identity,
+    worker: &str,
+    slots: u32,
+    stop: &tokio::sync::Notify,
+    lost_since: &mut Option<std::time::Instant>,
+) -> Result<(), Ended> {
+    let lost = |e: &dyn std::fmt::Display| Ended::Lost(e.to_string());
+    let config = pki::client_config(identity).map_err(|e| Ended::Refused(e.to_string()))?;
+    let conn = endpoint
+        .connect_with(config, to, COORDINATOR_NAME)
+        .map_err(|e| lost(&e))?
+        .await
+        .map_err(|e| lost(&e))?;
+    let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
+    let mut reader = ControlReader::new(recv);
+    let register = ToCoordinator::Register {
+        worker: worker.to_string(),
+        slots,
+        data_addr: String::new(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    control::send(&mut send, &register)
+        .await
+        .map_err(|e| lost(&e))?;
+    let heartbeat = match reader.next::<ToWorker>().await.map_err(|e| lost(&e))? {
+        Some(ToWorker::Registered { heartbeat_ms }) => Duration::from_millis(heartbeat_ms.max(10)),
+        Some(ToWorker::Refused { why }) => return Err(Ended::Refused(why)),
+        other => {
+            return Err(Ended::Refused(format!(
+                "it answered the registration with {other:?}"
+            )));
+        }
+    };
+    *lost_since = None;
+    tracing::info!(worker, slots, coordinator = %to, "registered");
+    let result = loop {
+        tokio::select! {
+            () = tokio::time::sleep(heartbeat) => {
+                if let Err(e) = control::send(&mut send, &ToCoordinator::Heartbeat).await {
+                    break Err(lost(&e));
+                }
+            }
+            message = reader.next::<ToWorker>() => {
+                break Err(match message {
+                    Ok(Some(ToWorker::Refused { why })) => Ended::Lost(format!("it dropped this worker: {why}")),
+                    Ok(other) => Ended::Lost(format!("it went away ({other:?})")),
+                    Err(e) => lost(&e),
+                });
+            }
+            () = stop.notified() => break Ok(()),
+        }
+    };
+    let _ = send.finish();
+    conn.close(0u32.into(), b"");
+    result
 }
