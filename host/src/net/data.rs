@@ -171,7 +171,8 @@ async fn serve_input(
         return Err(DataError::NotOpened);
     };
     let channel = channel_of(&id).ok_or_else(|| DataError::UnknownChannel(id.clone()))?;
-    // Credit goes back on this stream, written by one task in the order granted.
+    // Credit goes back on this stream, written by one task in the order granted. The queue
+    // holds grants, whose sum never exceeds the gate's buffers: it stays small.
     let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
     *lock(&inputs.announce[channel]) = Some(tx);
     let writer = tokio::spawn(async move {
@@ -272,7 +273,8 @@ impl RemoteSender {
                         lock(&s.0).queue.add_credit(n);
                         w.notify_one();
                     }
-                    Ok(None) => return,
+                    // The receiver finished its side: nothing sent after this could be read.
+                    Ok(None) => return close(&s, "the receiver ended the channel".into()),
                     Ok(Some(_)) => return close(&s, "the receiver sent a non-credit frame".into()),
                     Err(e) => return close(&s, e.to_string()),
                 }
