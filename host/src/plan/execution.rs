@@ -35,6 +35,18 @@ impl InputEdge {
     }
 }
 
+/// One channel between two tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelSpec {
+    /// The job-graph edge it carries.
+    pub edge: usize,
+    /// Upstream and downstream task: (chain, subtask).
+    pub from: (usize, u32),
+    pub to: (usize, u32),
+    /// Its index in the downstream task's gate.
+    pub gate_channel: u32,
+}
+
 /// The chains of a job.
 #[derive(Clone, Debug)]
 pub struct ExecutionGraph {
@@ -99,6 +111,63 @@ impl ExecutionGraph {
             });
         }
         ExecutionGraph { chains, chained }
+    }
+
+    /// How many input channels each subtask of `chain` has (its gate's size).
+    pub fn gate_channels(&self, chain: usize) -> u32 {
+        self.chains[chain]
+            .inputs
+            .iter()
+            .map(InputEdge::channels_per_subtask)
+            .sum()
+    }
+
+    /// Where the channels of job-graph edge `edge` (between chains) leave upstream subtask
+    /// `from`: per downstream subtask it reaches, in the order of the upstream record writer's
+    /// targets, that subtask and its gate's channel. Gate channels are numbered by input edge,
+    /// then by upstream subtask (one per input edge for `forward`).
+    pub fn targets(&self, job: &JobGraph, edge: usize, from: u32) -> (usize, Vec<(u32, u32)>) {
+        let down = self.chain_of(job.edges[edge].to);
+        let chain = &self.chains[down];
+        let input = chain
+            .inputs
+            .iter()
+            .position(|i| i.edge == edge)
+            .expect("a cross-chain edge is an input of its target chain");
+        let offset: u32 = chain.inputs[..input]
+            .iter()
+            .map(InputEdge::channels_per_subtask)
+            .sum();
+        let targets = if chain.inputs[input].partition == Partition::Forward {
+            vec![(from, offset)]
+        } else {
+            (0..chain.parallelism).map(|t| (t, offset + from)).collect()
+        };
+        (down, targets)
+    }
+
+    /// Every channel between tasks: (edge, upstream chain and subtask, downstream chain and
+    /// subtask, the downstream gate's channel).
+    pub fn channels(&self, job: &JobGraph) -> Vec<ChannelSpec> {
+        let mut out = Vec::new();
+        for (edge, e) in job.edges.iter().enumerate() {
+            if self.chained[edge] {
+                continue;
+            }
+            let up = self.chain_of(e.from);
+            for from in 0..self.chains[up].parallelism {
+                let (down, targets) = self.targets(job, edge, from);
+                for (to, gate_channel) in targets {
+                    out.push(ChannelSpec {
+                        edge,
+                        from: (up, from),
+                        to: (down, to),
+                        gate_channel,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The chain holding `node`.
@@ -181,6 +250,37 @@ mod tests {
     }
 
     use Partition::*;
+
+    #[test]
+    fn channels_are_numbered_by_input_edge_then_upstream_subtask() {
+        // n0 x2 -forward-> n1 x2 (chained), n1 -hash-> n2 x3, n2 -rebalance-> n3 x1.
+        let j = job(&[2, 2, 3, 1], &[Forward, Forward, Hash, Rebalance], true);
+        let g = ExecutionGraph::build(&j);
+        let ch = g.channels(&j);
+        // 2 x 3 hash channels, then 3 x 1 rebalance ones.
+        assert_eq!(ch.len(), 9);
+        assert_eq!(g.gate_channels(1), 2);
+        assert_eq!(g.gate_channels(2), 3);
+        let into = |chain: usize, sub: u32| -> Vec<u32> {
+            let mut v: Vec<u32> = ch
+                .iter()
+                .filter(|c| c.to == (chain, sub))
+                .map(|c| c.gate_channel)
+                .collect();
+            v.sort();
+            v
+        };
+        // Every gate channel of every downstream subtask is fed exactly once.
+        for s in 0..3 {
+            assert_eq!(into(1, s), [0, 1]);
+        }
+        assert_eq!(into(2, 0), [0, 1, 2]);
+        assert_eq!(g.targets(&j, 1, 1), (1, vec![(0, 1), (1, 1), (2, 1)]));
+        // Forward between unchained tasks: one channel, to the same subtask.
+        let j = job(&[2, 2], &[Forward, Forward], false);
+        let g = ExecutionGraph::build(&j);
+        assert_eq!(g.targets(&j, 0, 1), (1, vec![(1, 0)]));
+    }
 
     #[test]
     fn chains_forward_edges_of_equal_parallelism() {

@@ -4,7 +4,7 @@ mod execution;
 mod job_graph;
 pub mod key_groups;
 
-pub use execution::{Chain, ExecutionGraph, InputEdge};
+pub use execution::{Chain, ChannelSpec, ExecutionGraph, InputEdge};
 pub use job_graph::{
     Edge, GuestLimits, JobGraph, MAX_NAME_BYTES, Node, NodeKind, OperatorNode, Partition,
     is_valid_name,

@@ -15,7 +15,7 @@ use crate::cancel::CancelToken;
 use crate::checkpoint::{Backend, CheckpointId, Mode};
 use crate::connectors::{Source, commit, prepare_sink};
 use crate::plan::key_groups;
-use crate::plan::{ExecutionGraph, JobGraph, NodeKind, Partition};
+use crate::plan::{ExecutionGraph, JobGraph, NodeKind};
 use crate::state::checkpoints::{CheckpointDir, Restored};
 use crate::state::snapshot;
 use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
@@ -345,12 +345,14 @@ fn run_attempt(
         format!("{ms}-{attempt}")
     });
 
-    // One gate per task with inputs; channels numbered by input edge, then upstream subtask.
+    // One gate per task with inputs; channels numbered by input edge, then upstream subtask
+    // (`ExecutionGraph::targets`).
     let gates: Vec<Vec<Option<Arc<Gate>>>> = exec
         .chains
         .iter()
-        .map(|c| {
-            let channels: u32 = c.inputs.iter().map(|i| i.channels_per_subtask()).sum();
+        .enumerate()
+        .map(|(i, c)| {
+            let channels = exec.gate_channels(i);
             (0..c.parallelism)
                 .map(|_| (channels > 0).then(|| Gate::new(channels as usize, mode)))
                 .collect()
@@ -376,30 +378,17 @@ fn run_attempt(
                     .enumerate()
                     .filter(|(i, e)| e.from == node && !exec.chained[*i])
                 {
-                    let d = exec.chain_of(e.to);
-                    let down = &exec.chains[d];
-                    let input = down
-                        .inputs
-                        .iter()
-                        .position(|i| i.edge == e_idx)
-                        .expect("a cross-chain edge is an input of its target chain");
-                    let offset: u32 = down.inputs[..input]
-                        .iter()
-                        .map(|i| i.channels_per_subtask())
-                        .sum();
+                    let (d, targets) = exec.targets(job, e_idx, s);
                     let partition = job.nodes[e.to].partition;
-                    let gate = |t: u32| {
-                        gates[d][t as usize]
-                            .as_ref()
-                            .expect("chains with inputs have gates")
-                    };
-                    let senders = if partition == Partition::Forward {
-                        vec![gate(s).sender(offset as usize)]
-                    } else {
-                        (0..down.parallelism)
-                            .map(|t| gate(t).sender((offset + s) as usize))
-                            .collect()
-                    };
+                    let senders = targets
+                        .into_iter()
+                        .map(|(t, channel)| {
+                            gates[d][t as usize]
+                                .as_ref()
+                                .expect("chains with inputs have gates")
+                                .sender(channel as usize)
+                        })
+                        .collect();
                     writers.push(RecordWriter::new(
                         partition,
                         senders,
