@@ -6,9 +6,9 @@
 
 use crate::net::data::{Delivery, Inbox, RemoteInputs, RemoteSender, frame_limit, serve_inputs};
 use crate::net::frame::ChannelId;
-use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa};
+use crate::net::loopback::Loopback;
 use crate::worker::channel::{Gate, Received};
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,32 +75,15 @@ pub fn run(quick: bool) -> Result<bool> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let ca = ClusterCa::generate()?;
-    let (a, b) = (ca.issue(COORDINATOR_NAME)?, ca.issue("worker-bench")?);
-    let server = runtime.block_on(async {
-        quinn::Endpoint::server(pki::server_config(&a, false)?, "127.0.0.1:0".parse()?)
-            .context("cannot listen on loopback")
-    })?;
-    let at = server.local_addr()?;
-    let client = runtime.block_on(async {
-        let mut c = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-        c.set_default_client_config(pki::client_config(&b)?);
-        anyhow::Ok(c)
-    })?;
     let connect = || {
-        runtime.block_on(async {
-            let accept = {
-                let server = server.clone();
-                tokio::spawn(async move { server.accept().await?.await.ok() })
-            };
-            let conn = client.connect(at, COORDINATOR_NAME)?.await?;
-            let served = accept.await?.context("the connection was refused")?;
-            anyhow::Ok((conn, served))
-        })
+        runtime
+            .block_on(Loopback::connect())
+            .map_err(anyhow::Error::msg)
     };
 
     // Raw QUIC: one stream, 32 KiB writes, read as fast as it comes.
-    let (client_conn, server_conn) = connect()?;
+    let link = connect()?;
+    let (client_conn, server_conn) = (link.client.clone(), link.server.clone());
     let (raw, raw_wall, raw_cpu) = measure(|| {
         runtime.block_on(async {
             let reader = tokio::spawn(async move {
@@ -121,11 +104,12 @@ pub fn run(quick: bool) -> Result<bool> {
             reader.await?
         })
     })?;
-    client_conn.close(0u32.into(), b"");
+    link.close();
 
     // A remote channel: the sender a task uses, credit, delivery to an inbox that consumes
     // each buffer at once.
-    let (client_conn, server_conn) = connect()?;
+    let link = connect()?;
+    let (client_conn, server_conn) = (link.client.clone(), link.server.clone());
     let inputs = RemoteInputs::new(1, 2, 8);
     let counter = Arc::new(Counter::default());
     *counter.inputs.lock().unwrap_or_else(|e| e.into_inner()) = Some(inputs.clone());
@@ -164,7 +148,7 @@ pub fn run(quick: bool) -> Result<bool> {
         Ok(())
     })?;
     let (received, ended, disordered) = *counter.state.lock().unwrap_or_else(|e| e.into_inner());
-    client_conn.close(0u32.into(), b"");
+    link.client.close(0u32.into(), b"");
     let _ = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(5), serving).await });
 
     // In process: a gate's channel between two threads.
@@ -194,7 +178,7 @@ pub fn run(quick: bool) -> Result<bool> {
         let _ = producer.join();
         Ok(ordered && got == n)
     })?;
-    server.close(0u32.into(), b"");
+    link.close();
 
     let mib = (n * BUFFER as u64) as f64 / (1 << 20) as f64;
     let rate = |wall: Duration| mib / wall.as_secs_f64();

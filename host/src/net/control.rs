@@ -3,7 +3,8 @@
 //! read through a [`Decoder`] with a limit, so a peer cannot make a process buffer without
 //! bound.
 
-use super::frame::{Decoder, Frame, FrameError};
+use super::frame::{Frame, FrameError};
+use super::stream::{FrameReader, ReadError};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -67,43 +68,24 @@ pub fn encode<M: Serialize>(message: &M) -> Bytes {
 }
 
 /// Reads control messages from a QUIC stream.
-pub struct ControlReader {
-    recv: quinn::RecvStream,
-    decoder: Decoder,
-}
+pub struct ControlReader(FrameReader);
 
 impl ControlReader {
     pub fn new(recv: quinn::RecvStream) -> Self {
-        ControlReader {
-            recv,
-            decoder: Decoder::new(CONTROL_LIMIT),
-        }
+        ControlReader(FrameReader::new(recv, CONTROL_LIMIT))
     }
 
     /// The next message; `None` when the peer finished the stream.
     pub async fn next<M: for<'de> Deserialize<'de>>(&mut self) -> Result<Option<M>, ControlError> {
-        loop {
-            match self.decoder.next_frame()? {
-                Some(Frame::Control(json)) => {
-                    return serde_json::from_slice(&json)
-                        .map(Some)
-                        .map_err(|e| ControlError::Message(e.to_string()));
-                }
-                Some(Frame::Data { .. }) => return Err(ControlError::NotControl("data")),
-                Some(_) => return Err(ControlError::NotControl("data-plane")),
-                None => {}
-            }
-            let mut buf = [0u8; 16 * 1024];
-            match self.recv.read(&mut buf).await {
-                Ok(Some(n)) => self.decoder.feed(&buf[..n]),
-                Ok(None) if self.decoder.buffered() == 0 => return Ok(None),
-                Ok(None) => {
-                    return Err(ControlError::Stream(
-                        "it ended in the middle of a frame".into(),
-                    ));
-                }
-                Err(e) => return Err(ControlError::Stream(e.to_string())),
-            }
+        match self.0.next().await {
+            Ok(Some(Frame::Control(json))) => serde_json::from_slice(&json)
+                .map(Some)
+                .map_err(|e| ControlError::Message(e.to_string())),
+            Ok(Some(Frame::Data { .. })) => Err(ControlError::NotControl("data")),
+            Ok(Some(_)) => Err(ControlError::NotControl("data-plane")),
+            Ok(None) => Ok(None),
+            Err(ReadError::Frame(e)) => Err(ControlError::Frame(e)),
+            Err(ReadError::Stream(why)) => Err(ControlError::Stream(why)),
         }
     }
 }
@@ -121,6 +103,7 @@ pub async fn send<M: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::frame::Decoder;
 
     #[test]
     fn messages_are_tagged_json_in_control_frames() {

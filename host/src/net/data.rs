@@ -10,7 +10,8 @@
 //! [`RemoteInputs::consumed`] when the task has taken a buffer, which returns its credit.
 
 use super::credit::{CreditError, InputCredits, OutputQueue, Send};
-use super::frame::{ChannelId, Decoder, Frame};
+use super::frame::{ChannelId, Frame};
+use super::stream::{FrameReader, ReadError};
 use bytes::{Bytes, BytesMut};
 use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::{Notify, mpsc};
@@ -94,32 +95,18 @@ pub enum DataError {
     Stream(String),
 }
 
-/// Maps a stream's channel id to the index of its channel in the gate, `None` if the gate has
-/// no such channel.
-pub type ChannelOf = Arc<dyn Fn(&ChannelId) -> Option<usize> + std::marker::Send + Sync>;
-
-/// Reads frames from a stream, `None` at its end.
-struct FrameReader {
-    recv: quinn::RecvStream,
-    decoder: Decoder,
-}
-
-impl FrameReader {
-    async fn next(&mut self) -> Result<Option<Frame>, DataError> {
-        loop {
-            if let Some(frame) = self.decoder.next_frame()? {
-                return Ok(Some(frame));
-            }
-            let mut buf = [0u8; 64 * 1024];
-            match self.recv.read(&mut buf).await {
-                Ok(Some(n)) => self.decoder.feed(&buf[..n]),
-                Ok(None) if self.decoder.buffered() == 0 => return Ok(None),
-                Ok(None) => return Err(DataError::Stream("it ended inside a frame".into())),
-                Err(e) => return Err(DataError::Stream(e.to_string())),
-            }
+impl From<ReadError> for DataError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Frame(e) => DataError::Frame(e),
+            ReadError::Stream(why) => DataError::Stream(why),
         }
     }
 }
+
+/// Maps a stream's channel id to the index of its channel in the gate, `None` if the gate has
+/// no such channel.
+pub type ChannelOf = Arc<dyn Fn(&ChannelId) -> Option<usize> + std::marker::Send + Sync>;
 
 /// Serves the remote channels that arrive on `conn`: each stream's first frame names its
 /// channel, which `channel_of` maps to an index of `inputs` (or refuses). Returns when the
@@ -163,10 +150,7 @@ async fn serve_input(
     channel_of: ChannelOf,
     frame_limit: usize,
 ) -> Result<(), DataError> {
-    let mut reader = FrameReader {
-        recv,
-        decoder: Decoder::new(frame_limit),
-    };
+    let mut reader = FrameReader::new(recv, frame_limit);
     let Some(Frame::Open(id)) = reader.next().await? else {
         return Err(DataError::NotOpened);
     };
@@ -263,10 +247,7 @@ impl RemoteSender {
         // Credit coming back.
         let (s, w) = (state.clone(), wake.clone());
         tokio::spawn(async move {
-            let mut reader = FrameReader {
-                recv,
-                decoder: Decoder::new(1024),
-            };
+            let mut reader = FrameReader::new(recv, 1024);
             loop {
                 match reader.next().await {
                     Ok(Some(Frame::Credit(n))) => {
@@ -380,7 +361,7 @@ impl RemoteSender {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa};
+    use crate::net::loopback::Loopback;
     use std::collections::VecDeque;
     use std::time::{Duration, Instant};
 
@@ -446,44 +427,24 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let ca = ClusterCa::generate().unwrap();
-        let (server_id, client_id) = (
-            ca.issue(COORDINATOR_NAME).unwrap(),
-            ca.issue("worker-a").unwrap(),
-        );
         let inputs = RemoteInputs::new(2, 2, 2);
         let inbox = Arc::new(Queues {
             queues: Mutex::new(vec![VecDeque::new(), VecDeque::new()]),
             arrived: Condvar::new(),
         });
-        let (senders, server) = runtime.block_on(async {
-            let server = quinn::Endpoint::server(
-                pki::server_config(&server_id, false).unwrap(),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-            .unwrap();
-            let at = server.local_addr().unwrap();
-            let (inputs, inbox2) = (inputs.clone(), inbox.clone());
-            let endpoint = server.clone();
-            let serving = tokio::spawn(async move {
-                let conn = endpoint.accept().await.unwrap().await.unwrap();
-                serve_inputs(
-                    conn,
-                    inputs,
-                    inbox2,
-                    Arc::new(|id: &ChannelId| Some(id.from as usize)),
-                    frame_limit(1024),
-                )
-                .await
-            });
-            let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-            client.set_default_client_config(pki::client_config(&client_id).unwrap());
-            let conn = client.connect(at, COORDINATOR_NAME).unwrap().await.unwrap();
-            let a = RemoteSender::open(&conn, id(0), 4).await.unwrap();
-            let b = RemoteSender::open(&conn, id(1), 4).await.unwrap();
-            ((a, b, conn, client), (serving, server))
+        let (a, b, link, serving) = runtime.block_on(async {
+            let link = Loopback::connect().await.unwrap();
+            let serving = tokio::spawn(serve_inputs(
+                link.server.clone(),
+                inputs.clone(),
+                inbox.clone(),
+                Arc::new(|id: &ChannelId| Some(id.from as usize)),
+                frame_limit(1024),
+            ));
+            let a = RemoteSender::open(&link.client, id(0), 4).await.unwrap();
+            let b = RemoteSender::open(&link.client, id(1), 4).await.unwrap();
+            (a, b, link, serving)
         });
-        let (a, b, conn, _client) = senders;
         let n = 2000u32;
         let send_all = |s: RemoteSender| {
             std::thread::spawn(move || {
@@ -523,14 +484,13 @@ mod tests {
         assert_eq!(read_all(1), (0..n).collect::<Vec<_>>());
         let (a, b) = (ta.join().unwrap(), tb.join().unwrap());
         assert_eq!((a.queued(), b.queued()), (0, 0));
-        let (serving, server) = server;
         drop((a, b));
-        conn.close(0u32.into(), b"done");
+        link.client.close(0u32.into(), b"done");
         runtime.block_on(async {
             let served = tokio::time::timeout(Duration::from_secs(5), serving).await;
             assert!(matches!(served, Ok(Ok(Ok(())))), "{served:?}");
-            server.close(0u32.into(), b"");
         });
+        link.close();
     }
 
     /// Bytes that break the protocol end the connection they came on with an error saying
@@ -543,11 +503,6 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let ca = ClusterCa::generate().unwrap();
-        let (server_id, client_id) = (
-            ca.issue(COORDINATOR_NAME).unwrap(),
-            ca.issue("worker-a").unwrap(),
-        );
         let data = |backlog| {
             Frame::Data {
                 backlog,
@@ -570,43 +525,30 @@ mod tests {
         ];
         for (bytes, why) in cases {
             let error = runtime.block_on(async {
-                let server = quinn::Endpoint::server(
-                    pki::server_config(&server_id, false).unwrap(),
-                    "127.0.0.1:0".parse().unwrap(),
-                )
-                .unwrap();
-                let at = server.local_addr().unwrap();
+                let link = Loopback::connect().await.unwrap();
                 let inputs = RemoteInputs::new(1, 2, 0);
                 let inbox = Arc::new(Queues {
                     queues: Mutex::new(vec![VecDeque::new()]),
                     arrived: Condvar::new(),
                 });
-                let endpoint = server.clone();
-                let serving = tokio::spawn(async move {
-                    let conn = endpoint.accept().await.unwrap().await.unwrap();
-                    serve_inputs(
-                        conn,
-                        inputs,
-                        inbox,
-                        Arc::new(|id: &ChannelId| (id.from == 0).then_some(0)),
-                        frame_limit(1024),
-                    )
-                    .await
-                });
-                let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-                client.set_default_client_config(pki::client_config(&client_id).unwrap());
-                let conn = client.connect(at, COORDINATOR_NAME).unwrap().await.unwrap();
-                let (mut send, _recv) = conn.open_bi().await.unwrap();
+                let serving = tokio::spawn(serve_inputs(
+                    link.server.clone(),
+                    inputs,
+                    inbox,
+                    Arc::new(|id: &ChannelId| (id.from == 0).then_some(0)),
+                    frame_limit(1024),
+                ));
+                let (mut send, _recv) = link.client.open_bi().await.unwrap();
                 send.write_all(&bytes).await.unwrap();
                 let served = tokio::time::timeout(Duration::from_secs(10), serving)
                     .await
                     .expect("the connection ends")
                     .unwrap();
                 // The server closed the connection, with the reason.
-                let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed())
+                let closed = tokio::time::timeout(Duration::from_secs(10), link.client.closed())
                     .await
                     .expect("closed");
-                server.close(0u32.into(), b"");
+                link.close();
                 (served.unwrap_err().to_string(), closed.to_string())
             });
             assert!(error.0.contains(why), "{why}: {}", error.0);

@@ -6,6 +6,8 @@ pub mod control;
 pub mod credit;
 pub mod data;
 pub mod frame;
+pub mod loopback;
 pub mod pki;
+pub mod stream;
 
 pub use frame::{ChannelId, Decoder, Frame, FrameError};

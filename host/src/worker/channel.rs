@@ -546,17 +546,12 @@ mod tests {
     fn a_remote_channel_feeds_the_gate_and_aligns_with_a_local_one() {
         use crate::net::data::{RemoteSender, frame_limit, serve_inputs};
         use crate::net::frame::ChannelId;
-        use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa};
+        use crate::net::loopback::Loopback;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap();
-        let ca = ClusterCa::generate().unwrap();
-        let (a, b) = (
-            ca.issue(COORDINATOR_NAME).unwrap(),
-            ca.issue("worker-a").unwrap(),
-        );
         let gate = Gate::new(2, Mode::ExactlyOnce);
         let inputs = RemoteInputs::new(1, EXCLUSIVE_BUFFERS, FLOATING_BUFFERS);
         gate.attach_remote(1, inputs.clone(), 0);
@@ -564,28 +559,15 @@ mod tests {
             gate: gate.clone(),
             channels: vec![1],
         });
-        let (remote, conn, server) = runtime.block_on(async {
-            let server = quinn::Endpoint::server(
-                pki::server_config(&a, false).unwrap(),
-                "127.0.0.1:0".parse().unwrap(),
-            )
-            .unwrap();
-            let at = server.local_addr().unwrap();
-            let endpoint = server.clone();
-            tokio::spawn(async move {
-                let conn = endpoint.accept().await.unwrap().await.unwrap();
-                serve_inputs(
-                    conn,
-                    inputs,
-                    inbox,
-                    Arc::new(|_: &ChannelId| Some(0)),
-                    frame_limit(1024),
-                )
-                .await
-            });
-            let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-            client.set_default_client_config(pki::client_config(&b).unwrap());
-            let conn = client.connect(at, COORDINATOR_NAME).unwrap().await.unwrap();
+        let (remote, link) = runtime.block_on(async {
+            let link = Loopback::connect().await.unwrap();
+            tokio::spawn(serve_inputs(
+                link.server.clone(),
+                inputs,
+                inbox,
+                Arc::new(|_: &ChannelId| Some(0)),
+                frame_limit(1024),
+            ));
             let id = ChannelId {
                 job: "j".into(),
                 attempt: 0,
@@ -593,8 +575,8 @@ mod tests {
                 from: 0,
                 to: 0,
             };
-            let remote = RemoteSender::open(&conn, id, 4).await.unwrap();
-            (remote, (conn, client), server)
+            let remote = RemoteSender::open(&link.client, id, 4).await.unwrap();
+            (remote, link)
         });
         let n = 500u32;
         let buffer = |ch: u32, i: u32| [ch.to_le_bytes(), i.to_le_bytes()].concat();
@@ -643,9 +625,7 @@ mod tests {
         }
         let all: Vec<u32> = (0..n).collect();
         assert_eq!(got, [all.clone(), all]);
-        let ((conn, _client), server) = (conn, server);
-        conn.close(0u32.into(), b"");
-        server.close(0u32.into(), b"");
+        link.close();
     }
 
     #[test]
