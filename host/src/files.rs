@@ -89,6 +89,36 @@ pub fn create_regular(path: &Path) -> Result<File, FileError> {
     .map(|(f, _)| f)
 }
 
+/// Reads a small text file the process keeps (a key, a certificate, a token, an id): a regular
+/// file of at most 1 MiB, in UTF-8.
+pub fn read_small_text(path: &Path) -> Result<String, FileError> {
+    let bytes = read_limited(path, 1 << 20, None)?;
+    String::from_utf8(bytes).map_err(|_| {
+        io_error(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
+        )
+    })
+}
+
+/// Writes `text` to `path` as a regular file readable by its owner only (keys, tokens), and
+/// syncs it.
+pub fn write_private(path: &Path, text: &str) -> Result<(), FileError> {
+    use std::io::Write as _;
+    let mut file = regular(
+        path,
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600),
+    )?
+    .0;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|source| io_error(path, source))
+}
+
 /// Opens `path` with `options` and `O_NONBLOCK`, if what it opens is a regular file.
 fn regular(path: &Path, options: &mut OpenOptions) -> Result<(File, u64), FileError> {
     let file = options

@@ -124,13 +124,8 @@ type Pending = Vec<(CheckpointId, PathBuf, PathBuf)>;
 /// checkpoint up to `upto`; publishing is idempotent, so a commit interrupted by a crash is
 /// finished on restore.
 pub fn commit(pending: &[u8], upto: CheckpointId) -> Result<(), ConnectorError> {
-    make_durable(pending)?;
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let files: Pending = serde_json::from_slice(pending).map_err(|e| {
-        ConnectorError::Failed(format!("a sink's pre-commit record is unreadable: {e}"))
-    })?;
+    let files = pending_files(pending)?;
+    sync_hidden(&files)?;
     for (id, hidden, published) in files {
         if id > upto {
             continue;
@@ -152,21 +147,30 @@ pub fn commit(pending: &[u8], upto: CheckpointId) -> Result<(), ConnectorError> 
 /// Syncs to disk the pre-committed files of a sink's pre-commit record that are still hidden (a
 /// published one was synced before it was published).
 pub fn make_durable(pending: &[u8]) -> Result<(), ConnectorError> {
+    sync_hidden(&pending_files(pending)?)
+}
+
+/// The files of a sink's pre-commit record (none for an empty one).
+fn pending_files(pending: &[u8]) -> Result<Pending, ConnectorError> {
     if pending.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let files: Pending = serde_json::from_slice(pending).map_err(|e| {
+    serde_json::from_slice(pending).map_err(|e| {
         ConnectorError::Failed(format!("a sink's pre-commit record is unreadable: {e}"))
-    })?;
+    })
+}
+
+/// Syncs the hidden files that are still there (only regular files: a path from a checkpoint
+/// never makes this block on a FIFO).
+fn sync_hidden(files: &Pending) -> Result<(), ConnectorError> {
     for (_, hidden, _) in files {
-        let io = |source| ConnectorError::Io {
-            path: hidden.clone(),
-            source,
-        };
-        match File::open(&hidden) {
-            Ok(f) => f.sync_all().map_err(io)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
+        match crate::files::open_regular(hidden) {
+            Ok((f, _)) => f.sync_all().map_err(|source| ConnectorError::Io {
+                path: hidden.clone(),
+                source,
+            })?,
+            Err(crate::files::FileError::Missing { .. }) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

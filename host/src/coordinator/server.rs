@@ -29,34 +29,16 @@ pub struct Started {
     pub token_file: PathBuf,
 }
 
-/// Writes `text` to `path`, readable by its owner only (keys and tokens).
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// The cluster's CA from the data directory, created there the first time.
 fn load_ca(dir: &Path) -> Result<ClusterCa> {
     let (cert, key) = (dir.join("ca.pem"), dir.join("ca.key"));
     if cert.exists() || key.exists() {
-        let read = |p: &Path| {
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
-        };
+        let read = crate::files::read_small_text;
         return ClusterCa::from_pem(&read(&cert)?, &read(&key)?)
             .with_context(|| format!("the CA in {} is unusable", dir.display()));
     }
     let ca = ClusterCa::generate()?;
-    write_private(&key, &ca.key_pem())?;
+    crate::files::write_private(&key, &ca.key_pem())?;
     std::fs::write(&cert, ca.cert_pem())
         .with_context(|| format!("cannot write {}", cert.display()))?;
     Ok(ca)
@@ -66,14 +48,14 @@ fn load_ca(dir: &Path) -> Result<ClusterCa> {
 /// to another CA).
 fn load_token(dir: &Path, ca: &ClusterCa) -> Result<(JoinToken, PathBuf)> {
     let path = dir.join("join-token");
-    if let Ok(text) = std::fs::read_to_string(&path)
+    if let Ok(text) = crate::files::read_small_text(&path)
         && let Ok(token) = JoinToken::parse(&text)
         && token.ca_fingerprint == ca.fingerprint()
     {
         return Ok((token, path));
     }
     let token = JoinToken::generate(ca)?;
-    write_private(&path, &format!("{token}\n"))?;
+    crate::files::write_private(&path, &format!("{token}\n"))?;
     Ok((token, path))
 }
 

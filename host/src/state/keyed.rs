@@ -480,15 +480,16 @@ struct MemoryView {
     entries: u64,
 }
 
-/// Entries handed over at once by [`MemoryView::read`].
-const BATCH: usize = 8192;
+/// Entries handed over at once when a snapshot's entries are read in batches (from the working
+/// state, or from a checkpoint file).
+pub(crate) const BATCH: usize = 8192;
 
 impl EntrySource for MemoryView {
     fn len(&self) -> u64 {
         self.entries
     }
 
-    /// In the order of a checkpoint file's keys: by key group, state name, key (and map key).
+    /// By key group, then state name (the file's chunks need no other order).
     fn read(
         &self,
         apply: &mut dyn FnMut(&KeyedSnapshot) -> Result<(), String>,
@@ -505,9 +506,7 @@ impl EntrySource for MemoryView {
         for g in 0..self.groups {
             let kg = self.start + g as u32;
             for (name, groups) in &self.values {
-                let mut entries: Vec<&Entry<Bytes>> = groups[g].iter().collect();
-                entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-                for e in entries {
+                for e in groups[g].iter() {
                     batch
                         .values
                         .push((name.clone(), kg, e.key.to_vec(), e.value.to_vec()));
@@ -515,9 +514,7 @@ impl EntrySource for MemoryView {
                 }
             }
             for (name, groups) in &self.maps {
-                let mut entries: Vec<&Entry<MapEntries>> = groups[g].iter().collect();
-                entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-                for e in entries {
+                for e in groups[g].iter() {
                     for (mk, v) in &e.value {
                         batch
                             .maps

@@ -4,7 +4,9 @@
 //! are not durable but for one now and then, which lets redb reuse the pages that earlier
 //! commits freed.
 
-use super::keyed::{Deferred, EntryList, EntrySource, KeyedSnapshot, StateAccessError, slot_in};
+use super::keyed::{
+    BATCH, Deferred, EntryList, EntrySource, KeyedSnapshot, StateAccessError, slot_in,
+};
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
@@ -385,9 +387,6 @@ struct View {
     path: PathBuf,
     entries: u64,
 }
-
-/// Entries handed over at once by [`View::read`].
-const BATCH: usize = 8192;
 
 impl EntrySource for View {
     fn len(&self) -> u64 {

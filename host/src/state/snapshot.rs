@@ -3,6 +3,7 @@
 //! another parallelism), the sources' positions and the sinks' pending commits.
 
 use super::KeyedSnapshot;
+use super::keyed::BATCH;
 use redb::{
     Builder, ReadOnlyDatabase, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
 };
@@ -367,9 +368,6 @@ pub fn read_task(path: &Path) -> Result<TaskSnapshot, SnapshotError> {
         finished: read_table(TASK)?.iter().any(|(k, _)| k == "finished"),
     })
 }
-
-/// Entries handed over at once by [`read_keyed`].
-const BATCH: usize = 8192;
 
 /// Streams operator `uid`'s keyed state in the key groups `range` from the snapshot file at
 /// `path` to `apply`, in batches of about [`BATCH`] entries (whole chunks): every removal (of a delta) before

@@ -25,28 +25,13 @@ pub struct WorkerOptions {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))
+    Ok(crate::files::read_small_text(path)?)
 }
 
 /// This worker's id: kept in its data directory, made up the first time.
 fn worker_id(dir: &Path) -> Result<String> {
     let path = dir.join("worker-id");
-    if let Ok(id) = std::fs::read_to_string(&path) {
+    if let Ok(id) = crate::files::read_small_text(&path) {
         return Ok(id.trim().to_string());
     }
     let mut bytes = [0u8; 6];
@@ -123,7 +108,7 @@ async fn join(
     conn.close(0u32.into(), b"joined");
     match reply {
         Some(ToWorker::Joined { cert_pem, ca_pem }) => {
-            write_private(&dir.join("key.pem"), &key_pem)?;
+            crate::files::write_private(&dir.join("key.pem"), &key_pem)?;
             std::fs::write(dir.join("ca.pem"), &ca_pem)?;
             std::fs::write(dir.join("cert.pem"), &cert_pem)?;
             Ok(Identity {

@@ -9,6 +9,9 @@ use crate::state::KeyedState;
 use crate::state::checkpoints::{CheckpointDir, CheckpointError, Restored};
 use crate::state::snapshot::{self, TaskSnapshot};
 use std::path::Path;
+
+/// Entries of a task snapshot by uid (its sources' positions, its operators' private states).
+type Named = Vec<(String, Vec<u8>)>;
 use std::sync::Arc;
 
 /// Why a checkpoint cannot be restored into this job.
@@ -171,43 +174,38 @@ impl TaskRestore {
         Ok(Some(snap))
     }
 
-    /// Every subtask's position of source `uid` in the checkpoint, by subtask (empty if it had
-    /// none: a source new to the job starts from its beginning).
-    pub fn source(&self, uid: &str) -> Vec<&[u8]> {
-        let mut positions: Vec<(u32, &[u8])> = self
+    /// Every old subtask's entry for `uid` in the part of its snapshot `part` picks, by
+    /// subtask.
+    fn by_subtask(&self, uid: &str, part: fn(&TaskSnapshot) -> &Named) -> Vec<(u32, &[u8])> {
+        let mut entries: Vec<(u32, &[u8])> = self
             .restored
             .metadata
             .tasks
             .iter()
             .zip(&self.restored.tasks)
             .flat_map(|(t, s)| {
-                s.sources
+                part(s)
                     .iter()
                     .filter(|(u, _)| u == uid)
                     .map(move |(_, p)| (t.subtask, p.as_slice()))
             })
             .collect();
-        positions.sort_by_key(|(subtask, _)| *subtask);
-        positions.into_iter().map(|(_, p)| p).collect()
+        entries.sort_by_key(|(subtask, _)| *subtask);
+        entries
+    }
+
+    /// Every subtask's position of source `uid` in the checkpoint, by subtask (empty if it had
+    /// none: a source new to the job starts from its beginning).
+    pub fn source(&self, uid: &str) -> Vec<&[u8]> {
+        (self.by_subtask(uid, |s| &s.sources).into_iter())
+            .map(|(_, p)| p)
+            .collect()
     }
 
     /// The private states of operator `uid` that subtask `subtask` of `parallelism` takes over
     /// (see `weir:operator/checkpoint-hooks`).
     pub fn private(&self, uid: &str, subtask: u32, parallelism: u32) -> Vec<&[u8]> {
-        let mut states: Vec<(u32, &[u8])> = self
-            .restored
-            .metadata
-            .tasks
-            .iter()
-            .zip(&self.restored.tasks)
-            .flat_map(|(t, s)| {
-                s.private
-                    .iter()
-                    .filter(|(u, _)| u == uid)
-                    .map(move |(_, p)| (t.subtask, p.as_slice()))
-            })
-            .collect();
-        states.sort_by_key(|(s, _)| *s);
+        let states = self.by_subtask(uid, |s| &s.private);
         share(states, subtask, parallelism)
             .into_iter()
             .map(|(_, p)| p)
