@@ -4,7 +4,9 @@
 //! in-process channel between two threads. Each moves the same number of 32 KiB buffers;
 //! the remote channel checks it got every buffer once, in order.
 
-use crate::net::data::{Delivery, Inbox, RemoteInputs, RemoteSender, frame_limit, serve_inputs};
+use crate::net::data::{
+    Delivery, Inbox, RemoteInputs, RemoteSender, Route, Router, frame_limit, serve_inputs,
+};
 use crate::net::frame::ChannelId;
 use crate::net::loopback::Loopback;
 use crate::worker::channel::{Gate, Received};
@@ -66,6 +68,15 @@ impl Inbox for Counter {
             }
         }
     }
+
+    fn broken(&self, _channel: usize, why: String) {
+        tracing::error!("the benchmark's channel broke: {why}");
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.1 = true;
+        s.2 = true;
+        drop(s);
+        self.done.notify_all();
+    }
 }
 
 /// Runs the network benchmark and prints its line; `false` if a check failed.
@@ -113,22 +124,26 @@ pub fn run(quick: bool) -> Result<bool> {
     let inputs = RemoteInputs::new(1, 2, 8);
     let counter = Arc::new(Counter::default());
     *counter.inputs.lock().unwrap_or_else(|e| e.into_inner()) = Some(inputs.clone());
-    let serving = {
-        let (inputs, inbox) = (inputs.clone(), counter.clone());
-        runtime.spawn(serve_inputs(
-            server_conn,
-            inputs,
-            inbox,
-            Arc::new(|_: &ChannelId| Some(0)),
-            frame_limit(BUFFER),
-        ))
-    };
     let id = ChannelId {
         job: "bench".into(),
         attempt: 0,
         edge: 0,
         from: 0,
         to: 0,
+    };
+    let serving = {
+        let (inputs, inbox) = (inputs.clone(), counter.clone());
+        let router = Router::new(Duration::from_secs(5));
+        router.add(
+            id.clone(),
+            Route {
+                inputs,
+                inbox,
+                channel: 0,
+                frame_limit: frame_limit(BUFFER),
+            },
+        );
+        runtime.spawn(serve_inputs(server_conn, router))
     };
     let sender = runtime.block_on(RemoteSender::open(&client_conn, id, 4))?;
     let (_, channel_wall, channel_cpu) = measure(|| {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// How barriers are handled at tasks with several input channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// Aligned barriers: every record is reflected in the state exactly once.
     ExactlyOnce,
@@ -15,7 +15,7 @@ pub enum Mode {
 }
 
 /// Where a job's working keyed state lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Backend {
     /// Hash maps in memory; snapshots are copied out at the barrier.
     Memory,
@@ -24,7 +24,7 @@ pub enum Backend {
 }
 
 /// `[checkpoint]`: when checkpoints are taken, how, and where they are kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointSettings {
     pub schedule: Schedule,
     pub mode: Mode,
@@ -40,7 +40,7 @@ pub struct CheckpointSettings {
 }
 
 /// `[restart]`: what happens when a task fails.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum RestartStrategy {
     /// Fail the job at the first failure.
     None,

@@ -2,6 +2,7 @@
 
 mod checkpoints;
 mod progress;
+mod remote;
 
 use crate::manifest::{self, Override};
 use crate::plan::{ExecutionGraph, JobGraph};
@@ -26,7 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a job in this process (embedded local mode) until its sources end, or until Ctrl-C.
+    /// Run a job in this process (embedded local mode), or on a cluster (--coordinator), until
+    /// its sources end, or until Ctrl-C.
     Run {
         /// The job manifest (TOML).
         manifest: PathBuf,
@@ -43,6 +45,19 @@ enum Command {
         /// With --from: drop the state of operators the job no longer has.
         #[arg(long, requires = "from")]
         allow_non_restored_state: bool,
+        /// Submit the job to the cluster whose coordinator listens at HOST:PORT, and follow it
+        /// to its end (Ctrl-C cancels it), instead of running it in this process.
+        #[arg(
+            long,
+            value_name = "HOST:PORT",
+            requires = "token",
+            conflicts_with = "from"
+        )]
+        coordinator: Option<String>,
+        /// The cluster's join token (the coordinator prints it and keeps it in its data
+        /// directory's join-token file); with --coordinator.
+        #[arg(long, value_name = "TOKEN", requires = "coordinator")]
+        token: Option<String>,
     },
     /// Run the reference workloads, verify their results and report their cost.
     Bench {
@@ -130,15 +145,25 @@ pub fn main() -> ExitCode {
             stats,
             from,
             allow_non_restored_state,
-        } => run(
-            manifest,
-            &overrides,
-            stats,
-            &worker::RunOptions {
-                from,
-                allow_non_restored_state,
-            },
-        ),
+            coordinator,
+            token,
+        } => match (coordinator, token) {
+            (Some(coordinator), Some(token)) => remote::run(
+                &manifest,
+                &overrides,
+                &remote::Target { coordinator, token },
+                stats,
+            ),
+            _ => run(
+                manifest,
+                &overrides,
+                stats,
+                &worker::RunOptions {
+                    from,
+                    allow_non_restored_state,
+                },
+            ),
+        },
         Command::Bench {
             quick,
             job,

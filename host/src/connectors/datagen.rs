@@ -25,7 +25,7 @@ pub mod splitmix {
 pub const MAX_WORDS_PER_LINE: u32 = 10_000;
 
 /// What the generated records look like.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum DatagenShape {
     /// Value: the index in decimal.
     Sequence,
@@ -36,7 +36,7 @@ pub enum DatagenShape {
     },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DatagenConfig {
     pub seed: u64,
     /// Records in total across subtasks; `None` = unbounded.

@@ -14,7 +14,7 @@ use weir_batch::Record;
 /// A longer line is an error rather than unbounded memory.
 const MAX_LINE_BYTES: u64 = 16 << 20;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LineFormat {
     /// Each line is a record value.
     Text,
@@ -22,7 +22,7 @@ pub enum LineFormat {
     Json,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileSourceConfig {
     pub path: PathBuf,
     pub format: LineFormat,

@@ -98,7 +98,7 @@ pub trait Sink: Send {
 }
 
 /// A source's configuration, from the manifest.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum SourceConfig {
     File(FileSourceConfig),
     Datagen(DatagenConfig),

@@ -24,7 +24,7 @@ pub const MAX_DELAY_US: u64 = 1_000_000;
 /// whole job has finished.
 const AT_END: CheckpointId = CheckpointId::MAX;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SinkConfig {
     File { dir: PathBuf, delay: Duration },
     Stdout { delay: Duration },

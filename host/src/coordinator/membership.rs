@@ -12,6 +12,8 @@ pub struct Member {
     pub slots: u32,
     /// Where its data plane listens (other workers connect there).
     pub data_addr: String,
+    /// Slots taken by the jobs running on it.
+    pub used: u32,
     last_heartbeat: Instant,
 }
 
@@ -72,6 +74,7 @@ impl Membership {
             Member {
                 slots,
                 data_addr: data_addr.to_string(),
+                used: 0,
                 last_heartbeat: now,
             },
         );
@@ -122,15 +125,30 @@ impl Membership {
         self.members.iter().map(|(id, m)| (id.as_str(), m))
     }
 
-    /// Every member's slots, as offers to the scheduler (in id order).
+    /// Every member's free slots, as offers to the scheduler (in id order).
     pub fn offers(&self) -> Vec<SlotOffer> {
         self.members
             .iter()
             .map(|(id, m)| SlotOffer {
                 worker: id.clone(),
-                free: m.slots,
+                free: m.slots.saturating_sub(m.used),
             })
             .collect()
+    }
+
+    /// A job takes `n` of worker `id`'s slots.
+    pub fn take(&mut self, id: &str, n: u32) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.used += n;
+        }
+    }
+
+    /// A job gives back `n` of worker `id`'s slots (nothing if the worker is gone: its slots
+    /// went with it).
+    pub fn give(&mut self, id: &str, n: u32) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.used = m.used.saturating_sub(n);
+        }
     }
 }
 
@@ -179,6 +197,12 @@ mod tests {
         m.expire(t0 + 3 * S);
         m.register("a", 8, "y", t0 + 3 * S).unwrap();
         assert_eq!(m.members().next().unwrap().1.slots, 8);
+        // Slots taken by jobs are not offered until given back.
+        m.take("a", 3);
+        assert_eq!(m.offers()[0].free, 5);
+        m.give("a", 3);
+        m.give("gone", 3);
+        assert_eq!(m.offers()[0].free, 8);
         assert!(m.remove("a").is_some());
     }
 }

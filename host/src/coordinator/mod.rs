@@ -3,9 +3,11 @@
 //! structs fed events, as in [`crate::checkpoint`]; the processes drive them.
 
 pub mod deploy;
+pub mod jobs;
 pub mod membership;
 pub mod scheduler;
 pub mod server;
+mod submit;
 
 pub use membership::{Member, Membership, Refusal};
 pub use scheduler::{NotEnoughSlots, Placement, SlotOffer, place, slots_needed};

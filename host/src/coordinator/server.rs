@@ -3,14 +3,17 @@
 //! register (with their certificate), and their heartbeats, fed to [`Membership`].
 
 use super::membership::Membership;
-use crate::net::control::{self, ControlReader, ToCoordinator, ToWorker};
+use crate::net::blobs::Blobs;
+use crate::net::control::{self, ControlReader, PartOutcome, ToCoordinator, ToWorker};
 use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa, JoinToken};
 use crate::plan::is_valid_name;
 use anyhow::{Context as _, Result, bail};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 /// How the coordinator runs.
 #[derive(Debug, Clone)]
@@ -91,6 +94,10 @@ pub fn run(
             token,
             members: Mutex::new(Membership::new(options.heartbeat_timeout)),
             heartbeat: (options.heartbeat_timeout / 4).max(Duration::from_millis(50)),
+            links: Mutex::default(),
+            jobs: Mutex::default(),
+            blobs: Blobs::new(options.data_dir.join("components")),
+            slot_wait: (options.heartbeat_timeout * 3).max(Duration::from_secs(10)),
         });
         let expiry = tokio::spawn(expire(shared.clone(), options.heartbeat_timeout));
         loop {
@@ -117,30 +124,82 @@ pub fn run(
     })
 }
 
-struct Shared {
-    ca: ClusterCa,
-    token: JoinToken,
-    members: Mutex<Membership>,
+pub(super) struct Shared {
+    pub(super) ca: ClusterCa,
+    pub(super) token: JoinToken,
+    pub(super) members: Mutex<Membership>,
     /// How often workers send heartbeats.
-    heartbeat: Duration,
+    pub(super) heartbeat: Duration,
+    /// Each registered worker's control stream (by the id of its connection): messages to it.
+    pub(super) links: Mutex<HashMap<String, (usize, mpsc::UnboundedSender<ToWorker>)>>,
+    /// The jobs running, by id: where their events go.
+    pub(super) jobs: Mutex<HashMap<String, mpsc::UnboundedSender<JobEvent>>>,
+    /// The components submitted, by content hash.
+    pub(super) blobs: Blobs,
+    /// How long a restarting job waits for enough free slots.
+    pub(super) slot_wait: Duration,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
-    fn members(&self) -> std::sync::MutexGuard<'_, Membership> {
-        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    pub(super) fn members(&self) -> std::sync::MutexGuard<'_, Membership> {
+        lock(&self.members)
     }
+
+    /// Worker `worker` is gone: its jobs hear of it.
+    fn lost(&self, worker: &str) {
+        for job in lock(&self.jobs).values() {
+            let _ = job.send(JobEvent::WorkerLost(worker.to_string()));
+        }
+    }
+
+    pub(super) fn to_job(&self, job: &str, event: JobEvent) {
+        if let Some(tx) = lock(&self.jobs).get(job) {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Sends `message` to worker `worker`; `false` if it has no control stream.
+    pub(super) fn to_worker(&self, worker: &str, message: ToWorker) -> bool {
+        lock(&self.links)
+            .get(worker)
+            .is_some_and(|(_, tx)| tx.send(message).is_ok())
+    }
+}
+
+/// What happens to a running job.
+#[derive(Debug)]
+pub(super) enum JobEvent {
+    PartEnded {
+        worker: String,
+        attempt: u32,
+        outcome: PartOutcome,
+    },
+    Progress {
+        worker: String,
+        attempt: u32,
+        records_in: u64,
+        records_out: u64,
+    },
+    WorkerLost(String),
+    Cancel(String),
 }
 
 /// Declares lost the workers whose heartbeats stopped.
 async fn expire(shared: Arc<Shared>, timeout: Duration) {
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        for worker in shared.members().expire(Instant::now()) {
+        let lost = shared.members().expire(Instant::now());
+        for worker in lost {
             tracing::warn!(
                 worker,
                 "worker lost: no heartbeat for {} ms",
                 timeout.as_millis()
             );
+            shared.lost(&worker);
         }
     }
 }
@@ -154,10 +213,45 @@ async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
     };
     let mut reader = ControlReader::new(recv);
     let result = match pki::peer_chain(&conn) {
-        None => join(&shared, &mut send, &mut reader, from).await,
+        None => match reader.next().await {
+            Ok(Some(ToCoordinator::Join {
+                token,
+                worker,
+                csr_pem,
+            })) => join(&shared, &mut send, from, token, worker, csr_pem).await,
+            Ok(Some(ToCoordinator::Submit {
+                token,
+                graph,
+                components,
+            })) => {
+                super::submit::submit(
+                    &shared,
+                    &conn,
+                    &mut send,
+                    &mut reader,
+                    from,
+                    token,
+                    *graph,
+                    components,
+                )
+                .await
+            }
+            Ok(_) => {
+                refuse(
+                    &mut send,
+                    "without a certificate, a connection may only join or submit a job".into(),
+                )
+                .await
+            }
+            Err(e) => Err(e.into()),
+        },
         Some(chain) => {
             let name = chain.first().and_then(pki::common_name).unwrap_or_default();
-            control_loop(&shared, &mut send, &mut reader, from, &name).await
+            // Further streams fetch components.
+            let fetches = tokio::spawn(serve_fetches(shared.clone(), conn.clone()));
+            let r = control_loop(&shared, &conn, &mut send, &mut reader, from, &name).await;
+            fetches.abort();
+            r
         }
     };
     if let Err(e) = result {
@@ -175,21 +269,45 @@ async fn refuse(send: &mut quinn::SendStream, why: String) -> Result<()> {
     bail!("refused: {why}")
 }
 
+/// Serves the components a worker fetches, one per stream: the hash asked for, answered with
+/// the bytes (or a reset if there is no such component).
+async fn serve_fetches(shared: Arc<Shared>, conn: quinn::Connection) {
+    while let Ok((mut send, recv)) = conn.accept_bi().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut reader = ControlReader::new(recv);
+            let bytes = match reader.next::<ToCoordinator>().await {
+                Ok(Some(ToCoordinator::Fetch { hash })) => shared.blobs.get(&hash, MAX_BLOB),
+                _ => return,
+            };
+            match bytes {
+                Ok(bytes) => {
+                    if send.write_all(&bytes).await.is_ok() {
+                        let _ = send.finish();
+                        let _ = send.stopped().await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("a worker fetched a component that is not here: {e}");
+                    let _ = send.reset(1u32.into());
+                }
+            }
+        });
+    }
+}
+
+/// The largest component file served (each job's own limit is checked when it is submitted).
+pub(super) const MAX_BLOB: u64 = 4 << 30;
+
 /// A worker without a certificate: it must present the token, and gets a certificate.
 async fn join(
     shared: &Shared,
     send: &mut quinn::SendStream,
-    reader: &mut ControlReader,
     from: SocketAddr,
+    token: String,
+    worker: String,
+    csr_pem: String,
 ) -> Result<()> {
-    let Some(ToCoordinator::Join {
-        token,
-        worker,
-        csr_pem,
-    }) = reader.next().await?
-    else {
-        return refuse(send, "a worker without a certificate may only join".into()).await;
-    };
     let presented = JoinToken::parse(&token).ok();
     if !presented.is_some_and(|t| shared.token.accepts(&t)) {
         return refuse(
@@ -224,9 +342,12 @@ async fn join(
     Ok(())
 }
 
+const DECLARED_LOST: &str = "declared lost";
+
 /// A worker with its certificate: registration, then heartbeats until it goes.
 async fn control_loop(
     shared: &Shared,
+    conn: &quinn::Connection,
     send: &mut quinn::SendStream,
     reader: &mut ControlReader,
     from: SocketAddr,
@@ -272,21 +393,51 @@ async fn control_loop(
         },
     )
     .await?;
+    let (tx, mut outgoing) = mpsc::unbounded_channel();
+    let link = conn.stable_id();
+    lock(&shared.links).insert(worker.clone(), (link, tx));
     let end = loop {
-        match reader.next::<ToCoordinator>().await {
-            Ok(Some(ToCoordinator::Heartbeat)) => {
-                if !shared.members().heartbeat(&worker, Instant::now()) {
-                    let _ = refuse(send, "declared lost: register again".into()).await;
-                    return Ok(());
+        tokio::select! {
+            Some(message) = outgoing.recv() => {
+                if let Err(e) = control::send(send, &message).await {
+                    break e.to_string();
                 }
             }
-            Ok(Some(other)) => break format!("an unexpected message: {other:?}"),
-            Ok(None) => break "it left".to_string(),
-            Err(e) => break e.to_string(),
+            message = reader.next::<ToCoordinator>() => match message {
+                Ok(Some(ToCoordinator::Heartbeat)) => {
+                    if !shared.members().heartbeat(&worker, Instant::now()) {
+                        let _ = refuse(send, "declared lost: register again".into()).await;
+                        break DECLARED_LOST.to_string();
+                    }
+                }
+                Ok(Some(ToCoordinator::PartEnded { job, attempt, outcome })) => {
+                    let worker = worker.clone();
+                    shared.to_job(&job, JobEvent::PartEnded { worker, attempt, outcome });
+                }
+                Ok(Some(ToCoordinator::Progress { job, attempt, records_in, records_out })) => {
+                    let worker = worker.clone();
+                    shared.to_job(
+                        &job,
+                        JobEvent::Progress { worker, attempt, records_in, records_out },
+                    );
+                }
+                Ok(Some(other)) => break format!("an unexpected message: {other:?}"),
+                Ok(None) => break "it left".to_string(),
+                Err(e) => break e.to_string(),
+            },
         }
     };
-    if shared.members().remove(&worker).is_some() {
+    {
+        let mut links = lock(&shared.links);
+        if links.get(&worker).is_some_and(|(id, _)| *id == link) {
+            links.remove(&worker);
+        }
+    }
+    // A worker declared lost had its loss handled then; it may have registered again since,
+    // on another connection.
+    if end != DECLARED_LOST && shared.members().remove(&worker).is_some() {
         tracing::info!(worker, "worker gone: {end}");
+        shared.lost(&worker);
     }
     Ok(())
 }

@@ -49,13 +49,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
-/// Flink's upper bound for the number of key groups.
-pub const MAX_KEY_GROUPS: u32 = 32768;
+pub use crate::plan::{MAX_KEY_GROUPS, MAX_SUBTASKS};
 const DEFAULT_MAX_PARALLELISM: u32 = 128;
 /// The largest manifest read.
 const MAX_MANIFEST_BYTES: u64 = 16 << 20;
-/// The most subtasks of all nodes together: each is a thread and, for a component, an instance.
-pub const MAX_SUBTASKS: u64 = 4096;
 
 /// A manifest that cannot be run, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 use super::frame::{Frame, FrameError};
 use super::stream::{FrameReader, ReadError};
+use crate::plan::JobGraph;
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const CONTROL_LIMIT: usize = 1 << 20;
 
 /// From a worker to the coordinator.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToCoordinator {
     /// On the join endpoint, without a certificate: the token's secret, and a certificate
@@ -32,10 +33,104 @@ pub enum ToCoordinator {
         version: String,
     },
     Heartbeat,
+    /// A worker's part of a job's attempt has ended: finished, failed (why), or cancelled.
+    PartEnded {
+        job: String,
+        attempt: u32,
+        outcome: PartOutcome,
+    },
+    /// Records a worker's part of a job's attempt has read and written so far.
+    Progress {
+        job: String,
+        attempt: u32,
+        records_in: u64,
+        records_out: u64,
+    },
+    /// On a stream of its own: the component with this content hash (the answer is its bytes,
+    /// raw, then the end of the stream; a reset if the coordinator has none).
+    Fetch {
+        hash: String,
+    },
+    /// From `weir run --coordinator`, without a certificate: the join token, the job graph
+    /// (its components named by content hash) and the components' hashes and sizes.
+    Submit {
+        token: String,
+        graph: Box<JobGraph>,
+        components: Vec<ComponentRef>,
+    },
+    /// From `weir run --coordinator`, on the stream of its submission: cancel the job.
+    Cancel {
+        why: String,
+    },
+}
+
+/// A component by content: the SHA-256 of its bytes (hex) and its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentRef {
+    pub hash: String,
+    pub bytes: u64,
+}
+
+/// How a worker's part of an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PartOutcome {
+    Finished,
+    Failed { why: String },
+    Cancelled,
+}
+
+/// What a worker needs to run its part of an attempt of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The job's id, unique in the cluster.
+    pub job: String,
+    pub attempt: u32,
+    /// The job graph, its components named by content hash.
+    pub graph: JobGraph,
+    /// Per shared slot (slot k holds subtask k of every chain): the worker that runs it.
+    pub slots: Vec<String>,
+    /// Every worker of the attempt and where its data plane listens.
+    pub peers: Vec<(String, String)>,
+}
+
+/// From the coordinator to `weir run --coordinator`, on the stream of its submission.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToClient {
+    /// Send these components, each on a stream of its own: its hash (64 hex digits), then its
+    /// bytes.
+    Need { hashes: Vec<String> },
+    /// An attempt of the job has been deployed: how many tasks run on each worker.
+    Started {
+        job: String,
+        attempt: u32,
+        workers: Vec<(String, u32)>,
+    },
+    /// Records read and written so far by the current attempt.
+    Progress {
+        attempt: u32,
+        records_in: u64,
+        records_out: u64,
+    },
+    /// The attempt failed; the job restarts after `delay_ms`.
+    Restarting {
+        attempt: u32,
+        cause: String,
+        delay_ms: u64,
+    },
+    /// The job has finished.
+    Finished,
+    /// The job failed for good.
+    Failed { why: String },
+    /// The job was cancelled.
+    Cancelled { why: String },
+    /// The submission was refused.
+    Refused { why: String },
 }
 
 /// From the coordinator to a worker.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
     /// The worker's certificate, signed by the cluster's CA, and the CA's.
@@ -44,6 +139,14 @@ pub enum ToWorker {
     Registered { heartbeat_ms: u64 },
     /// Refused, and why.
     Refused { why: String },
+    /// Run this part of a job.
+    Deploy(Box<Deployment>),
+    /// Cancel a job's attempt.
+    Cancel {
+        job: String,
+        attempt: u32,
+        why: String,
+    },
 }
 
 /// Why a control stream failed.
@@ -124,8 +227,12 @@ mod tests {
                 .unwrap()
                 .contains(r#""type":"register""#)
         );
-        assert_eq!(serde_json::from_slice::<ToCoordinator>(&json).unwrap(), m);
+        assert_eq!(
+            serde_json::to_string(&serde_json::from_slice::<ToCoordinator>(&json).unwrap())
+                .unwrap(),
+            std::str::from_utf8(&json).unwrap()
+        );
         let refused: ToWorker = serde_json::from_str(r#"{"type":"refused","why":"x"}"#).unwrap();
-        assert_eq!(refused, ToWorker::Refused { why: "x".into() });
+        assert!(matches!(refused, ToWorker::Refused { why } if why == "x"));
     }
 }

@@ -13,6 +13,7 @@ use super::credit::{CreditError, InputCredits, OutputQueue, Send};
 use super::frame::{ChannelId, Frame};
 use super::stream::{FrameReader, ReadError};
 use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::{Notify, mpsc};
 
@@ -27,6 +28,9 @@ pub enum Delivery {
 /// Where a gate's remote channels deliver: the receiving task's input gate.
 pub trait Inbox: std::marker::Send + Sync + 'static {
     fn deliver(&self, channel: usize, delivery: Delivery);
+    /// The channel broke before its end (its connection failed or its peer broke the
+    /// protocol): nothing more comes on it, and its task must fail over.
+    fn broken(&self, channel: usize, why: String);
 }
 
 /// The longest data frame accepted: a buffer and its header, with room to spare.
@@ -104,57 +108,129 @@ impl From<ReadError> for DataError {
     }
 }
 
-/// Maps a stream's channel id to the index of its channel in the gate, `None` if the gate has
-/// no such channel.
-pub type ChannelOf = Arc<dyn Fn(&ChannelId) -> Option<usize> + std::marker::Send + Sync>;
+/// Where one remote channel delivers: the receiving gate's remote inputs, its inbox, the
+/// channel's index there, and the longest frame it accepts.
+#[derive(Clone)]
+pub struct Route {
+    pub inputs: Arc<RemoteInputs>,
+    pub inbox: Arc<dyn Inbox>,
+    pub channel: usize,
+    pub frame_limit: usize,
+}
+
+/// The remote channels a process expects, by id: where the streams arriving on any of its
+/// connections deliver. A stream may arrive before its receiving task is set up (its sender
+/// runs on another worker, started at the same time): it waits for its route up to `wait`.
+pub struct Router {
+    routes: Mutex<HashMap<ChannelId, Route>>,
+    added: Notify,
+    wait: std::time::Duration,
+}
+
+/// The longest frame a stream may send before it names its channel.
+const OPEN_LIMIT: usize = 1024;
+
+impl Router {
+    pub fn new(wait: std::time::Duration) -> Arc<Self> {
+        Arc::new(Router {
+            routes: Mutex::default(),
+            added: Notify::new(),
+            wait,
+        })
+    }
+
+    /// Expects channel `id`, delivered through `route`.
+    pub fn add(&self, id: ChannelId, route: Route) {
+        lock(&self.routes).insert(id, route);
+        self.added.notify_waiters();
+    }
+
+    /// Forgets the channels of `job`'s `attempt` not yet opened (the attempt ended).
+    pub fn remove_attempt(&self, job: &str, attempt: u32) {
+        lock(&self.routes).retain(|id, _| id.job != job || id.attempt != attempt);
+    }
+
+    /// Channels expected and not yet opened.
+    pub fn pending(&self) -> usize {
+        lock(&self.routes).len()
+    }
+
+    /// The route of channel `id`, waiting for it to be added; taken, since a channel opens once.
+    async fn take(&self, id: &ChannelId) -> Option<Route> {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let added = self.added.notified();
+            if let Some(route) = lock(&self.routes).remove(id) {
+                return Some(route);
+            }
+            if tokio::time::timeout_at(deadline, added).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
 
 /// Serves the remote channels that arrive on `conn`: each stream's first frame names its
-/// channel, which `channel_of` maps to an index of `inputs` (or refuses). Returns when the
-/// connection ends, with the first error of any of its streams.
-pub async fn serve_inputs(
-    conn: quinn::Connection,
-    inputs: Arc<RemoteInputs>,
-    inbox: Arc<dyn Inbox>,
-    channel_of: ChannelOf,
-    frame_limit: usize,
-) -> Result<(), DataError> {
+/// channel, which `router` says where to deliver. A stream for a channel nobody expects is
+/// refused alone (it may belong to an attempt that has ended here); a stream that breaks the
+/// protocol closes the connection with the reason, and every channel still open on it reports
+/// the break to its inbox, so that their tasks fail over. Returns when the connection ends,
+/// with the first protocol error, if any.
+pub async fn serve_inputs(conn: quinn::Connection, router: Arc<Router>) -> Result<(), DataError> {
     let mut streams = tokio::task::JoinSet::new();
+    let mut failed = None;
     loop {
         tokio::select! {
             stream = conn.accept_bi() => {
                 let Ok((send, recv)) = stream else { break };
-                let (inputs, inbox, channel_of) = (inputs.clone(), inbox.clone(), channel_of.clone());
-                streams.spawn(serve_input(send, recv, inputs, inbox, channel_of, frame_limit));
+                streams.spawn(serve_input(send, recv, router.clone()));
             }
             Some(done) = streams.join_next(), if !streams.is_empty() => {
-                if let Ok(Err(e)) = done {
-                    conn.close(1u32.into(), e.to_string().as_bytes());
-                    return Err(e);
+                match done {
+                    Ok(Err(DataError::UnknownChannel(id))) => {
+                        tracing::warn!("refused a stream for a channel not expected here: {id:?}");
+                    }
+                    Ok(Err(e)) if failed.is_none() => {
+                        conn.close(1u32.into(), e.to_string().as_bytes());
+                        failed = Some(e);
+                    }
+                    _ => {}
                 }
             }
         }
     }
     while let Some(done) = streams.join_next().await {
-        if let Ok(Err(e)) = done {
-            return Err(e);
+        if let Ok(Err(e)) = done
+            && failed.is_none()
+            && !matches!(e, DataError::UnknownChannel(_) | DataError::Stream(_))
+        {
+            failed = Some(e);
         }
     }
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 async fn serve_input(
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
-    inputs: Arc<RemoteInputs>,
-    inbox: Arc<dyn Inbox>,
-    channel_of: ChannelOf,
-    frame_limit: usize,
+    router: Arc<Router>,
 ) -> Result<(), DataError> {
-    let mut reader = FrameReader::new(recv, frame_limit);
+    let mut reader = FrameReader::new(recv, OPEN_LIMIT);
     let Some(Frame::Open(id)) = reader.next().await? else {
         return Err(DataError::NotOpened);
     };
-    let channel = channel_of(&id).ok_or_else(|| DataError::UnknownChannel(id.clone()))?;
+    let Some(route) = router.take(&id).await else {
+        let _ = send.reset(1u32.into());
+        reader.stop();
+        return Err(DataError::UnknownChannel(id));
+    };
+    reader.set_limit(route.frame_limit);
+    let Route {
+        inputs,
+        inbox,
+        channel,
+        ..
+    } = route;
     // Credit goes back on this stream, written by one task in the order granted. The queue
     // holds grants, whose sum never exceeds the gate's buffers: it stays small.
     let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
@@ -198,6 +274,9 @@ async fn serve_input(
     }
     .await;
     *lock(&inputs.announce[channel]) = None;
+    if let Err(e) = &result {
+        inbox.broken(channel, format!("the channel from {id:?} broke: {e}"));
+    }
     let _ = writer.await;
     result
 }
@@ -370,6 +449,7 @@ mod tests {
     struct Queues {
         queues: Mutex<Vec<VecDeque<Delivery>>>,
         arrived: Condvar,
+        broken: Mutex<Vec<(usize, String)>>,
     }
 
     impl Inbox for Queues {
@@ -379,6 +459,28 @@ mod tests {
             drop(q);
             self.arrived.notify_all();
         }
+
+        fn broken(&self, channel: usize, why: String) {
+            lock(&self.broken).push((channel, why));
+        }
+    }
+
+    /// A router expecting channels `id(from)` for each `from` in `channels`, delivering them to
+    /// channels `0..` of `inputs` and `inbox`.
+    fn router(channels: &[u32], inputs: &Arc<RemoteInputs>, inbox: &Arc<Queues>) -> Arc<Router> {
+        let router = Router::new(Duration::from_millis(300));
+        for (channel, &from) in channels.iter().enumerate() {
+            router.add(
+                id(from),
+                Route {
+                    inputs: inputs.clone(),
+                    inbox: inbox.clone(),
+                    channel,
+                    frame_limit: frame_limit(1024),
+                },
+            );
+        }
+        router
     }
 
     impl Queues {
@@ -430,16 +532,13 @@ mod tests {
         let inputs = RemoteInputs::new(2, 2, 2);
         let inbox = Arc::new(Queues {
             queues: Mutex::new(vec![VecDeque::new(), VecDeque::new()]),
-            arrived: Condvar::new(),
+            ..Queues::default()
         });
         let (a, b, link, serving) = runtime.block_on(async {
             let link = Loopback::connect().await.unwrap();
             let serving = tokio::spawn(serve_inputs(
                 link.server.clone(),
-                inputs.clone(),
-                inbox.clone(),
-                Arc::new(|id: &ChannelId| Some(id.from as usize)),
-                frame_limit(1024),
+                router(&[0, 1], &inputs, &inbox),
             ));
             let a = RemoteSender::open(&link.client, id(0), 4).await.unwrap();
             let b = RemoteSender::open(&link.client, id(1), 4).await.unwrap();
@@ -494,8 +593,9 @@ mod tests {
     }
 
     /// Bytes that break the protocol end the connection they came on with an error saying
-    /// what was wrong: a stream that does not open with its channel, an unknown channel, a
-    /// buffer sent without credit, a frame of another version.
+    /// what was wrong (a stream that does not open with its channel, a buffer sent without
+    /// credit, a frame of another version), and the channels open on it report the break to
+    /// their gates; a stream for a channel nobody expects is refused alone.
     #[test]
     fn a_stream_breaking_the_protocol_ends_its_connection_with_the_reason() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -516,7 +616,6 @@ mod tests {
         other_version[4] += 1;
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (data(0), "did not open"),
-            (open(5), "unknown channel"),
             (
                 [open(0), data(0), data(0), data(0)].concat(),
                 "without credit",
@@ -524,20 +623,19 @@ mod tests {
             (other_version, "wire version"),
         ];
         for (bytes, why) in cases {
-            let error = runtime.block_on(async {
+            let (error, broken) = runtime.block_on(async {
                 let link = Loopback::connect().await.unwrap();
-                let inputs = RemoteInputs::new(1, 2, 0);
+                let inputs = RemoteInputs::new(2, 2, 0);
                 let inbox = Arc::new(Queues {
-                    queues: Mutex::new(vec![VecDeque::new()]),
-                    arrived: Condvar::new(),
+                    queues: Mutex::new(vec![VecDeque::new(), VecDeque::new()]),
+                    ..Queues::default()
                 });
                 let serving = tokio::spawn(serve_inputs(
                     link.server.clone(),
-                    inputs,
-                    inbox,
-                    Arc::new(|id: &ChannelId| (id.from == 0).then_some(0)),
-                    frame_limit(1024),
+                    router(&[0, 1], &inputs, &inbox),
                 ));
+                // A healthy channel on the same connection, open when the other breaks it.
+                let healthy = RemoteSender::open(&link.client, id(1), 4).await.unwrap();
                 let (mut send, _recv) = link.client.open_bi().await.unwrap();
                 send.write_all(&bytes).await.unwrap();
                 let served = tokio::time::timeout(Duration::from_secs(10), serving)
@@ -549,10 +647,51 @@ mod tests {
                     .await
                     .expect("closed");
                 link.close();
-                (served.unwrap_err().to_string(), closed.to_string())
+                drop(healthy);
+                let broken = lock(&inbox.broken).clone();
+                (
+                    (served.unwrap_err().to_string(), closed.to_string()),
+                    broken,
+                )
             });
             assert!(error.0.contains(why), "{why}: {}", error.0);
             assert!(error.1.contains(why), "{why}: {}", error.1);
+            // The healthy channel (index 1 of the gate) was told it broke.
+            assert!(broken.iter().any(|(ch, _)| *ch == 1), "{why}: {broken:?}");
         }
+
+        // A channel nobody expects: its stream is refused, the connection stays up and
+        // another channel on it still delivers.
+        let inbox = runtime.block_on(async {
+            let link = Loopback::connect().await.unwrap();
+            let inputs = RemoteInputs::new(1, 2, 0);
+            let inbox = Arc::new(Queues {
+                queues: Mutex::new(vec![VecDeque::new()]),
+                ..Queues::default()
+            });
+            tokio::spawn(serve_inputs(
+                link.server.clone(),
+                router(&[0], &inputs, &inbox),
+            ));
+            let (mut send, mut recv) = link.client.open_bi().await.unwrap();
+            send.write_all(&open(5)).await.unwrap();
+            let refused = tokio::time::timeout(Duration::from_secs(10), recv.read(&mut [0; 8]))
+                .await
+                .expect("refused in time");
+            assert!(refused.is_err(), "{refused:?}");
+            let sender = RemoteSender::open(&link.client, id(0), 4).await.unwrap();
+            tokio::task::spawn_blocking(move || {
+                sender.send(b"x".to_vec()).unwrap();
+                sender.end().unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            })
+            .await
+            .unwrap();
+            link.close();
+            inbox
+        });
+        assert_eq!(inbox.take(0), Delivery::Data(Bytes::from_static(b"x")));
+        assert_eq!(inbox.take(0), Delivery::End);
+        assert!(lock(&inbox.broken).is_empty());
     }
 }

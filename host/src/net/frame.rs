@@ -18,7 +18,7 @@ pub const VERSION: u8 = 1;
 pub const HEADER: usize = 6;
 
 /// Which channel a data stream carries: its first frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ChannelId {
     /// The job's id, as the coordinator gave it.
     pub job: String,
@@ -146,6 +146,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
+    /// Changes the limit for the frames still to come.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// A decoder refusing frames longer than `limit` bytes (header included).
     pub fn new(limit: usize) -> Self {
         Decoder {

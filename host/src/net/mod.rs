@@ -2,6 +2,7 @@
 //! credit-based channels and the QUIC transport. Protocols here are sans-IO (fed bytes and
 //! events, returning frames and decisions); the sockets drive them.
 
+pub mod blobs;
 pub mod control;
 pub mod credit;
 pub mod data;

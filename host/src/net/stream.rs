@@ -26,6 +26,17 @@ impl FrameReader {
         }
     }
 
+    /// Changes the limit for the frames still to come (once a stream's first frame said
+    /// what it carries).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.decoder.set_limit(limit);
+    }
+
+    /// Tells the peer nothing more will be read.
+    pub fn stop(&mut self) {
+        let _ = self.recv.stop(1u32.into());
+    }
+
     /// The next frame; `None` when the peer finished the stream between frames.
     pub async fn next(&mut self) -> Result<Option<Frame>, ReadError> {
         loop {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// A checked job: nodes in topological order and the edges between them.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct JobGraph {
     pub name: String,
     /// The number of key groups; the upper bound for any parallelism.
@@ -31,7 +31,7 @@ pub struct JobGraph {
 
 /// Limits on guest code: inside each instance (memory, time per call) and on what an instance
 /// can make the host hold (keyed state, log lines), and on the component files themselves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GuestLimits {
     /// Linear memory (all memories of the instance together).
     pub memory_bytes: usize,
@@ -57,6 +57,80 @@ impl Default for GuestLimits {
     }
 }
 
+/// Flink's upper bound for the number of key groups.
+pub const MAX_KEY_GROUPS: u32 = 32768;
+/// The most subtasks of all nodes together: each is a thread and, for a component, an instance.
+pub const MAX_SUBTASKS: u64 = 4096;
+
+impl JobGraph {
+    /// Checks what the rest of weir takes for granted of a graph that did not come from
+    /// [`crate::manifest::load`] (one received over the network): edges between existing
+    /// nodes, every node after its inputs, parallelism within the key groups, names that are
+    /// names, and no more subtasks than a manifest may have.
+    pub fn check_shape(&self) -> Result<(), String> {
+        if !(1..=MAX_KEY_GROUPS).contains(&self.max_parallelism) {
+            return Err(format!(
+                "max_parallelism {} is not between 1 and {MAX_KEY_GROUPS}",
+                self.max_parallelism
+            ));
+        }
+        let mut subtasks = 0u64;
+        let mut uids = std::collections::HashSet::new();
+        for n in &self.nodes {
+            if !is_valid_name(&n.uid) || !uids.insert(n.uid.as_str()) {
+                return Err(format!("node uid {:?} is not a name, or not unique", n.uid));
+            }
+            if !(1..=self.max_parallelism).contains(&n.parallelism) {
+                return Err(format!(
+                    "`{}` has parallelism {}, outside 1..={}",
+                    n.uid, n.parallelism, self.max_parallelism
+                ));
+            }
+            subtasks += u64::from(n.parallelism);
+        }
+        if subtasks > MAX_SUBTASKS {
+            return Err(format!(
+                "{subtasks} subtasks, over the limit of {MAX_SUBTASKS}"
+            ));
+        }
+        for e in &self.edges {
+            if e.from >= e.to || e.to >= self.nodes.len() {
+                return Err(format!(
+                    "an edge from node {} to node {} (of {})",
+                    e.from,
+                    e.to,
+                    self.nodes.len()
+                ));
+            }
+            if e.output.as_deref().is_some_and(|o| !is_valid_name(o)) {
+                return Err(format!("side output {:?} is not a name", e.output));
+            }
+            let (from, to) = (&self.nodes[e.from], &self.nodes[e.to]);
+            if to.kind.is_source() {
+                return Err(format!("an edge into source `{}`", to.uid));
+            }
+            if to.partition == Partition::Forward && from.parallelism != to.parallelism {
+                return Err(format!(
+                    "a forward edge from `{}` to `{}` of another parallelism",
+                    from.uid, to.uid
+                ));
+            }
+        }
+        if let Some(n) = (self.nodes.iter().enumerate())
+            .find(|(i, n)| !n.kind.is_source() && !self.edges.iter().any(|e| e.to == *i))
+        {
+            return Err(format!("`{}` has no input", n.1.uid));
+        }
+        if self.buffer_bytes == 0 || self.buffer_bytes > 64 << 20 {
+            return Err(format!(
+                "buffer_bytes {} is out of range",
+                self.buffer_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The longest uid or side-output name.
 pub const MAX_NAME_BYTES: usize = 128;
 
@@ -71,7 +145,7 @@ pub fn is_valid_name(name: &str) -> bool {
 }
 
 /// A source, operator or sink.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     /// The stable id (the manifest table's name); state is kept under it.
     pub uid: String,
@@ -81,7 +155,7 @@ pub struct Node {
     pub kind: NodeKind,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum NodeKind {
     /// A native source connector.
     Source(SourceConfig),
@@ -99,7 +173,7 @@ impl NodeKind {
 }
 
 /// A WASM component and its config: an operator, or a source component.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct OperatorNode {
     pub component: PathBuf,
     /// The `config` table, as the JSON text passed to `open`.
@@ -107,7 +181,7 @@ pub struct OperatorNode {
 }
 
 /// A connection from a node's output (main, or a named side output) to another node's input.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Edge {
     pub from: usize,
     /// `None` for the main output.
@@ -116,7 +190,7 @@ pub struct Edge {
 }
 
 /// How records are distributed from the upstream subtasks to the downstream ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Partition {
     /// Subtask i sends to subtask i (equal parallelism).
     Forward,

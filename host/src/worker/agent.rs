@@ -2,8 +2,11 @@
 //! signed by the cluster's CA, kept in its data directory with its id), registers its slots
 //! with the coordinator, and sends heartbeats until it stops or loses the coordinator.
 
+use super::cluster::{DataPlane, Worker};
+use crate::net::blobs::Blobs;
 use crate::net::control::{self, ControlReader, ToCoordinator, ToWorker};
 use crate::net::pki::{self, COORDINATOR_NAME, Identity, JoinToken};
+use crate::wasm::Runtime;
 use anyhow::{Context as _, Result, bail};
 use ring::rand::SecureRandom as _;
 use std::net::SocketAddr;
@@ -62,7 +65,22 @@ fn identity(dir: &Path) -> Result<Option<Identity>> {
     }))
 }
 
-async fn resolve(addr: &str) -> Result<SocketAddr> {
+/// The address of this host on the route to `to` (no packet is sent: connecting a UDP socket
+/// only picks the route).
+fn local_ip_toward(to: SocketAddr) -> Result<std::net::IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() {
+        "0.0.0.0:0".parse()?
+    } else {
+        "[::]:0".parse()?
+    };
+    let socket = std::net::UdpSocket::bind(any).context("cannot open a UDP socket")?;
+    socket
+        .connect(to)
+        .with_context(|| format!("no route to the coordinator at {to}"))?;
+    Ok(socket.local_addr()?.ip())
+}
+
+pub async fn resolve(addr: &str) -> Result<SocketAddr> {
     tokio::net::lookup_host(addr)
         .await
         .with_context(|| format!("cannot resolve the coordinator's address {addr:?}"))?
@@ -70,7 +88,7 @@ async fn resolve(addr: &str) -> Result<SocketAddr> {
         .with_context(|| format!("the coordinator's address {addr:?} resolves to nothing"))
 }
 
-fn client_endpoint(to: SocketAddr) -> Result<quinn::Endpoint> {
+pub fn client_endpoint(to: SocketAddr) -> Result<quinn::Endpoint> {
     let any: SocketAddr = if to.is_ipv4() {
         "0.0.0.0:0".parse()?
     } else {
@@ -154,6 +172,16 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
                 identity
             }
         };
+        // The data plane listens on the address this host reaches the coordinator from.
+        let listen = SocketAddr::new(local_ip_toward(to)?, 0);
+        let data = DataPlane::start(&identity, &worker, listen)?;
+        let runtime = Runtime::new().map_err(anyhow::Error::msg)?;
+        let me = Worker::new(
+            worker.clone(),
+            data.clone(),
+            Blobs::new(options.data_dir.join("components")),
+            runtime,
+        );
         // Lost coordinators are reconnected to, for up to `reconnect` in a row.
         let mut lost_since: Option<std::time::Instant> = None;
         loop {
@@ -161,12 +189,13 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
                 &endpoint,
                 to,
                 &identity,
-                &worker,
+                &me,
                 options.slots,
                 &stop,
                 &mut lost_since,
             )
             .await;
+            me.cancel_all("this worker lost the coordinator");
             match outcome {
                 Ok(()) => break,
                 Err(Ended::Refused(why)) => bail!("the coordinator refused this worker: {why}"),
@@ -187,6 +216,7 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
             }
         }
         endpoint.close(0u32.into(), b"worker stopping");
+        data.close();
         endpoint.wait_idle().await;
         Ok(())
     })
@@ -205,7 +235,7 @@ async fn session(
     endpoint: &quinn::Endpoint,
     to: SocketAddr,
     identity: &Identity,
-    worker: &str,
+    me: &Arc<Worker>,
     slots: u32,
     stop: &tokio::sync::Notify,
     lost_since: &mut Option<std::time::Instant>,
@@ -219,10 +249,12 @@ async fn session(
         .map_err(|e| lost(&e))?;
     let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let mut reader = ControlReader::new(recv);
+    let worker = me.id.as_str();
+    let data_addr = me.data.addr().map_err(|e| lost(&e))?;
     let register = ToCoordinator::Register {
         worker: worker.to_string(),
         slots,
-        data_addr: String::new(),
+        data_addr: data_addr.to_string(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     };
     control::send(&mut send, &register)
@@ -238,21 +270,33 @@ async fn session(
         }
     };
     *lost_since = None;
-    tracing::info!(worker, slots, coordinator = %to, "registered");
+    tracing::info!(worker, slots, coordinator = %to, %data_addr, "registered");
+    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel::<ToCoordinator>();
+    let mut beat = tokio::time::interval(heartbeat);
     let result = loop {
         tokio::select! {
-            () = tokio::time::sleep(heartbeat) => {
+            _ = beat.tick() => {
                 if let Err(e) = control::send(&mut send, &ToCoordinator::Heartbeat).await {
                     break Err(lost(&e));
                 }
             }
-            message = reader.next::<ToWorker>() => {
-                break Err(match message {
-                    Ok(Some(ToWorker::Refused { why })) => Ended::Lost(format!("it dropped this worker: {why}")),
-                    Ok(other) => Ended::Lost(format!("it went away ({other:?})")),
-                    Err(e) => lost(&e),
-                });
+            Some(message) = reports.recv() => {
+                if let Err(e) = control::send(&mut send, &message).await {
+                    break Err(lost(&e));
+                }
             }
+            message = reader.next::<ToWorker>() => match message {
+                Ok(Some(ToWorker::Deploy(deployment))) => {
+                    tracing::info!(job = %deployment.job, attempt = deployment.attempt, "deploying");
+                    me.deploy(*deployment, conn.clone(), report.clone());
+                }
+                Ok(Some(ToWorker::Cancel { job, attempt, why })) => me.cancel(&job, attempt, &why),
+                Ok(Some(ToWorker::Refused { why })) => {
+                    break Err(Ended::Lost(format!("it dropped this worker: {why}")));
+                }
+                Ok(other) => break Err(Ended::Lost(format!("it went away ({other:?})"))),
+                Err(e) => break Err(lost(&e)),
+            },
             () = stop.notified() => break Ok(()),
         }
     };

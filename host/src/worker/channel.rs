@@ -320,6 +320,8 @@ pub struct RemoteInbox {
     pub gate: Arc<Gate>,
     /// Per remote channel: its channel in the gate.
     pub channels: Vec<usize>,
+    /// The job (attempt) the gate belongs to: a channel that breaks fails it.
+    pub control: Arc<super::JobControl>,
 }
 
 impl Inbox for RemoteInbox {
@@ -330,6 +332,10 @@ impl Inbox for RemoteInbox {
             Delivery::End => Event::EndOfPartition,
         };
         self.gate.deliver(self.channels[channel], event);
+    }
+
+    fn broken(&self, _channel: usize, why: String) {
+        self.control.cancel_because(&why);
     }
 }
 
@@ -544,7 +550,7 @@ mod tests {
     /// exactly-once mode no buffer sent after it on either channel is read before it.
     #[test]
     fn a_remote_channel_feeds_the_gate_and_aligns_with_a_local_one() {
-        use crate::net::data::{RemoteSender, frame_limit, serve_inputs};
+        use crate::net::data::{RemoteSender, Route, Router, frame_limit, serve_inputs};
         use crate::net::frame::ChannelId;
         use crate::net::loopback::Loopback;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -558,23 +564,28 @@ mod tests {
         let inbox = Arc::new(RemoteInbox {
             gate: gate.clone(),
             channels: vec![1],
+            control: crate::worker::JobControl::new(),
         });
-        let (remote, link) = runtime.block_on(async {
-            let link = Loopback::connect().await.unwrap();
-            tokio::spawn(serve_inputs(
-                link.server.clone(),
+        let id = ChannelId {
+            job: "j".into(),
+            attempt: 0,
+            edge: 0,
+            from: 0,
+            to: 0,
+        };
+        let router = Router::new(Duration::from_secs(5));
+        router.add(
+            id.clone(),
+            Route {
                 inputs,
                 inbox,
-                Arc::new(|_: &ChannelId| Some(0)),
-                frame_limit(1024),
-            ));
-            let id = ChannelId {
-                job: "j".into(),
-                attempt: 0,
-                edge: 0,
-                from: 0,
-                to: 0,
-            };
+                channel: 0,
+                frame_limit: frame_limit(1024),
+            },
+        );
+        let (remote, link) = runtime.block_on(async {
+            let link = Loopback::connect().await.unwrap();
+            tokio::spawn(serve_inputs(link.server.clone(), router));
             let remote = RemoteSender::open(&link.client, id, 4).await.unwrap();
             (remote, link)
         });

@@ -1,7 +1,7 @@
 //! Runs a job in this process: one thread per task, in-process channels between them. The
 //! embedded mode of `weir run`, and the same task code a worker will run in a cluster.
 
-use super::channel::{Gate, max_buffers};
+use super::channel::{ChannelSender, Gate, max_buffers};
 use super::checkpointing::{Driver, JobInfo, Report, TaskInfo, TaskLink};
 use super::control::{JobControl, JobMetrics};
 use super::recovery::{self, RestoreError, TaskRestore};
@@ -15,7 +15,7 @@ use crate::cancel::CancelToken;
 use crate::checkpoint::{Backend, CheckpointId, Mode};
 use crate::connectors::{Source, commit, prepare_sink};
 use crate::plan::key_groups;
-use crate::plan::{ExecutionGraph, JobGraph, NodeKind};
+use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph, NodeKind};
 use crate::state::checkpoints::{CheckpointDir, Restored};
 use crate::state::snapshot;
 use crate::wasm::{InstanceSpec, LoadError, LoadedComponent, Runtime, World};
@@ -172,6 +172,48 @@ struct TaskPlan {
     routes: Vec<Routes>,
 }
 
+/// How a process running part of a job (a worker's part of a cluster job) reaches the tasks
+/// that run elsewhere.
+pub trait Remote: Sync {
+    /// Whether this process runs task (chain, subtask).
+    fn runs(&self, task: (usize, u32)) -> bool;
+    /// The sending end of `channel`, whose receiving task runs elsewhere.
+    fn sender(&self, channel: &ChannelSpec) -> Result<ChannelSender, String>;
+    /// Makes `gate` (of a task that runs here) receive `channels`, whose sending tasks run
+    /// elsewhere; a channel that breaks cancels `control` with the reason.
+    fn receive(&self, gate: &Arc<Gate>, channels: &[ChannelSpec], control: &Arc<JobControl>);
+}
+
+/// Runs this process's part of attempt `attempt` of a job split across processes: the tasks
+/// `remote` says run here. Restarts are not its business (the cluster's coordinator decides
+/// them); nor are the sinks' directories, which the coordinator prepares for the whole job.
+pub fn run_part(
+    job: &JobGraph,
+    components: &[Option<LoadedComponent>],
+    control: &Arc<JobControl>,
+    metrics: &Arc<JobMetrics>,
+    remote: &dyn Remote,
+    attempt: u32,
+) -> Result<(), JobError> {
+    check(job)?;
+    if job.checkpoint.is_some() {
+        return Err(JobError::Prepare {
+            uid: job.name.clone(),
+            cause: "checkpoints of a job split across workers are not supported yet".into(),
+        });
+    }
+    run_attempt(
+        job,
+        components,
+        control,
+        metrics,
+        None,
+        attempt,
+        1,
+        Some(remote),
+    )
+}
+
 /// How `weir run` starts a job.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -250,6 +292,7 @@ fn run_attempts(
             restored.clone(),
             attempt,
             first_id,
+            None,
         );
         let failure = match outcome {
             Err(JobError::Failed(f)) if control.reason().is_none() => f,
@@ -301,7 +344,9 @@ fn remove_stale_work(dir: &std::path::Path) {
     }
 }
 
-/// One attempt at running the job: from the start, or from `restored`.
+/// One attempt at running the job: from the start, or from `restored`; all of it, or with
+/// `remote`, the tasks that run in this process.
+#[allow(clippy::too_many_arguments)]
 fn run_attempt(
     job: &JobGraph,
     components: &[Option<LoadedComponent>],
@@ -310,13 +355,15 @@ fn run_attempt(
     restored: Option<Arc<Restored>>,
     attempt: u32,
     first_id: u64,
+    remote: Option<&dyn Remote>,
 ) -> Result<(), JobError> {
     let exec = ExecutionGraph::build(job);
     tracing::info!(job = %job.name, chains = %exec.describe(job), attempt, "starting");
+    let here = |task: (usize, u32)| remote.is_none_or(|r| r.runs(task));
     if let Some(r) = &restored {
         recovery::publish_sinks(r).map_err(|(uid, cause)| JobError::Prepare { uid, cause })?;
     }
-    for node in &job.nodes {
+    for node in job.nodes.iter().filter(|_| remote.is_none()) {
         if let NodeKind::Sink(config) = &node.kind {
             prepare_sink(config, restored.as_ref().map(|r| r.metadata.id)).map_err(|e| {
                 JobError::Prepare {
@@ -354,17 +401,37 @@ fn run_attempt(
         .map(|(i, c)| {
             let channels = exec.gate_channels(i);
             (0..c.parallelism)
-                .map(|_| (channels > 0).then(|| Gate::new(channels as usize, mode)))
+                .map(|s| (channels > 0 && here((i, s))).then(|| Gate::new(channels as usize, mode)))
                 .collect()
         })
         .collect();
     for g in gates.iter().flatten().flatten() {
         control.register(g.clone());
     }
+    if let Some(remote) = remote {
+        // Channels from tasks elsewhere into the gates here, per gate.
+        let mut from_elsewhere: Vec<Vec<Vec<ChannelSpec>>> = exec
+            .chains
+            .iter()
+            .map(|c| vec![Vec::new(); c.parallelism as usize])
+            .collect();
+        for ch in exec.channels(job) {
+            if here(ch.to) && !here(ch.from) {
+                from_elsewhere[ch.to.0][ch.to.1 as usize].push(ch);
+            }
+        }
+        for (c, per_subtask) in from_elsewhere.iter().enumerate() {
+            for (s, channels) in per_subtask.iter().enumerate() {
+                if let (Some(gate), false) = (&gates[c][s], channels.is_empty()) {
+                    remote.receive(gate, channels, control);
+                }
+            }
+        }
+    }
 
     let mut plans = Vec::new();
     for (c, chain) in exec.chains.iter().enumerate() {
-        for s in 0..chain.parallelism {
+        for s in (0..chain.parallelism).filter(|&s| here((c, s))) {
             let mut writers = Vec::new();
             let mut routes: Vec<Routes> = Vec::new();
             for (k, &node) in chain.nodes.iter().enumerate() {
@@ -382,13 +449,26 @@ fn run_attempt(
                     let partition = job.nodes[e.to].partition;
                     let senders = targets
                         .into_iter()
-                        .map(|(t, channel)| {
-                            gates[d][t as usize]
-                                .as_ref()
-                                .expect("chains with inputs have gates")
-                                .sender(channel as usize)
+                        .map(|(t, channel)| match (&gates[d][t as usize], remote) {
+                            (Some(gate), _) => Ok(gate.sender(channel as usize)),
+                            (None, Some(remote)) => remote
+                                .sender(&ChannelSpec {
+                                    edge: e_idx,
+                                    from: (c, s),
+                                    to: (d, t),
+                                    gate_channel: channel,
+                                })
+                                .map_err(|cause| JobError::Prepare {
+                                    uid: job.nodes[e.to].uid.clone(),
+                                    cause: format!(
+                                        "cannot open the channel from `{}` subtask {s}: {cause}",
+                                        job.nodes[node].uid
+                                    ),
+                                }),
+                            (None, None) => unreachable!("chains with inputs have gates"),
                         })
-                        .collect();
+                        .collect::<Result<_, _>>()
+                        .inspect_err(|_| control.cancel())?;
                     writers.push(RecordWriter::new(
                         partition,
                         senders,

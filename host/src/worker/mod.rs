@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod channel;
 pub mod checkpointing;
+pub mod cluster;
 pub mod control;
 pub mod credit;
 pub mod local;

@@ -1,0 +1,178 @@
+//! `weir run MANIFEST --coordinator ADDR`: submits the job to a cluster and follows it to its
+//! end with the same progress line and summary as local mode; Ctrl-C cancels it.
+//!
+//! The manifest is read and checked here, as in local mode; its components travel by content
+//! hash (uploaded only when the coordinator lacks them). The client authenticates with the
+//! cluster's join token: whoever holds it may add workers and so run code on the cluster
+//! anyway.
+
+use super::progress;
+use crate::manifest::{self, Override};
+use crate::net::blobs::content_hash;
+use crate::net::control::{self, ComponentRef, ControlReader, ToClient, ToCoordinator};
+use crate::net::pki::{self, COORDINATOR_NAME, JoinToken};
+use crate::plan::NodeKind;
+use crate::worker::{self, JobMetrics, agent};
+use anyhow::{Context as _, Result, bail};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How to reach the cluster.
+pub struct Target {
+    pub coordinator: String,
+    pub token: String,
+}
+
+pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool) -> Result<()> {
+    let started = Instant::now();
+    let mut job = manifest::load(manifest, overrides)?;
+    worker::check(&job)?;
+    let token = JoinToken::parse(&target.token).context("--token")?;
+    // Components by content: the graph names them by hash.
+    let mut uploads: HashMap<String, Vec<u8>> = HashMap::new();
+    for node in &mut job.nodes {
+        if let NodeKind::Operator(op) | NodeKind::WasmSource(op) = &mut node.kind {
+            let bytes = crate::files::read_limited(
+                &op.component,
+                job.limits.component_bytes,
+                Some("limits.component_mib"),
+            )
+            .with_context(|| format!("`{}`: component {}", node.uid, op.component.display()))?;
+            let hash = content_hash(&bytes);
+            op.component = hash.clone().into();
+            uploads.insert(hash, bytes);
+        }
+    }
+    let components: Vec<ComponentRef> = uploads
+        .iter()
+        .map(|(hash, bytes)| ComponentRef {
+            hash: hash.clone(),
+            bytes: bytes.len() as u64,
+        })
+        .collect();
+    let name = job.name.clone();
+    let stop = super::stop_on_ctrl_c()?;
+    let metrics = JobMetrics::new(started);
+    let reporter = progress::Reporter::start(metrics.clone());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("cannot start the I/O runtime")?;
+    let outcome = runtime.block_on(async {
+        let to = agent::resolve(&target.coordinator).await?;
+        let endpoint = agent::client_endpoint(to)?;
+        let conn = endpoint
+            .connect_with(pki::join_config(&token)?, to, COORDINATOR_NAME)?
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {to}"))?;
+        let outcome = follow(
+            &conn,
+            &target.token,
+            job,
+            components,
+            uploads,
+            &stop,
+            &metrics,
+        )
+        .await;
+        conn.close(0u32.into(), b"done");
+        endpoint.wait_idle().await;
+        outcome
+    });
+    reporter.finish();
+    if outcome.is_ok() {
+        eprintln!("{}", progress::summary(&name, &metrics));
+    }
+    if stats {
+        eprintln!("stats: {}", progress::stats(&metrics));
+    }
+    outcome
+}
+
+/// Submits the job, uploads what the coordinator asks for, and follows the job to its end.
+async fn follow(
+    conn: &quinn::Connection,
+    token: &str,
+    graph: crate::plan::JobGraph,
+    components: Vec<ComponentRef>,
+    mut uploads: HashMap<String, Vec<u8>>,
+    stop: &Arc<tokio::sync::Notify>,
+    metrics: &Arc<JobMetrics>,
+) -> Result<()> {
+    let (mut send, recv) = conn.open_bi().await?;
+    let mut reader = ControlReader::new(recv);
+    let submit = ToCoordinator::Submit {
+        token: token.trim().to_string(),
+        graph: Box::new(graph),
+        components,
+    };
+    control::send(&mut send, &submit).await?;
+    // What has been counted of the current attempt's progress.
+    let (mut attempt, mut counted) = (0u32, (0u64, 0u64));
+    let mut cancelling = false;
+    loop {
+        let message = tokio::select! {
+            m = reader.next::<ToClient>() => m?,
+            () = stop.notified(), if !cancelling => {
+                eprintln!("\ncancelling the job (Ctrl-C)");
+                cancelling = true;
+                let why = "cancelled by the user (Ctrl-C)".to_string();
+                control::send(&mut send, &ToCoordinator::Cancel { why }).await?;
+                continue;
+            }
+        };
+        let Some(message) = message else {
+            bail!("the coordinator closed the job's stream without saying how the job ended");
+        };
+        match message {
+            ToClient::Need { hashes } => {
+                for hash in hashes {
+                    let bytes = uploads.remove(&hash).with_context(|| {
+                        format!("the coordinator asked for {hash}, not part of this job")
+                    })?;
+                    let mut up = conn.open_uni().await?;
+                    up.write_all(hash.as_bytes()).await?;
+                    up.write_all(&bytes).await?;
+                    up.finish()?;
+                }
+            }
+            ToClient::Started {
+                job,
+                attempt: a,
+                workers,
+            } => {
+                let on: Vec<String> = workers
+                    .iter()
+                    .map(|(w, n)| format!("{w} ({n} slots)"))
+                    .collect();
+                tracing::info!("job {job}, attempt {a}: running on {}", on.join(", "));
+                attempt = a;
+                counted = (0, 0);
+            }
+            ToClient::Progress {
+                attempt: a,
+                records_in,
+                records_out,
+            } if a == attempt => {
+                metrics.add_in(records_in.saturating_sub(counted.0));
+                metrics.add_out(records_out.saturating_sub(counted.1));
+                counted = (counted.0.max(records_in), counted.1.max(records_out));
+            }
+            ToClient::Progress { .. } => {}
+            ToClient::Restarting {
+                attempt,
+                cause,
+                delay_ms,
+            } => {
+                tracing::warn!("{cause}; restarting (attempt {attempt}) in {delay_ms} ms");
+            }
+            ToClient::Finished => return Ok(()),
+            ToClient::Failed { why } => bail!("{why}"),
+            ToClient::Cancelled { why } => bail!("the job was cancelled: {why}"),
+            ToClient::Refused { why } => bail!("the coordinator refused the job: {why}"),
+        }
+    }
+}

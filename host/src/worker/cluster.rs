@@ -1,0 +1,487 @@
+//! A worker's parts of cluster jobs: its data plane (one QUIC connection per pair of workers,
+//! one stream per channel), and the deployments the coordinator sends it, each run on threads
+//! of its own by the same runner as local mode ([`super::local::run_part`]), its channels to
+//! other workers' tasks made remote.
+
+use super::channel::{ChannelSender, EXCLUSIVE_BUFFERS, FLOATING_BUFFERS, Gate, RemoteInbox};
+use super::control::{JobControl, JobMetrics};
+use super::local::{self, JobError, Remote};
+use crate::coordinator::Placement;
+use crate::coordinator::deploy;
+use crate::net::blobs::{self, Blobs};
+use crate::net::control::{self, Deployment, PartOutcome, ToCoordinator};
+use crate::net::data::{self, RemoteInputs, RemoteSender, Route, Router};
+use crate::net::frame::ChannelId;
+use crate::net::pki::{self, Identity};
+use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph, NodeKind};
+use crate::wasm::Runtime;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How long a stream waits for its channel's receiving task to be set up, and a worker for
+/// its peer's connection.
+const PEER_WAIT: Duration = Duration::from_secs(15);
+
+/// Buffers a remote channel's sender holds before its task waits (beyond what credit lets it
+/// send): as many as a local channel's exclusive credit.
+const SENDER_QUEUE: u32 = EXCLUSIVE_BUFFERS + 2;
+
+/// How often a running part reports its progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The longest buffer a job's channels carry: a writer sends a buffer when it reaches
+/// `job.buffer_bytes`, or forwards an operator's whole output of one call, which the host caps
+/// at the instance's memory limit (16 MiB at least).
+fn largest_buffer(job: &JobGraph) -> usize {
+    job.buffer_bytes.max(job.limits.memory_bytes).max(16 << 20)
+}
+
+/// This worker's end of the data plane: where other workers connect, and its connections to
+/// them, one per peer. Of two workers, the one whose id sorts first dials; the other waits for
+/// it, so that a pair shares one connection whichever way its channels go.
+pub struct DataPlane {
+    me: String,
+    endpoint: quinn::Endpoint,
+    router: Arc<Router>,
+    peers: tokio::sync::Mutex<HashMap<String, quinn::Connection>>,
+    arrived: tokio::sync::Notify,
+}
+
+impl DataPlane {
+    /// Listens on `listen` with this worker's identity (within a tokio runtime).
+    pub fn start(identity: &Identity, me: &str, listen: SocketAddr) -> anyhow::Result<Arc<Self>> {
+        let mut endpoint = quinn::Endpoint::server(pki::server_config(identity, false)?, listen)?;
+        endpoint.set_default_client_config(pki::client_config(identity)?);
+        let plane = Arc::new(DataPlane {
+            me: me.to_string(),
+            endpoint,
+            router: Router::new(PEER_WAIT),
+            peers: tokio::sync::Mutex::default(),
+            arrived: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(plane.clone().accept());
+        Ok(plane)
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// Closes every connection.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"worker stopping");
+    }
+
+    async fn accept(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let plane = self.clone();
+            tokio::spawn(async move {
+                let from = incoming.remote_address();
+                let conn = match incoming.await {
+                    Ok(conn) => conn,
+                    Err(e) => return tracing::warn!(%from, "refused a data connection: {e}"),
+                };
+                let Some(peer) = pki::peer_chain(&conn)
+                    .and_then(|chain| chain.first().and_then(pki::common_name))
+                    .and_then(|name| name.strip_prefix("worker-").map(str::to_string))
+                else {
+                    conn.close(1u32.into(), b"a data connection must come from a worker");
+                    return tracing::warn!(%from, "refused a data connection without a worker's certificate");
+                };
+                plane.peers.lock().await.insert(peer.clone(), conn.clone());
+                plane.arrived.notify_waiters();
+                plane.serve(peer, conn).await;
+            });
+        }
+    }
+
+    /// Delivers the channels arriving on a connection until it ends.
+    async fn serve(&self, peer: String, conn: quinn::Connection) {
+        if let Err(e) = data::serve_inputs(conn, self.router.clone()).await {
+            tracing::warn!(peer, "closed the data connection with worker {peer}: {e}");
+        }
+    }
+
+    /// The connection with worker `peer` (whose data plane listens at `addr`): dialled if this
+    /// worker's id sorts first, else waited for.
+    pub async fn connection(
+        self: &Arc<Self>,
+        peer: &str,
+        addr: &str,
+    ) -> Result<quinn::Connection, String> {
+        let deadline = tokio::time::Instant::now() + PEER_WAIT;
+        loop {
+            let arrived = self.arrived.notified();
+            let mut peers = self.peers.lock().await;
+            if let Some(conn) = peers.get(peer) {
+                if conn.close_reason().is_none() {
+                    return Ok(conn.clone());
+                }
+                peers.remove(peer);
+            }
+            if self.me.as_str() < peer {
+                let at: SocketAddr = addr
+                    .parse()
+                    .map_err(|e| format!("worker {peer}'s data address {addr:?}: {e}"))?;
+                let conn = self
+                    .endpoint
+                    .connect(at, &format!("worker-{peer}"))
+                    .map_err(|e| e.to_string())?;
+                let conn = tokio::time::timeout_at(deadline, conn)
+                    .await
+                    .map_err(|_| format!("worker {peer} at {at} did not answer"))?
+                    .map_err(|e| format!("cannot connect to worker {peer} at {at}: {e}"))?;
+                peers.insert(peer.to_string(), conn.clone());
+                let (plane, name, c) = (self.clone(), peer.to_string(), conn.clone());
+                tokio::spawn(async move { plane.serve(name, c).await });
+                return Ok(conn);
+            }
+            drop(peers);
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return Err(format!(
+                    "worker {peer} did not connect within {} s",
+                    PEER_WAIT.as_secs()
+                ));
+            }
+        }
+    }
+}
+
+/// A part running: its control, and whether the coordinator cancelled it (else a
+/// cancellation came from a channel that broke: a failure).
+type RunningPart = (Arc<JobControl>, Arc<AtomicBool>);
+
+/// What a worker's deployments share.
+pub struct Worker {
+    pub id: String,
+    pub data: Arc<DataPlane>,
+    pub blobs: Blobs,
+    pub runtime: Runtime,
+    pub handle: tokio::runtime::Handle,
+    /// The parts running, by (job, attempt), and whether the coordinator cancelled them.
+    parts: Mutex<HashMap<(String, u32), RunningPart>>,
+}
+
+impl Worker {
+    pub fn new(id: String, data: Arc<DataPlane>, blobs: Blobs, runtime: Runtime) -> Arc<Self> {
+        Arc::new(Worker {
+            id,
+            data,
+            blobs,
+            runtime,
+            handle: tokio::runtime::Handle::current(),
+            parts: Mutex::default(),
+        })
+    }
+
+    /// Cancels attempt `attempt` of `job`, if it runs here.
+    pub fn cancel(&self, job: &str, attempt: u32, why: &str) {
+        if let Some((control, by_coordinator)) = lock(&self.parts).get(&(job.to_string(), attempt))
+        {
+            by_coordinator.store(true, Ordering::SeqCst);
+            control.cancel_because(why);
+        }
+    }
+
+    /// Cancels every part (the coordinator is gone: nobody would hear how they end).
+    pub fn cancel_all(&self, why: &str) {
+        for (control, by_coordinator) in lock(&self.parts).values() {
+            by_coordinator.store(true, Ordering::SeqCst);
+            control.cancel_because(why);
+        }
+    }
+
+    /// Starts running `deployment` on threads of its own; how it went is sent to `report`,
+    /// as are its progress reports. Components it lacks are fetched over `coordinator`.
+    pub fn deploy(
+        self: &Arc<Self>,
+        deployment: Deployment,
+        coordinator: quinn::Connection,
+        report: UnboundedSender<ToCoordinator>,
+    ) {
+        let key = (deployment.job.clone(), deployment.attempt);
+        let control = JobControl::new();
+        let by_coordinator = Arc::new(AtomicBool::new(false));
+        lock(&self.parts).insert(key.clone(), (control.clone(), by_coordinator.clone()));
+        let worker = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("part-{}", deployment.job))
+            .spawn({
+                let report = report.clone();
+                move || {
+                    let outcome = match worker.run(&deployment, &coordinator, &control, &report) {
+                        // Cancelled by a channel that broke: a failure.
+                        PartOutcome::Cancelled if !by_coordinator.load(Ordering::SeqCst) => {
+                            PartOutcome::Failed {
+                                why: control.reason().unwrap_or("cancelled").to_string(),
+                            }
+                        }
+                        other => other,
+                    };
+                    worker
+                        .data
+                        .router
+                        .remove_attempt(&deployment.job, deployment.attempt);
+                    lock(&worker.parts).remove(&(deployment.job.clone(), deployment.attempt));
+                    let _ = report.send(ToCoordinator::PartEnded {
+                        job: deployment.job,
+                        attempt: deployment.attempt,
+                        outcome,
+                    });
+                }
+            });
+        if let Err(e) = spawned {
+            lock(&self.parts).remove(&key);
+            let _ = report.send(ToCoordinator::PartEnded {
+                job: key.0,
+                attempt: key.1,
+                outcome: PartOutcome::Failed {
+                    why: format!("cannot start a thread: {e}"),
+                },
+            });
+        }
+    }
+
+    fn run(
+        self: &Arc<Self>,
+        deployment: &Deployment,
+        coordinator: &quinn::Connection,
+        control: &Arc<JobControl>,
+        report: &UnboundedSender<ToCoordinator>,
+    ) -> PartOutcome {
+        let failed = |why: String| PartOutcome::Failed { why };
+        let mut job = deployment.graph.clone();
+        if let Err(why) = self.fetch_components(&mut job, coordinator) {
+            return failed(why);
+        }
+        let components = match local::load_components(&self.runtime, &job) {
+            Ok(c) => c,
+            Err(e) => return failed(e.to_string()),
+        };
+        let part = match Part::new(self, deployment, &job) {
+            Ok(p) => p,
+            Err(why) => return failed(why),
+        };
+        let metrics = JobMetrics::new(Instant::now());
+        let progress = {
+            let (metrics, report, done) = (metrics.clone(), report.clone(), control.clone());
+            let (job, attempt) = (deployment.job.clone(), deployment.attempt);
+            self.handle.spawn(async move {
+                loop {
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                    let sent = report.send(ToCoordinator::Progress {
+                        job: job.clone(),
+                        attempt,
+                        records_in: metrics.records_in(),
+                        records_out: metrics.records_out(),
+                    });
+                    if sent.is_err() || done.is_cancelled() {
+                        return;
+                    }
+                }
+            })
+        };
+        let outcome = local::run_part(
+            &job,
+            &components,
+            control,
+            &metrics,
+            &part,
+            deployment.attempt,
+        );
+        progress.abort();
+        let _ = report.send(ToCoordinator::Progress {
+            job: deployment.job.clone(),
+            attempt: deployment.attempt,
+            records_in: metrics.records_in(),
+            records_out: metrics.records_out(),
+        });
+        match outcome {
+            Ok(()) => PartOutcome::Finished,
+            Err(JobError::Cancelled(_)) => PartOutcome::Cancelled,
+            Err(e) => failed(e.to_string()),
+        }
+    }
+
+    /// Makes every component of `job` a file of this worker's store, fetching those it lacks
+    /// from the coordinator (the graph names them by content hash).
+    fn fetch_components(
+        &self,
+        job: &mut JobGraph,
+        coordinator: &quinn::Connection,
+    ) -> Result<(), String> {
+        let limit = job.limits.component_bytes;
+        for node in &mut job.nodes {
+            let op = match &mut node.kind {
+                NodeKind::Operator(op) | NodeKind::WasmSource(op) => op,
+                _ => continue,
+            };
+            let hash = op.component.to_string_lossy().to_string();
+            if !self.blobs.has(&hash) {
+                let bytes = self
+                    .handle
+                    .block_on(fetch(coordinator, &hash, limit))
+                    .map_err(|e| {
+                        format!("cannot fetch the component of `{}` ({hash}): {e}", node.uid)
+                    })?;
+                self.blobs.put(&hash, &bytes).map_err(|e| e.to_string())?;
+                tracing::debug!(hash, bytes = bytes.len(), "fetched a component");
+            }
+            op.component = self.blobs.path(&hash).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Fetches component `hash` from the coordinator.
+async fn fetch(coordinator: &quinn::Connection, hash: &str, limit: u64) -> Result<Vec<u8>, String> {
+    let (mut send, mut recv) = coordinator.open_bi().await.map_err(|e| e.to_string())?;
+    control::send(
+        &mut send,
+        &ToCoordinator::Fetch {
+            hash: hash.to_string(),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    let bytes = blobs::receive(&mut recv, limit)
+        .await
+        .map_err(|e| e.to_string())?;
+    let actual = blobs::content_hash(&bytes);
+    if actual != hash {
+        return Err(format!("the coordinator sent bytes hashing to {actual}"));
+    }
+    Ok(bytes)
+}
+
+/// A worker's part of one attempt: which tasks run here, and how channels reach the others.
+struct Part {
+    worker: Arc<Worker>,
+    job: String,
+    attempt: u32,
+    /// Per shared slot: whether it runs here.
+    here: Vec<bool>,
+    /// Per shared slot: its worker's connection (`None` for slots here).
+    conns: Vec<Option<quinn::Connection>>,
+    frame_limit: usize,
+}
+
+impl Part {
+    /// Connects to every worker this part exchanges records with.
+    fn new(worker: &Arc<Worker>, d: &Deployment, job: &JobGraph) -> Result<Part, String> {
+        let exec = ExecutionGraph::build(job);
+        let index: HashMap<&str, usize> = d
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (id.as_str(), i))
+            .collect();
+        let slots = d
+            .slots
+            .iter()
+            .map(|w| {
+                index
+                    .get(w.as_str())
+                    .copied()
+                    .ok_or_else(|| format!("slot on unknown worker {w}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let needed = exec.chains.iter().map(|c| c.parallelism).max().unwrap_or(0);
+        if slots.len() < needed as usize {
+            return Err(format!(
+                "the deployment has {} slots for {needed} subtasks",
+                slots.len()
+            ));
+        }
+        let mut per_worker = vec![0; d.peers.len()];
+        slots.iter().for_each(|&w| per_worker[w] += 1);
+        let placement = Placement { slots, per_worker };
+        let me = *index
+            .get(worker.id.as_str())
+            .ok_or("the deployment does not name this worker")?;
+        let plan = &deploy::plan(job, &exec, &placement)[me];
+        let mut conn_of = HashMap::new();
+        for peer in plan.peers() {
+            let (id, addr) = &d.peers[peer];
+            let conn = worker.handle.block_on(worker.data.connection(id, addr))?;
+            conn_of.insert(peer, conn);
+        }
+        Ok(Part {
+            worker: worker.clone(),
+            job: d.job.clone(),
+            attempt: d.attempt,
+            here: placement.slots.iter().map(|&w| w == me).collect(),
+            conns: placement
+                .slots
+                .iter()
+                .map(|w| conn_of.get(w).cloned())
+                .collect(),
+            frame_limit: data::frame_limit(largest_buffer(job)),
+        })
+    }
+
+    fn id(&self, ch: &ChannelSpec) -> ChannelId {
+        ChannelId {
+            job: self.job.clone(),
+            attempt: self.attempt,
+            edge: ch.edge as u32,
+            from: ch.from.1,
+            to: ch.to.1,
+        }
+    }
+}
+
+impl Remote for Part {
+    fn runs(&self, task: (usize, u32)) -> bool {
+        self.here[task.1 as usize]
+    }
+
+    fn sender(&self, channel: &ChannelSpec) -> Result<ChannelSender, String> {
+        let conn = self.conns[channel.to.1 as usize]
+            .as_ref()
+            .ok_or("no connection to the receiving worker")?;
+        let sender = self
+            .worker
+            .handle
+            .block_on(RemoteSender::open(conn, self.id(channel), SENDER_QUEUE))
+            .map_err(|e| e.to_string())?;
+        Ok(ChannelSender::remote(sender))
+    }
+
+    fn receive(&self, gate: &Arc<Gate>, channels: &[ChannelSpec], control: &Arc<JobControl>) {
+        let inputs = RemoteInputs::new(channels.len(), EXCLUSIVE_BUFFERS, FLOATING_BUFFERS);
+        for (i, ch) in channels.iter().enumerate() {
+            gate.attach_remote(ch.gate_channel as usize, inputs.clone(), i);
+        }
+        let inbox = Arc::new(RemoteInbox {
+            gate: gate.clone(),
+            channels: channels.iter().map(|c| c.gate_channel as usize).collect(),
+            control: control.clone(),
+        });
+        for (i, ch) in channels.iter().enumerate() {
+            self.worker.data.router.add(
+                self.id(ch),
+                Route {
+                    inputs: inputs.clone(),
+                    inbox: inbox.clone(),
+                    channel: i,
+                    frame_limit: self.frame_limit,
+                },
+            );
+        }
+    }
+}
