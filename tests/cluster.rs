@@ -27,6 +27,7 @@ impl Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(args)
             .env("WEIR_LOG", "warn,weir=info")
+            .env("WEIR_CACHE_DIR", root().join("target/test-component-cache"))
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(std::fs::File::create(&err).unwrap())
@@ -281,4 +282,346 @@ fn a_restarted_coordinator_keeps_its_ca_and_token_and_its_workers_come_back() {
         assert!(start.elapsed() < LIMIT, "{}", w.stderr());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A coordinator and workers on 127.0.0.1, ready for jobs.
+struct Cluster {
+    coord: Proc,
+    addr: String,
+    token: String,
+    workers: Vec<Proc>,
+}
+
+impl Cluster {
+    /// Starts a coordinator and one worker per entry of `slots` (`w0`, `w1`, ...).
+    fn start(dir: &Path, slots: &[u32]) -> Cluster {
+        let (coord, addr) = coordinator(dir, "coord");
+        let token = std::fs::read_to_string(dir.join("coord/join-token")).unwrap();
+        let token = token.trim().to_string();
+        let workers: Vec<Proc> = (slots.iter().enumerate())
+            .map(|(i, &n)| worker(dir, &format!("w{i}"), &addr, Some(&token), n))
+            .collect();
+        for w in &workers {
+            w.wait_for("registered", LIMIT);
+        }
+        Cluster {
+            coord,
+            addr,
+            token,
+            workers,
+        }
+    }
+
+    /// `weir run MANIFEST --coordinator ... --token ...` with `extra` arguments.
+    fn submit(&self, manifest: &Path, extra: &[&str]) -> Command {
+        let mut cmd = weir();
+        cmd.args(["run", manifest.to_str().unwrap()])
+            .args(extra)
+            .args(["--coordinator", &self.addr, "--token", &self.token])
+            .env("WEIR_LOG", "warn,weir=info");
+        cmd
+    }
+
+    /// Runs the job on the cluster to its end.
+    fn run(&self, manifest: &Path, extra: &[&str]) -> std::process::Output {
+        run_bounded(self.submit(manifest, extra), Duration::from_secs(120))
+    }
+}
+
+fn stderr_of(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Each sink file's lines, sorted: what a run wrote, by subtask, whatever the order records
+/// arrived in.
+fn parts_sorted(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let mut parts: Vec<_> = std::fs::read_dir(dir)
+        .expect("sink dir exists")
+        .map(|e| e.unwrap().path())
+        .collect();
+    parts.sort();
+    parts
+        .into_iter()
+        .map(|p| {
+            let mut lines: Vec<String> = std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .map(str::to_string)
+                .collect();
+            lines.sort();
+            (p.file_name().unwrap().to_string_lossy().to_string(), lines)
+        })
+        .collect()
+}
+
+/// The word count on a coordinator and three workers at parallelism 4 writes exactly what local
+/// mode writes, subtask by subtask; its subtasks are spread 2 + 1 + 1 over three 2-slot
+/// workers, and its channels between workers cross the network.
+#[test]
+fn the_word_count_on_three_workers_writes_what_local_mode_writes() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2, 2, 2]);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, text(400_000, 7)).unwrap();
+    let manifest = wordcount_manifest(dir.path(), &input, "");
+    let local_out = dir.path().join("local");
+    let local = run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=4",
+        "--set",
+        &format!("sinks.out.path={}", local_out.display()),
+    ]);
+    assert!(local.status.success());
+    let out = cluster.run(&manifest, &["--set", "job.parallelism=4"]);
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("job `wordcount-test` finished"), "{err}");
+    let expected = parts_sorted(&local_out);
+    assert_eq!(expected.len(), 4);
+    assert_eq!(parts_sorted(&dir.path().join("out")), expected);
+    assert_running_counts(
+        &sink_lines(&dir.path().join("out")),
+        &count_words(&std::fs::read_to_string(&input).unwrap()),
+        1,
+    );
+    // Spread: two slots on one worker, one on each of the others.
+    let log = cluster.coord.wait_for("job finished", LIMIT);
+    let line = log
+        .lines()
+        .find(|l| l.contains("job submitted"))
+        .expect("the placement is logged");
+    let mut spread: Vec<&str> = ["2 slots on", "1 slots on"]
+        .into_iter()
+        .flat_map(|s| std::iter::repeat_n(s, line.matches(s).count()))
+        .collect();
+    spread.sort();
+    assert_eq!(spread, ["1 slots on", "1 slots on", "2 slots on"], "{line}");
+    // Every worker fetched the two components once and keeps them.
+    for i in 0..3 {
+        let cached = std::fs::read_dir(dir.path().join(format!("w{i}/components")))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(cached, 2, "worker w{i}'s component cache");
+    }
+}
+
+/// Every partitioning across workers (forward, rebalance, broadcast, hash, each edge its own
+/// channels with chaining off) gives what local mode gives.
+#[test]
+fn every_partitioning_across_workers_gives_the_local_output() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2, 2]);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, text(100_000, 3)).unwrap();
+    let split = component("wordcount_split");
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["lines -> a", "a -> b", "b -> c", "c -> count", "count -> out"]
+[job]
+name = "partitions"
+chaining = false
+[sources.lines]
+kind = "file"
+path = "{input}"
+parallelism = 2
+[operators.a]
+component = "{split}"
+parallelism = 2
+partition = "forward"
+[operators.b]
+component = "{split}"
+parallelism = 3
+partition = "rebalance"
+[operators.c]
+component = "{split}"
+parallelism = 2
+partition = "broadcast"
+[operators.count]
+component = "{count}"
+parallelism = 3
+partition = "hash"
+[sinks.out]
+kind = "file"
+path = "{out}"
+parallelism = 3
+"#,
+            input = input.display(),
+            count = component("wordcount_count"),
+            out = dir.path().join("out").display(),
+        ),
+    );
+    let local_out = dir.path().join("local");
+    run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        &format!("sinks.out.path={}", local_out.display()),
+    ]);
+    let out = cluster.run(&manifest, &[]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let expected = parts_sorted(&local_out);
+    assert_eq!(expected.len(), 3);
+    assert_eq!(parts_sorted(&dir.path().join("out")), expected);
+    // The broadcast doubled every word: each one's running count ends even.
+    let counts = emitted_counts(&sink_lines(&dir.path().join("out")));
+    assert!(counts.len() > 1000);
+    assert!(
+        counts
+            .values()
+            .all(|c| c.last().is_some_and(|n| n % 2 == 0))
+    );
+}
+
+/// A job that cannot fit is refused at once, saying how many slots it needs and how many are
+/// free; a submission with a wrong token is refused; the cluster takes the next job.
+#[test]
+fn a_job_that_does_not_fit_or_has_a_wrong_token_is_refused() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2, 1]);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, text(1_000, 1)).unwrap();
+    let manifest = wordcount_manifest(dir.path(), &input, "");
+    let started = Instant::now();
+    let out = cluster.run(&manifest, &["--set", "job.parallelism=4"]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the job needs 4 slots") && err.contains("but 3 are free on 2 workers"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let mut bad = cluster.token.clone();
+    bad.replace_range(
+        bad.len() - 2..,
+        if bad.ends_with("00") { "11" } else { "00" },
+    );
+    let mut wrong = weir();
+    wrong.args(["run", manifest.to_str().unwrap()]).args([
+        "--coordinator",
+        &cluster.addr,
+        "--token",
+        &bad,
+    ]);
+    let out = run_bounded(wrong, LIMIT);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("wrong token"), "{err}");
+    cluster.coord.wait_for("refused a job: wrong token", LIMIT);
+
+    let out = cluster.run(&manifest, &["--set", "job.parallelism=3"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+}
+
+/// Ctrl-C cancels a job running on the cluster: the command says so and fails, the workers
+/// stop its tasks, and their slots are free for the next job.
+#[test]
+fn ctrl_c_cancels_a_cluster_job_and_frees_its_slots() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[1, 1]);
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["src -> out"]
+[job]
+name = "endless"
+parallelism = 2
+[sources.src]
+kind = "datagen"
+rate = 1000
+shape = "sequence"
+[sinks.out]
+kind = "file"
+path = "{}"
+partition = "hash"
+"#,
+            dir.path().join("out").display()
+        ),
+    );
+    let child = spawn(cluster.submit(&manifest, &[]));
+    cluster.coord.wait_for("job submitted", LIMIT);
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let out = wait_bounded(child, LIMIT);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the job was cancelled: cancelled by the user (Ctrl-C)"),
+        "{err}"
+    );
+    cluster.coord.wait_for("job cancelled", LIMIT);
+    // The slots are free again: a bounded job of the same size runs.
+    let out = cluster.run(&manifest, &["--set", "sources.src.count=100"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let mut got: Vec<u64> = sink_lines(&dir.path().join("out"))
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+}
+
+/// A worker killed while it runs part of a job is declared lost; the job restarts (from the
+/// start: it takes no checkpoints) on the remaining slots under its restart strategy and
+/// finishes with every record written once.
+#[test]
+fn a_job_restarts_on_the_remaining_workers_when_one_is_killed() {
+    let dir = scratch();
+    let mut cluster = Cluster::start(dir.path(), &[1, 1, 1]);
+    let n = 30_000u64;
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["src -> out"]
+[job]
+name = "failover"
+parallelism = 2
+[sources.src]
+kind = "datagen"
+count = {n}
+rate = 10000
+shape = "sequence"
+[sinks.out]
+kind = "file"
+path = "{}"
+partition = "hash"
+[restart]
+strategy = "fixed_delay"
+attempts = 2
+delay = "100ms"
+"#,
+            dir.path().join("out").display()
+        ),
+    );
+    let child = spawn(cluster.submit(&manifest, &[]));
+    let log = cluster.coord.wait_for("job submitted", LIMIT);
+    std::thread::sleep(Duration::from_secs(1));
+    // Kill one of the workers running it.
+    let line = log.lines().find(|l| l.contains("job submitted")).unwrap();
+    let victim = (0..3)
+        .find(|i| {
+            let id = std::fs::read_to_string(dir.path().join(format!("w{i}/worker-id"))).unwrap();
+            line.contains(id.trim())
+        })
+        .expect("a worker runs the job");
+    cluster.workers[victim].kill();
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("restarting (attempt 1)"), "{err}");
+    let log = cluster.coord.wait_for("redeployed", LIMIT);
+    assert!(
+        log.contains("worker lost") || log.contains("worker gone"),
+        "{log}"
+    );
+    let mut got: Vec<u64> = sink_lines(&dir.path().join("out"))
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got.len() as u64, n, "every record once");
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
 }
