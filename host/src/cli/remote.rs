@@ -12,7 +12,7 @@ use crate::net::blobs::content_hash;
 use crate::net::control::{self, ComponentRef, ControlReader, ToClient, ToCoordinator};
 use crate::net::pki::{self, COORDINATOR_NAME, JoinToken};
 use crate::plan::NodeKind;
-use crate::worker::{self, JobMetrics, agent};
+use crate::worker::{self, CheckpointSummary, JobMetrics, agent};
 use anyhow::{Context as _, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
@@ -162,6 +162,14 @@ async fn follow(
                 counted = (counted.0.max(records_in), counted.1.max(records_out));
             }
             ToClient::Progress { .. } => {}
+            ToClient::Checkpoint { summary } => {
+                metrics.checkpoint_completed(CheckpointSummary {
+                    id: summary.id,
+                    duration: summary.duration,
+                    bytes: summary.bytes,
+                    full_bytes: summary.full_bytes,
+                });
+            }
             ToClient::Restarting {
                 attempt,
                 cause,

@@ -2,6 +2,7 @@
 //! job store and the control plane that deploys tasks on workers. Its protocols are plain
 //! structs fed events, as in [`crate::checkpoint`]; the processes drive them.
 
+pub mod checkpoints;
 pub mod deploy;
 pub mod jobs;
 pub mod membership;

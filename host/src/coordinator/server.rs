@@ -7,6 +7,7 @@ use crate::net::blobs::Blobs;
 use crate::net::control::{self, ControlReader, PartOutcome, ToCoordinator, ToWorker};
 use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa, JoinToken};
 use crate::plan::is_valid_name;
+use crate::state::checkpoints::Ack;
 use anyhow::{Context as _, Result, bail};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -183,6 +184,10 @@ pub(super) enum JobEvent {
         attempt: u32,
         records_in: u64,
         records_out: u64,
+    },
+    Ack {
+        attempt: u32,
+        ack: Ack,
     },
     WorkerLost(String),
     Cancel(String),
@@ -413,6 +418,9 @@ async fn control_loop(
                 Ok(Some(ToCoordinator::PartEnded { job, attempt, outcome })) => {
                     let worker = worker.clone();
                     shared.to_job(&job, JobEvent::PartEnded { worker, attempt, outcome });
+                }
+                Ok(Some(ToCoordinator::Ack { job, attempt, ack })) => {
+                    shared.to_job(&job, JobEvent::Ack { attempt, ack });
                 }
                 Ok(Some(ToCoordinator::Progress { job, attempt, records_in, records_out })) => {
                     let worker = worker.clone();

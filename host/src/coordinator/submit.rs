@@ -4,6 +4,7 @@
 //! by [`JobRun`]: deploy, follow the parts, cancel, restart, end; what happens is streamed back
 //! to the client.
 
+use super::checkpoints::{JobInfo, Keeper, Notice, TaskName, publish_sinks};
 use super::jobs::{Action, JobRun, Outcome};
 use super::scheduler::{place, slots_needed};
 use super::server::{JobEvent, Shared, lock};
@@ -14,6 +15,7 @@ use crate::net::control::{
 };
 use crate::net::pki::JoinToken;
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind};
+use crate::state::checkpoints::CheckpointDir;
 use anyhow::Result;
 use ring::rand::SecureRandom as _;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -81,7 +83,15 @@ pub(super) async fn submit(
     let (events_tx, events) = mpsc::unbounded_channel();
     lock(&shared.jobs).insert(id.clone(), events_tx);
     let mut run = JobRun::new(graph.restart);
-    let held = match deploy(shared, &id, &graph, 0) {
+    let first = match next_attempt(&graph, 0, 1) {
+        Ok(plan) => AttemptPlan {
+            // A new run: nothing of an earlier run's checkpoints is restored.
+            restore: None,
+            ..plan
+        },
+        Err(why) => return refused(send, why).await,
+    };
+    let held = match deploy(shared, &id, &graph, first) {
         Ok(held) => held,
         Err(why) => {
             lock(&shared.jobs).remove(&id);
@@ -102,6 +112,7 @@ pub(super) async fn submit(
         graph,
         run,
         held,
+        first,
         events,
         client,
     ));
@@ -224,13 +235,22 @@ async fn receive_uploads(
     Ok(())
 }
 
-/// Places and deploys attempt `attempt` of job `id` on the free slots: prepares its sinks,
-/// takes the slots, sends each worker its deployment. Returns the slots taken per worker.
+/// A job's attempt to deploy: which one, from which checkpoint, numbering its checkpoints
+/// from where.
+#[derive(Debug, Clone, Copy)]
+struct AttemptPlan {
+    attempt: u32,
+    restore: Option<u64>,
+    first_checkpoint: u64,
+}
+
+/// Places and deploys an attempt of job `id` on the free slots: prepares its sinks, takes the
+/// slots, sends each worker its deployment. Returns the slots taken per worker.
 fn deploy(
     shared: &Shared,
     id: &str,
     graph: &JobGraph,
-    attempt: u32,
+    plan: AttemptPlan,
 ) -> Result<Vec<(String, u32)>, String> {
     let needed = slots_needed(&ExecutionGraph::build(graph));
     let (held, peers, slots) = {
@@ -261,10 +281,10 @@ fn deploy(
             .collect();
         (held, peers, slots)
     };
-    // The sinks' directories hold exactly this attempt's output (no checkpoint to resume).
+    // The sinks' directories hold exactly the output up to the checkpoint restored (or none).
     for node in &graph.nodes {
         if let NodeKind::Sink(config) = &node.kind
-            && let Err(e) = prepare_sink(config, None)
+            && let Err(e) = prepare_sink(config, plan.restore)
         {
             release(shared, &held);
             return Err(format!("sink `{}`: {e}", node.uid));
@@ -273,10 +293,12 @@ fn deploy(
     for (worker, _) in &held {
         let deployment = Deployment {
             job: id.to_string(),
-            attempt,
+            attempt: plan.attempt,
             graph: graph.clone(),
             slots: slots.clone(),
             peers: peers.clone(),
+            restore: plan.restore,
+            first_checkpoint: plan.first_checkpoint,
         };
         // A worker without a control stream is being lost: its loss reaches the job.
         shared.to_worker(worker, ToWorker::Deploy(Box::new(deployment)));
@@ -291,16 +313,71 @@ fn release(shared: &Shared, held: &[(String, u32)]) {
     }
 }
 
-/// Runs a deployed job to its end: feeds its events to `run` and carries out what it decides.
+/// The next attempt's plan: from the newest complete checkpoint of this run, its sinks' files
+/// published (a crash may have come between completing it and publishing), numbering its
+/// checkpoints past every one in the directory.
+fn next_attempt(graph: &JobGraph, attempt: u32, run_first: u64) -> Result<AttemptPlan, String> {
+    let Some(c) = &graph.checkpoint else {
+        return Ok(AttemptPlan {
+            attempt,
+            restore: None,
+            first_checkpoint: 1,
+        });
+    };
+    let dir = CheckpointDir::new(&c.dir);
+    let restore = match dir.latest() {
+        Ok(r) if r.metadata.id >= run_first => {
+            publish_sinks(&r).map_err(|(uid, why)| format!("sink `{uid}`: {why}"))?;
+            Some(r.metadata.id)
+        }
+        _ => None,
+    };
+    Ok(AttemptPlan {
+        attempt,
+        restore,
+        first_checkpoint: run_first.max(dir.next_id()),
+    })
+}
+
+/// The checkpoint keeper of a job's attempt, if the job checkpoints.
+fn keeper(graph: &JobGraph, first: u64) -> Option<Keeper> {
+    let settings = graph.checkpoint.clone()?;
+    let exec = ExecutionGraph::build(graph);
+    let tasks = exec
+        .chains
+        .iter()
+        .flat_map(|c| {
+            let head = &graph.nodes[c.nodes[0]];
+            (0..c.parallelism).map(move |s| TaskName {
+                name: format!("{}-{s}", head.uid),
+                source: head.kind.is_source(),
+            })
+        })
+        .collect();
+    Some(Keeper::new(
+        settings,
+        JobInfo::of(graph),
+        tasks,
+        first,
+        std::time::Instant::now(),
+    ))
+}
+
+/// Runs a deployed job to its end: feeds its events to `run` and carries out what it decides;
+/// runs each attempt's checkpoint keeper.
+#[allow(clippy::too_many_arguments)]
 async fn drive(
     shared: Arc<Shared>,
     id: String,
     graph: JobGraph,
     mut run: JobRun,
     mut held: Vec<(String, u32)>,
+    first: AttemptPlan,
     mut events: mpsc::UnboundedReceiver<JobEvent>,
     client: mpsc::UnboundedSender<ToClient>,
 ) {
+    let run_first = first.first_checkpoint;
+    let mut keeper = keeper(&graph, first.first_checkpoint);
     // Workers that were lost before the job could hear of it.
     let mut actions: VecDeque<Action> = VecDeque::new();
     for (w, _) in &held {
@@ -309,6 +386,21 @@ async fn drive(
         }
     }
     let mut progress: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let notify = |held: &[(String, u32)], attempt: u32, notices: Vec<Notice>| {
+        for notice in notices {
+            if let Notice::Complete { summary } = &notice {
+                let _ = client.send(ToClient::Checkpoint { summary: *summary });
+            }
+            for (w, _) in held {
+                let message = ToWorker::Notice {
+                    job: id.clone(),
+                    attempt,
+                    notice: notice.clone(),
+                };
+                shared.to_worker(w, message);
+            }
+        }
+    };
     loop {
         while let Some(action) = actions.pop_front() {
             match action {
@@ -329,6 +421,9 @@ async fn drive(
                     delay,
                     cause,
                 } => {
+                    if let Some(k) = keeper.take() {
+                        let _ = k.finish(false);
+                    }
                     release(&shared, &std::mem::take(&mut held));
                     progress.clear();
                     tracing::warn!(job = %id, attempt, "{cause}; restarting in {delay:?}");
@@ -344,8 +439,12 @@ async fn drive(
                     let deployed = loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(not_before) => {
-                                match deploy(&shared, &id, &graph, attempt) {
-                                    Ok(h) => break Some(Ok(h)),
+                                let plan = match next_attempt(&graph, attempt, run_first) {
+                                    Ok(plan) => plan,
+                                    Err(why) => break Some(Err(why)),
+                                };
+                                match deploy(&shared, &id, &graph, plan) {
+                                    Ok(h) => break Some(Ok((h, plan))),
                                     Err(why) if tokio::time::Instant::now() >= deadline => {
                                         break Some(Err(why));
                                     }
@@ -368,10 +467,14 @@ async fn drive(
                         }
                     };
                     match deployed {
-                        Some(Ok(h)) => {
+                        Some(Ok((h, plan))) => {
                             held = h;
+                            keeper = self::keeper(&graph, plan.first_checkpoint);
                             run.deployed(held.iter().map(|(w, _)| w.clone()));
-                            tracing::info!(job = %id, attempt, "redeployed: {}", describe(&held));
+                            let from = plan
+                                .restore
+                                .map_or("the start".to_string(), |k| format!("checkpoint {k}"));
+                            tracing::info!(job = %id, attempt, "redeployed from {from}: {}", describe(&held));
                             let _ = client.send(ToClient::Started {
                                 job: id.clone(),
                                 attempt,
@@ -388,8 +491,24 @@ async fn drive(
                     }
                 }
                 Action::End(outcome) => {
+                    let finished = outcome == Outcome::Finished;
+                    let published = keeper.take().map_or(Ok(()), |k| k.finish(finished));
                     release(&shared, &std::mem::take(&mut held));
                     lock(&shared.jobs).remove(&id);
+                    let outcome = match (outcome, published) {
+                        (Outcome::Finished, Err(why)) => Outcome::Failed(why),
+                        (outcome, _) => outcome,
+                    };
+                    if let (false, Some(c)) = (finished, &graph.checkpoint)
+                        && !c.retain_on_cancel
+                    {
+                        // Cancelled or failed for good: this run's checkpoints go, unless asked
+                        // to stay.
+                        let dir = CheckpointDir::new(&c.dir);
+                        for m in dir.completed().0.iter().filter(|m| m.id >= run_first) {
+                            dir.discard(m.id);
+                        }
+                    }
                     let message = match outcome {
                         Outcome::Finished => {
                             tracing::info!(job = %id, "job finished");
@@ -409,7 +528,18 @@ async fn drive(
                 }
             }
         }
-        let Some(event) = events.recv().await else {
+        let wakeup = keeper.as_ref().map(|k| k.next_wakeup());
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = sleep_until_instant(wakeup) => {
+                if let Some(k) = keeper.as_mut() {
+                    let notices = k.poll(std::time::Instant::now());
+                    notify(&held, run.attempt(), notices);
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else {
             return;
         };
         let attempt = run.attempt();
@@ -421,6 +551,13 @@ async fn drive(
             } => actions.extend(run.part_ended(attempt, &worker, outcome)),
             JobEvent::WorkerLost(worker) => actions.extend(run.worker_lost(&worker)),
             JobEvent::Cancel(why) => actions.extend(run.cancel(why)),
+            JobEvent::Ack { attempt: a, ack } if a == attempt => {
+                if let Some(k) = keeper.as_mut() {
+                    let notices = k.receive(ack, std::time::Instant::now());
+                    notify(&held, attempt, notices);
+                }
+            }
+            JobEvent::Ack { .. } => {}
             JobEvent::Progress {
                 worker,
                 attempt: a,
@@ -439,5 +576,13 @@ async fn drive(
             }
             JobEvent::Progress { .. } => {}
         }
+    }
+}
+
+/// Sleeps until `at` (a std instant), or forever if `None`.
+async fn sleep_until_instant(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }

@@ -6,6 +6,7 @@
 use super::frame::{Frame, FrameError};
 use super::stream::{FrameReader, ReadError};
 use crate::plan::JobGraph;
+use crate::state::checkpoints::{Ack, Notice, Summary};
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,12 @@ pub enum ToCoordinator {
         attempt: u32,
         records_in: u64,
         records_out: u64,
+    },
+    /// A checkpoint acknowledgement from a task of a part of a job's attempt.
+    Ack {
+        job: String,
+        attempt: u32,
+        ack: Ack,
     },
     /// On a stream of its own: the component with this content hash (the answer is its bytes,
     /// raw, then the end of the stream; a reset if the coordinator has none).
@@ -92,6 +99,10 @@ pub struct Deployment {
     pub slots: Vec<String>,
     /// Every worker of the attempt and where its data plane listens.
     pub peers: Vec<(String, String)>,
+    /// The checkpoint to restore from (in the job's checkpoint directory), if any.
+    pub restore: Option<u64>,
+    /// The id the attempt's first checkpoint gets.
+    pub first_checkpoint: u64,
 }
 
 /// From the coordinator to `weir run --coordinator`, on the stream of its submission.
@@ -107,6 +118,8 @@ pub enum ToClient {
         attempt: u32,
         workers: Vec<(String, u32)>,
     },
+    /// A checkpoint of the job completed.
+    Checkpoint { summary: Summary },
     /// Records read and written so far by the current attempt.
     Progress {
         attempt: u32,
@@ -141,6 +154,12 @@ pub enum ToWorker {
     Refused { why: String },
     /// Run this part of a job.
     Deploy(Box<Deployment>),
+    /// What the job's checkpoint keeper decided, for the tasks of a part.
+    Notice {
+        job: String,
+        attempt: u32,
+        notice: Notice,
+    },
     /// Cancel a job's attempt.
     Cancel {
         job: String,

@@ -17,8 +17,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const METADATA: &str = "_metadata";
+/// Where finished tasks' last snapshots are kept.
+const FINISHED: &str = "finished";
 /// The layout version of a checkpoint (2: keyed state in chunks per key group and state).
 pub const FORMAT: u32 = 2;
 
@@ -108,6 +111,57 @@ impl Metadata {
             .map(|f| f.bytes)
             .sum()
     }
+}
+
+// What the two halves of checkpointing tell each other (see `coordinator::checkpoints`): the
+// tasks' side, wherever tasks run, and the job's keeper, which completes checkpoints.
+
+/// From a task's side to the keeper.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Ack {
+    /// Task `task` took its snapshot for checkpoint `id` (its file follows).
+    Taken { id: u64, task: usize },
+    /// Task `task`'s file of checkpoint `id` is stored (or could not be), with what its sinks
+    /// pre-committed.
+    Stored {
+        id: u64,
+        task: usize,
+        file: Result<TaskFile, String>,
+        sinks: Vec<Vec<u8>>,
+    },
+    /// Task `task` cannot take part in checkpoint `id`.
+    Declined { id: u64, task: usize, why: String },
+    /// Task `task` has finished; `file` holds its last snapshot, which stands for it in every
+    /// later checkpoint.
+    Finished {
+        task: usize,
+        file: Result<TaskFile, String>,
+        sinks: Vec<Vec<u8>>,
+    },
+}
+
+/// From the keeper to the tasks' sides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    /// Sources inject barrier `id` (its directory exists).
+    Trigger { id: u64 },
+    /// Checkpoint `id` is complete and its sinks' files are published.
+    Complete { summary: Summary },
+    /// Checkpoint `id` will not complete: stop aligning for it.
+    Abort { id: u64 },
+}
+
+/// A completed checkpoint, for progress and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: u64,
+    pub duration: Duration,
+    /// Bytes this checkpoint wrote.
+    pub bytes: u64,
+    /// Bytes a restore from it reads.
+    pub full_bytes: u64,
 }
 
 /// What a `chk-<id>` directory holds.
@@ -212,6 +266,35 @@ impl CheckpointDir {
         })
     }
 
+    /// Writes the last snapshot of task `task`, which has finished: every later checkpoint
+    /// refers to this file (in `finished/`, named uniquely per run) instead of writing it again.
+    pub fn write_finished(
+        &self,
+        task: &str,
+        subtask: u32,
+        operators: Vec<String>,
+        snap: &TaskSnapshot,
+    ) -> Result<TaskFile, CheckpointError> {
+        let dir = self.root.join(FINISHED);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let file = format!("{FINISHED}/{task}-{}-{stamp}.redb", std::process::id());
+        let written = snapshot::write(&self.root.join(&file), snap)?;
+        Ok(TaskFile {
+            task: task.to_string(),
+            subtask,
+            file,
+            operators,
+            bytes: written.bytes,
+            hash: written.hash,
+            sync_ms: 0,
+            align_ms: 0,
+            base: Vec::new(),
+        })
+    }
+
     /// Marks checkpoint `meta.id` complete: its metadata, durably and atomically.
     pub fn complete(&self, meta: &Metadata) -> Result<(), CheckpointError> {
         let dir = self.chk(meta.id);
@@ -230,6 +313,12 @@ impl CheckpointDir {
     /// Removes checkpoint `id` and its files.
     pub fn discard(&self, id: u64) {
         let _ = fs::remove_dir_all(self.chk(id));
+    }
+
+    /// An id past every checkpoint directory present, complete or not (and at least 1): what
+    /// the next run or attempt numbers its first checkpoint, so that it never reuses an id.
+    pub fn next_id(&self) -> u64 {
+        self.ids().last().map_or(1, |id| id + 1)
     }
 
     /// The ids of the checkpoint directories present, complete or not, oldest first.
@@ -406,8 +495,9 @@ impl CheckpointDir {
 
     /// Keeps the newest `keep` complete checkpoints; removes older ones and every incomplete
     /// checkpoint older than the newest complete one — but never a file a kept checkpoint's
-    /// incremental snapshots build on.
-    pub fn retain(&self, keep: u32) {
+    /// incremental snapshots build on — and finished tasks' files that no kept checkpoint
+    /// refers to, but those in `also` (the running job's, not yet in a checkpoint).
+    pub fn retain(&self, keep: u32, also: &[String]) {
         let ids = self.ids();
         let complete: Vec<Metadata> = ids
             .iter()
@@ -422,6 +512,27 @@ impl CheckpointDir {
             .flat_map(|m| m.tasks.iter().flat_map(TaskFile::chain))
             .map(|f| f.file)
             .collect();
+        // A finished task's file is in every checkpoint completed after it was written; one
+        // that no kept checkpoint refers to is of an earlier run, unless it is younger than
+        // the oldest kept one (with a minute's margin for clocks of other hosts): its task's
+        // report may be on its way.
+        let oldest = kept.iter().map(|m| m.triggered_unix_ms).min().unwrap_or(0);
+        let before =
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(oldest.saturating_sub(60_000));
+        for entry in fs::read_dir(self.root.join(FINISHED))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let file = format!("{FINISHED}/{}", entry.file_name().to_string_lossy());
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < before);
+            if old && !referenced.contains(&file) && !also.contains(&file) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
         for id in ids {
             if id >= newest || kept.iter().any(|m| m.id == id) {
                 continue;
@@ -564,7 +675,7 @@ mod tests {
         checkpoint(&dir, 3, 3, true);
         checkpoint(&dir, 4, 4, true);
         checkpoint(&dir, 5, 5, false);
-        dir.retain(2);
+        dir.retain(2, &[]);
         assert_eq!(dir.ids(), [3, 4, 5]);
         let (done, bad) = dir.completed();
         assert_eq!(done.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 4]);
@@ -596,7 +707,7 @@ mod tests {
         t.base = base;
         dir.complete(&meta(2, vec![t])).unwrap();
         // Keeping one checkpoint keeps 2, and 1's file that 2 builds on, not 1 itself.
-        dir.retain(1);
+        dir.retain(1, &[]);
         assert!(tmp.path().join("chk-1/op-0.redb").exists());
         assert!(!tmp.path().join("chk-1/_metadata").exists());
         checkpoint(&dir, 3, 3, false);

@@ -181,6 +181,7 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
             data.clone(),
             Blobs::new(options.data_dir.join("components")),
             runtime,
+            options.data_dir.join("work"),
         );
         // Lost coordinators are reconnected to, for up to `reconnect` in a row.
         let mut lost_since: Option<std::time::Instant> = None;
@@ -291,6 +292,7 @@ async fn session(
                     me.deploy(*deployment, conn.clone(), report.clone());
                 }
                 Ok(Some(ToWorker::Cancel { job, attempt, why })) => me.cancel(&job, attempt, &why),
+                Ok(Some(ToWorker::Notice { job, attempt, notice })) => me.notice(&job, attempt, notice),
                 Ok(Some(ToWorker::Refused { why })) => {
                     break Err(Ended::Lost(format!("it dropped this worker: {why}")));
                 }

@@ -1,24 +1,25 @@
-//! Checkpoints of a running job. The driver thread runs the coordinator
-//! ([`crate::checkpoint::Coordinator`]): it triggers checkpoints (sources see the newest
-//! trigger and inject its barrier), writes each task's snapshot into the checkpoint directory
-//! (off the task's thread: the task only copies its state and forwards the barrier), completes a
-//! checkpoint when every task's file is written, then publishes what the sinks pre-committed,
-//! and aborts checkpoints that time out or fail, removing their files.
+//! Checkpoints of a running job, on the tasks' side. Sources see the newest trigger and inject
+//! its barrier; each task hands its snapshot to the driver thread here, which has it written
+//! into the checkpoint directory (off the task's thread: the task only copies its state and
+//! forwards the barrier) and acknowledges it to the job's [`Keeper`] — in this process in local
+//! mode, the coordinator's in a cluster — which completes or aborts checkpoints and says so
+//! back ([`Notice`]).
 
 use super::channel::Gate;
 use super::control::{CheckpointSummary, JobMetrics};
 use crate::cancel::CancelToken;
-use crate::checkpoint::{AbortReason, Action, CheckpointId, CheckpointSettings, Coordinator};
-use crate::connectors::{commit, make_durable};
+use crate::checkpoint::{CheckpointId, CheckpointSettings};
+use crate::connectors::make_durable;
+use crate::coordinator::checkpoints::{Ack, Keeper, Notice};
 use crate::state::checkpoints::{CheckpointDir, FileRef, Metadata, TaskFile};
 use crate::state::snapshot::TaskSnapshot;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-/// What a task tells the driver.
+/// What a task (or a writer, or the keeper) tells the driver.
 pub enum Report {
     /// The task's snapshot for checkpoint `id`, taken after aligning for `align` and pausing
     /// for `sync`.
@@ -40,21 +41,24 @@ pub enum Report {
     },
     /// The task has finished; `snapshot` stands for it in every later checkpoint.
     Finished { task: usize, snapshot: TaskSnapshot },
-    /// A writer wrote (or failed to write) task `task`'s file of checkpoint `id`; `sinks` is
-    /// what its sinks pre-committed.
+    /// A writer wrote (or failed to write) a task's file: of checkpoint `id`, or (`None`) its
+    /// last snapshot after it finished; `sinks` is what its sinks pre-committed.
     Written {
-        id: CheckpointId,
+        id: Option<CheckpointId>,
         task: usize,
         file: Result<TaskFile, String>,
         sinks: Vec<Vec<u8>>,
     },
+    /// What the keeper decided.
+    Notice(Notice),
     /// Every task has ended: finish.
     Shutdown,
 }
 
 /// A task's snapshot to write.
 struct WriteJob {
-    id: CheckpointId,
+    /// `None`: the last snapshot of a finished task.
+    id: Option<CheckpointId>,
     task: usize,
     info: TaskInfo,
     snapshot: TaskSnapshot,
@@ -72,7 +76,7 @@ const WRITERS: usize = 2;
 pub struct Shared {
     /// The newest checkpoint triggered: a source that has not yet injected it does.
     pub triggered: AtomicU64,
-    /// The newest checkpoint whose sinks' files are published.
+    /// The newest checkpoint complete, its sinks' files published.
     pub published: AtomicU64,
 }
 
@@ -93,6 +97,15 @@ impl TaskLink {
     }
 }
 
+/// Where the driver's acknowledgements go.
+pub enum Upstream {
+    /// The job's keeper, run by the driver itself (local mode).
+    Local(Box<Keeper>),
+    /// Another process's keeper (the coordinator's), whose notices come back through
+    /// [`Driver::notices`].
+    Remote(Box<dyn Fn(Ack) + Send>),
+}
+
 /// A task as checkpoints name it.
 #[derive(Debug, Clone)]
 pub struct TaskInfo {
@@ -105,39 +118,34 @@ pub struct TaskInfo {
     pub source: bool,
 }
 
-/// What the job is, as a checkpoint's metadata records it.
-pub struct JobInfo {
-    pub name: String,
-    pub max_parallelism: u32,
-    pub nodes: BTreeMap<String, u32>,
-}
-
-/// The driver of one attempt's checkpoints.
+/// The driver of one attempt's checkpoints, on the tasks' side.
 pub struct Driver {
-    thread: JoinHandle<Vec<Option<TaskSnapshot>>>,
-    shutdown: mpsc::Sender<Report>,
+    thread: JoinHandle<Option<Box<Keeper>>>,
+    reports: mpsc::Sender<Report>,
 }
 
 impl Driver {
-    /// Starts the driver for `tasks`; the first checkpoint gets id `first_id`. Returns each
-    /// task's link, in the order of `tasks`.
+    /// Starts the driver for `tasks` (each with its number among the job's tasks); before the
+    /// first notice, checkpoints up to `first_id - 1` count as triggered and published.
+    /// Returns each task's link, in the order of `tasks`.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
-        settings: CheckpointSettings,
-        job: JobInfo,
-        tasks: Vec<TaskInfo>,
+        settings: &CheckpointSettings,
+        tasks: Vec<(usize, TaskInfo)>,
         first_id: CheckpointId,
         gates: Vec<Arc<Gate>>,
         metrics: Arc<JobMetrics>,
         cancel: CancelToken,
+        upstream: Upstream,
     ) -> std::io::Result<(Driver, Vec<TaskLink>)> {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
             triggered: AtomicU64::new(first_id - 1),
             published: AtomicU64::new(first_id - 1),
         });
-        let links = (0..tasks.len())
-            .map(|task| TaskLink {
+        let links = tasks
+            .iter()
+            .map(|&(task, _)| TaskLink {
                 task,
                 shared: shared.clone(),
                 reports: tx.clone(),
@@ -154,57 +162,21 @@ impl Driver {
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(job) = job else { return };
-                        // The sinks' pre-committed files reach the disk before the task's file
-                        // is written, so a completed checkpoint's output is durable.
-                        let durable = job.snapshot.sinks.iter().try_for_each(|(uid, p)| {
-                            make_durable(p).map_err(|e| format!("sink {uid}: {e}"))
-                        });
-                        let file = durable
-                            .and_then(|()| {
-                                dir.write_task(
-                                    job.id,
-                                    &job.info.name,
-                                    job.info.subtask,
-                                    job.info.operators,
-                                    &job.snapshot,
-                                )
-                                .map_err(|e| e.to_string())
-                            })
-                            .map(|mut f| {
-                                f.sync_ms = job.sync.as_millis() as u64;
-                                f.align_ms = job.align.as_millis() as u64;
-                                f.base = job.base;
-                                f
-                            });
-                        let sinks = job.snapshot.sinks.into_iter().map(|(_, p)| p).collect();
-                        let _ = done.send(Report::Written {
-                            id: job.id,
-                            task: job.task,
-                            file,
-                            sinks,
-                        });
+                        let _ = done.send(write(&dir, job));
                     }
                 })?;
         }
         let state = DriverState {
-            coordinator: Coordinator::new(
-                settings.schedule,
-                tasks.iter().map(|t| t.source).collect(),
-                first_id,
-                Instant::now(),
-            ),
             dir,
             jobs: Some(jobs),
-            settings,
-            job,
-            tasks,
+            tasks: tasks.into_iter().collect(),
             shared,
             gates,
             metrics,
-            pending: HashMap::new(),
-            finished: Vec::new(),
-            finished_files: Vec::new(),
-            completed: Vec::new(),
+            upstream,
+            bases: VecDeque::new(),
+            writing: 0,
+            shutting_down: false,
         };
         let thread = std::thread::Builder::new()
             .name("weir-checkpoints".into())
@@ -212,83 +184,134 @@ impl Driver {
         Ok((
             Driver {
                 thread,
-                shutdown: tx,
+                reports: tx,
             },
             links,
         ))
     }
 
-    /// Ends the driver once every task has ended; returns the finished tasks' last snapshots.
-    pub fn finish(self) -> Vec<Option<TaskSnapshot>> {
-        let _ = self.shutdown.send(Report::Shutdown);
-        self.thread.join().unwrap_or_default()
+    /// Where the notices of a keeper in another process go.
+    pub fn notices(&self) -> impl Fn(Notice) + Send + Sync + 'static {
+        let reports = std::sync::Mutex::new(self.reports.clone());
+        move |n| {
+            let _ = reports
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .send(Report::Notice(n));
+        }
+    }
+
+    /// Ends the driver once every task has ended. With a keeper of its own, it ends it too:
+    /// when the job `finished`, what the finished tasks' sinks pre-committed is published.
+    pub fn finish(self, finished: bool) -> Result<(), String> {
+        let _ = self.reports.send(Report::Shutdown);
+        match self.thread.join() {
+            Ok(Some(keeper)) => keeper.finish(finished),
+            Ok(None) => Ok(()),
+            Err(_) => {
+                Err("the checkpoint driver panicked (a bug in weir; please report it)".into())
+            }
+        }
     }
 }
 
-/// A checkpoint in flight.
-struct InFlight {
-    triggered: Instant,
-    triggered_unix_ms: u64,
-    files: BTreeMap<usize, TaskFile>,
-    /// What the sinks of each acknowledged task pre-committed.
-    sinks: Vec<Vec<u8>>,
+/// Writes one task's file: its sinks' pre-committed files reach the disk first, so that a
+/// completed checkpoint's output is durable.
+fn write(dir: &CheckpointDir, job: WriteJob) -> Report {
+    let durable = job
+        .snapshot
+        .sinks
+        .iter()
+        .try_for_each(|(uid, p)| make_durable(p).map_err(|e| format!("sink {uid}: {e}")));
+    let file = durable
+        .and_then(|()| {
+            let (name, subtask, operators) = (&job.info.name, job.info.subtask, job.info.operators);
+            match job.id {
+                Some(id) => dir.write_task(id, name, subtask, operators, &job.snapshot),
+                None => dir.write_finished(name, subtask, operators, &job.snapshot),
+            }
+            .map_err(|e| e.to_string())
+        })
+        .map(|mut f| {
+            f.sync_ms = job.sync.as_millis() as u64;
+            f.align_ms = job.align.as_millis() as u64;
+            f.base = job.base;
+            f
+        });
+    let sinks = job.snapshot.sinks.into_iter().map(|(_, p)| p).collect();
+    Report::Written {
+        id: job.id,
+        task: job.task,
+        file,
+        sinks,
+    }
 }
 
 struct DriverState {
-    coordinator: Coordinator,
     dir: CheckpointDir,
     /// The writers' queue (dropped at shutdown, which ends them).
     jobs: Option<mpsc::Sender<WriteJob>>,
-    settings: CheckpointSettings,
-    job: JobInfo,
-    tasks: Vec<TaskInfo>,
+    /// The tasks here, by their number among the job's tasks.
+    tasks: std::collections::HashMap<usize, TaskInfo>,
     shared: Arc<Shared>,
     gates: Vec<Arc<Gate>>,
     metrics: Arc<JobMetrics>,
-    pending: HashMap<CheckpointId, InFlight>,
-    finished: Vec<Option<TaskSnapshot>>,
-    /// Per finished task: the file of a completed checkpoint that holds its last snapshot,
-    /// which later checkpoints refer to rather than write it again.
-    finished_files: Vec<Option<TaskFile>>,
-    /// The last few completed checkpoints' metadata, newest last: deltas build on them.
-    completed: Vec<Metadata>,
+    upstream: Upstream,
+    /// The metadata of the last few completed checkpoints read, for deltas' bases.
+    bases: VecDeque<Metadata>,
+    /// Files queued for the writers and not yet written.
+    writing: usize,
+    shutting_down: bool,
 }
 
 impl DriverState {
-    fn run(
-        mut self,
-        reports: mpsc::Receiver<Report>,
-        cancel: CancelToken,
-    ) -> Vec<Option<TaskSnapshot>> {
-        self.finished = vec![None; self.tasks.len()];
-        self.finished_files = vec![None; self.tasks.len()];
+    fn run(mut self, reports: mpsc::Receiver<Report>, cancel: CancelToken) -> Option<Box<Keeper>> {
         loop {
-            let wait = self
-                .coordinator
-                .next_wakeup()
-                .saturating_duration_since(Instant::now())
-                .min(Duration::from_millis(100));
-            let actions = match reports.recv_timeout(wait) {
-                Ok(Report::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                Ok(report) => self.receive(report),
-                Err(mpsc::RecvTimeoutError::Timeout) => Vec::new(),
+            let wait = match &self.upstream {
+                Upstream::Local(keeper) => keeper
+                    .next_wakeup()
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(100)),
+                Upstream::Remote(_) => Duration::from_millis(100),
             };
-            self.apply(actions);
-            if !cancel.is_cancelled() {
-                let actions = self.coordinator.poll(Instant::now());
-                self.apply(actions);
+            match reports.recv_timeout(wait) {
+                Ok(Report::Shutdown) => self.shutting_down = true,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Ok(report) => self.receive(report),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            // Every task has ended; the files being written (finished tasks' last snapshots
+            // among them) are acknowledged before the driver ends.
+            // (A cancelled attempt's files are of no use: it ends at once.)
+            if self.shutting_down && (self.writing == 0 || cancel.is_cancelled()) {
+                break;
+            }
+            if let Upstream::Local(keeper) = &mut self.upstream
+                && !cancel.is_cancelled()
+                && !self.shutting_down
+            {
+                let notices = keeper.poll(Instant::now());
+                self.apply(notices);
             }
         }
-        // The attempt is over: what was in flight will never complete.
         self.jobs = None;
-        for id in self.pending.keys() {
-            self.dir.discard(*id);
+        match self.upstream {
+            Upstream::Local(keeper) => Some(keeper),
+            Upstream::Remote(_) => None,
         }
-        self.finished
     }
 
-    fn receive(&mut self, report: Report) -> Vec<Action> {
-        let now = Instant::now();
+    fn ack(&mut self, ack: Ack) {
+        match &mut self.upstream {
+            Upstream::Local(keeper) => {
+                let notices = keeper.receive(ack, Instant::now());
+                self.apply(notices);
+            }
+            Upstream::Remote(send) => send(ack),
+        }
+    }
+
+    fn receive(&mut self, report: Report) {
         match report {
             Report::Snapshot {
                 id,
@@ -298,250 +321,130 @@ impl DriverState {
                 sync,
                 align,
             } => {
-                let Some(flight) = self.pending.get(&id) else {
-                    return Vec::new();
+                let Some(info) = self.tasks.get(&task).cloned() else {
+                    return;
                 };
                 tracing::debug!(
                     checkpoint = id,
-                    task = %self.tasks[task].name,
-                    after_ms = flight.triggered.elapsed().as_millis() as u64,
+                    task = %info.name,
                     align_ms = align.as_millis() as u64,
                     sync_ms = sync.as_millis() as u64,
                     "snapshot taken"
                 );
-                self.coordinator.taken(id, task);
+                self.ack(Ack::Taken { id, task });
                 // A delta builds on the task's files in its base checkpoint: their own base,
                 // then the task's file itself.
                 let base = match base {
                     None => Vec::new(),
-                    Some(b) => {
-                        let name = &self.tasks[task].name;
-                        match self
-                            .completed
-                            .iter()
-                            .find(|m| m.id == b)
-                            .and_then(|m| m.tasks.iter().find(|t| &t.task == name))
-                        {
-                            Some(t) => t.chain(),
-                            None => {
-                                return self.coordinator.decline(
-                                    id,
-                                    format!("task {name}: its base checkpoint {b} is gone"),
-                                    now,
-                                );
-                            }
+                    Some(b) => match self.base(b, &info.name) {
+                        Some(chain) => chain,
+                        None => {
+                            let why = format!("its base checkpoint {b} is gone");
+                            return self.ack(Ack::Declined { id, task, why });
                         }
-                    }
+                    },
                 };
-                if let Some(jobs) = &self.jobs {
-                    let _ = jobs.send(WriteJob {
-                        id,
+                self.queue(WriteJob {
+                    id: Some(id),
+                    task,
+                    info,
+                    snapshot,
+                    base,
+                    sync,
+                    align,
+                });
+            }
+            Report::Finished { task, snapshot } => {
+                if let Some(info) = self.tasks.get(&task).cloned() {
+                    self.queue(WriteJob {
+                        id: None,
                         task,
-                        info: self.tasks[task].clone(),
+                        info,
                         snapshot,
-                        base,
-                        sync,
-                        align,
+                        base: Vec::new(),
+                        sync: Duration::ZERO,
+                        align: Duration::ZERO,
                     });
                 }
-                Vec::new()
             }
             Report::Written {
-                id,
+                id: Some(id),
                 task,
                 file,
                 sinks,
             } => {
-                let Some(flight) = self.pending.get_mut(&id) else {
-                    // Aborted meanwhile: its directory is gone or going (never one that
-                    // completed: a checkpoint waits for every snapshot taken for it).
-                    if !self.completed.iter().any(|m| m.id == id) {
-                        self.dir.discard(id);
-                    }
-                    return Vec::new();
-                };
-                match file {
-                    Ok(file) => {
-                        tracing::debug!(
-                            checkpoint = id,
-                            task = %self.tasks[task].name,
-                            after_ms = flight.triggered.elapsed().as_millis() as u64,
-                            "snapshot stored"
-                        );
-                        flight.files.insert(task, file);
-                        flight.sinks.extend(sinks);
-                        self.coordinator.ack(id, task, now)
-                    }
-                    Err(why) => self.coordinator.decline(id, why, now),
+                self.writing -= 1;
+                if let Ok(f) = &file {
+                    tracing::debug!(checkpoint = id, task = %f.task, "snapshot stored");
                 }
-            }
-            Report::Shutdown => Vec::new(),
-            Report::Decline { id, task, why } => self.coordinator.decline(
-                id,
-                format!("task {} declined: {why}", self.tasks[task].name),
-                now,
-            ),
-            Report::Finished { task, snapshot } => {
-                self.finished[task] = Some(snapshot);
-                self.coordinator.finished(task, now)
-            }
-        }
-    }
-
-    fn write(
-        &self,
-        id: CheckpointId,
-        task: usize,
-        snap: &TaskSnapshot,
-    ) -> Result<TaskFile, String> {
-        let t = &self.tasks[task];
-        self.dir
-            .write_task(id, &t.name, t.subtask, t.operators.clone(), snap)
-            .map_err(|e| e.to_string())
-    }
-
-    fn apply(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Trigger(id) => self.trigger(id),
-                Action::Complete(id) => self.complete(id),
-                Action::Abort(id, why) => self.abort(id, &why),
-            }
-        }
-    }
-
-    fn trigger(&mut self, id: CheckpointId) {
-        let unix_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.pending.insert(
-            id,
-            InFlight {
-                triggered: Instant::now(),
-                triggered_unix_ms: unix_ms,
-                files: BTreeMap::new(),
-                sinks: Vec::new(),
-            },
-        );
-        if let Err(e) = self.dir.begin(id) {
-            let actions = self.coordinator.decline(id, e.to_string(), Instant::now());
-            self.apply(actions);
-            return;
-        }
-        self.shared.triggered.store(id, Ordering::SeqCst);
-    }
-
-    fn complete(&mut self, id: CheckpointId) {
-        let Some(mut flight) = self.pending.remove(&id) else {
-            return;
-        };
-        // Finished tasks are in every checkpoint after they finished, with their last snapshot.
-        let mut written = Vec::new();
-        for task in 0..self.tasks.len() {
-            if flight.files.contains_key(&task) {
-                continue;
-            }
-            let Some(snap) = &self.finished[task] else {
-                continue;
-            };
-            let durable = (snap.sinks.iter())
-                .try_for_each(|(uid, p)| make_durable(p).map_err(|e| format!("sink {uid}: {e}")));
-            if let Err(why) = durable {
-                return self.abort(id, &AbortReason::Declined(why));
-            }
-            if let Some(file) = &self.finished_files[task] {
-                // Written once: retention keeps it while a retained checkpoint refers to it.
-                flight.files.insert(
+                self.ack(Ack::Stored {
+                    id,
                     task,
-                    TaskFile {
-                        sync_ms: 0,
-                        align_ms: 0,
-                        ..file.clone()
-                    },
-                );
-                flight
-                    .sinks
-                    .extend(snap.sinks.iter().map(|(_, p)| p.clone()));
-                continue;
+                    file,
+                    sinks,
+                });
             }
-            match self.write(id, task, snap) {
-                Ok(file) => {
-                    written.push((task, file.clone()));
-                    flight.files.insert(task, file);
-                    flight
-                        .sinks
-                        .extend(snap.sinks.iter().map(|(_, p)| p.clone()));
-                }
-                Err(why) => return self.abort(id, &AbortReason::Declined(why)),
+            Report::Written {
+                id: None,
+                task,
+                file,
+                sinks,
+            } => {
+                self.writing -= 1;
+                self.ack(Ack::Finished { task, file, sinks });
             }
+            Report::Decline { id, task, why } => self.ack(Ack::Declined { id, task, why }),
+            Report::Notice(n) => self.apply(vec![n]),
+            Report::Shutdown => {}
         }
-        let duration = flight.triggered.elapsed();
-        let meta = Metadata {
-            format: crate::state::checkpoints::FORMAT,
-            job: self.job.name.clone(),
-            id,
-            triggered_unix_ms: flight.triggered_unix_ms,
-            duration_ms: duration.as_millis() as u64,
-            max_parallelism: self.job.max_parallelism,
-            mode: match self.settings.mode {
-                crate::checkpoint::Mode::ExactlyOnce => "exactly_once",
-                crate::checkpoint::Mode::AtLeastOnce => "at_least_once",
-            }
-            .into(),
-            nodes: self.job.nodes.clone(),
-            tasks: flight.files.into_values().collect(),
-        };
-        if let Err(e) = self.dir.complete(&meta) {
-            tracing::warn!(checkpoint = id, "checkpoint failed: {e}");
-            self.dir.discard(id);
-            return;
-        }
-        // Durable: what the sinks pre-committed up to this checkpoint is published.
-        for pending in &flight.sinks {
-            if let Err(e) = commit(pending, id) {
-                tracing::error!(checkpoint = id, "cannot publish a sink's files: {e}");
-            }
-        }
-        for (task, file) in written {
-            self.finished_files[task] = Some(file);
-        }
-        self.completed.push(meta.clone());
-        let keep = self.completed.len().saturating_sub(4);
-        self.completed.drain(..keep);
-        self.shared.published.store(id, Ordering::SeqCst);
-        self.dir.retain(self.settings.retain);
-        let bytes = meta.bytes();
-        tracing::debug!(
-            checkpoint = id,
-            ms = duration.as_millis() as u64,
-            bytes,
-            "checkpoint complete"
-        );
-        self.metrics.checkpoint_completed(CheckpointSummary {
-            id,
-            duration,
-            bytes,
-            full_bytes: meta.full_bytes(),
-        });
     }
 
-    fn abort(&mut self, id: CheckpointId, why: &AbortReason) {
-        self.pending.remove(&id);
-        for g in &self.gates {
-            g.abort(id);
+    fn queue(&mut self, job: WriteJob) {
+        if let Some(jobs) = &self.jobs
+            && jobs.send(job).is_ok()
+        {
+            self.writing += 1;
         }
-        self.dir.discard(id);
-        match why {
-            AbortReason::Subsumed => {
-                tracing::debug!(checkpoint = id, "checkpoint subsumed by a newer one")
+    }
+
+    /// Task `name`'s files in completed checkpoint `b`: its chain.
+    fn base(&mut self, b: CheckpointId, name: &str) -> Option<Vec<FileRef>> {
+        if !self.bases.iter().any(|m| m.id == b) {
+            let meta = self.dir.metadata(b).ok().flatten()?;
+            self.bases.push_back(meta);
+            if self.bases.len() > 4 {
+                self.bases.pop_front();
             }
-            AbortReason::Timeout => tracing::warn!(
-                checkpoint = id,
-                "checkpoint aborted: not complete within checkpoint.timeout = {:?}",
-                self.settings.schedule.timeout
-            ),
-            AbortReason::Declined(why) => {
-                tracing::warn!(checkpoint = id, "checkpoint aborted: {why}")
+        }
+        let meta = self.bases.iter().find(|m| m.id == b)?;
+        meta.tasks
+            .iter()
+            .find(|t| t.task == name)
+            .map(TaskFile::chain)
+    }
+
+    fn apply(&mut self, notices: Vec<Notice>) {
+        for n in notices {
+            match n {
+                Notice::Trigger { id } => {
+                    self.shared.triggered.fetch_max(id, Ordering::SeqCst);
+                }
+                Notice::Complete { summary } => {
+                    self.shared
+                        .published
+                        .fetch_max(summary.id, Ordering::SeqCst);
+                    self.metrics.checkpoint_completed(CheckpointSummary {
+                        id: summary.id,
+                        duration: summary.duration,
+                        bytes: summary.bytes,
+                        full_bytes: summary.full_bytes,
+                    });
+                }
+                Notice::Abort { id } => {
+                    for g in &self.gates {
+                        g.abort(id);
+                    }
+                }
             }
         }
     }

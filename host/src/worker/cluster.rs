@@ -6,6 +6,7 @@
 use super::channel::{ChannelSender, EXCLUSIVE_BUFFERS, FLOATING_BUFFERS, Gate, RemoteInbox};
 use super::control::{JobControl, JobMetrics};
 use super::local::{self, JobError, Remote};
+use super::recovery;
 use crate::coordinator::Placement;
 use crate::coordinator::deploy;
 use crate::net::blobs::{self, Blobs};
@@ -14,9 +15,11 @@ use crate::net::data::{self, RemoteInputs, RemoteSender, Route, Router};
 use crate::net::frame::ChannelId;
 use crate::net::pki::{self, Identity};
 use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph, NodeKind};
+use crate::state::checkpoints::{Ack, Notice};
 use crate::wasm::Runtime;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -160,9 +163,17 @@ impl DataPlane {
     }
 }
 
-/// A part running: its control, and whether the coordinator cancelled it (else a
-/// cancellation came from a channel that broke: a failure).
-type RunningPart = (Arc<JobControl>, Arc<AtomicBool>);
+/// Where a part's checkpoint notices are delivered (set once its driver runs).
+type Notices = Arc<Mutex<Option<Box<dyn Fn(Notice) + Send + Sync>>>>;
+
+/// A part running.
+struct RunningPart {
+    control: Arc<JobControl>,
+    /// Whether the coordinator cancelled it (else a cancellation came from a channel that
+    /// broke: a failure).
+    by_coordinator: Arc<AtomicBool>,
+    notices: Notices,
+}
 
 /// What a worker's deployments share.
 pub struct Worker {
@@ -171,17 +182,26 @@ pub struct Worker {
     pub blobs: Blobs,
     pub runtime: Runtime,
     pub handle: tokio::runtime::Handle,
+    /// Where parts keep their working files.
+    pub work: PathBuf,
     /// The parts running, by (job, attempt), and whether the coordinator cancelled them.
     parts: Mutex<HashMap<(String, u32), RunningPart>>,
 }
 
 impl Worker {
-    pub fn new(id: String, data: Arc<DataPlane>, blobs: Blobs, runtime: Runtime) -> Arc<Self> {
+    pub fn new(
+        id: String,
+        data: Arc<DataPlane>,
+        blobs: Blobs,
+        runtime: Runtime,
+        work: PathBuf,
+    ) -> Arc<Self> {
         Arc::new(Worker {
             id,
             data,
             blobs,
             runtime,
+            work,
             handle: tokio::runtime::Handle::current(),
             parts: Mutex::default(),
         })
@@ -189,18 +209,28 @@ impl Worker {
 
     /// Cancels attempt `attempt` of `job`, if it runs here.
     pub fn cancel(&self, job: &str, attempt: u32, why: &str) {
-        if let Some((control, by_coordinator)) = lock(&self.parts).get(&(job.to_string(), attempt))
-        {
-            by_coordinator.store(true, Ordering::SeqCst);
-            control.cancel_because(why);
+        if let Some(part) = lock(&self.parts).get(&(job.to_string(), attempt)) {
+            part.by_coordinator.store(true, Ordering::SeqCst);
+            part.control.cancel_because(why);
+        }
+    }
+
+    /// Delivers a notice of the job's checkpoint keeper to attempt `attempt` of `job`.
+    pub fn notice(&self, job: &str, attempt: u32, notice: Notice) {
+        let notices = match lock(&self.parts).get(&(job.to_string(), attempt)) {
+            Some(part) => part.notices.clone(),
+            None => return,
+        };
+        if let Some(deliver) = lock(&notices).as_ref() {
+            deliver(notice);
         }
     }
 
     /// Cancels every part (the coordinator is gone: nobody would hear how they end).
     pub fn cancel_all(&self, why: &str) {
-        for (control, by_coordinator) in lock(&self.parts).values() {
-            by_coordinator.store(true, Ordering::SeqCst);
-            control.cancel_because(why);
+        for part in lock(&self.parts).values() {
+            part.by_coordinator.store(true, Ordering::SeqCst);
+            part.control.cancel_because(why);
         }
     }
 
@@ -215,22 +245,31 @@ impl Worker {
         let key = (deployment.job.clone(), deployment.attempt);
         let control = JobControl::new();
         let by_coordinator = Arc::new(AtomicBool::new(false));
-        lock(&self.parts).insert(key.clone(), (control.clone(), by_coordinator.clone()));
+        let notices = Notices::default();
+        lock(&self.parts).insert(
+            key.clone(),
+            RunningPart {
+                control: control.clone(),
+                by_coordinator: by_coordinator.clone(),
+                notices: notices.clone(),
+            },
+        );
         let worker = self.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("part-{}", deployment.job))
             .spawn({
                 let report = report.clone();
                 move || {
-                    let outcome = match worker.run(&deployment, &coordinator, &control, &report) {
-                        // Cancelled by a channel that broke: a failure.
-                        PartOutcome::Cancelled if !by_coordinator.load(Ordering::SeqCst) => {
-                            PartOutcome::Failed {
-                                why: control.reason().unwrap_or("cancelled").to_string(),
+                    let outcome =
+                        match worker.run(&deployment, &coordinator, &control, &report, notices) {
+                            // Cancelled by a channel that broke: a failure.
+                            PartOutcome::Cancelled if !by_coordinator.load(Ordering::SeqCst) => {
+                                PartOutcome::Failed {
+                                    why: control.reason().unwrap_or("cancelled").to_string(),
+                                }
                             }
-                        }
-                        other => other,
-                    };
+                            other => other,
+                        };
                     worker
                         .data
                         .router
@@ -261,6 +300,7 @@ impl Worker {
         coordinator: &quinn::Connection,
         control: &Arc<JobControl>,
         report: &UnboundedSender<ToCoordinator>,
+        notices: Notices,
     ) -> PartOutcome {
         let failed = |why: String| PartOutcome::Failed { why };
         let mut job = deployment.graph.clone();
@@ -271,7 +311,16 @@ impl Worker {
             Ok(c) => c,
             Err(e) => return failed(e.to_string()),
         };
-        let part = match Part::new(self, deployment, &job) {
+        let restored = match (&job.checkpoint, deployment.restore) {
+            (Some(c), Some(id)) => {
+                match recovery::load(&c.dir.join(format!("chk-{id}")), &job, false) {
+                    Ok(r) => Some(r),
+                    Err(e) => return failed(e.to_string()),
+                }
+            }
+            _ => None,
+        };
+        let part = match Part::new(self, deployment, &job, report.clone(), notices) {
             Ok(p) => p,
             Err(why) => return failed(why),
         };
@@ -301,7 +350,10 @@ impl Worker {
             &metrics,
             &part,
             deployment.attempt,
+            restored,
+            deployment.first_checkpoint,
         );
+        let _ = std::fs::remove_dir_all(part.work_dir());
         progress.abort();
         let _ = report.send(ToCoordinator::Progress {
             job: deployment.job.clone(),
@@ -378,11 +430,19 @@ struct Part {
     /// Per shared slot: its worker's connection (`None` for slots here).
     conns: Vec<Option<quinn::Connection>>,
     frame_limit: usize,
+    report: UnboundedSender<ToCoordinator>,
+    notices: Notices,
 }
 
 impl Part {
     /// Connects to every worker this part exchanges records with.
-    fn new(worker: &Arc<Worker>, d: &Deployment, job: &JobGraph) -> Result<Part, String> {
+    fn new(
+        worker: &Arc<Worker>,
+        d: &Deployment,
+        job: &JobGraph,
+        report: UnboundedSender<ToCoordinator>,
+        notices: Notices,
+    ) -> Result<Part, String> {
         let exec = ExecutionGraph::build(job);
         let index: HashMap<&str, usize> = d
             .peers
@@ -431,6 +491,8 @@ impl Part {
                 .map(|w| conn_of.get(w).cloned())
                 .collect(),
             frame_limit: data::frame_limit(largest_buffer(job)),
+            report,
+            notices,
         })
     }
 
@@ -460,6 +522,27 @@ impl Remote for Part {
             .block_on(RemoteSender::open(conn, self.id(channel), SENDER_QUEUE))
             .map_err(|e| e.to_string())?;
         Ok(ChannelSender::remote(sender))
+    }
+
+    fn checkpoints(&self) -> Box<dyn Fn(Ack) + Send> {
+        let (report, job, attempt) = (self.report.clone(), self.job.clone(), self.attempt);
+        Box::new(move |ack| {
+            let _ = report.send(ToCoordinator::Ack {
+                job: job.clone(),
+                attempt,
+                ack,
+            });
+        })
+    }
+
+    fn notices(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>) {
+        *lock(&self.notices) = Some(deliver);
+    }
+
+    fn work_dir(&self) -> PathBuf {
+        self.worker
+            .work
+            .join(format!("{}-{}", self.job, self.attempt))
     }
 
     fn receive(&self, gate: &Arc<Gate>, channels: &[ChannelSpec], control: &Arc<JobControl>) {

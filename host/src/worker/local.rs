@@ -2,7 +2,7 @@
 //! embedded mode of `weir run`, and the same task code a worker will run in a cluster.
 
 use super::channel::{ChannelSender, Gate, max_buffers};
-use super::checkpointing::{Driver, JobInfo, Report, TaskInfo, TaskLink};
+use super::checkpointing::{Driver, Report, TaskInfo, TaskLink, Upstream};
 use super::control::{JobControl, JobMetrics};
 use super::recovery::{self, RestoreError, TaskRestore};
 use super::source::{OpenSplit, WasmSource};
@@ -12,8 +12,9 @@ use super::task::{
 };
 use super::writer::RecordWriter;
 use crate::cancel::CancelToken;
-use crate::checkpoint::{Backend, CheckpointId, Mode};
-use crate::connectors::{Source, commit, prepare_sink};
+use crate::checkpoint::{Backend, Mode};
+use crate::connectors::{Source, prepare_sink};
+use crate::coordinator::checkpoints::{Ack, JobInfo, Keeper, Notice, TaskName};
 use crate::plan::key_groups;
 use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph, NodeKind};
 use crate::state::checkpoints::{CheckpointDir, Restored};
@@ -182,11 +183,18 @@ pub trait Remote: Sync {
     /// Makes `gate` (of a task that runs here) receive `channels`, whose sending tasks run
     /// elsewhere; a channel that breaks cancels `control` with the reason.
     fn receive(&self, gate: &Arc<Gate>, channels: &[ChannelSpec], control: &Arc<JobControl>);
+    /// Where this part's checkpoint acknowledgements go (the job's keeper, elsewhere).
+    fn checkpoints(&self) -> Box<dyn Fn(Ack) + Send>;
+    /// Where the keeper's notices for this part are to be delivered from now on.
+    fn notices(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>);
+    /// Where this process keeps working files (the redb backend's state) of this part.
+    fn work_dir(&self) -> PathBuf;
 }
 
 /// Runs this process's part of attempt `attempt` of a job split across processes: the tasks
 /// `remote` says run here. Restarts are not its business (the cluster's coordinator decides
 /// them); nor are the sinks' directories, which the coordinator prepares for the whole job.
+#[allow(clippy::too_many_arguments)]
 pub fn run_part(
     job: &JobGraph,
     components: &[Option<LoadedComponent>],
@@ -194,22 +202,18 @@ pub fn run_part(
     metrics: &Arc<JobMetrics>,
     remote: &dyn Remote,
     attempt: u32,
+    restored: Option<Arc<Restored>>,
+    first_id: u64,
 ) -> Result<(), JobError> {
     check(job)?;
-    if job.checkpoint.is_some() {
-        return Err(JobError::Prepare {
-            uid: job.name.clone(),
-            cause: "checkpoints of a job split across workers are not supported yet".into(),
-        });
-    }
     run_attempt(
         job,
         components,
         control,
         metrics,
-        None,
+        restored,
         attempt,
-        1,
+        first_id,
         Some(remote),
     )
 }
@@ -284,6 +288,10 @@ fn run_attempts(
     let mut failures = Vec::new();
     loop {
         let attempt = failures.len() as u32;
+        // Each attempt numbers its checkpoints past every one already in the directory.
+        let attempt_first = job.checkpoint.as_ref().map_or(first_id, |c| {
+            first_id.max(CheckpointDir::new(&c.dir).next_id())
+        });
         let outcome = run_attempt(
             job,
             components,
@@ -291,7 +299,7 @@ fn run_attempts(
             metrics,
             restored.clone(),
             attempt,
-            first_id,
+            attempt_first,
             None,
         );
         let failure = match outcome {
@@ -360,7 +368,7 @@ fn run_attempt(
     let exec = ExecutionGraph::build(job);
     tracing::info!(job = %job.name, chains = %exec.describe(job), attempt, "starting");
     let here = |task: (usize, u32)| remote.is_none_or(|r| r.runs(task));
-    if let Some(r) = &restored {
+    if let (Some(r), None) = (&restored, remote) {
         recovery::publish_sinks(r).map_err(|(uid, cause)| JobError::Prepare { uid, cause })?;
     }
     for node in job.nodes.iter().filter(|_| remote.is_none()) {
@@ -383,7 +391,12 @@ fn run_attempt(
         .checkpoint
         .as_ref()
         .filter(|c| c.backend == Backend::Redb)
-        .map(|c| c.dir.join(format!("work-{}", std::process::id())));
+        .map(|c| match remote {
+            // A worker's, in its own data directory: the checkpoint directory may be shared
+            // by hosts whose process ids mean nothing to each other.
+            Some(remote) => remote.work_dir(),
+            None => c.dir.join(format!("work-{}", std::process::id())),
+        });
     // A name for this attempt's transactional sink files, unique across runs and attempts.
     let run_name = job.checkpoint.as_ref().map(|_| {
         let ms = SystemTime::now()
@@ -508,43 +521,72 @@ fn run_attempt(
     let token = control.token();
     let (driver, mut links) = match &job.checkpoint {
         Some(settings) => {
-            let tasks = plans
+            // Tasks are numbered across the whole job (chain by chain, subtask by subtask), the
+            // same in every process that runs a part of it.
+            let first_task: Vec<usize> = exec
+                .chains
                 .iter()
-                .zip(&names)
-                .map(|(p, name)| TaskInfo {
-                    name: name.clone(),
-                    subtask: p.subtask,
-                    operators: exec.chains[p.chain]
-                        .nodes
-                        .iter()
-                        .filter(|&&n| matches!(job.nodes[n].kind, NodeKind::Operator(_)))
-                        .map(|&n| job.nodes[n].uid.clone())
-                        .collect(),
-                    source: matches!(
-                        job.nodes[exec.chains[p.chain].nodes[0]].kind,
-                        NodeKind::Source(_) | NodeKind::WasmSource(_)
-                    ),
+                .scan(0, |n, c| {
+                    let first = *n;
+                    *n += c.parallelism as usize;
+                    Some(first)
                 })
                 .collect();
-            let info = JobInfo {
-                name: job.name.clone(),
-                max_parallelism: job.max_parallelism,
-                nodes: job
+            let info = |c: usize, subtask: u32| TaskInfo {
+                name: format!("{}-{subtask}", job.nodes[exec.chains[c].nodes[0]].uid),
+                subtask,
+                operators: exec.chains[c]
                     .nodes
                     .iter()
-                    .map(|n| (n.uid.clone(), n.parallelism))
+                    .filter(|&&n| matches!(job.nodes[n].kind, NodeKind::Operator(_)))
+                    .map(|&n| job.nodes[n].uid.clone())
                     .collect(),
+                source: job.nodes[exec.chains[c].nodes[0]].kind.is_source(),
+            };
+            let tasks = plans
+                .iter()
+                .map(|p| {
+                    (
+                        first_task[p.chain] + p.subtask as usize,
+                        info(p.chain, p.subtask),
+                    )
+                })
+                .collect();
+            let upstream = match remote {
+                Some(remote) => Upstream::Remote(remote.checkpoints()),
+                None => {
+                    let all = (exec.chains.iter().enumerate())
+                        .flat_map(|(c, chain)| (0..chain.parallelism).map(move |s| (c, s)))
+                        .map(|(c, s)| {
+                            let i = info(c, s);
+                            TaskName {
+                                name: i.name,
+                                source: i.source,
+                            }
+                        })
+                        .collect();
+                    Upstream::Local(Box::new(Keeper::new(
+                        settings.clone(),
+                        JobInfo::of(job),
+                        all,
+                        first_id,
+                        Instant::now(),
+                    )))
+                }
             };
             let (driver, links) = Driver::start(
-                settings.clone(),
-                info,
+                settings,
                 tasks,
                 first_id,
                 gates.iter().flatten().flatten().cloned().collect(),
                 metrics.clone(),
                 token.clone(),
+                upstream,
             )
             .map_err(JobError::Checkpointing)?;
+            if let Some(remote) = remote {
+                remote.notices(Box::new(driver.notices()));
+            }
             (Some(driver), links.into_iter().map(Some).collect())
         }
         None => (None, vec![None; plans.len()]),
@@ -606,8 +648,11 @@ fn run_attempt(
     drop(done_tx);
     metrics.mark_running();
     let stuck = wait_for_tasks(&mut running, &done_rx, control);
-    // Every task has ended (or was abandoned, its link with it): the driver ends too.
-    let finished = driver.map(Driver::finish).unwrap_or_default();
+    let failed = failure.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+    let finished = !failed && !control.is_cancelled() && stuck.is_empty();
+    // Every task has ended (or was abandoned, its link with it): the driver ends too; when
+    // the job finished, what its sinks pre-committed is final and published.
+    let published = driver.map_or(Ok(()), |d| d.finish(finished));
     if let Some(dir) = &state_dir {
         // Working state only: a restart rebuilds it from a checkpoint.
         let _ = std::fs::remove_dir_all(dir);
@@ -617,16 +662,10 @@ fn run_attempt(
     } else if control.is_cancelled() {
         JobError::Cancelled(control.reason().map(str::to_string))
     } else {
-        // The job finished: what its sinks pre-committed is final.
-        for snap in finished.iter().flatten() {
-            for (uid, pending) in &snap.sinks {
-                commit(pending, CheckpointId::MAX).map_err(|e| JobError::Prepare {
-                    uid: uid.clone(),
-                    cause: format!("cannot publish its files: {e}"),
-                })?;
-            }
-        }
-        return Ok(());
+        return published.map_err(|cause| JobError::Prepare {
+            uid: job.name.clone(),
+            cause,
+        });
     };
     if stuck.is_empty() {
         Err(error)

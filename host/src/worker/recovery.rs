@@ -3,7 +3,7 @@
 //! state by key group, source positions by split, so any node may change parallelism), and
 //! publishing what its sinks had pre-committed.
 
-use crate::connectors::{commit, share};
+use crate::connectors::share;
 use crate::plan::JobGraph;
 use crate::state::KeyedState;
 use crate::state::checkpoints::{CheckpointDir, CheckpointError, Restored};
@@ -103,24 +103,7 @@ pub fn check(
     Ok(())
 }
 
-/// Publishes what the checkpoint's sinks had pre-committed up to it (a crash may have come
-/// between completing it and publishing). An error names the sink's uid and what failed.
-pub fn publish_sinks(restored: &Restored) -> Result<(), (String, String)> {
-    for task in &restored.tasks {
-        for (uid, pending) in &task.sinks {
-            commit(pending, restored.metadata.id).map_err(|e| {
-                (
-                    uid.clone(),
-                    format!(
-                        "cannot publish the files checkpoint {} pre-committed: {e}",
-                        restored.metadata.id
-                    ),
-                )
-            })?;
-        }
-    }
-    Ok(())
-}
+pub use crate::coordinator::checkpoints::publish_sinks;
 
 /// What one new task takes from a checkpoint.
 pub struct TaskRestore {

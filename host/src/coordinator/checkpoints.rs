@@ -1,0 +1,343 @@
+//! The job-wide half of checkpointing (Flink's `CheckpointCoordinator` with its I/O): it runs
+//! the sans-IO [`Coordinator`], creates each checkpoint's directory when it triggers it, takes
+//! the tasks' acknowledgements (each with the file its task's side stored, and what its sinks
+//! pre-committed), writes the metadata that completes a checkpoint, then publishes the sinks'
+//! files up to it and applies retention; it removes the files of checkpoints that are aborted.
+//!
+//! The tasks' half (taking snapshots, writing task files, injecting barriers) runs wherever
+//! the tasks run: in the same process in local mode, on each worker in a cluster, with the
+//! [`Ack`]s and [`Notice`]s between the two halves crossing the control plane.
+
+use crate::checkpoint::{AbortReason, Action, CheckpointId, CheckpointSettings, Coordinator};
+use crate::connectors::commit;
+use crate::plan::JobGraph;
+pub use crate::state::checkpoints::{Ack, Notice, Summary};
+use crate::state::checkpoints::{CheckpointDir, Metadata, Restored, TaskFile};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime};
+
+/// A task as the keeper knows it.
+#[derive(Debug, Clone)]
+pub struct TaskName {
+    /// Its chain's head uid and its subtask, e.g. `count-1`.
+    pub name: String,
+    /// Its chain starts with a source (barriers are injected there).
+    pub source: bool,
+}
+
+/// What the job is, as a checkpoint's metadata records it.
+#[derive(Debug, Clone)]
+pub struct JobInfo {
+    pub name: String,
+    pub max_parallelism: u32,
+    pub nodes: BTreeMap<String, u32>,
+}
+
+impl JobInfo {
+    pub fn of(job: &JobGraph) -> Self {
+        JobInfo {
+            name: job.name.clone(),
+            max_parallelism: job.max_parallelism,
+            nodes: job
+                .nodes
+                .iter()
+                .map(|n| (n.uid.clone(), n.parallelism))
+                .collect(),
+        }
+    }
+}
+
+/// A checkpoint in flight.
+struct InFlight {
+    triggered: Instant,
+    triggered_unix_ms: u64,
+    files: BTreeMap<usize, TaskFile>,
+    /// What the sinks of each acknowledged task pre-committed.
+    sinks: Vec<Vec<u8>>,
+}
+
+/// A finished task's last snapshot file (or why it could not be stored), and what its sinks
+/// pre-committed.
+type FinishedTask = (Result<TaskFile, String>, Vec<Vec<u8>>);
+
+/// The keeper of one attempt's checkpoints.
+pub struct Keeper {
+    coordinator: Coordinator,
+    dir: CheckpointDir,
+    settings: CheckpointSettings,
+    job: JobInfo,
+    tasks: Vec<TaskName>,
+    pending: HashMap<CheckpointId, InFlight>,
+    /// Per finished task: the file of its last snapshot (or why it could not be stored) and
+    /// what its sinks pre-committed.
+    finished: Vec<Option<FinishedTask>>,
+    completed: Vec<CheckpointId>,
+}
+
+impl Keeper {
+    /// The keeper of `tasks` (numbered as the job's tasks are); the first checkpoint gets id
+    /// `first_id`.
+    pub fn new(
+        settings: CheckpointSettings,
+        job: JobInfo,
+        tasks: Vec<TaskName>,
+        first_id: CheckpointId,
+        now: Instant,
+    ) -> Self {
+        Keeper {
+            coordinator: Coordinator::new(
+                settings.schedule,
+                tasks.iter().map(|t| t.source).collect(),
+                first_id,
+                now,
+            ),
+            dir: CheckpointDir::new(&settings.dir),
+            settings,
+            job,
+            finished: vec![None; tasks.len()],
+            tasks,
+            pending: HashMap::new(),
+            completed: Vec::new(),
+        }
+    }
+
+    /// When [`Keeper::poll`] is next due.
+    pub fn next_wakeup(&self) -> Instant {
+        self.coordinator.next_wakeup()
+    }
+
+    /// Triggers and times out checkpoints as the clock says.
+    pub fn poll(&mut self, now: Instant) -> Vec<Notice> {
+        let actions = self.coordinator.poll(now);
+        self.apply(actions)
+    }
+
+    /// An acknowledgement from a task's side.
+    pub fn receive(&mut self, ack: Ack, now: Instant) -> Vec<Notice> {
+        let task_name = |t: usize| self.tasks.get(t).map_or("?", |t| t.name.as_str());
+        let actions = match ack {
+            Ack::Taken { id, task } if task < self.tasks.len() => {
+                if self.pending.contains_key(&id) {
+                    self.coordinator.taken(id, task);
+                }
+                Vec::new()
+            }
+            Ack::Stored {
+                id,
+                task,
+                file,
+                sinks,
+            } if task < self.tasks.len() => {
+                let Some(flight) = self.pending.get_mut(&id) else {
+                    // Aborted meanwhile: its directory is gone or going (never one that
+                    // completed: a checkpoint waits for every snapshot taken for it).
+                    if !self.completed.contains(&id) {
+                        self.dir.discard(id);
+                    }
+                    return Vec::new();
+                };
+                match file {
+                    Ok(file) => {
+                        tracing::debug!(
+                            checkpoint = id,
+                            task = %self.tasks[task].name,
+                            after_ms = flight.triggered.elapsed().as_millis() as u64,
+                            "snapshot stored"
+                        );
+                        flight.files.insert(task, file);
+                        flight.sinks.extend(sinks);
+                        self.coordinator.ack(id, task, now)
+                    }
+                    Err(why) => self.coordinator.decline(id, why, now),
+                }
+            }
+            Ack::Declined { id, task, why } if task < self.tasks.len() => {
+                let why = format!("task {} declined: {why}", task_name(task));
+                self.coordinator.decline(id, why, now)
+            }
+            Ack::Finished { task, file, sinks } if task < self.tasks.len() => {
+                if let Err(why) = &file {
+                    // Without its last snapshot no later checkpoint can complete; its sinks'
+                    // files are still published when the job finishes.
+                    tracing::warn!(task = %task_name(task), "cannot store the last snapshot of a finished task: {why}");
+                }
+                self.finished[task] = Some((file, sinks));
+                self.coordinator.finished(task, now)
+            }
+            other => {
+                tracing::warn!("an acknowledgement for a task the job does not have: {other:?}");
+                Vec::new()
+            }
+        };
+        self.apply(actions)
+    }
+
+    fn apply(&mut self, actions: Vec<Action>) -> Vec<Notice> {
+        let mut notices = Vec::new();
+        let mut actions: std::collections::VecDeque<Action> = actions.into();
+        while let Some(action) = actions.pop_front() {
+            match action {
+                Action::Trigger(id) => match self.trigger(id) {
+                    Ok(()) => notices.push(Notice::Trigger { id }),
+                    Err(why) => actions.extend(self.coordinator.decline(id, why, Instant::now())),
+                },
+                Action::Complete(id) => match self.complete(id) {
+                    Ok(summary) => notices.push(Notice::Complete { summary }),
+                    Err(why) => {
+                        self.abort(id, &AbortReason::Declined(why));
+                        notices.push(Notice::Abort { id });
+                    }
+                },
+                Action::Abort(id, why) => {
+                    self.abort(id, &why);
+                    notices.push(Notice::Abort { id });
+                }
+            }
+        }
+        notices
+    }
+
+    fn trigger(&mut self, id: CheckpointId) -> Result<(), String> {
+        let unix_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.pending.insert(
+            id,
+            InFlight {
+                triggered: Instant::now(),
+                triggered_unix_ms: unix_ms,
+                files: BTreeMap::new(),
+                sinks: Vec::new(),
+            },
+        );
+        self.dir.begin(id).map_err(|e| e.to_string())
+    }
+
+    /// Writes checkpoint `id`'s metadata and publishes its sinks' files; an error says why it
+    /// could not be completed (then the caller aborts it).
+    fn complete(&mut self, id: CheckpointId) -> Result<Summary, String> {
+        let Some(mut flight) = self.pending.remove(&id) else {
+            return Err("it is no longer pending".into());
+        };
+        // Finished tasks are in every checkpoint after they finished, with their last snapshot.
+        for (task, last) in self.finished.iter().enumerate() {
+            if let (Some((file, sinks)), false) = (last, flight.files.contains_key(&task)) {
+                let file = file.as_ref().map_err(|why| {
+                    format!(
+                        "the last snapshot of finished task {} was not stored: {why}",
+                        self.tasks[task].name
+                    )
+                })?;
+                flight.files.insert(
+                    task,
+                    TaskFile {
+                        sync_ms: 0,
+                        align_ms: 0,
+                        ..file.clone()
+                    },
+                );
+                flight.sinks.extend(sinks.iter().cloned());
+            }
+        }
+        let duration = flight.triggered.elapsed();
+        let meta = Metadata {
+            format: crate::state::checkpoints::FORMAT,
+            job: self.job.name.clone(),
+            id,
+            triggered_unix_ms: flight.triggered_unix_ms,
+            duration_ms: duration.as_millis() as u64,
+            max_parallelism: self.job.max_parallelism,
+            mode: match self.settings.mode {
+                crate::checkpoint::Mode::ExactlyOnce => "exactly_once",
+                crate::checkpoint::Mode::AtLeastOnce => "at_least_once",
+            }
+            .into(),
+            nodes: self.job.nodes.clone(),
+            tasks: flight.files.into_values().collect(),
+        };
+        self.dir.complete(&meta).map_err(|e| e.to_string())?;
+        // Durable: what the sinks pre-committed up to this checkpoint is published.
+        for pending in &flight.sinks {
+            if let Err(e) = commit(pending, id) {
+                tracing::error!(checkpoint = id, "cannot publish a sink's files: {e}");
+            }
+        }
+        self.completed.push(id);
+        let keep = self.completed.len().saturating_sub(4);
+        self.completed.drain(..keep);
+        let also: Vec<String> = self
+            .finished
+            .iter()
+            .flatten()
+            .filter_map(|(f, _)| Some(f.as_ref().ok()?.file.clone()))
+            .collect();
+        self.dir.retain(self.settings.retain, &also);
+        let bytes = meta.bytes();
+        tracing::debug!(
+            checkpoint = id,
+            ms = duration.as_millis() as u64,
+            bytes,
+            "checkpoint complete"
+        );
+        Ok(Summary {
+            id,
+            duration,
+            bytes,
+            full_bytes: meta.full_bytes(),
+        })
+    }
+
+    fn abort(&mut self, id: CheckpointId, why: &AbortReason) {
+        self.pending.remove(&id);
+        self.dir.discard(id);
+        match why {
+            AbortReason::Subsumed => {
+                tracing::debug!(checkpoint = id, "checkpoint subsumed by a newer one")
+            }
+            AbortReason::Timeout => tracing::warn!(
+                checkpoint = id,
+                "checkpoint aborted: not complete within checkpoint.timeout = {:?}",
+                self.settings.schedule.timeout
+            ),
+            AbortReason::Declined(why) => {
+                tracing::warn!(checkpoint = id, "checkpoint aborted: {why}")
+            }
+        }
+    }
+
+    /// The attempt is over: what was in flight will never complete. When the job `finished`,
+    /// what its finished tasks' sinks pre-committed is final and is published.
+    pub fn finish(mut self, finished: bool) -> Result<(), String> {
+        for id in std::mem::take(&mut self.pending).into_keys() {
+            self.dir.discard(id);
+        }
+        if finished {
+            for (_, sinks) in self.finished.iter().flatten() {
+                for pending in sinks {
+                    commit(pending, CheckpointId::MAX)
+                        .map_err(|e| format!("cannot publish a sink's files: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Publishes what the checkpoint's sinks had pre-committed up to it (a crash may have come
+/// between completing it and publishing). An error names the sink's uid and what failed.
+pub fn publish_sinks(restored: &Restored) -> Result<(), (String, String)> {
+    for task in &restored.tasks {
+        for (uid, pending) in &task.sinks {
+            commit(pending, restored.metadata.id).map_err(|e| {
+                (
+                    uid.clone(),
+                    format!(
+                        "cannot publish the files checkpoint {} pre-committed: {e}",
+                        restored.metadata.id
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
