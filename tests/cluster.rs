@@ -60,6 +60,22 @@ impl Proc {
         }
     }
 
+    /// Waits until `what` has appeared `n` times in its stderr (or stdout), up to `limit`.
+    fn wait_for_count(&self, what: &str, n: usize, limit: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let all = format!("{}{}", self.stdout(), self.stderr());
+            if all.matches(what).count() >= n {
+                return all;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "{what:?} did not appear {n} times within {limit:?}:\n{all}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits for the process to exit on its own, up to `limit`; its exit status.
     fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
@@ -286,10 +302,13 @@ fn a_restarted_coordinator_keeps_its_ca_and_token_and_its_workers_come_back() {
 
 /// A coordinator and workers on 127.0.0.1, ready for jobs.
 struct Cluster {
+    dir: PathBuf,
     coord: Proc,
     addr: String,
     token: String,
     workers: Vec<Proc>,
+    /// Each worker's name: its data directory in `dir`.
+    names: Vec<String>,
 }
 
 impl Cluster {
@@ -298,18 +317,27 @@ impl Cluster {
         let (coord, addr) = coordinator(dir, "coord");
         let token = std::fs::read_to_string(dir.join("coord/join-token")).unwrap();
         let token = token.trim().to_string();
-        let workers: Vec<Proc> = (slots.iter().enumerate())
-            .map(|(i, &n)| worker(dir, &format!("w{i}"), &addr, Some(&token), n))
+        let names: Vec<String> = (0..slots.len()).map(|i| format!("w{i}")).collect();
+        let workers: Vec<Proc> = (names.iter().zip(slots))
+            .map(|(name, &n)| worker(dir, name, &addr, Some(&token), n))
             .collect();
         for w in &workers {
             w.wait_for("registered", LIMIT);
         }
         Cluster {
+            dir: dir.to_path_buf(),
             coord,
             addr,
             token,
             workers,
+            names,
         }
+    }
+
+    /// Worker `i`'s id.
+    fn worker_id(&self, i: usize) -> String {
+        let id = std::fs::read_to_string(self.dir.join(&self.names[i]).join("worker-id"));
+        id.unwrap().trim().to_string()
     }
 
     /// `weir run MANIFEST --coordinator ... --token ...` with `extra` arguments.
@@ -624,4 +652,70 @@ delay = "100ms"
     got.sort_unstable();
     assert_eq!(got.len() as u64, n, "every record once");
     assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
+
+/// The checkpointed word count with the transactional file sink on three workers: a random
+/// worker killed with SIGKILL at random moments three times (a fresh worker joining each time),
+/// the job restarting from its newest checkpoint each time, publishes every running count of
+/// every word exactly once.
+#[test]
+fn exactly_once_on_a_cluster_under_worker_kill_9() {
+    let dir = scratch();
+    let mut cluster = Cluster::start(dir.path(), &[2, 2, 2]);
+    let text = text_with_vocabulary(3 << 20, 11, 5000);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, &text).unwrap();
+    let manifest = wordcount_manifest(
+        dir.path(),
+        &input,
+        &format!(
+            "delay_us = 30\n[checkpoint]\ninterval = \"100ms\"\nretain = 2\ndir = \"{}\"\n\
+             [restart]\nstrategy = \"fixed_delay\"\nattempts = 10\ndelay = \"100ms\"\n",
+            dir.path().join("checkpoints").display()
+        ),
+    );
+    let child = spawn(cluster.submit(&manifest, &["--set", "job.parallelism=4"]));
+    let mut seed: u64 = 0x5eed;
+    for kill in 0..3 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Once the current attempt runs, a while into it.
+        cluster.coord.wait_for("job submitted", LIMIT);
+        cluster
+            .coord
+            .wait_for_count("redeployed from", kill, Duration::from_secs(60));
+        let log = cluster.coord.stderr();
+        std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 700));
+        // A worker of the current attempt (placed by the last submission or redeployment).
+        let placed = log
+            .lines()
+            .rfind(|l| l.contains("job submitted") || l.contains("redeployed from"))
+            .expect("the placement is logged")
+            .to_string();
+        let running: Vec<usize> = (0..cluster.workers.len())
+            .filter(|&i| placed.contains(&cluster.worker_id(i)))
+            .collect();
+        let victim = running[(seed >> 40) as usize % running.len()];
+        cluster.workers[victim].kill();
+        cluster.workers.remove(victim);
+        cluster.names.remove(victim);
+        let name = format!("fresh{kill}");
+        let fresh = worker(dir.path(), &name, &cluster.addr, Some(&cluster.token), 2);
+        fresh.wait_for("registered", LIMIT);
+        cluster.workers.push(fresh);
+        cluster.names.push(name);
+    }
+    let out = wait_bounded(child, Duration::from_secs(180));
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.matches("restarting (attempt").count() >= 3, "{err}");
+    let out_dir = dir.path().join("out");
+    let hidden: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "left in progress: {hidden:?}");
+    assert_running_counts(&sink_lines(&out_dir), &count_words(&text), 1);
 }
