@@ -314,7 +314,13 @@ struct Cluster {
 impl Cluster {
     /// Starts a coordinator and one worker per entry of `slots` (`w0`, `w1`, ...).
     fn start(dir: &Path, slots: &[u32]) -> Cluster {
-        let (coord, addr) = coordinator(dir, "coord");
+        // A fixed port, so that the coordinator can be restarted on it.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (coord, addr) = coordinator_at(dir, "coord", &format!("127.0.0.1:{port}"));
         let token = std::fs::read_to_string(dir.join("coord/join-token")).unwrap();
         let token = token.trim().to_string();
         let names: Vec<String> = (0..slots.len()).map(|i| format!("w{i}")).collect();
@@ -332,6 +338,13 @@ impl Cluster {
             workers,
             names,
         }
+    }
+
+    /// Kills the coordinator (SIGKILL) and starts it again on the same address and data
+    /// directory.
+    fn restart_coordinator(&mut self, name: &str) {
+        self.coord.kill();
+        self.coord = coordinator_at(&self.dir, name, &self.addr).0;
     }
 
     /// Worker `i`'s id.
@@ -656,8 +669,9 @@ delay = "100ms"
 
 /// The checkpointed word count with the transactional file sink on three workers: a random
 /// worker killed with SIGKILL at random moments three times (a fresh worker joining each time),
-/// the job restarting from its newest checkpoint each time, publishes every running count of
-/// every word exactly once.
+/// the job restarting from its newest checkpoint each time, then the coordinator killed and
+/// restarted (it resumes the job from its store, the workers register again, the client
+/// follows the job again): every running count of every word is published exactly once.
 #[test]
 fn exactly_once_on_a_cluster_under_worker_kill_9() {
     let dir = scratch();
@@ -706,10 +720,24 @@ fn exactly_once_on_a_cluster_under_worker_kill_9() {
         cluster.workers.push(fresh);
         cluster.names.push(name);
     }
+    // The coordinator, killed a while into the fourth attempt and started again.
+    cluster
+        .coord
+        .wait_for_count("redeployed from", 3, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.restart_coordinator("coord-again");
+    let log = cluster
+        .coord
+        .wait_for("redeployed from", Duration::from_secs(60));
+    assert!(
+        log.contains("resuming the job after a restart of the coordinator"),
+        "{log}"
+    );
     let out = wait_bounded(child, Duration::from_secs(180));
     let err = stderr_of(&out);
     assert!(out.status.success(), "{err}");
     assert!(err.matches("restarting (attempt").count() >= 3, "{err}");
+    assert!(err.contains("lost the coordinator"), "{err}");
     let out_dir = dir.path().join("out");
     let hidden: Vec<_> = std::fs::read_dir(&out_dir)
         .unwrap()

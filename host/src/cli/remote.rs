@@ -17,7 +17,7 @@ use anyhow::{Context as _, Result, bail};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How to reach the cluster.
 pub struct Target {
@@ -64,21 +64,14 @@ pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool
     let outcome = runtime.block_on(async {
         let to = agent::resolve(&target.coordinator).await?;
         let endpoint = agent::client_endpoint(to)?;
-        let conn = endpoint
-            .connect_with(pki::join_config(&token)?, to, COORDINATOR_NAME)?
-            .await
-            .with_context(|| format!("cannot reach the coordinator at {to}"))?;
-        let outcome = follow(
-            &conn,
-            &target.token,
-            job,
-            components,
-            uploads,
-            &stop,
-            &metrics,
-        )
-        .await;
-        conn.close(0u32.into(), b"done");
+        let link = Link {
+            endpoint: endpoint.clone(),
+            to,
+            config: pki::join_config(&token)?,
+            token: target.token.trim().to_string(),
+        };
+        let outcome = follow(&link, job, components, uploads, &stop, &metrics).await;
+        endpoint.close(0u32.into(), b"done");
         endpoint.wait_idle().await;
         outcome
     });
@@ -92,30 +85,94 @@ pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool
     outcome
 }
 
-/// Submits the job, uploads what the coordinator asks for, and follows the job to its end.
+/// How the client reaches the coordinator.
+struct Link {
+    endpoint: quinn::Endpoint,
+    to: std::net::SocketAddr,
+    config: quinn::ClientConfig,
+    token: String,
+}
+
+/// How long the client tries to reach a coordinator that went away (restarted) before giving
+/// up on following the job.
+const RECONNECT: Duration = Duration::from_secs(60);
+
+impl Link {
+    /// A new connection and a stream on it, `first` sent.
+    async fn open(
+        &self,
+        first: &ToCoordinator,
+    ) -> Result<(quinn::Connection, quinn::SendStream, ControlReader)> {
+        let conn = self
+            .endpoint
+            .connect_with(self.config.clone(), self.to, COORDINATOR_NAME)?
+            .await
+            .with_context(|| format!("cannot reach the coordinator at {}", self.to))?;
+        let (mut send, recv) = conn.open_bi().await?;
+        control::send(&mut send, first).await?;
+        Ok((conn, send, ControlReader::new(recv)))
+    }
+
+    /// Follows job `job` again on a new connection, trying for [`RECONNECT`].
+    async fn reconnect(
+        &self,
+        job: &str,
+    ) -> Result<(quinn::Connection, quinn::SendStream, ControlReader)> {
+        let follow = ToCoordinator::Follow {
+            token: self.token.clone(),
+            job: job.to_string(),
+        };
+        let since = Instant::now();
+        loop {
+            match self.open(&follow).await {
+                Ok(link) => return Ok(link),
+                Err(e) if since.elapsed() >= RECONNECT => {
+                    return Err(e.context(format!(
+                        "lost the coordinator for {} s; job {job} may still run",
+                        RECONNECT.as_secs()
+                    )));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+}
+
+/// Submits the job, uploads what the coordinator asks for, and follows the job to its end,
+/// again after the coordinator restarted.
 async fn follow(
-    conn: &quinn::Connection,
-    token: &str,
+    link: &Link,
     graph: crate::plan::JobGraph,
     components: Vec<ComponentRef>,
     mut uploads: HashMap<String, Vec<u8>>,
     stop: &Arc<tokio::sync::Notify>,
     metrics: &Arc<JobMetrics>,
 ) -> Result<()> {
-    let (mut send, recv) = conn.open_bi().await?;
-    let mut reader = ControlReader::new(recv);
     let submit = ToCoordinator::Submit {
-        token: token.trim().to_string(),
+        token: link.token.clone(),
         graph: Box::new(graph),
         components,
     };
-    control::send(&mut send, &submit).await?;
+    let (mut conn, mut send, mut reader) = link.open(&submit).await?;
     // What has been counted of the current attempt's progress.
     let (mut attempt, mut counted) = (0u32, (0u64, 0u64));
     let mut cancelling = false;
+    let mut job_id: Option<String> = None;
     loop {
         let message = tokio::select! {
-            m = reader.next::<ToClient>() => m?,
+            m = reader.next::<ToClient>() => match (m, &job_id) {
+                (Ok(m), _) => m,
+                (Err(e), None) => return Err(e.into()),
+                (Err(e), Some(job)) => {
+                    tracing::warn!("lost the coordinator ({e}); following job {job} again");
+                    (conn, send, reader) = link.reconnect(job).await?;
+                    if cancelling {
+                        let why = "cancelled by the user (Ctrl-C)".to_string();
+                        control::send(&mut send, &ToCoordinator::Cancel { why }).await?;
+                    }
+                    continue;
+                }
+            },
             () = stop.notified(), if !cancelling => {
                 eprintln!("\ncancelling the job (Ctrl-C)");
                 cancelling = true;
@@ -149,6 +206,7 @@ async fn follow(
                     .map(|(w, n)| format!("{w} ({n} slots)"))
                     .collect();
                 tracing::info!("job {job}, attempt {a}: running on {}", on.join(", "));
+                job_id = Some(job);
                 attempt = a;
                 counted = (0, 0);
             }

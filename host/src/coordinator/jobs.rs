@@ -68,6 +68,15 @@ impl JobRun {
         }
     }
 
+    /// A job resumed at attempt `attempt` (its coordinator restarted): earlier attempts'
+    /// failures are not known, and do not count against the restart strategy.
+    pub fn resume(restart: RestartStrategy, attempt: u32) -> Self {
+        JobRun {
+            attempt,
+            ..JobRun::new(restart)
+        }
+    }
+
     /// The current attempt.
     pub fn attempt(&self) -> u32 {
         self.attempt

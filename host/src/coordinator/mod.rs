@@ -8,6 +8,7 @@ pub mod jobs;
 pub mod membership;
 pub mod scheduler;
 pub mod server;
+pub mod store;
 mod submit;
 
 pub use membership::{Member, Membership, Refusal};

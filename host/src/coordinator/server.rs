@@ -3,8 +3,9 @@
 //! register (with their certificate), and their heartbeats, fed to [`Membership`].
 
 use super::membership::Membership;
+use super::store::JobStore;
 use crate::net::blobs::Blobs;
-use crate::net::control::{self, ControlReader, PartOutcome, ToCoordinator, ToWorker};
+use crate::net::control::{self, ControlReader, PartOutcome, ToClient, ToCoordinator, ToWorker};
 use crate::net::pki::{self, COORDINATOR_NAME, ClusterCa, JoinToken};
 use crate::plan::is_valid_name;
 use crate::state::checkpoints::Ack;
@@ -74,6 +75,7 @@ pub fn run(
     let ca = load_ca(&options.data_dir)?;
     let (token, token_file) = load_token(&options.data_dir, &ca)?;
     let identity = ca.issue(COORDINATOR_NAME)?;
+    let store = JobStore::open(&options.data_dir.join("jobs.redb"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,7 +101,10 @@ pub fn run(
             jobs: Mutex::default(),
             blobs: Blobs::new(options.data_dir.join("components")),
             slot_wait: (options.heartbeat_timeout * 3).max(Duration::from_secs(10)),
+            store,
         });
+        // Jobs that were running when the coordinator stopped go on, from their checkpoints.
+        super::submit::resume_all(&shared);
         let expiry = tokio::spawn(expire(shared.clone(), options.heartbeat_timeout));
         loop {
             tokio::select! {
@@ -139,6 +144,8 @@ pub(super) struct Shared {
     pub(super) blobs: Blobs,
     /// How long a restarting job waits for enough free slots.
     pub(super) slot_wait: Duration,
+    /// Every job submitted, and how far it got.
+    pub(super) store: JobStore,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -157,10 +164,11 @@ impl Shared {
         }
     }
 
-    pub(super) fn to_job(&self, job: &str, event: JobEvent) {
-        if let Some(tx) = lock(&self.jobs).get(job) {
-            let _ = tx.send(event);
-        }
+    /// Sends `event` to job `job`; `false` if it is not running.
+    pub(super) fn to_job(&self, job: &str, event: JobEvent) -> bool {
+        lock(&self.jobs)
+            .get(job)
+            .is_some_and(|tx| tx.send(event).is_ok())
     }
 
     /// Sends `message` to worker `worker`; `false` if it has no control stream.
@@ -191,6 +199,8 @@ pub(super) enum JobEvent {
     },
     WorkerLost(String),
     Cancel(String),
+    /// Another client follows the job.
+    Follow(mpsc::UnboundedSender<ToClient>),
 }
 
 /// Declares lost the workers whose heartbeats stopped.
@@ -241,10 +251,14 @@ async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
                 )
                 .await
             }
+            Ok(Some(ToCoordinator::Follow { token, job })) => {
+                super::submit::follow_again(&shared, &mut send, &mut reader, from, token, job).await
+            }
             Ok(_) => {
                 refuse(
                     &mut send,
-                    "without a certificate, a connection may only join or submit a job".into(),
+                    "without a certificate, a connection may only join, submit or follow a job"
+                        .into(),
                 )
                 .await
             }

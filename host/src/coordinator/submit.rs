@@ -8,6 +8,7 @@ use super::checkpoints::{JobInfo, Keeper, Notice, TaskName, publish_sinks};
 use super::jobs::{Action, JobRun, Outcome};
 use super::scheduler::{place, slots_needed};
 use super::server::{JobEvent, Shared, lock};
+use super::store::{JobState, StoredJob};
 use crate::connectors::prepare_sink;
 use crate::net::blobs::{self, is_hash};
 use crate::net::control::{
@@ -99,25 +100,88 @@ pub(super) async fn submit(
         }
     };
     tracing::info!(job = %id, %from, "job submitted: {}", describe(&held));
+    let stored = StoredJob {
+        graph: graph.clone(),
+        run_first: first.first_checkpoint,
+        attempt: 0,
+        latest_checkpoint: None,
+        state: JobState::Running,
+    };
+    if let Err(e) = shared.store.put(&id, &stored) {
+        tracing::error!(job = %id, "{e}; a restarted coordinator will not know this job");
+    }
     run.deployed(held.iter().map(|(w, _)| w.clone()));
-    let (client, mut to_client) = mpsc::unbounded_channel();
+    let (client, to_client) = mpsc::unbounded_channel();
     let _ = client.send(ToClient::Started {
         job: id.clone(),
         attempt: 0,
         workers: held.clone(),
     });
-    let driver = tokio::spawn(drive(
+    tokio::spawn(drive(
         shared.clone(),
         id.clone(),
         graph,
         run,
         held,
+        first.first_checkpoint,
         first,
         events,
-        client,
+        vec![client],
     ));
+    follow(shared, &id, send, reader, to_client).await;
+    Ok(())
+}
 
-    // Forward the job's events to the client; its cancellation to the job.
+/// A client (again) following job `id` (after a restart of the coordinator, say): its events
+/// from now on, or how it ended.
+pub(super) async fn follow_again(
+    shared: &Arc<Shared>,
+    send: &mut quinn::SendStream,
+    reader: &mut ControlReader,
+    from: SocketAddr,
+    token: String,
+    id: String,
+) -> Result<()> {
+    let presented = JoinToken::parse(&token).ok();
+    if !presented.is_some_and(|t| shared.token.accepts(&t)) {
+        return refused(
+            send,
+            format!("wrong token from {from}: a job is followed with the cluster's join token"),
+        )
+        .await;
+    }
+    let (client, to_client) = mpsc::unbounded_channel();
+    if !shared.to_job(&id, JobEvent::Follow(client)) {
+        let ended = match shared.store.get(&id) {
+            Ok(Some(job)) => match job.state {
+                JobState::Finished => ToClient::Finished,
+                JobState::Failed { why } => ToClient::Failed { why },
+                JobState::Cancelled { why } => ToClient::Cancelled { why },
+                JobState::Running => ToClient::Refused {
+                    why: format!("job {id} is not running here yet"),
+                },
+            },
+            _ => ToClient::Refused {
+                why: format!("no job {id} here"),
+            },
+        };
+        control::send(send, &ended).await?;
+        let _ = send.finish();
+        return Ok(());
+    }
+    follow(shared, &id, send, reader, to_client).await;
+    Ok(())
+}
+
+/// Forwards job `id`'s events to a client until the job ends, and the client's cancellation
+/// to the job; a client that goes away leaves the job running.
+async fn follow(
+    shared: &Arc<Shared>,
+    id: &str,
+    send: &mut quinn::SendStream,
+    reader: &mut ControlReader,
+    mut to_client: mpsc::UnboundedReceiver<ToClient>,
+) {
     let mut client_gone = false;
     loop {
         tokio::select! {
@@ -136,7 +200,7 @@ pub(super) async fn submit(
             }
             message = reader.next::<ToCoordinator>(), if !client_gone => match message {
                 Ok(Some(ToCoordinator::Cancel { why })) => {
-                    shared.to_job(&id, JobEvent::Cancel(why));
+                    shared.to_job(id, JobEvent::Cancel(why));
                 }
                 Ok(_) | Err(_) => {
                     tracing::info!(job = %id, "the client went away; the job runs on");
@@ -145,8 +209,89 @@ pub(super) async fn submit(
             },
         }
     }
-    let _ = driver.await;
-    Ok(())
+}
+
+/// Resumes the jobs the store says were running (the coordinator restarted): each from its
+/// newest checkpoint, once enough workers have registered again.
+pub(super) fn resume_all(shared: &Arc<Shared>) {
+    let jobs = match shared.store.all() {
+        Ok(jobs) => jobs,
+        Err(e) => return tracing::error!("{e}; no job is resumed"),
+    };
+    for (id, job) in jobs {
+        if job.state != JobState::Running {
+            continue;
+        }
+        let (events_tx, events) = mpsc::unbounded_channel();
+        lock(&shared.jobs).insert(id.clone(), events_tx);
+        tracing::info!(job = %id, "resuming the job after a restart of the coordinator");
+        tokio::spawn(resume(shared.clone(), id, job, events));
+    }
+}
+
+/// Resumes one job: its next attempt, deployed as soon as the slots it needs are free again.
+async fn resume(
+    shared: Arc<Shared>,
+    id: String,
+    job: StoredJob,
+    mut events: mpsc::UnboundedReceiver<JobEvent>,
+) {
+    let attempt = job.attempt + 1;
+    let deadline = tokio::time::Instant::now() + shared.slot_wait.max(Duration::from_secs(30));
+    let mut clients = Vec::new();
+    let placed = loop {
+        let outcome = next_attempt(&job.graph, attempt, job.run_first)
+            .and_then(|plan| Ok((deploy(&shared, &id, &job.graph, plan)?, plan)));
+        match outcome {
+            Ok(placed) => break Ok(placed),
+            Err(why) if tokio::time::Instant::now() >= deadline => break Err(why),
+            Err(_) => {}
+        }
+        let wait = tokio::time::sleep(Duration::from_millis(200));
+        tokio::select! {
+            () = wait => {}
+            event = events.recv() => match event {
+                Some(JobEvent::Follow(client)) => clients.push(client),
+                Some(JobEvent::Cancel(why)) => break Err(format!("cancelled: {why}")),
+                Some(_) => {}
+                None => return,
+            },
+        }
+    };
+    let (held, plan) = match placed {
+        Ok(placed) => placed,
+        Err(why) => {
+            let why = format!("cannot resume the job after a restart of the coordinator: {why}");
+            tracing::warn!(job = %id, "{why}");
+            lock(&shared.jobs).remove(&id);
+            let _ = shared
+                .store
+                .update(&id, |j| j.state = JobState::Failed { why: why.clone() });
+            for c in clients {
+                let _ = c.send(ToClient::Failed { why: why.clone() });
+            }
+            return;
+        }
+    };
+    let from = plan
+        .restore
+        .map_or("the start".to_string(), |k| format!("checkpoint {k}"));
+    tracing::info!(job = %id, attempt, "redeployed from {from}: {}", describe(&held));
+    let _ = shared.store.update(&id, |j| j.attempt = attempt);
+    let mut run = JobRun::resume(job.graph.restart, attempt);
+    run.deployed(held.iter().map(|(w, _)| w.clone()));
+    drive(
+        shared.clone(),
+        id.clone(),
+        job.graph,
+        run,
+        held,
+        job.run_first,
+        plan,
+        events,
+        clients,
+    )
+    .await;
 }
 
 async fn refused(send: &mut quinn::SendStream, why: String) -> Result<()> {
@@ -372,12 +517,14 @@ async fn drive(
     graph: JobGraph,
     mut run: JobRun,
     mut held: Vec<(String, u32)>,
+    run_first: u64,
     first: AttemptPlan,
     mut events: mpsc::UnboundedReceiver<JobEvent>,
-    client: mpsc::UnboundedSender<ToClient>,
+    clients: Vec<mpsc::UnboundedSender<ToClient>>,
 ) {
-    let run_first = first.first_checkpoint;
     let mut keeper = keeper(&graph, first.first_checkpoint);
+    let clients = std::sync::Mutex::new(clients);
+    let client = Broadcast(&clients);
     // Workers that were lost before the job could hear of it.
     let mut actions: VecDeque<Action> = VecDeque::new();
     for (w, _) in &held {
@@ -389,7 +536,10 @@ async fn drive(
     let notify = |held: &[(String, u32)], attempt: u32, notices: Vec<Notice>| {
         for notice in notices {
             if let Notice::Complete { summary } = &notice {
-                let _ = client.send(ToClient::Checkpoint { summary: *summary });
+                client.send(ToClient::Checkpoint { summary: *summary });
+                let _ = shared
+                    .store
+                    .update(&id, |j| j.latest_checkpoint = Some(summary.id));
             }
             for (w, _) in held {
                 let message = ToWorker::Notice {
@@ -427,7 +577,7 @@ async fn drive(
                     release(&shared, &std::mem::take(&mut held));
                     progress.clear();
                     tracing::warn!(job = %id, attempt, "{cause}; restarting in {delay:?}");
-                    let _ = client.send(ToClient::Restarting {
+                    client.send(ToClient::Restarting {
                         attempt,
                         cause,
                         delay_ms: delay.as_millis() as u64,
@@ -459,6 +609,7 @@ async fn drive(
                                     actions.extend(run.cancel(why));
                                     break None;
                                 }
+                                Some(JobEvent::Follow(c)) => lock(&clients).push(c),
                                 // The failed attempt's stragglers, lost workers: the next
                                 // placement sees the workers as they are.
                                 Some(_) => {}
@@ -475,11 +626,12 @@ async fn drive(
                                 .restore
                                 .map_or("the start".to_string(), |k| format!("checkpoint {k}"));
                             tracing::info!(job = %id, attempt, "redeployed from {from}: {}", describe(&held));
-                            let _ = client.send(ToClient::Started {
+                            client.send(ToClient::Started {
                                 job: id.clone(),
                                 attempt,
                                 workers: held.clone(),
                             });
+                            let _ = shared.store.update(&id, |j| j.attempt = attempt);
                             for (w, _) in &held {
                                 if !lock(&shared.links).contains_key(w) {
                                     actions.extend(run.worker_lost(w));
@@ -509,6 +661,13 @@ async fn drive(
                             dir.discard(m.id);
                         }
                     }
+                    let _ = shared.store.update(&id, |j| {
+                        j.state = match &outcome {
+                            Outcome::Finished => JobState::Finished,
+                            Outcome::Failed(why) => JobState::Failed { why: why.clone() },
+                            Outcome::Cancelled(why) => JobState::Cancelled { why: why.clone() },
+                        }
+                    });
                     let message = match outcome {
                         Outcome::Finished => {
                             tracing::info!(job = %id, "job finished");
@@ -523,7 +682,7 @@ async fn drive(
                             ToClient::Cancelled { why }
                         }
                     };
-                    let _ = client.send(message);
+                    client.send(message);
                     return;
                 }
             }
@@ -568,14 +727,24 @@ async fn drive(
                 let (records_in, records_out) = progress
                     .values()
                     .fold((0, 0), |(i, o), (a, b)| (i + a, o + b));
-                let _ = client.send(ToClient::Progress {
+                client.send(ToClient::Progress {
                     attempt,
                     records_in,
                     records_out,
                 });
             }
             JobEvent::Progress { .. } => {}
+            JobEvent::Follow(c) => lock(&clients).push(c),
         }
+    }
+}
+
+/// Sends to every client following a job (dropping those gone).
+struct Broadcast<'a>(&'a std::sync::Mutex<Vec<mpsc::UnboundedSender<ToClient>>>);
+
+impl Broadcast<'_> {
+    fn send(&self, message: ToClient) {
+        lock(self.0).retain(|c| c.send(message.clone()).is_ok());
     }
 }
 

@@ -65,6 +65,12 @@ pub enum ToCoordinator {
         graph: Box<JobGraph>,
         components: Vec<ComponentRef>,
     },
+    /// From `weir run --coordinator` that lost its coordinator (it restarted): follow job
+    /// `job` again.
+    Follow {
+        token: String,
+        job: String,
+    },
     /// From `weir run --coordinator`, on the stream of its submission: cancel the job.
     Cancel {
         why: String,
