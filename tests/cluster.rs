@@ -747,3 +747,75 @@ fn exactly_once_on_a_cluster_under_worker_kill_9() {
     assert!(hidden.is_empty(), "left in progress: {hidden:?}");
     assert_running_counts(&sink_lines(&out_dir), &count_words(&text), 1);
 }
+
+/// `weir run --from` against a cluster: a checkpointed job cancelled with Ctrl-C (its
+/// checkpoints kept) resumes on the cluster from its newest checkpoint, at another parallelism,
+/// and publishes every running count exactly once; a checkpoint of another shape is refused
+/// by name.
+#[test]
+fn from_resumes_a_cancelled_job_on_the_cluster() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2, 2]);
+    let text = text_with_vocabulary(2 << 20, 5, 3000);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, &text).unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let manifest = wordcount_manifest(
+        dir.path(),
+        &input,
+        &format!(
+            "delay_us = 30\n[checkpoint]\ninterval = \"100ms\"\nretain_on_cancel = true\ndir = \"{}\"\n",
+            checkpoints.display()
+        ),
+    );
+    let child = spawn(cluster.submit(&manifest, &["--set", "job.parallelism=3"]));
+    let start = Instant::now();
+    while !std::fs::read_dir(&checkpoints)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("_metadata").exists())
+    {
+        assert!(start.elapsed() < LIMIT, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    interrupt(&child);
+    let out = wait_bounded(child, LIMIT);
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("cancelled by the user"));
+
+    // Another shape: other key groups.
+    let out = cluster.run(
+        &manifest,
+        &[
+            "--from",
+            checkpoints.to_str().unwrap(),
+            "--set",
+            "job.max_parallelism=64",
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("key groups (job.max_parallelism)"), "{err}");
+
+    let out = cluster.run(
+        &manifest,
+        &[
+            "--from",
+            checkpoints.to_str().unwrap(),
+            "--set",
+            "job.parallelism=4",
+        ],
+    );
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    let log = cluster.coord.stderr();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("job submitted") && l.contains("from checkpoint")),
+        "{log}"
+    );
+    let out_dir = dir.path().join("out");
+    assert_running_counts(&sink_lines(&out_dir), &count_words(&text), 1);
+}

@@ -47,12 +47,7 @@ enum Command {
         allow_non_restored_state: bool,
         /// Submit the job to the cluster whose coordinator listens at HOST:PORT, and follow it
         /// to its end (Ctrl-C cancels it), instead of running it in this process.
-        #[arg(
-            long,
-            value_name = "HOST:PORT",
-            requires = "token",
-            conflicts_with = "from"
-        )]
+        #[arg(long, value_name = "HOST:PORT", requires = "token")]
         coordinator: Option<String>,
         /// The cluster's join token (the coordinator prints it and keeps it in its data
         /// directory's join-token file); with --coordinator.
@@ -151,7 +146,12 @@ pub fn main() -> ExitCode {
             (Some(coordinator), Some(token)) => remote::run(
                 &manifest,
                 &overrides,
-                &remote::Target { coordinator, token },
+                &remote::Target {
+                    coordinator,
+                    token,
+                    from,
+                    allow_non_restored_state,
+                },
                 stats,
             ),
             _ => run(

@@ -19,10 +19,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How to reach the cluster.
+/// How to reach the cluster, and where the job starts.
 pub struct Target {
     pub coordinator: String,
     pub token: String,
+    /// `--from`: a checkpoint to start from (on a path the cluster's processes reach).
+    pub from: Option<std::path::PathBuf>,
+    pub allow_non_restored_state: bool,
 }
 
 pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool) -> Result<()> {
@@ -70,7 +73,19 @@ pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool
             config: pki::join_config(&token)?,
             token: target.token.trim().to_string(),
         };
-        let outcome = follow(&link, job, components, uploads, &stop, &metrics).await;
+        let from = match &target.from {
+            // The coordinator resolves it: absolute, as the cluster's processes see it.
+            Some(p) => Some(std::path::absolute(p).context("--from")?),
+            None => None,
+        };
+        let submit = ToCoordinator::Submit {
+            token: link.token.clone(),
+            graph: Box::new(job),
+            components,
+            from,
+            allow_non_restored_state: target.allow_non_restored_state,
+        };
+        let outcome = follow(&link, submit, uploads, &stop, &metrics).await;
         endpoint.close(0u32.into(), b"done");
         endpoint.wait_idle().await;
         outcome
@@ -142,17 +157,11 @@ impl Link {
 /// again after the coordinator restarted.
 async fn follow(
     link: &Link,
-    graph: crate::plan::JobGraph,
-    components: Vec<ComponentRef>,
+    submit: ToCoordinator,
     mut uploads: HashMap<String, Vec<u8>>,
     stop: &Arc<tokio::sync::Notify>,
     metrics: &Arc<JobMetrics>,
 ) -> Result<()> {
-    let submit = ToCoordinator::Submit {
-        token: link.token.clone(),
-        graph: Box::new(graph),
-        components,
-    };
     let (mut conn, mut send, mut reader) = link.open(&submit).await?;
     // What has been counted of the current attempt's progress.
     let (mut attempt, mut counted) = (0u32, (0u64, 0u64));

@@ -12,8 +12,10 @@ use crate::checkpoint::{AbortReason, Action, CheckpointId, CheckpointSettings, C
 use crate::connectors::commit;
 use crate::plan::JobGraph;
 pub use crate::state::checkpoints::{Ack, Notice, Summary};
-use crate::state::checkpoints::{CheckpointDir, Metadata, Restored, TaskFile};
+use crate::state::checkpoints::{CheckpointDir, CheckpointError, Metadata, Restored, TaskFile};
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 /// A task as the keeper knows it.
@@ -338,6 +340,86 @@ pub fn publish_sinks(restored: &Restored) -> Result<(), (String, String)> {
                 )
             })?;
         }
+    }
+    Ok(())
+}
+
+/// Why a checkpoint cannot be restored into this job.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot restore: {0}")]
+    Read(#[from] CheckpointError),
+    #[error("cannot restore checkpoint {id}: {why}")]
+    Mismatch { id: u64, why: String },
+}
+
+/// Reads the checkpoint `path` names (a checkpoint directory: its newest complete checkpoint;
+/// or one `chk-<id>` in it) and checks that it fits `job`.
+pub fn load(
+    path: &Path,
+    job: &JobGraph,
+    allow_non_restored: bool,
+) -> Result<Arc<Restored>, RestoreError> {
+    let (dir, id) = CheckpointDir::resolve(path);
+    let restored = match id {
+        Some(id) => {
+            let meta = dir.metadata(id)?.ok_or_else(|| RestoreError::Mismatch {
+                id,
+                why: "it is not complete".into(),
+            })?;
+            dir.load(&meta)?
+        }
+        None => dir.latest()?,
+    };
+    for why in &restored.skipped {
+        tracing::warn!("skipped a checkpoint that does not read back whole: {why}");
+    }
+    check(&restored, job, allow_non_restored)?;
+    Ok(Arc::new(restored))
+}
+
+/// Refuses a checkpoint of another job: other key groups, or state of operators this job does
+/// not have (unless allowed, as Flink's `--allowNonRestoredState`).
+pub fn check(
+    restored: &Restored,
+    job: &JobGraph,
+    allow_non_restored: bool,
+) -> Result<(), RestoreError> {
+    let meta = &restored.metadata;
+    let mismatch = |why: String| RestoreError::Mismatch { id: meta.id, why };
+    if meta.max_parallelism != job.max_parallelism {
+        return Err(mismatch(format!(
+            "it has {} key groups (job.max_parallelism), the job {}; they must be equal",
+            meta.max_parallelism, job.max_parallelism
+        )));
+    }
+    let known = |uid: &str| job.nodes.iter().any(|n| n.uid == uid);
+    let mut unknown: Vec<&str> = meta
+        .tasks
+        .iter()
+        .flat_map(|t| &t.operators)
+        .map(String::as_str)
+        .chain(
+            restored
+                .tasks
+                .iter()
+                .flat_map(|t| t.sources.iter().map(|(u, _)| u.as_str())),
+        )
+        .filter(|uid| !known(uid))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if !unknown.is_empty() && !allow_non_restored {
+        return Err(mismatch(format!(
+            "it holds state of {} that this job does not have (operator uids: {}); \
+             pass --allow-non-restored-state to drop that state",
+            if unknown.len() == 1 {
+                "a node"
+            } else {
+                "nodes"
+            },
+            unknown.join(", ")
+        )));
     }
     Ok(())
 }

@@ -238,18 +238,18 @@ async fn serve(shared: Arc<Shared>, conn: quinn::Connection) {
                 token,
                 graph,
                 components,
+                from: restore_from,
+                allow_non_restored_state,
             })) => {
-                super::submit::submit(
-                    &shared,
-                    &conn,
-                    &mut send,
-                    &mut reader,
-                    from,
+                let submission = super::submit::Submission {
                     token,
-                    *graph,
+                    graph: *graph,
                     components,
-                )
-                .await
+                    restore_from,
+                    allow_non_restored_state,
+                };
+                super::submit::submit(&shared, &conn, &mut send, &mut reader, from, submission)
+                    .await
             }
             Ok(Some(ToCoordinator::Follow { token, job })) => {
                 super::submit::follow_again(&shared, &mut send, &mut reader, from, token, job).await

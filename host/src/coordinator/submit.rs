@@ -12,7 +12,7 @@ use super::store::{JobState, StoredJob};
 use crate::connectors::prepare_sink;
 use crate::net::blobs::{self, is_hash};
 use crate::net::control::{
-    self, ComponentRef, ControlReader, Deployment, ToClient, ToCoordinator, ToWorker,
+    self, ComponentRef, ControlReader, Deployment, Restore, ToClient, ToCoordinator, ToWorker,
 };
 use crate::net::pki::JoinToken;
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind};
@@ -21,6 +21,7 @@ use anyhow::Result;
 use ring::rand::SecureRandom as _;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -28,19 +29,33 @@ use tokio::sync::mpsc;
 /// How long a client has to upload the components the coordinator lacks.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// What `weir run --coordinator` submits.
+pub(super) struct Submission {
+    pub token: String,
+    pub graph: JobGraph,
+    pub components: Vec<ComponentRef>,
+    /// `--from`.
+    pub restore_from: Option<PathBuf>,
+    pub allow_non_restored_state: bool,
+}
+
 /// A submission: checked, its components stored, its first attempt deployed; then the job's
 /// events go to the client until the job ends (or the client goes: the job runs on).
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn submit(
     shared: &Arc<Shared>,
     conn: &quinn::Connection,
     send: &mut quinn::SendStream,
     reader: &mut ControlReader,
     from: SocketAddr,
-    token: String,
-    graph: JobGraph,
-    components: Vec<ComponentRef>,
+    submission: Submission,
 ) -> Result<()> {
+    let Submission {
+        token,
+        graph,
+        components,
+        restore_from,
+        allow_non_restored_state,
+    } = submission;
     let presented = JoinToken::parse(&token).ok();
     if !presented.is_some_and(|t| shared.token.accepts(&t)) {
         return refused(
@@ -84,22 +99,22 @@ pub(super) async fn submit(
     let (events_tx, events) = mpsc::unbounded_channel();
     lock(&shared.jobs).insert(id.clone(), events_tx);
     let mut run = JobRun::new(graph.restart);
-    let first = match next_attempt(&graph, 0, 1) {
-        Ok(plan) => AttemptPlan {
-            // A new run: nothing of an earlier run's checkpoints is restored.
-            restore: None,
-            ..plan
-        },
+    let first = match first_attempt(&graph, restore_from, allow_non_restored_state) {
+        Ok(plan) => plan,
         Err(why) => return refused(send, why).await,
     };
-    let held = match deploy(shared, &id, &graph, first) {
+    let held = match deploy(shared, &id, &graph, &first) {
         Ok(held) => held,
         Err(why) => {
             lock(&shared.jobs).remove(&id);
             return refused(send, why).await;
         }
     };
-    tracing::info!(job = %id, %from, "job submitted: {}", describe(&held));
+    let start = first
+        .restore
+        .as_ref()
+        .map_or("the start".to_string(), |r| format!("checkpoint {}", r.id));
+    tracing::info!(job = %id, %from, "job submitted, from {start}: {}", describe(&held));
     let stored = StoredJob {
         graph: graph.clone(),
         run_first: first.first_checkpoint,
@@ -241,7 +256,7 @@ async fn resume(
     let mut clients = Vec::new();
     let placed = loop {
         let outcome = next_attempt(&job.graph, attempt, job.run_first)
-            .and_then(|plan| Ok((deploy(&shared, &id, &job.graph, plan)?, plan)));
+            .and_then(|plan| Ok((deploy(&shared, &id, &job.graph, &plan)?, plan)));
         match outcome {
             Ok(placed) => break Ok(placed),
             Err(why) if tokio::time::Instant::now() >= deadline => break Err(why),
@@ -275,7 +290,8 @@ async fn resume(
     };
     let from = plan
         .restore
-        .map_or("the start".to_string(), |k| format!("checkpoint {k}"));
+        .as_ref()
+        .map_or("the start".to_string(), |r| format!("checkpoint {}", r.id));
     tracing::info!(job = %id, attempt, "redeployed from {from}: {}", describe(&held));
     let _ = shared.store.update(&id, |j| j.attempt = attempt);
     let mut run = JobRun::resume(job.graph.restart, attempt);
@@ -382,10 +398,10 @@ async fn receive_uploads(
 
 /// A job's attempt to deploy: which one, from which checkpoint, numbering its checkpoints
 /// from where.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct AttemptPlan {
     attempt: u32,
-    restore: Option<u64>,
+    restore: Option<Restore>,
     first_checkpoint: u64,
 }
 
@@ -395,7 +411,7 @@ fn deploy(
     shared: &Shared,
     id: &str,
     graph: &JobGraph,
-    plan: AttemptPlan,
+    plan: &AttemptPlan,
 ) -> Result<Vec<(String, u32)>, String> {
     let needed = slots_needed(&ExecutionGraph::build(graph));
     let (held, peers, slots) = {
@@ -429,7 +445,7 @@ fn deploy(
     // The sinks' directories hold exactly the output up to the checkpoint restored (or none).
     for node in &graph.nodes {
         if let NodeKind::Sink(config) = &node.kind
-            && let Err(e) = prepare_sink(config, plan.restore)
+            && let Err(e) = prepare_sink(config, plan.restore.as_ref().map(|r| r.id))
         {
             release(shared, &held);
             return Err(format!("sink `{}`: {e}", node.uid));
@@ -442,7 +458,7 @@ fn deploy(
             graph: graph.clone(),
             slots: slots.clone(),
             peers: peers.clone(),
-            restore: plan.restore,
+            restore: plan.restore.clone(),
             first_checkpoint: plan.first_checkpoint,
         };
         // A worker without a control stream is being lost: its loss reaches the job.
@@ -473,7 +489,11 @@ fn next_attempt(graph: &JobGraph, attempt: u32, run_first: u64) -> Result<Attemp
     let restore = match dir.latest() {
         Ok(r) if r.metadata.id >= run_first => {
             publish_sinks(&r).map_err(|(uid, why)| format!("sink `{uid}`: {why}"))?;
-            Some(r.metadata.id)
+            Some(Restore {
+                path: c.dir.join(format!("chk-{}", r.metadata.id)),
+                id: r.metadata.id,
+                allow_non_restored_state: false,
+            })
         }
         _ => None,
     };
@@ -481,6 +501,39 @@ fn next_attempt(graph: &JobGraph, attempt: u32, run_first: u64) -> Result<Attemp
         attempt,
         restore,
         first_checkpoint: run_first.max(dir.next_id()),
+    })
+}
+
+/// A new run's first attempt: from the checkpoint `from` names (checked against the job, its
+/// sinks' files published), or from the start; its checkpoints numbered past every one in its
+/// directory and the one restored.
+fn first_attempt(
+    graph: &JobGraph,
+    from: Option<PathBuf>,
+    allow_non_restored_state: bool,
+) -> Result<AttemptPlan, String> {
+    let restore = match &from {
+        Some(path) => {
+            let r = crate::coordinator::checkpoints::load(path, graph, allow_non_restored_state)
+                .map_err(|e| e.to_string())?;
+            publish_sinks(&r).map_err(|(uid, why)| format!("sink `{uid}`: {why}"))?;
+            let (dir, _) = CheckpointDir::resolve(path);
+            Some(Restore {
+                path: dir.root().join(format!("chk-{}", r.metadata.id)),
+                id: r.metadata.id,
+                allow_non_restored_state,
+            })
+        }
+        None => None,
+    };
+    let newest = graph
+        .checkpoint
+        .as_ref()
+        .map_or(0, |c| CheckpointDir::new(&c.dir).next_id() - 1);
+    Ok(AttemptPlan {
+        attempt: 0,
+        first_checkpoint: newest.max(restore.as_ref().map_or(0, |r| r.id)) + 1,
+        restore,
     })
 }
 
@@ -593,7 +646,7 @@ async fn drive(
                                     Ok(plan) => plan,
                                     Err(why) => break Some(Err(why)),
                                 };
-                                match deploy(&shared, &id, &graph, plan) {
+                                match deploy(&shared, &id, &graph, &plan) {
                                     Ok(h) => break Some(Ok((h, plan))),
                                     Err(why) if tokio::time::Instant::now() >= deadline => {
                                         break Some(Err(why));
@@ -622,9 +675,9 @@ async fn drive(
                             held = h;
                             keeper = self::keeper(&graph, plan.first_checkpoint);
                             run.deployed(held.iter().map(|(w, _)| w.clone()));
-                            let from = plan
-                                .restore
-                                .map_or("the start".to_string(), |k| format!("checkpoint {k}"));
+                            let from = plan.restore.as_ref().map_or("the start".to_string(), |r| {
+                                format!("checkpoint {}", r.id)
+                            });
                             tracing::info!(job = %id, attempt, "redeployed from {from}: {}", describe(&held));
                             client.send(ToClient::Started {
                                 job: id.clone(),

@@ -64,6 +64,10 @@ pub enum ToCoordinator {
         token: String,
         graph: Box<JobGraph>,
         components: Vec<ComponentRef>,
+        /// `--from`: a checkpoint (or a checkpoint directory) to start from, on a path the
+        /// coordinator and the workers reach.
+        from: Option<std::path::PathBuf>,
+        allow_non_restored_state: bool,
     },
     /// From `weir run --coordinator` that lost its coordinator (it restarted): follow job
     /// `job` again.
@@ -105,10 +109,20 @@ pub struct Deployment {
     pub slots: Vec<String>,
     /// Every worker of the attempt and where its data plane listens.
     pub peers: Vec<(String, String)>,
-    /// The checkpoint to restore from (in the job's checkpoint directory), if any.
-    pub restore: Option<u64>,
+    /// The checkpoint to restore from, if any.
+    pub restore: Option<Restore>,
     /// The id the attempt's first checkpoint gets.
     pub first_checkpoint: u64,
+}
+
+/// A checkpoint an attempt restores from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restore {
+    /// Its directory (`chk-<id>`), on a path every process reaches.
+    pub path: std::path::PathBuf,
+    pub id: u64,
+    /// Drop the state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
 }
 
 /// From the coordinator to `weir run --coordinator`, on the stream of its submission.

@@ -311,14 +311,12 @@ impl Worker {
             Ok(c) => c,
             Err(e) => return failed(e.to_string()),
         };
-        let restored = match (&job.checkpoint, deployment.restore) {
-            (Some(c), Some(id)) => {
-                match recovery::load(&c.dir.join(format!("chk-{id}")), &job, false) {
-                    Ok(r) => Some(r),
-                    Err(e) => return failed(e.to_string()),
-                }
-            }
-            _ => None,
+        let restored = match &deployment.restore {
+            Some(r) => match recovery::load(&r.path, &job, r.allow_non_restored_state) {
+                Ok(r) => Some(r),
+                Err(e) => return failed(e.to_string()),
+            },
+            None => None,
         };
         let part = match Part::new(self, deployment, &job, report.clone(), notices) {
             Ok(p) => p,
