@@ -819,3 +819,192 @@ fn from_resumes_a_cancelled_job_on_the_cluster() {
     let out_dir = dir.path().join("out");
     assert_running_counts(&sink_lines(&out_dir), &count_words(&text), 1);
 }
+
+/// Resident memory of process `pid`, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+/// Backpressure across the network: an unthrottled source on one worker, slow sinks on it and
+/// on another; the source is held to the sinks' pace by credit (what it has read and the sinks
+/// have not written stays within the channels' buffers), the workers' memory stays small, and
+/// every record arrives once.
+#[test]
+fn backpressure_holds_a_fast_source_to_slow_sinks_on_another_worker() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[1, 1]);
+    let n = 8000u64;
+    let out_dir = dir.path().join("out");
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["src -> out"]
+[job]
+name = "backpressure"
+buffer_bytes = 1024
+[sources.src]
+kind = "datagen"
+count = {n}
+shape = "sequence"
+[sinks.out]
+kind = "file"
+path = "{}"
+parallelism = 2
+partition = "rebalance"
+delay_us = 1000
+"#,
+            out_dir.display()
+        ),
+    );
+    let mut cmd = cluster.submit(&manifest, &[]);
+    cmd.env("WEIR_PROGRESS_MS", "200");
+    let child = spawn(cmd);
+    let pids: Vec<u32> = cluster.workers.iter().map(|w| w.child.id()).collect();
+    let mut peak = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        peak = pids.iter().map(|&p| rss_mib(p)).max().unwrap().max(peak);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = wait_bounded(child, Duration::from_secs(60));
+    let err = stderr_of(&out);
+    assert!(out.status.success(), "{err}");
+    // The progress lines: records read by the source and written by the sinks so far.
+    let mut lines = 0;
+    for line in err.lines().filter(|l| l.contains(" records/s)  out ")) {
+        let number = |after: &str| -> u64 {
+            line.split(after)
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (read, written) = (number(" in "), number(" out "));
+        // In flight: at most the channels' buffers (some 30 of ~60 records), and what the
+        // sinks wrote since their worker's last report (~0.5 s at 2000 records/s).
+        assert!(
+            read <= written + 4000,
+            "the source ran ahead: {read} read, {written} written"
+        );
+        lines += 1;
+    }
+    assert!(lines >= 5, "progress was reported:\n{err}");
+    assert!(
+        peak < 200,
+        "a worker's resident memory peaked at {peak} MiB"
+    );
+    let mut got: Vec<u64> = sink_lines(&out_dir)
+        .iter()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+}
+
+/// No head-of-line blocking: two channels between the same two workers (one connection); the
+/// first stalled by a sink writing ten records a second, the second runs to its end at full
+/// rate.
+#[test]
+fn a_stalled_channel_does_not_hold_back_another_between_the_same_workers() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[1, 1]);
+    let (slow, fast) = (dir.path().join("slow"), dir.path().join("fast"));
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["src1 -> slow", "src2 -> fast"]
+[job]
+name = "two-lanes"
+[sources.src1]
+kind = "datagen"
+shape = "sequence"
+[sources.src2]
+kind = "datagen"
+count = 200000
+shape = "sequence"
+[sinks.slow]
+kind = "file"
+path = "{}"
+parallelism = 2
+partition = "rebalance"
+delay_us = 100000
+[sinks.fast]
+kind = "file"
+path = "{}"
+parallelism = 2
+partition = "rebalance"
+"#,
+            slow.display(),
+            fast.display()
+        ),
+    );
+    let child = spawn(cluster.submit(&manifest, &[]));
+    cluster.coord.wait_for("job submitted", LIMIT);
+    // Subtask 1 of each sink runs on the second worker: both of its channels cross the
+    // network, on the one connection between the two workers.
+    let lines = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    while lines(&fast.join("part-1")) < 100_000 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the fast channel is held back: {} of 100000 records after 30 s",
+            lines(&fast.join("part-1"))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stalled = lines(&slow.join("part-1"));
+    assert!(stalled < 1000, "the slow channel wrote {stalled} records");
+    interrupt(&child);
+    let out = wait_bounded(child, LIMIT);
+    assert!(stderr_of(&out).contains("cancelled by the user"));
+}
+
+/// A worker whose network buffer pool cannot hold a part's channels refuses the part, and the
+/// job fails saying so.
+#[test]
+fn a_part_over_the_network_buffer_pool_is_refused() {
+    let dir = scratch();
+    let (coord, addr) = coordinator(dir.path(), "coord");
+    let token = std::fs::read_to_string(dir.path().join("coord/join-token")).unwrap();
+    let w = worker_with(
+        dir.path(),
+        "small",
+        &addr,
+        Some(token.trim()),
+        2,
+        &["--network-mib", "1"],
+    );
+    w.wait_for("registered", LIMIT);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, text(1000, 1)).unwrap();
+    let manifest = wordcount_manifest(dir.path(), &input, "");
+    let mut cmd = weir();
+    cmd.args(["run", manifest.to_str().unwrap()])
+        .args([
+            "--set",
+            "job.parallelism=2",
+            "--set",
+            "job.buffer_bytes=1048576",
+        ])
+        .args(["--coordinator", &addr, "--token", token.trim()]);
+    let out = run_bounded(cmd, LIMIT);
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("network buffer pool (--network-mib = 1)"),
+        "{err}"
+    );
+    drop(coord);
+}

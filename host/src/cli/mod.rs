@@ -106,6 +106,10 @@ enum Command {
         /// How long to keep reconnecting to a lost coordinator (a restart) before exiting.
         #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
         reconnect_timeout: std::time::Duration,
+        /// The network buffer pool, in MiB: the most the channels of the jobs it runs may hold
+        /// (a part that would need more is refused, and its job fails over).
+        #[arg(long, value_name = "MIB", default_value_t = 1024)]
+        network_mib: u64,
     },
     /// List the checkpoints of a checkpoint directory.
     Checkpoints {
@@ -205,12 +209,14 @@ pub fn main() -> ExitCode {
             slots,
             data_dir,
             reconnect_timeout,
+            network_mib,
         } => cluster_worker(worker::agent::WorkerOptions {
             coordinator: join,
             token,
             slots,
             data_dir,
             reconnect: reconnect_timeout,
+            network_bytes: network_mib.saturating_mul(1 << 20),
         }),
     };
     match result {

@@ -25,6 +25,8 @@ pub struct WorkerOptions {
     pub data_dir: PathBuf,
     /// How long to keep reconnecting to a lost coordinator before giving up.
     pub reconnect: Duration,
+    /// The network buffer pool: the most its jobs' channels may hold, in bytes.
+    pub network_bytes: u64,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -182,6 +184,7 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
             Blobs::new(options.data_dir.join("components")),
             runtime,
             options.data_dir.join("work"),
+            options.network_bytes,
         );
         // Lost coordinators are reconnected to, for up to `reconnect` in a row.
         let mut lost_since: Option<std::time::Instant> = None;

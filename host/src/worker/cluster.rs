@@ -184,6 +184,8 @@ pub struct Worker {
     pub handle: tokio::runtime::Handle,
     /// Where parts keep their working files.
     pub work: PathBuf,
+    /// The network buffer pool: what its parts' channels may hold at most, and what is free.
+    network: (u64, Mutex<u64>),
     /// The parts running, by (job, attempt), and whether the coordinator cancelled them.
     parts: Mutex<HashMap<(String, u32), RunningPart>>,
 }
@@ -195,6 +197,7 @@ impl Worker {
         blobs: Blobs,
         runtime: Runtime,
         work: PathBuf,
+        network_bytes: u64,
     ) -> Arc<Self> {
         Arc::new(Worker {
             id,
@@ -202,8 +205,30 @@ impl Worker {
             blobs,
             runtime,
             work,
+            network: (network_bytes, Mutex::new(network_bytes)),
             handle: tokio::runtime::Handle::current(),
             parts: Mutex::default(),
+        })
+    }
+
+    /// Takes `bytes` of the network buffer pool for a part, or says why it cannot.
+    fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, String> {
+        let mut free = lock(&self.network.1);
+        if bytes > *free {
+            return Err(format!(
+                "the part's channels may hold {} MiB of buffers, but worker {}'s network buffer \
+                 pool (--network-mib = {}) has {} MiB free; lower the parallelism or \
+                 job.buffer_bytes, or give the worker more network memory",
+                bytes.div_ceil(1 << 20),
+                self.id,
+                self.network.0 >> 20,
+                *free >> 20
+            ));
+        }
+        *free -= bytes;
+        Ok(Reservation {
+            worker: self.clone(),
+            bytes,
         })
     }
 
@@ -418,8 +443,21 @@ async fn fetch(coordinator: &quinn::Connection, hash: &str, limit: u64) -> Resul
     Ok(bytes)
 }
 
+/// Buffers of the worker's network pool a part holds while it runs.
+struct Reservation {
+    worker: Arc<Worker>,
+    bytes: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        *lock(&self.worker.network.1) += self.bytes;
+    }
+}
+
 /// A worker's part of one attempt: which tasks run here, and how channels reach the others.
 struct Part {
+    _buffers: Reservation,
     worker: Arc<Worker>,
     job: String,
     attempt: u32,
@@ -472,6 +510,25 @@ impl Part {
             .get(worker.id.as_str())
             .ok_or("the deployment does not name this worker")?;
         let plan = &deploy::plan(job, &exec, &placement)[me];
+        // Every buffer its channels may hold: each gate's exclusive credit per channel, its
+        // floating buffers and a writer's pending buffer per channel; each remote sender's
+        // queue.
+        let gate_buffers: u64 = plan
+            .tasks
+            .iter()
+            .map(|&(c, _)| {
+                let channels: u64 = (exec.chains[c].inputs.iter())
+                    .map(|i| u64::from(i.channels_per_subtask()))
+                    .sum();
+                if channels == 0 {
+                    0
+                } else {
+                    channels * u64::from(EXCLUSIVE_BUFFERS + 1) + u64::from(FLOATING_BUFFERS)
+                }
+            })
+            .sum();
+        let sender_buffers = plan.remote_out.len() as u64 * u64::from(SENDER_QUEUE);
+        let buffers = worker.reserve((gate_buffers + sender_buffers) * job.buffer_bytes as u64)?;
         let mut conn_of = HashMap::new();
         for peer in plan.peers() {
             let (id, addr) = &d.peers[peer];
@@ -479,6 +536,7 @@ impl Part {
             conn_of.insert(peer, conn);
         }
         Ok(Part {
+            _buffers: buffers,
             worker: worker.clone(),
             job: d.job.clone(),
             attempt: d.attempt,
