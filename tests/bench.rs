@@ -64,6 +64,21 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
         assert!(line.contains(&format!(" {key}")), "{line}");
     }
     assert!(line.ends_with("verified=ok"), "{line}");
+    // The word count in one process and on a cluster of two worker processes.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("job=shuffle "))
+        .unwrap_or_else(|| panic!("no line for shuffle: {stdout}"));
+    for key in [
+        "local_records_per_s=",
+        "cluster_records_per_s=",
+        "ratio_per_cpu=",
+        "ratio_wall=",
+        "netem=",
+    ] {
+        assert!(line.contains(&format!(" {key}")), "{line}");
+    }
+    assert!(line.ends_with("verified=ok"), "{line}");
     // The checkpointed jobs compare themselves with those run before them.
     for (job, ratios) in [
         ("checkpointed", &["cpu_vs_wordcount="][..]),

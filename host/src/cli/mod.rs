@@ -60,7 +60,7 @@ enum Command {
         #[arg(long)]
         quick: bool,
         /// Only this job (stateless, stateless-unchained, wordcount, checkpointed,
-        /// wordcount-redb, checkpointed-redb, network, window).
+        /// wordcount-redb, checkpointed-redb, network, shuffle, window).
         #[arg(long)]
         job: Option<String>,
         /// Records per job instead of the defaults.
