@@ -74,6 +74,10 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
         "cluster_records_per_s=",
         "ratio_per_cpu=",
         "ratio_wall=",
+        "flush0ms_p50_us=",
+        "flush0ms_p99_us=",
+        "flush10ms_p50_us=",
+        "flush10ms_p99_us=",
         "netem=",
     ] {
         assert!(line.contains(&format!(" {key}")), "{line}");

@@ -2,8 +2,10 @@
 //! process against the same job on a cluster of two workers (one slot each: each worker runs
 //! one subtask of every operator, and half of each source's words cross to the other worker),
 //! in the same run, as records per second and per CPU second (the workers' CPU added up).
-//! Where this process may create network namespaces and `tc` is installed, the cluster runs
-//! again with 1% loss and 20 ms delay on its loopback (`shuffle_netem_*`).
+//! Then source-to-sink latency across the workers (`p50`, `p99`) at half the maximum rate of a
+//! job of timestamped records, with the flush timeout at 0 and 10 ms. Where this process may
+//! create network namespaces and `tc` has netem, the word count runs on a cluster again with
+//! 1% loss and 20 ms delay on its loopback (`netem_*`).
 
 use super::{Stats, read_tally, run_job, stat};
 use anyhow::{Context as _, Result, bail};
@@ -172,6 +174,82 @@ fn run_on_cluster(exe: &Path, manifest: &Path, n: u64, out: &Path, c: &Cluster) 
     Ok(stats)
 }
 
+/// A job of `clock` records (their value the time they were made) from one source through a
+/// rebalance to two `latency` sinks: subtask 1 runs on the other worker, so its records cross
+/// the network.
+fn latency_manifest(dir: &Path, count: u64, rate: Option<f64>, flush_ms: u64) -> Result<PathBuf> {
+    let path = dir.join(format!("latency-{flush_ms}-{}.toml", rate.is_some()));
+    let rate = rate.map_or(String::new(), |r| format!("rate = {r:.0}\n"));
+    std::fs::write(
+        &path,
+        format!(
+            "edges = [\"gen -> out\"]\n[job]\nname = \"latency\"\nflush_ms = {flush_ms}\n\
+             [sources.gen]\nkind = \"datagen\"\nshape = \"clock\"\ncount = {count}\n{rate}\
+             [sinks.out]\nkind = \"latency\"\nparallelism = 2\npartition = \"rebalance\"\npath = \"{}\"\n",
+            dir.join(format!("out-latency-{flush_ms}")).display()
+        ),
+    )?;
+    Ok(path)
+}
+
+/// Runs a latency job on the cluster: (records/s, the remote sink's figures).
+fn run_latency(exe: &Path, c: &Cluster, manifest: &Path, out: &Path) -> Result<(f64, String)> {
+    let mut cmd = Command::new(exe);
+    let output = cmd
+        .arg("run")
+        .arg(manifest)
+        .arg("--stats")
+        .args(["--coordinator", &c.addr, "--token", &c.token])
+        .output()
+        .context("cannot start weir run --coordinator")?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("the latency job failed:\n{stderr}");
+    }
+    let stats: Stats = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("stats: "))
+        .context("weir run printed no stats")?
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    let rate = stat(&stats, "records_in")? / stat(&stats, "wall_s")?;
+    let figures = std::fs::read_to_string(out.join("part-1"))
+        .with_context(|| format!("the latency sink wrote nothing in {}", out.display()))?;
+    Ok((rate, figures.trim().to_string()))
+}
+
+/// Source-to-sink latency across workers at half the job's maximum rate, with the flush
+/// timeout at 0 and 10 ms: `p50_us` and `p99_us` of the remote sink subtask, per setting.
+fn latency(exe: &Path, c: &Cluster, dir: &Path, quick: bool) -> Result<String> {
+    let n = if quick { 20_000 } else { 1_000_000 };
+    let unthrottled = latency_manifest(dir, n, None, 0)?;
+    let (max_rate, _) = run_latency(exe, c, &unthrottled, &dir.join("out-latency-0"))?;
+    let half = max_rate / 2.0;
+    // Some seconds at half the rate (a second when quick).
+    let count = (half * if quick { 1.0 } else { 5.0 }) as u64;
+    let mut line = format!(" latency_max_records_per_s={max_rate:.0} latency_rate={half:.0}");
+    for flush_ms in [0, 10] {
+        let manifest = latency_manifest(dir, count.max(1000), Some(half), flush_ms)?;
+        let out = dir.join(format!("out-latency-{flush_ms}"));
+        let (_, figures) = run_latency(exe, c, &manifest, &out)?;
+        let field = |name: &str| {
+            figures
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name))
+                .unwrap_or("?")
+                .to_string()
+        };
+        line += &format!(
+            " flush{flush_ms}ms_p50_us={} flush{flush_ms}ms_p99_us={}",
+            field("p50_us="),
+            field("p99_us=")
+        );
+    }
+    Ok(line)
+}
+
 /// Whether `tc` with netem and network namespaces can be used here: the command prefix that
 /// runs a process in a namespace whose loopback has 1% loss and 20 ms delay, and the process
 /// holding the namespace.
@@ -234,6 +312,7 @@ pub fn run(quick: bool, n: Option<u64>, manifests: &Path, scratch: &Path) -> Res
         wrap: Vec::new(),
     };
     let cluster = run_on_cluster(&exe, &manifest, n, &dir.join("out-cluster"), &c)?;
+    let latency = latency(&exe, &c, &dir, quick)?;
     drop(c);
     let cluster_ok = check(&dir.join("out-cluster"))?;
     let rate = |s: &Stats| -> Result<f64> { Ok(n as f64 / stat(s, "wall_s")?) };
@@ -248,6 +327,7 @@ pub fn run(quick: bool, n: Option<u64>, manifests: &Path, scratch: &Path) -> Res
         rate(&cluster)? / rate(&local)?,
     );
 
+    line += &latency;
     match netem() {
         Some((wrap, _holder)) => {
             let small = (n / 10).max(10_000);

@@ -34,6 +34,9 @@ pub enum DatagenShape {
         words_per_line: u32,
         vocabulary: u64,
     },
+    /// Value: when the record was made, in microseconds since the Unix epoch (decimal): what
+    /// the `latency` sink measures against.
+    Clock,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -78,6 +81,9 @@ impl Datagen {
         match self.config.shape {
             DatagenShape::Sequence => {
                 let _ = write!(self.line, "{i}");
+            }
+            DatagenShape::Clock => {
+                let _ = write!(self.line, "{}", super::sinks::now_us());
             }
             DatagenShape::Lines {
                 words_per_line,

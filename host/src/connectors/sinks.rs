@@ -26,8 +26,19 @@ const AT_END: CheckpointId = CheckpointId::MAX;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SinkConfig {
-    File { dir: PathBuf, delay: Duration },
-    Stdout { delay: Duration },
+    File {
+        dir: PathBuf,
+        delay: Duration,
+    },
+    Stdout {
+        delay: Duration,
+    },
+    /// Measures how long records took from their making (the value: microseconds since the
+    /// epoch, as the `clock` datagen writes it) to this sink; at the end writes
+    /// `records=N p50_us=.. p99_us=.. max_us=..` to `dir/part-<subtask>`. For benchmarks.
+    Latency {
+        dir: PathBuf,
+    },
 }
 
 impl SinkConfig {
@@ -40,6 +51,12 @@ impl SinkConfig {
         cancel: &CancelToken,
         transactional: Option<&str>,
     ) -> Result<Box<dyn Sink>, ConnectorError> {
+        if let SinkConfig::Latency { dir } = self {
+            return Ok(Box::new(LatencySink {
+                path: dir.join(format!("part-{subtask}")),
+                histogram: Histogram::default(),
+            }));
+        }
         let out = match (self, transactional) {
             (SinkConfig::File { dir, .. }, None) => {
                 let path = dir.join(format!("part-{subtask}"));
@@ -55,11 +72,15 @@ impl SinkConfig {
                 pending: Vec::new(),
             }),
             (SinkConfig::Stdout { .. }, _) => Out::Stdout,
+            (SinkConfig::Latency { .. }, _) => unreachable!("opened above"),
         };
-        let (SinkConfig::File { delay, .. } | SinkConfig::Stdout { delay }) = self;
+        let delay = match self {
+            SinkConfig::File { delay, .. } | SinkConfig::Stdout { delay } => *delay,
+            SinkConfig::Latency { .. } => Duration::ZERO,
+        };
         Ok(Box::new(LineSink {
             out,
-            delay: *delay,
+            delay,
             cancel: cancel.clone(),
         }))
     }
@@ -67,7 +88,7 @@ impl SinkConfig {
     /// The directory a file sink writes to.
     pub fn dir(&self) -> Option<&Path> {
         match self {
-            SinkConfig::File { dir, .. } => Some(dir),
+            SinkConfig::File { dir, .. } | SinkConfig::Latency { dir } => Some(dir),
             SinkConfig::Stdout { .. } => None,
         }
     }
@@ -311,6 +332,117 @@ impl Sink for LineSink {
     }
 }
 
+/// Microseconds since the Unix epoch, now.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Counts of values in buckets of about 3% width (16 per power of two), so that quantiles
+/// come out within 3% whatever the range, in fixed memory.
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    max: u64,
+}
+
+impl Histogram {
+    fn bucket(v: u64) -> usize {
+        if v < 16 {
+            return v as usize;
+        }
+        let msb = 63 - v.leading_zeros() as usize;
+        ((msb - 3) << 4) | ((v >> (msb - 4)) & 15) as usize
+    }
+
+    /// The smallest value of bucket `b`.
+    fn low(b: usize) -> u64 {
+        if b < 16 {
+            return b as u64;
+        }
+        let msb = (b >> 4) + 3;
+        (1 << msb) | (((b & 15) as u64) << (msb - 4))
+    }
+
+    fn add(&mut self, v: u64) {
+        let b = Self::bucket(v);
+        if self.counts.len() <= b {
+            self.counts.resize(b + 1, 0);
+        }
+        self.counts[b] += 1;
+        self.max = self.max.max(v);
+    }
+
+    fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The value below which a fraction `q` of the values are (a bucket's low end).
+    fn quantile(&self, q: f64) -> u64 {
+        let want = (self.total() as f64 * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want {
+                return Self::low(b);
+            }
+        }
+        self.max
+    }
+}
+
+/// The `latency` sink.
+struct LatencySink {
+    path: PathBuf,
+    histogram: Histogram,
+}
+
+impl Sink for LatencySink {
+    fn write(&mut self, batch: &[u8]) -> Result<(), ConnectorError> {
+        let now = now_us();
+        for r in weir_batch::iter(batch) {
+            let r = r.map_err(|e| ConnectorError::Failed(e.to_string()))?;
+            let made = std::str::from_utf8(r.value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ConnectorError::Failed(format!(
+                        "the latency sink reads values made by the clock datagen (microseconds), not {:?}",
+                        String::from_utf8_lossy(&r.value[..r.value.len().min(40)])
+                    ))
+                })?;
+            self.histogram.add(now.saturating_sub(made));
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), ConnectorError> {
+        let h = &self.histogram;
+        let line = format!(
+            "records={} p50_us={} p99_us={} max_us={}\n",
+            h.total(),
+            h.quantile(0.5),
+            h.quantile(0.99),
+            h.max
+        );
+        let mut f = crate::files::create_regular(&self.path)?;
+        f.write_all(line.as_bytes())
+            .map_err(|source| ConnectorError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn pre_commit(
+        &mut self,
+        _id: Option<CheckpointId>,
+        _published: CheckpointId,
+    ) -> Result<Vec<u8>, ConnectorError> {
+        Ok(Vec::new())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +524,21 @@ mod tests {
         assert_eq!(visible(tmp.path()), ["part-0-0000000003-r1"]);
         prepare_sink(&config, None).unwrap();
         assert!(visible(tmp.path()).is_empty());
+    }
+
+    #[test]
+    fn the_latency_histogram_finds_quantiles_within_its_bucket_width() {
+        let mut h = Histogram::default();
+        for v in 1..=10_000u64 {
+            h.add(v);
+        }
+        for b in 0..200 {
+            assert_eq!(Histogram::bucket(Histogram::low(b)), b);
+        }
+        let (p50, p99) = (h.quantile(0.5) as f64, h.quantile(0.99) as f64);
+        assert!((p50 / 5000.0 - 1.0).abs() < 0.07, "{p50}");
+        assert!((p99 / 9900.0 - 1.0).abs() < 0.07, "{p99}");
+        assert_eq!(h.max, 10_000);
+        assert_eq!(h.total(), 10_000);
     }
 }

@@ -1005,11 +1005,12 @@ impl Checker<'_> {
                         }
                     }
                     Some("sequence") => DatagenShape::Sequence,
+                    Some("clock") => DatagenShape::Clock,
                     Some(other) => {
                         return Err(self.err(
                             span_s(&s.shape),
                             format!("{field}.shape"),
-                            format!("unknown shape `{other}`; use lines or sequence"),
+                            format!("unknown shape `{other}`; use lines, sequence or clock"),
                         ));
                     }
                 };
@@ -1061,10 +1062,22 @@ impl Checker<'_> {
                 )?;
                 Ok(SinkConfig::Stdout { delay })
             }
+            "latency" => {
+                let path = s.path.as_ref().ok_or_else(|| {
+                    self.err(
+                        Some(s.kind.span()),
+                        format!("{field}.path"),
+                        "a latency sink needs `path` (a directory for its figures)",
+                    )
+                })?;
+                Ok(SinkConfig::Latency {
+                    dir: self.path(&format!("{field}.path"), path.get_ref()),
+                })
+            }
             other => Err(self.err(
                 Some(s.kind.span()),
                 format!("{field}.kind"),
-                format!("unknown sink kind `{other}`; use file or stdout"),
+                format!("unknown sink kind `{other}`; use file, stdout or latency"),
             )),
         }
     }
