@@ -1008,3 +1008,150 @@ fn a_part_over_the_network_buffer_pool_is_refused() {
     );
     drop(coord);
 }
+
+/// GETs `http://addr/metrics` (plain HTTP/1.1 over loopback); the body.
+fn scrape(log: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = log
+        .lines()
+        .find_map(|l| l.split("metrics at http://").nth(1))
+        .and_then(|l| l.split('/').next())
+        .expect("the metrics address is logged")
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+/// `/metrics` on the coordinator and on the workers (Prometheus text): the cluster's workers
+/// and slots; per task records and bytes in and out, busy, backpressured and idle time per
+/// second, queued buffers and credit per channel; per job checkpoints and restarts.
+#[test]
+fn every_cluster_process_serves_its_metrics() {
+    let dir = scratch();
+    let data = dir.path().join("coord");
+    let coord = Proc::start(
+        dir.path(),
+        "coord",
+        &[
+            "coordinator",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+        ],
+    );
+    let out = coord.wait_for("join a worker with", LIMIT);
+    let addr = out
+        .lines()
+        .find_map(|l| l.strip_prefix("weir coordinator listening on "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let token = std::fs::read_to_string(data.join("join-token")).unwrap();
+    let workers: Vec<Proc> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            worker_with(
+                dir.path(),
+                name,
+                &addr,
+                Some(token.trim()),
+                1,
+                &["--metrics", "127.0.0.1:0"],
+            )
+        })
+        .collect();
+    for w in &workers {
+        w.wait_for("registered", LIMIT);
+    }
+    let m = scrape(&coord.wait_for("metrics at", LIMIT));
+    assert!(m.contains("weir_cluster_workers 2"), "{m}");
+    assert!(m.contains("weir_cluster_free_slots 2"), "{m}");
+    // A slow job across both workers, with checkpoints.
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["src -> out"]
+[job]
+name = "watched"
+# Small buffers: a barrier does not wait long behind the records queued for the slow sinks.
+buffer_bytes = 1024
+[sources.src]
+kind = "datagen"
+shape = "sequence"
+[sinks.out]
+kind = "file"
+path = "{}"
+parallelism = 2
+partition = "rebalance"
+delay_us = 1000
+[checkpoint]
+interval = "100ms"
+dir = "{}"
+"#,
+            dir.path().join("out").display(),
+            dir.path().join("checkpoints").display()
+        ),
+    );
+    let mut cmd = weir();
+    cmd.args(["run", manifest.to_str().unwrap()]).args([
+        "--coordinator",
+        &addr,
+        "--token",
+        token.trim(),
+    ]);
+    let child = spawn(cmd);
+    coord.wait_for("job submitted", LIMIT);
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = Instant::now();
+    let m = loop {
+        let m = scrape(&coord.stderr());
+        if m.contains("weir_cluster_job_last_checkpoint{job=\"watched-") {
+            break m;
+        }
+        assert!(start.elapsed() < LIMIT, "no checkpoint completed:\n{m}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(m.contains("weir_cluster_jobs_running 1"), "{m}");
+    let both = format!(
+        "{}{}",
+        scrape(&workers[0].stderr()),
+        scrape(&workers[1].stderr())
+    );
+    for needle in [
+        "weir_task_records_in_total{job=\"watched-",
+        "task=\"src-0\"",
+        "task=\"out-1\"",
+        "weir_task_bytes_out_total{",
+        "weir_task_busy_ms_per_second{",
+        "weir_task_backpressured_ms_per_second{",
+        "weir_task_idle_ms_per_second{",
+        "weir_channel_queued_buffers{",
+        "weir_channel_credit{",
+        "weir_checkpoints_completed_total{",
+        "weir_job_restarts_total{",
+        "weir_worker_network_pool_free_bytes ",
+    ] {
+        assert!(both.contains(needle), "{needle} in:\n{both}");
+    }
+    // The source waits for credit most of the time: the sinks are slow.
+    let source_bp = both
+        .lines()
+        .find(|l| l.starts_with("weir_task_backpressured_ms_per_second") && l.contains("src-0"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap();
+    assert!(source_bp > 500, "{both}");
+    interrupt(&child);
+    wait_bounded(child, LIMIT);
+}

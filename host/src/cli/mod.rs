@@ -53,6 +53,9 @@ enum Command {
         /// directory's join-token file); with --coordinator.
         #[arg(long, value_name = "TOKEN", requires = "coordinator")]
         token: Option<String>,
+        /// Serve the job's metrics (Prometheus text) at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Run the reference workloads, verify their results and report their cost.
     Bench {
@@ -87,6 +90,9 @@ enum Command {
         /// A worker without a heartbeat this long is lost (e.g. "5s", "500ms").
         #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration)]
         heartbeat_timeout: std::time::Duration,
+        /// Serve the cluster's metrics (Prometheus text) at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Start a worker and join it to a coordinator with the slots it offers.
     Worker {
@@ -110,6 +116,9 @@ enum Command {
         /// (a part that would need more is refused, and its job fails over).
         #[arg(long, value_name = "MIB", default_value_t = 1024)]
         network_mib: u64,
+        /// Serve the metrics of the tasks it runs (Prometheus text) at http://ADDR/metrics.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// List the checkpoints of a checkpoint directory.
     Checkpoints {
@@ -146,6 +155,7 @@ pub fn main() -> ExitCode {
             allow_non_restored_state,
             coordinator,
             token,
+            metrics,
         } => match (coordinator, token) {
             (Some(coordinator), Some(token)) => remote::run(
                 &manifest,
@@ -166,6 +176,7 @@ pub fn main() -> ExitCode {
                     from,
                     allow_non_restored_state,
                 },
+                metrics,
             ),
         },
         Command::Bench {
@@ -198,10 +209,12 @@ pub fn main() -> ExitCode {
             listen,
             data_dir,
             heartbeat_timeout,
+            metrics,
         } => coordinator(crate::coordinator::server::CoordinatorOptions {
             listen,
             data_dir,
             heartbeat_timeout,
+            metrics,
         }),
         Command::Worker {
             join,
@@ -210,7 +223,9 @@ pub fn main() -> ExitCode {
             data_dir,
             reconnect_timeout,
             network_mib,
+            metrics,
         } => cluster_worker(worker::agent::WorkerOptions {
+            metrics,
             coordinator: join,
             token,
             slots,
@@ -295,11 +310,18 @@ fn run(
     overrides: &[Override],
     stats: bool,
     options: &worker::RunOptions,
+    metrics_at: Option<std::net::SocketAddr>,
 ) -> Result<()> {
     let started = Instant::now();
     let (job, _runtime, components) = prepare(&manifest, overrides)?;
     let control = JobControl::new();
     let metrics = JobMetrics::new(started);
+    if let Some(addr) = metrics_at {
+        worker::metrics::register(&job.name, &metrics);
+        let at = crate::net::http::serve(addr, worker::metrics::render)
+            .with_context(|| format!("--metrics {addr}"))?;
+        tracing::info!("metrics at http://{at}/metrics");
+    }
     let c = control.clone();
     let interrupts = std::sync::atomic::AtomicU32::new(0);
     ctrlc::set_handler(move || {

@@ -24,6 +24,8 @@ pub struct CoordinatorOptions {
     pub data_dir: PathBuf,
     /// A worker without a heartbeat this long is lost.
     pub heartbeat_timeout: Duration,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// What a started coordinator tells its user.
@@ -105,6 +107,12 @@ pub fn run(
         });
         // Jobs that were running when the coordinator stopped go on, from their checkpoints.
         super::submit::resume_all(&shared);
+        if let Some(addr) = options.metrics {
+            let s = shared.clone();
+            let at = crate::net::http::serve(addr, move || s.metrics())
+                .with_context(|| format!("--metrics {addr}"))?;
+            tracing::info!("metrics at http://{at}/metrics");
+        }
         let expiry = tokio::spawn(expire(shared.clone(), options.heartbeat_timeout));
         loop {
             tokio::select! {
@@ -155,6 +163,50 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Shared {
     pub(super) fn members(&self) -> std::sync::MutexGuard<'_, Membership> {
         lock(&self.members)
+    }
+
+    /// The cluster's figures, in Prometheus text.
+    fn metrics(&self) -> String {
+        let (workers, slots, free) = {
+            let m = self.members();
+            let slots: u32 = m.members().map(|(_, w)| w.slots).sum();
+            let free: u32 = m.offers().iter().map(|o| o.free).sum();
+            (m.members().count(), slots, free)
+        };
+        let jobs = lock(&self.jobs).len();
+        let mut out = String::new();
+        for (name, help, v) in [
+            (
+                "weir_cluster_workers",
+                "Workers registered.",
+                workers as u64,
+            ),
+            (
+                "weir_cluster_slots",
+                "Slots the workers offer.",
+                u64::from(slots),
+            ),
+            (
+                "weir_cluster_free_slots",
+                "Slots no job holds.",
+                u64::from(free),
+            ),
+            ("weir_cluster_jobs_running", "Jobs running.", jobs as u64),
+        ] {
+            out += &format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
+        }
+        out += "# HELP weir_cluster_job_attempt The current attempt of each job (restarts so far).\n# TYPE weir_cluster_job_attempt gauge\n";
+        out += "# HELP weir_cluster_job_last_checkpoint The id of each job's newest completed checkpoint.\n# TYPE weir_cluster_job_last_checkpoint gauge\n";
+        for (id, job) in self.store.all().unwrap_or_default() {
+            if job.state == super::store::JobState::Running {
+                let id = id.replace('"', "");
+                out += &format!("weir_cluster_job_attempt{{job=\"{id}\"}} {}\n", job.attempt);
+                if let Some(c) = job.latest_checkpoint {
+                    out += &format!("weir_cluster_job_last_checkpoint{{job=\"{id}\"}} {c}\n");
+                }
+            }
+        }
+        out
     }
 
     /// Worker `worker` is gone: its jobs hear of it.

@@ -7,6 +7,7 @@ pub mod control;
 pub mod credit;
 pub mod data;
 pub mod frame;
+pub mod http;
 pub mod loopback;
 pub mod pki;
 pub mod stream;

@@ -27,6 +27,8 @@ pub struct WorkerOptions {
     pub reconnect: Duration,
     /// The network buffer pool: the most its jobs' channels may hold, in bytes.
     pub network_bytes: u64,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -186,6 +188,12 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
             options.data_dir.join("work"),
             options.network_bytes,
         );
+        if let Some(addr) = options.metrics {
+            let w = me.clone();
+            let at = crate::net::http::serve(addr, move || w.metrics() + &super::metrics::render())
+                .with_context(|| format!("--metrics {addr}"))?;
+            tracing::info!("metrics at http://{at}/metrics");
+        }
         // Lost coordinators are reconnected to, for up to `reconnect` in a row.
         let mut lost_since: Option<std::time::Instant> = None;
         loop {

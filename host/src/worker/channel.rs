@@ -306,6 +306,15 @@ impl Gate {
         self.readable.notify_one();
     }
 
+    /// Per channel: for a remote one, the credit announced to its sender and not yet used.
+    pub fn remote_credits(&self) -> Vec<Option<u32>> {
+        let remote = self.lock().remote.clone();
+        remote
+            .into_iter()
+            .map(|r| r.map(|(inputs, i)| inputs.credit(i)))
+            .collect()
+    }
+
     /// Buffers sent into this gate and not yet taken, per channel (for metrics and tests).
     pub fn in_flight(&self) -> Vec<u32> {
         let s = self.lock();

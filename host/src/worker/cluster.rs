@@ -211,6 +211,18 @@ impl Worker {
         })
     }
 
+    /// The worker's own figures, in Prometheus text.
+    pub fn metrics(&self) -> String {
+        let free = *lock(&self.network.1);
+        let parts = lock(&self.parts).len();
+        format!(
+            "# HELP weir_worker_parts Parts of jobs running on this worker.\n# TYPE weir_worker_parts gauge\nweir_worker_parts {parts}\n\
+             # HELP weir_worker_network_pool_bytes The network buffer pool.\n# TYPE weir_worker_network_pool_bytes gauge\nweir_worker_network_pool_bytes {}\n\
+             # HELP weir_worker_network_pool_free_bytes What parts have not taken of the network buffer pool.\n# TYPE weir_worker_network_pool_free_bytes gauge\nweir_worker_network_pool_free_bytes {free}\n",
+            self.network.0
+        )
+    }
+
     /// Takes `bytes` of the network buffer pool for a part, or says why it cannot.
     fn reserve(self: &Arc<Self>, bytes: u64) -> Result<Reservation, String> {
         let mut free = lock(&self.network.1);
@@ -348,6 +360,7 @@ impl Worker {
             Err(why) => return failed(why),
         };
         let metrics = JobMetrics::new(Instant::now());
+        super::metrics::register(&deployment.job, &metrics);
         let progress = {
             let (metrics, report, done) = (metrics.clone(), report.clone(), control.clone());
             let (job, attempt) = (deployment.job.clone(), deployment.attempt);

@@ -112,6 +112,9 @@ pub struct JobMetrics {
     setting_up: AtomicU64,
     ready: OnceLock<Duration>,
     checkpoint: Mutex<Checkpoints>,
+    /// The current attempt's tasks in this process.
+    tasks: Mutex<Vec<Arc<super::metrics::TaskMetrics>>>,
+    restarts: AtomicU64,
 }
 
 /// The checkpoints a run completed.
@@ -138,7 +141,28 @@ impl JobMetrics {
             setting_up: AtomicU64::new(u64::MAX),
             ready: OnceLock::new(),
             checkpoint: Mutex::new(Checkpoints::default()),
+            tasks: Mutex::default(),
+            restarts: AtomicU64::new(0),
         })
+    }
+
+    /// The tasks of a new attempt (the last attempt's go).
+    pub fn set_tasks(&self, tasks: Vec<Arc<super::metrics::TaskMetrics>>) {
+        *self.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
+    }
+
+    /// The current attempt's tasks in this process.
+    pub fn tasks(&self) -> Vec<Arc<super::metrics::TaskMetrics>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The job restarts.
+    pub fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// Records produced by the sources.

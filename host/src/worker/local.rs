@@ -4,6 +4,7 @@
 use super::channel::{ChannelSender, Gate, max_buffers};
 use super::checkpointing::{Driver, Report, TaskInfo, TaskLink, Upstream};
 use super::control::{JobControl, JobMetrics};
+use super::metrics::TaskMetrics;
 use super::recovery::{self, RestoreError, TaskRestore};
 use super::source::{OpenSplit, WasmSource};
 use super::task::{
@@ -161,6 +162,8 @@ struct TaskContext {
     attempt: u32,
     /// Where operators keep keyed state on disk (the redb backend), if they do.
     state_dir: Option<PathBuf>,
+    /// The task's counters.
+    metrics: Arc<TaskMetrics>,
 }
 
 /// Everything one task needs, wired before its thread starts.
@@ -314,6 +317,7 @@ fn run_attempts(
             });
         };
         control.begin_attempt();
+        metrics.restarted();
         if let Some(c) = &job.checkpoint
             && let Some(r) = recovery::latest_since(&c.dir, first_id)
         {
@@ -518,6 +522,10 @@ fn run_attempt(
             )
         })
         .collect();
+    let task_metrics: Vec<Arc<TaskMetrics>> = (plans.iter().zip(&names))
+        .map(|(p, name)| TaskMetrics::new(name.clone(), p.gate.clone()))
+        .collect();
+    metrics.set_tasks(task_metrics.clone());
     let token = control.token();
     let (driver, mut links) = match &job.checkpoint {
         Some(settings) => {
@@ -611,6 +619,7 @@ fn run_attempt(
             run_name: run_name.clone(),
             attempt,
             state_dir: state_dir.clone(),
+            metrics: task_metrics[index].clone(),
         };
         let handle = std::thread::Builder::new()
             .name(name.clone())
@@ -912,7 +921,10 @@ fn run_task(
     }
     let task = Task {
         steps,
-        writers: plan.writers,
+        writers: (plan.writers.into_iter())
+            .map(|w| w.with_metrics(context.metrics.clone()))
+            .collect(),
+        task_metrics: context.metrics.clone(),
         buffer_bytes: job.buffer_bytes,
         merge_bytes: merge_bytes(job.buffer_bytes, job.limits.memory_bytes),
         flush_interval: job.flush_interval,

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod control;
 pub mod credit;
 pub mod local;
+pub mod metrics;
 pub mod recovery;
 mod source;
 pub mod task;

@@ -5,6 +5,7 @@
 use super::channel::{Gate, Received};
 use super::checkpointing::{Report, TaskLink};
 use super::control::{JobControl, JobMetrics};
+use super::metrics::TaskMetrics;
 use super::writer::{RecordWriter, WriteError};
 use crate::cancel::CancelToken;
 use crate::checkpoint::CheckpointId;
@@ -97,6 +98,8 @@ pub struct Task {
     pub taken: Vec<CheckpointId>,
     /// The keyed entries its last full snapshot held.
     pub full_entries: usize,
+    /// This task's counters.
+    pub task_metrics: Arc<TaskMetrics>,
 }
 
 /// The most snapshots in a chain (a full one and deltas on it) before the next is full again,
@@ -184,14 +187,19 @@ impl Task {
                     }
                     let mut batch = Vec::with_capacity(self.buffer_bytes + 1024);
                     enter_node(node);
-                    let poll = source
-                        .poll(&mut batch, self.buffer_bytes)
-                        .map_err(|e| connector_failed(&uid, e))?;
-                    if !batch.is_empty() {
-                        self.metrics
-                            .add_in(weir_batch::count(&batch).unwrap_or(0) as u64);
-                        self.dispatch(&uid, &routes, None, batch)?;
-                    }
+                    let poll = self.work(|task| {
+                        let poll = source
+                            .poll(&mut batch, task.buffer_bytes)
+                            .map_err(|e| connector_failed(&uid, e))?;
+                        if !batch.is_empty() {
+                            let n = weir_batch::count(&batch).unwrap_or(0) as u64;
+                            task.metrics.add_in(n);
+                            TaskMetrics::add(&task.task_metrics.records_in, n);
+                            TaskMetrics::add(&task.task_metrics.bytes_in, batch.len() as u64);
+                            task.dispatch(&uid, &routes, None, std::mem::take(&mut batch))?;
+                        }
+                        Ok(poll)
+                    })?;
                     if last_flush.elapsed() >= self.flush_interval {
                         self.flush()?;
                         last_flush = Instant::now();
@@ -207,10 +215,20 @@ impl Task {
                 loop {
                     let pending = self.writers.iter().any(RecordWriter::has_pending);
                     let deadline = pending.then(|| last_flush + self.flush_interval);
-                    match gate.recv_merged(deadline, merge_limit(last_call, self.merge_bytes)) {
+                    let m = &self.task_metrics;
+                    let received = TaskMetrics::waiting(&m.idle_ns, &m.idle_since, || {
+                        gate.recv_merged(deadline, merge_limit(last_call, self.merge_bytes))
+                    });
+                    match received {
                         Received::Data(batch) => {
                             let started = Instant::now();
-                            self.run_step(0, batch)?;
+                            let m = &self.task_metrics;
+                            TaskMetrics::add(
+                                &m.records_in,
+                                weir_batch::count(&batch).unwrap_or(0) as u64,
+                            );
+                            TaskMetrics::add(&m.bytes_in, batch.len() as u64);
+                            self.work(|task| task.run_step(0, batch))?;
                             last_call = started.elapsed();
                             if last_flush.elapsed() >= self.flush_interval {
                                 self.flush()?;
@@ -393,6 +411,21 @@ impl Task {
         Ok(())
     }
 
+    /// Runs `f`, counting its time as busy but for what it waited for credit.
+    fn work<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let backpressured = self.task_metrics.backpressured_ns.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let out = f(self);
+        let elapsed = started.elapsed().as_nanos() as u64;
+        let waited = self
+            .task_metrics
+            .backpressured_ns
+            .load(Ordering::Relaxed)
+            .saturating_sub(backpressured);
+        TaskMetrics::add(&self.task_metrics.busy_ns, elapsed.saturating_sub(waited));
+        out
+    }
+
     fn run_step(&mut self, i: usize, batch: Vec<u8>) -> Result<(), TaskError> {
         let step = &mut self.steps[i];
         enter_node(step.node);
@@ -406,6 +439,8 @@ impl Task {
                 sink.write(&batch)
                     .map_err(|e| connector_failed(&step.uid, e))?;
                 self.metrics.add_out(n);
+                TaskMetrics::add(&self.task_metrics.records_out, n);
+                TaskMetrics::add(&self.task_metrics.bytes_out, batch.len() as u64);
                 Ok(())
             }
         }
@@ -447,6 +482,10 @@ impl Task {
         let Some((&last, rest)) = writers.split_last() else {
             return Ok(());
         };
+        TaskMetrics::add(
+            &self.task_metrics.records_out,
+            weir_batch::count(&batch).unwrap_or(0) as u64,
+        );
         for &w in rest {
             self.write(uid, w, batch.clone())?;
         }

@@ -2,8 +2,10 @@
 //! channels, collecting them into buffers that are sent when full, on flush, or at the end.
 
 use super::channel::{Cancelled, ChannelSender};
+use super::metrics::TaskMetrics;
 use crate::checkpoint::CheckpointId;
 use crate::plan::{Partition, key_groups};
+use std::sync::Arc;
 
 /// Writes one edge's records into its channels.
 pub struct RecordWriter {
@@ -14,6 +16,8 @@ pub struct RecordWriter {
     buffer_bytes: usize,
     max_parallelism: u32,
     round_robin: usize,
+    /// The writing task's counters (bytes out, time waiting for credit).
+    metrics: Option<Arc<TaskMetrics>>,
 }
 
 /// A malformed batch reached a writer (an operator emitted it; the host checks emits, so this is
@@ -45,7 +49,14 @@ impl RecordWriter {
             buffer_bytes,
             max_parallelism,
             round_robin: 0,
+            metrics: None,
         }
+    }
+
+    /// Counts what it sends, and how long it waits for credit, into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<TaskMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Whether some records wait in a partly filled buffer.
@@ -85,7 +96,7 @@ impl RecordWriter {
     /// Takes a whole buffer for one target, without copying it when nothing is pending there.
     fn append(&mut self, target: usize, batch: Vec<u8>) -> Result<(), WriteError> {
         if self.pending[target].is_empty() && batch.len() >= self.buffer_bytes / 2 {
-            return Ok(self.channels[target].send(batch)?);
+            return Ok(self.send_buffer(target, batch)?);
         }
         self.append_slice(target, &batch)
     }
@@ -105,10 +116,21 @@ impl RecordWriter {
     fn send(&mut self, target: usize) -> Result<(), Cancelled> {
         let buf = std::mem::take(&mut self.pending[target]);
         if buf.is_empty() {
-            Ok(())
-        } else {
-            self.channels[target].send(buf)
+            return Ok(());
         }
+        self.send_buffer(target, buf)
+    }
+
+    /// Sends a buffer, counting it and the wait for its credit (backpressure).
+    fn send_buffer(&mut self, target: usize, buf: Vec<u8>) -> Result<(), Cancelled> {
+        let Some(m) = &self.metrics else {
+            return self.channels[target].send(buf);
+        };
+        TaskMetrics::add(&m.bytes_out, buf.len() as u64);
+        let channel = &self.channels[target];
+        TaskMetrics::waiting(&m.backpressured_ns, &m.backpressured_since, || {
+            channel.send(buf)
+        })
     }
 
     /// Sends every partly filled buffer.
