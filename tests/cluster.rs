@@ -1155,3 +1155,78 @@ dir = "{}"
     interrupt(&child);
     wait_bounded(child, LIMIT);
 }
+
+/// Refusals on the wire: bytes that break the data plane's protocol close only their
+/// connection (the worker says why, stays registered and runs the next job); a worker whose
+/// certificate another cluster's CA signed is refused by the coordinator, which logs it.
+#[test]
+fn a_corrupt_frame_or_a_foreign_certificate_is_refused() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[1, 1]);
+    let log = cluster.workers[0].stderr();
+    let data_addr: std::net::SocketAddr = log
+        .lines()
+        .find_map(|l| l.split("data_addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .expect("the data address is logged")
+        .parse()
+        .unwrap();
+    let victim = cluster.worker_id(0);
+    // Worker 1's identity, as a process of the cluster would hold it.
+    let w1 = dir.path().join(&cluster.names[1]);
+    let read = |f: &str| std::fs::read_to_string(w1.join(f)).unwrap();
+    let identity = weir::net::pki::Identity {
+        cert_pem: read("cert.pem"),
+        key_pem: read("key.pem"),
+        ca_pem: read("ca.pem"),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let closed = runtime.block_on(async {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(weir::net::pki::client_config(&identity).unwrap());
+        let conn = endpoint
+            .connect(data_addr, &format!("worker-{victim}"))
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        // A frame of a wire version nobody speaks.
+        send.write_all(&[0, 0, 0, 10, 0xEE, 0xEE, 1, 2, 3, 4, 5, 6, 7, 8])
+            .await
+            .unwrap();
+        let closed = tokio::time::timeout(LIMIT, conn.closed()).await;
+        endpoint.close(0u32.into(), b"");
+        closed
+            .expect("the worker closes the connection")
+            .to_string()
+    });
+    assert!(closed.contains("version"), "{closed}");
+    let log = cluster.workers[0].wait_for("closed the data connection", LIMIT);
+    assert!(log.contains("version"), "{log}");
+    // The worker is still a member, and runs the next job.
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, text(10_000, 2)).unwrap();
+    let manifest = wordcount_manifest(dir.path(), &input, "");
+    let out = cluster.run(&manifest, &["--set", "job.parallelism=2"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!cluster.coord.stderr().contains("worker lost"));
+
+    // A worker of another cluster: its certificate is not signed by this coordinator's CA.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let (coord_b, addr_b) = coordinator(&other, "coord");
+    let mut stranger = worker(dir.path(), &cluster.names[1], &addr_b, None, 1);
+    assert!(!stranger.wait_exit(LIMIT).success());
+    assert!(
+        stranger
+            .stderr()
+            .contains("is not of the cluster this worker joined"),
+        "{}",
+        stranger.stderr()
+    );
+    coord_b.wait_for("refused a connection", LIMIT);
+}

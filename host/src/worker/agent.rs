@@ -234,6 +234,17 @@ pub fn run(options: WorkerOptions, stop: Arc<tokio::sync::Notify>) -> Result<()>
     })
 }
 
+/// Whether a connection failed because a certificate was refused (a TLS alert, by this side
+/// or the other), not because the peer could not be reached.
+fn handshake_refused(e: &quinn::ConnectionError) -> bool {
+    let crypto = |code: u64| code & !0xff == 0x100;
+    match e {
+        quinn::ConnectionError::TransportError(t) => crypto(t.code.into()),
+        quinn::ConnectionError::ConnectionClosed(c) => crypto(c.error_code.into()),
+        _ => false,
+    }
+}
+
 /// How a session with the coordinator ended, if not by `stop`.
 enum Ended {
     /// The coordinator refused the registration: retrying would not help.
@@ -254,11 +265,21 @@ async fn session(
 ) -> Result<(), Ended> {
     let lost = |e: &dyn std::fmt::Display| Ended::Lost(e.to_string());
     let config = pki::client_config(identity).map_err(|e| Ended::Refused(e.to_string()))?;
-    let conn = endpoint
+    let conn = match endpoint
         .connect_with(config, to, COORDINATOR_NAME)
         .map_err(|e| lost(&e))?
         .await
-        .map_err(|e| lost(&e))?;
+    {
+        Ok(conn) => conn,
+        // A certificate refused, by either side: trying again would not help.
+        Err(e) if handshake_refused(&e) => {
+            return Err(Ended::Refused(format!(
+                "the TLS handshake with {to} failed ({e}): the coordinator there is not of \
+                 the cluster this worker joined, or does not accept its certificate"
+            )));
+        }
+        Err(e) => return Err(lost(&e)),
+    };
     let (mut send, recv) = conn.open_bi().await.map_err(|e| lost(&e))?;
     let mut reader = ControlReader::new(recv);
     let worker = me.id.as_str();

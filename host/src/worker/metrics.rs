@@ -88,8 +88,11 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Each task's time counters (busy, backpressured, idle) at a scrape, by job and task.
+type Sample = (Instant, HashMap<String, [u64; 3]>);
+
 /// The time counters at the previous scrape, for the per-second figures.
-static LAST: Mutex<Option<(Instant, HashMap<String, [u64; 3]>)>> = Mutex::new(None);
+static LAST: Mutex<Option<Sample>> = Mutex::new(None);
 
 /// The Prometheus text of every live job's metrics.
 pub fn render() -> String {
