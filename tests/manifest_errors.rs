@@ -186,7 +186,7 @@ fn misspelled_and_misplaced_fields() {
         &[],
     );
     assert!(
-        e.contains("sinks.out.kind: unknown sink kind `kafka`; use file or stdout"),
+        e.contains("sinks.out.kind: unknown sink kind `kafka`; use file, stdout or latency"),
         "{e}"
     );
 }

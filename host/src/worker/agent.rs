@@ -304,7 +304,8 @@ async fn session(
     };
     *lost_since = None;
     tracing::info!(worker, slots, coordinator = %to, %data_addr, "registered");
-    let (report, mut reports) = tokio::sync::mpsc::unbounded_channel::<ToCoordinator>();
+    let (report, mut reports) =
+        tokio::sync::mpsc::channel::<ToCoordinator>(super::cluster::REPORTS);
     let mut beat = tokio::time::interval(heartbeat);
     let result = loop {
         tokio::select! {

@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::error::TrySendError;
 
 /// How long a stream waits for its channel's receiving task to be set up, and a worker for
 /// its peer's connection.
@@ -32,6 +32,14 @@ const PEER_WAIT: Duration = Duration::from_secs(15);
 /// Buffers a remote channel's sender holds before its task waits (beyond what credit lets it
 /// send): as many as a local channel's exclusive credit.
 const SENDER_QUEUE: u32 = EXCLUSIVE_BUFFERS + 2;
+
+/// Where a worker's parts report to the coordinator: its control stream, through a bounded
+/// queue (a part waits when the coordinator does not keep up; progress reports are dropped
+/// instead).
+pub type Reports = tokio::sync::mpsc::Sender<ToCoordinator>;
+
+/// How many reports may wait for the control stream.
+pub const REPORTS: usize = 4096;
 
 /// How often a running part reports its progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -277,7 +285,7 @@ impl Worker {
         self: &Arc<Self>,
         deployment: Deployment,
         coordinator: quinn::Connection,
-        report: UnboundedSender<ToCoordinator>,
+        report: Reports,
     ) {
         let key = (deployment.job.clone(), deployment.attempt);
         let control = JobControl::new();
@@ -312,7 +320,7 @@ impl Worker {
                         .router
                         .remove_attempt(&deployment.job, deployment.attempt);
                     lock(&worker.parts).remove(&(deployment.job.clone(), deployment.attempt));
-                    let _ = report.send(ToCoordinator::PartEnded {
+                    let _ = report.blocking_send(ToCoordinator::PartEnded {
                         job: deployment.job,
                         attempt: deployment.attempt,
                         outcome,
@@ -321,7 +329,7 @@ impl Worker {
             });
         if let Err(e) = spawned {
             lock(&self.parts).remove(&key);
-            let _ = report.send(ToCoordinator::PartEnded {
+            let _ = report.try_send(ToCoordinator::PartEnded {
                 job: key.0,
                 attempt: key.1,
                 outcome: PartOutcome::Failed {
@@ -336,7 +344,7 @@ impl Worker {
         deployment: &Deployment,
         coordinator: &quinn::Connection,
         control: &Arc<JobControl>,
-        report: &UnboundedSender<ToCoordinator>,
+        report: &Reports,
         notices: Notices,
     ) -> PartOutcome {
         let failed = |why: String| PartOutcome::Failed { why };
@@ -367,13 +375,14 @@ impl Worker {
             self.handle.spawn(async move {
                 loop {
                     tokio::time::sleep(PROGRESS_EVERY).await;
-                    let sent = report.send(ToCoordinator::Progress {
+                    let sent = report.try_send(ToCoordinator::Progress {
                         job: job.clone(),
                         attempt,
                         records_in: metrics.records_in(),
                         records_out: metrics.records_out(),
                     });
-                    if sent.is_err() || done.is_cancelled() {
+                    let closed = matches!(sent, Err(TrySendError::Closed(_)));
+                    if closed || done.is_cancelled() {
                         return;
                     }
                 }
@@ -391,7 +400,7 @@ impl Worker {
         );
         let _ = std::fs::remove_dir_all(part.work_dir());
         progress.abort();
-        let _ = report.send(ToCoordinator::Progress {
+        let _ = report.blocking_send(ToCoordinator::Progress {
             job: deployment.job.clone(),
             attempt: deployment.attempt,
             records_in: metrics.records_in(),
@@ -479,7 +488,7 @@ struct Part {
     /// Per shared slot: its worker's connection (`None` for slots here).
     conns: Vec<Option<quinn::Connection>>,
     frame_limit: usize,
-    report: UnboundedSender<ToCoordinator>,
+    report: Reports,
     notices: Notices,
 }
 
@@ -489,7 +498,7 @@ impl Part {
         worker: &Arc<Worker>,
         d: &Deployment,
         job: &JobGraph,
-        report: UnboundedSender<ToCoordinator>,
+        report: Reports,
         notices: Notices,
     ) -> Result<Part, String> {
         let exec = ExecutionGraph::build(job);
@@ -596,7 +605,7 @@ impl Remote for Part {
     fn checkpoints(&self) -> Box<dyn Fn(Ack) + Send> {
         let (report, job, attempt) = (self.report.clone(), self.job.clone(), self.attempt);
         Box::new(move |ack| {
-            let _ = report.send(ToCoordinator::Ack {
+            let _ = report.blocking_send(ToCoordinator::Ack {
                 job: job.clone(),
                 attempt,
                 ack,

@@ -16,6 +16,8 @@ use crate::cancel::CancelToken;
 use crate::checkpoint::{Backend, Mode};
 use crate::connectors::{Source, prepare_sink};
 use crate::coordinator::checkpoints::{Ack, JobInfo, Keeper, Notice, TaskName};
+use crate::coordinator::jobs::{Action, JobRun};
+use crate::net::control::PartOutcome;
 use crate::plan::key_groups;
 use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph, NodeKind};
 use crate::state::checkpoints::{CheckpointDir, Restored};
@@ -288,9 +290,12 @@ fn run_attempts(
     if let Some(c) = &job.checkpoint {
         remove_stale_work(&c.dir);
     }
+    // The restart decisions are the cluster's (`JobRun`), with this process as the one part.
+    let mut run = JobRun::new(job.restart);
     let mut failures = Vec::new();
     loop {
-        let attempt = failures.len() as u32;
+        let attempt = run.attempt();
+        run.deployed([THIS_PROCESS.to_string()]);
         // Each attempt numbers its checkpoints past every one already in the directory.
         let attempt_first = job.checkpoint.as_ref().map_or(first_id, |c| {
             first_id.max(CheckpointDir::new(&c.dir).next_id())
@@ -309,12 +314,16 @@ fn run_attempts(
             Err(JobError::Failed(f)) if control.reason().is_none() => f,
             other => return other,
         };
+        let why = failure.to_string();
         failures.push(failure);
-        let Some(delay) = job.restart.delay(failures.len() as u32) else {
-            return Err(match failures.len() {
-                1 => JobError::Failed(failures.remove(0)),
-                _ => JobError::Exhausted(failures),
-            });
+        let delay = match run.part_ended(attempt, THIS_PROCESS, PartOutcome::Failed { why })[..] {
+            [Action::Restart { delay, .. }] => delay,
+            _ => {
+                return Err(match failures.len() {
+                    1 => JobError::Failed(failures.remove(0)),
+                    _ => JobError::Exhausted(failures),
+                });
+            }
         };
         control.begin_attempt();
         metrics.restarted();
@@ -337,6 +346,9 @@ fn run_attempts(
         }
     }
 }
+
+/// The one part of a job run in one process, as [`JobRun`] names it.
+const THIS_PROCESS: &str = "local";
 
 /// Removes the redb backends' working directories (`work-<pid>`) that processes killed
 /// outright left behind in checkpoint directory `dir`: those whose process is gone.
