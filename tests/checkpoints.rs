@@ -890,7 +890,7 @@ path = "{}"
     }
     // Retention with incremental checkpoints: every file is used by a kept checkpoint.
     let run = |retain: u32| {
-        weir::state::checkpoints::CheckpointDir::new(&checkpoints).retain(retain, &[]);
+        weir::state::checkpoints::CheckpointDir::new(&checkpoints).retain(retain, None);
         let (kept, _) = weir::state::checkpoints::CheckpointDir::new(&checkpoints).completed();
         let used: std::collections::HashSet<String> = kept
             .iter()

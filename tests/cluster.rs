@@ -113,20 +113,23 @@ fn coordinator(dir: &Path, name: &str) -> (Proc, String) {
 
 /// Starts a coordinator in `dir/coord` listening on `listen`; returns it and its address.
 fn coordinator_at(dir: &Path, name: &str, listen: &str) -> (Proc, String) {
+    coordinator_with(dir, name, listen, &[])
+}
+
+/// [`coordinator_at`] with `extra` arguments.
+fn coordinator_with(dir: &Path, name: &str, listen: &str, extra: &[&str]) -> (Proc, String) {
     let data = dir.join("coord");
-    let c = Proc::start(
-        dir,
-        name,
-        &[
-            "coordinator",
-            "--listen",
-            listen,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--heartbeat-timeout",
-            "1s",
-        ],
-    );
+    let mut args = vec![
+        "coordinator",
+        "--listen",
+        listen,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--heartbeat-timeout",
+        "1s",
+    ];
+    args.extend(extra);
+    let c = Proc::start(dir, name, &args);
     let out = c.wait_for("join a worker with", LIMIT);
     let addr = out
         .lines()
@@ -1038,26 +1041,12 @@ fn scrape(log: &str) -> String {
 fn every_cluster_process_serves_its_metrics() {
     let dir = scratch();
     let data = dir.path().join("coord");
-    let coord = Proc::start(
+    let (coord, addr) = coordinator_with(
         dir.path(),
         "coord",
-        &[
-            "coordinator",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--metrics",
-            "127.0.0.1:0",
-        ],
+        "127.0.0.1:0",
+        &["--metrics", "127.0.0.1:0"],
     );
-    let out = coord.wait_for("join a worker with", LIMIT);
-    let addr = out
-        .lines()
-        .find_map(|l| l.strip_prefix("weir coordinator listening on "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_string();
     let token = std::fs::read_to_string(data.join("join-token")).unwrap();
     let workers: Vec<Proc> = ["a", "b"]
         .iter()

@@ -66,6 +66,8 @@ type FinishedTask = (Result<TaskFile, String>, Vec<Vec<u8>>);
 pub struct Keeper {
     coordinator: Coordinator,
     dir: CheckpointDir,
+    /// The attempt's name, unique to it.
+    attempt: String,
     settings: CheckpointSettings,
     job: JobInfo,
     tasks: Vec<TaskName>,
@@ -77,12 +79,14 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    /// The keeper of `tasks` (numbered as the job's tasks are); the first checkpoint gets id
-    /// `first_id`.
+    /// The keeper of `tasks` (numbered as the job's tasks are) of the attempt named `attempt`
+    /// (unique to it: its finished tasks' files are kept under that name); the first
+    /// checkpoint gets id `first_id`.
     pub fn new(
         settings: CheckpointSettings,
         job: JobInfo,
         tasks: Vec<TaskName>,
+        attempt: String,
         first_id: CheckpointId,
         now: Instant,
     ) -> Self {
@@ -94,6 +98,7 @@ impl Keeper {
                 now,
             ),
             dir: CheckpointDir::new(&settings.dir),
+            attempt,
             settings,
             job,
             finished: vec![None; tasks.len()],
@@ -267,13 +272,7 @@ impl Keeper {
         self.completed.push(id);
         let keep = self.completed.len().saturating_sub(4);
         self.completed.drain(..keep);
-        let also: Vec<String> = self
-            .finished
-            .iter()
-            .flatten()
-            .filter_map(|(f, _)| Some(f.as_ref().ok()?.file.clone()))
-            .collect();
-        self.dir.retain(self.settings.retain, &also);
+        self.dir.retain(self.settings.retain, Some(&self.attempt));
         let bytes = meta.bytes();
         tracing::debug!(
             checkpoint = id,
@@ -313,6 +312,7 @@ impl Keeper {
         for id in std::mem::take(&mut self.pending).into_keys() {
             self.dir.discard(id);
         }
+        self.dir.remove_unused_finished(&self.attempt);
         if finished {
             for (_, sinks) in self.finished.iter().flatten() {
                 for pending in sinks {

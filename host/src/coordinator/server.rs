@@ -209,6 +209,11 @@ impl Shared {
         out
     }
 
+    /// Whether `token` is the cluster's join token (compared in constant time).
+    pub(super) fn accepts(&self, token: &str) -> bool {
+        JoinToken::parse(token).is_ok_and(|t| self.token.accepts(&t))
+    }
+
     /// Worker `worker` is gone: its jobs hear of it.
     fn lost(&self, worker: &str) {
         for job in lock(&self.jobs).values() {
@@ -379,8 +384,7 @@ async fn join(
     worker: String,
     csr_pem: String,
 ) -> Result<()> {
-    let presented = JoinToken::parse(&token).ok();
-    if !presented.is_some_and(|t| shared.token.accepts(&t)) {
+    if !shared.accepts(&token) {
         return refuse(
             send,
             format!("wrong join token from {from} (worker {worker:?})"),

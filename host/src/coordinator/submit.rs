@@ -14,7 +14,6 @@ use crate::net::blobs::{self, is_hash};
 use crate::net::control::{
     self, ComponentRef, ControlReader, Deployment, Restore, ToClient, ToCoordinator, ToWorker,
 };
-use crate::net::pki::JoinToken;
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind};
 use crate::state::checkpoints::CheckpointDir;
 use anyhow::Result;
@@ -56,8 +55,7 @@ pub(super) async fn submit(
         restore_from,
         allow_non_restored_state,
     } = submission;
-    let presented = JoinToken::parse(&token).ok();
-    if !presented.is_some_and(|t| shared.token.accepts(&t)) {
+    if !shared.accepts(&token) {
         return refused(
             send,
             format!("wrong token from {from}: a job is submitted with the cluster's join token"),
@@ -157,8 +155,7 @@ pub(super) async fn follow_again(
     token: String,
     id: String,
 ) -> Result<()> {
-    let presented = JoinToken::parse(&token).ok();
-    if !presented.is_some_and(|t| shared.token.accepts(&t)) {
+    if !shared.accepts(&token) {
         return refused(
             send,
             format!("wrong token from {from}: a job is followed with the cluster's join token"),
@@ -538,7 +535,7 @@ fn first_attempt(
 }
 
 /// The checkpoint keeper of a job's attempt, if the job checkpoints.
-fn keeper(graph: &JobGraph, first: u64) -> Option<Keeper> {
+fn keeper(graph: &JobGraph, id: &str, attempt: u32, first: u64) -> Option<Keeper> {
     let settings = graph.checkpoint.clone()?;
     let exec = ExecutionGraph::build(graph);
     let tasks = exec
@@ -556,6 +553,8 @@ fn keeper(graph: &JobGraph, first: u64) -> Option<Keeper> {
         settings,
         JobInfo::of(graph),
         tasks,
+        // The name the workers give the attempt too.
+        format!("{id}-{attempt}"),
         first,
         std::time::Instant::now(),
     ))
@@ -575,7 +574,7 @@ async fn drive(
     mut events: mpsc::UnboundedReceiver<JobEvent>,
     clients: Vec<mpsc::UnboundedSender<ToClient>>,
 ) {
-    let mut keeper = keeper(&graph, first.first_checkpoint);
+    let mut keeper = keeper(&graph, &id, first.attempt, first.first_checkpoint);
     let clients = std::sync::Mutex::new(clients);
     let client = Broadcast(&clients);
     // Workers that were lost before the job could hear of it.
@@ -673,7 +672,7 @@ async fn drive(
                     match deployed {
                         Some(Ok((h, plan))) => {
                             held = h;
-                            keeper = self::keeper(&graph, plan.first_checkpoint);
+                            keeper = self::keeper(&graph, &id, attempt, plan.first_checkpoint);
                             run.deployed(held.iter().map(|(w, _)| w.clone()));
                             let from = plan.restore.as_ref().map_or("the start".to_string(), |r| {
                                 format!("checkpoint {}", r.id)

@@ -249,10 +249,21 @@ impl CheckpointDir {
         snap: &TaskSnapshot,
     ) -> Result<TaskFile, CheckpointError> {
         let file = format!("chk-{id}/{task}.redb");
-        let path = self.root.join(&file);
         // A file left by an earlier try at the same checkpoint id is replaced.
-        let _ = fs::remove_file(&path);
-        let written = snapshot::write(&path, snap)?;
+        let _ = fs::remove_file(self.root.join(&file));
+        self.write_file(file, task, subtask, operators, snap)
+    }
+
+    /// Writes `snap` as `file` (relative to the root); its entry.
+    fn write_file(
+        &self,
+        file: String,
+        task: &str,
+        subtask: u32,
+        operators: Vec<String>,
+        snap: &TaskSnapshot,
+    ) -> Result<TaskFile, CheckpointError> {
+        let written = snapshot::write(&self.root.join(&file), snap)?;
         Ok(TaskFile {
             task: task.to_string(),
             subtask,
@@ -266,33 +277,43 @@ impl CheckpointDir {
         })
     }
 
-    /// Writes the last snapshot of task `task`, which has finished: every later checkpoint
-    /// refers to this file (in `finished/`, named uniquely per run) instead of writing it again.
+    /// Writes the last snapshot of task `task`, which has finished, for the attempt named
+    /// `attempt` (unique to it): every later checkpoint refers to this file, in
+    /// `finished/<attempt>/`, instead of writing it again.
     pub fn write_finished(
         &self,
+        attempt: &str,
         task: &str,
         subtask: u32,
         operators: Vec<String>,
         snap: &TaskSnapshot,
     ) -> Result<TaskFile, CheckpointError> {
-        let dir = self.root.join(FINISHED);
+        let dir = self.root.join(FINISHED).join(attempt);
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let file = format!("{FINISHED}/{task}-{}-{stamp}.redb", std::process::id());
-        let written = snapshot::write(&self.root.join(&file), snap)?;
-        Ok(TaskFile {
-            task: task.to_string(),
-            subtask,
-            file,
-            operators,
-            bytes: written.bytes,
-            hash: written.hash,
-            sync_ms: 0,
-            align_ms: 0,
-            base: Vec::new(),
-        })
+        let file = format!("{FINISHED}/{attempt}/{task}.redb");
+        self.write_file(file, task, subtask, operators, snap)
+    }
+
+    /// Removes the files of finished tasks of attempt `attempt` that no complete checkpoint
+    /// refers to (the attempt is over: nothing will).
+    pub fn remove_unused_finished(&self, attempt: &str) {
+        let (complete, _) = self.completed();
+        let used: std::collections::HashSet<String> = complete
+            .iter()
+            .flat_map(|m| m.tasks.iter().flat_map(TaskFile::chain))
+            .map(|f| f.file)
+            .collect();
+        let dir = self.root.join(FINISHED).join(attempt);
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let file = format!(
+                "{FINISHED}/{attempt}/{}",
+                entry.file_name().to_string_lossy()
+            );
+            if !used.contains(&file) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        let _ = fs::remove_dir(&dir);
     }
 
     /// Marks checkpoint `meta.id` complete: its metadata, durably and atomically.
@@ -496,8 +517,8 @@ impl CheckpointDir {
     /// Keeps the newest `keep` complete checkpoints; removes older ones and every incomplete
     /// checkpoint older than the newest complete one — but never a file a kept checkpoint's
     /// incremental snapshots build on — and finished tasks' files that no kept checkpoint
-    /// refers to, but those in `also` (the running job's, not yet in a checkpoint).
-    pub fn retain(&self, keep: u32, also: &[String]) {
+    /// refers to, but those of the attempt `running` (whose tasks' reports may be on their way).
+    pub fn retain(&self, keep: u32, running: Option<&str>) {
         let ids = self.ids();
         let complete: Vec<Metadata> = ids
             .iter()
@@ -512,26 +533,22 @@ impl CheckpointDir {
             .flat_map(|m| m.tasks.iter().flat_map(TaskFile::chain))
             .map(|f| f.file)
             .collect();
-        // A finished task's file is in every checkpoint completed after it was written; one
-        // that no kept checkpoint refers to is of an earlier run, unless it is younger than
-        // the oldest kept one (with a minute's margin for clocks of other hosts): its task's
-        // report may be on its way.
-        let oldest = kept.iter().map(|m| m.triggered_unix_ms).min().unwrap_or(0);
-        let before =
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(oldest.saturating_sub(60_000));
-        for entry in fs::read_dir(self.root.join(FINISHED))
+        for attempt in fs::read_dir(self.root.join(FINISHED))
             .into_iter()
             .flatten()
             .flatten()
         {
-            let file = format!("{FINISHED}/{}", entry.file_name().to_string_lossy());
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < before);
-            if old && !referenced.contains(&file) && !also.contains(&file) {
-                let _ = fs::remove_file(entry.path());
+            let name = attempt.file_name().to_string_lossy().to_string();
+            if Some(name.as_str()) == running {
+                continue;
             }
+            for entry in fs::read_dir(attempt.path()).into_iter().flatten().flatten() {
+                let file = format!("{FINISHED}/{name}/{}", entry.file_name().to_string_lossy());
+                if !referenced.contains(&file) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+            let _ = fs::remove_dir(attempt.path());
         }
         for id in ids {
             if id >= newest || kept.iter().any(|m| m.id == id) {
@@ -675,7 +692,7 @@ mod tests {
         checkpoint(&dir, 3, 3, true);
         checkpoint(&dir, 4, 4, true);
         checkpoint(&dir, 5, 5, false);
-        dir.retain(2, &[]);
+        dir.retain(2, None);
         assert_eq!(dir.ids(), [3, 4, 5]);
         let (done, bad) = dir.completed();
         assert_eq!(done.iter().map(|m| m.id).collect::<Vec<_>>(), [3, 4]);
@@ -707,7 +724,7 @@ mod tests {
         t.base = base;
         dir.complete(&meta(2, vec![t])).unwrap();
         // Keeping one checkpoint keeps 2, and 1's file that 2 builds on, not 1 itself.
-        dir.retain(1, &[]);
+        dir.retain(1, None);
         assert!(tmp.path().join("chk-1/op-0.redb").exists());
         assert!(!tmp.path().join("chk-1/_metadata").exists());
         checkpoint(&dir, 3, 3, false);

@@ -131,6 +131,7 @@ impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         settings: &CheckpointSettings,
+        attempt: &str,
         tasks: Vec<(usize, TaskInfo)>,
         first_id: CheckpointId,
         gates: Vec<Arc<Gate>>,
@@ -156,13 +157,14 @@ impl Driver {
         let dir = CheckpointDir::new(&settings.dir);
         for _ in 0..WRITERS {
             let (queue, done, dir) = (queue.clone(), tx.clone(), dir.clone());
+            let attempt = attempt.to_string();
             std::thread::Builder::new()
                 .name("weir-checkpoint-writer".into())
                 .spawn(move || {
                     loop {
                         let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
                         let Ok(job) = job else { return };
-                        let _ = done.send(write(&dir, job));
+                        let _ = done.send(write(&dir, &attempt, job));
                     }
                 })?;
         }
@@ -217,7 +219,7 @@ impl Driver {
 
 /// Writes one task's file: its sinks' pre-committed files reach the disk first, so that a
 /// completed checkpoint's output is durable.
-fn write(dir: &CheckpointDir, job: WriteJob) -> Report {
+fn write(dir: &CheckpointDir, attempt: &str, job: WriteJob) -> Report {
     let durable = job
         .snapshot
         .sinks
@@ -228,7 +230,7 @@ fn write(dir: &CheckpointDir, job: WriteJob) -> Report {
             let (name, subtask, operators) = (&job.info.name, job.info.subtask, job.info.operators);
             match job.id {
                 Some(id) => dir.write_task(id, name, subtask, operators, &job.snapshot),
-                None => dir.write_finished(name, subtask, operators, &job.snapshot),
+                None => dir.write_finished(attempt, name, subtask, operators, &job.snapshot),
             }
             .map_err(|e| e.to_string())
         })

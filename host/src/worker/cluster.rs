@@ -617,6 +617,10 @@ impl Remote for Part {
         *lock(&self.notices) = Some(deliver);
     }
 
+    fn attempt_name(&self) -> String {
+        format!("{}-{}", self.job, self.attempt)
+    }
+
     fn work_dir(&self) -> PathBuf {
         self.worker
             .work

@@ -194,6 +194,8 @@ pub trait Remote: Sync {
     fn notices(&self, deliver: Box<dyn Fn(Notice) + Send + Sync>);
     /// Where this process keeps working files (the redb backend's state) of this part.
     fn work_dir(&self) -> PathBuf;
+    /// The attempt's name, unique to it and the same in every process of the job.
+    fn attempt_name(&self) -> String;
 }
 
 /// Runs this process's part of attempt `attempt` of a job split across processes: the tasks
@@ -572,6 +574,10 @@ fn run_attempt(
                     )
                 })
                 .collect();
+            let attempt_name = match remote {
+                Some(remote) => remote.attempt_name(),
+                None => format!("local-{}", run_name.as_deref().unwrap_or("")),
+            };
             let upstream = match remote {
                 Some(remote) => Upstream::Remote(remote.checkpoints()),
                 None => {
@@ -589,6 +595,7 @@ fn run_attempt(
                         settings.clone(),
                         JobInfo::of(job),
                         all,
+                        attempt_name.clone(),
                         first_id,
                         Instant::now(),
                     )))
@@ -596,6 +603,7 @@ fn run_attempt(
             };
             let (driver, links) = Driver::start(
                 settings,
+                &attempt_name,
                 tasks,
                 first_id,
                 gates.iter().flatten().flatten().cloned().collect(),
