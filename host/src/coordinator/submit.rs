@@ -249,6 +249,9 @@ async fn resume(
     mut events: mpsc::UnboundedReceiver<JobEvent>,
 ) {
     let attempt = job.attempt + 1;
+    // Recorded before any worker hears of it, so that a coordinator restarted again never
+    // deploys an attempt number twice.
+    let _ = shared.store.update(&id, |j| j.attempt = attempt);
     let deadline = tokio::time::Instant::now() + shared.slot_wait.max(Duration::from_secs(30));
     let mut clients = Vec::new();
     let placed = loop {
@@ -290,7 +293,6 @@ async fn resume(
         .as_ref()
         .map_or("the start".to_string(), |r| format!("checkpoint {}", r.id));
     tracing::info!(job = %id, attempt, "redeployed from {from}: {}", describe(&held));
-    let _ = shared.store.update(&id, |j| j.attempt = attempt);
     let mut run = JobRun::resume(job.graph.restart, attempt);
     run.deployed(held.iter().map(|(w, _)| w.clone()));
     drive(
@@ -636,6 +638,9 @@ async fn drive(
                     });
                     // The delay, then free slots for the next attempt; a cancellation ends
                     // either wait.
+                    // Recorded before any worker hears of it, so that a restarted
+                    // coordinator never deploys an attempt number twice.
+                    let _ = shared.store.update(&id, |j| j.attempt = attempt);
                     let deadline = tokio::time::Instant::now() + delay + shared.slot_wait;
                     let mut not_before = tokio::time::Instant::now() + delay;
                     let deployed = loop {
@@ -683,7 +688,6 @@ async fn drive(
                                 attempt,
                                 workers: held.clone(),
                             });
-                            let _ = shared.store.update(&id, |j| j.attempt = attempt);
                             for (w, _) in &held {
                                 if !lock(&shared.links).contains_key(w) {
                                     actions.extend(run.worker_lost(w));

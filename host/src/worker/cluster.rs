@@ -288,6 +288,20 @@ impl Worker {
         report: Reports,
     ) {
         let key = (deployment.job.clone(), deployment.attempt);
+        if lock(&self.parts).contains_key(&key) {
+            // An attempt runs once; a second deployment of it is refused, the first goes on.
+            let _ = report.try_send(ToCoordinator::PartEnded {
+                job: key.0.clone(),
+                attempt: key.1,
+                outcome: PartOutcome::Failed {
+                    why: format!(
+                        "attempt {} of job {} already runs on this worker",
+                        key.1, key.0
+                    ),
+                },
+            });
+            return;
+        }
         let control = JobControl::new();
         let by_coordinator = Arc::new(AtomicBool::new(false));
         let notices = Notices::default();
