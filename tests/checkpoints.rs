@@ -440,7 +440,8 @@ fn a_failing_job_restarts_from_its_checkpoints_and_fails_with_every_cause() {
 
 #[test]
 fn an_operator_failing_on_its_first_attempt_restarts_with_its_private_state_exactly_once() {
-    // `flaky` (in each language) fails at its 20,000th record on attempt 0 only; its private
+    // `flaky` (in each language) fails at its 40,000th record on attempt 0 only (some 0.8 s in,
+    // after a checkpoint even when a guest is slow to start); its private
     // count of records seen survives the restart through checkpoints, as keyed state would.
     for flaky in [
         component("faulty_flaky"),
@@ -473,7 +474,7 @@ rate = 100000
 shape = "sequence"
 [operators.flaky]
 component = "{flaky}"
-config = {{ fail_at = 20000 }}
+config = {{ fail_at = 40000 }}
 [sinks.out]
 kind = "file"
 path = "{}"
@@ -490,7 +491,7 @@ partition = "rebalance"
     let out = run_ok(&["run", manifest.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("failing on purpose at record 20000 of attempt 0")
+        stderr.contains("failing on purpose at record 40000 of attempt 0")
             && stderr.contains("restarting in 10ms from checkpoint"),
         "{flaky}: {stderr}"
     );

@@ -1131,6 +1131,7 @@ dir = "{}"
         "weir_checkpoints_completed_total{",
         "weir_job_restarts_total{",
         "weir_worker_network_pool_free_bytes ",
+        "weir_remote_output_queued_buffers{job=\"watched-",
     ] {
         assert!(both.contains(needle), "{needle} in:\n{both}");
     }

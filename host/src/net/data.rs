@@ -435,6 +435,12 @@ impl RemoteSender {
     pub fn queued(&self) -> u32 {
         lock(&self.state.0).queue.queued()
     }
+
+    /// [`RemoteSender::queued`], readable from another thread as long as it is kept.
+    pub fn gauge(&self) -> impl Fn() -> u32 + std::marker::Send + Sync + 'static {
+        let state = self.state.clone();
+        move || lock(&state.0).queue.queued()
+    }
 }
 
 #[cfg(test)]

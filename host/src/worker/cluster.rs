@@ -174,8 +174,12 @@ impl DataPlane {
 /// Where a part's checkpoint notices are delivered (set once its driver runs).
 type Notices = Arc<Mutex<Option<Box<dyn Fn(Notice) + Send + Sync>>>>;
 
+/// A part's remote senders: their channel's labels and output queue length.
+type Outputs = Arc<Mutex<Vec<(String, Box<dyn Fn() -> u32 + Send + Sync>)>>>;
+
 /// A part running.
 struct RunningPart {
+    outputs: Outputs,
     control: Arc<JobControl>,
     /// Whether the coordinator cancelled it (else a cancellation came from a channel that
     /// broke: a failure).
@@ -223,12 +227,22 @@ impl Worker {
     pub fn metrics(&self) -> String {
         let free = *lock(&self.network.1);
         let parts = lock(&self.parts).len();
-        format!(
+        let mut out = format!(
             "# HELP weir_worker_parts Parts of jobs running on this worker.\n# TYPE weir_worker_parts gauge\nweir_worker_parts {parts}\n\
              # HELP weir_worker_network_pool_bytes The network buffer pool.\n# TYPE weir_worker_network_pool_bytes gauge\nweir_worker_network_pool_bytes {}\n\
              # HELP weir_worker_network_pool_free_bytes What parts have not taken of the network buffer pool.\n# TYPE weir_worker_network_pool_free_bytes gauge\nweir_worker_network_pool_free_bytes {free}\n",
             self.network.0
-        )
+        );
+        out += "# HELP weir_remote_output_queued_buffers Buffers a remote channel's sender holds, waiting for credit.\n# TYPE weir_remote_output_queued_buffers gauge\n";
+        for part in lock(&self.parts).values() {
+            for (labels, queued) in lock(&part.outputs).iter() {
+                out += &format!(
+                    "weir_remote_output_queued_buffers{{{labels}}} {}\n",
+                    queued()
+                );
+            }
+        }
+        out
     }
 
     /// Takes `bytes` of the network buffer pool for a part, or says why it cannot.
@@ -305,9 +319,11 @@ impl Worker {
         let control = JobControl::new();
         let by_coordinator = Arc::new(AtomicBool::new(false));
         let notices = Notices::default();
+        let outputs = Outputs::default();
         lock(&self.parts).insert(
             key.clone(),
             RunningPart {
+                outputs: outputs.clone(),
                 control: control.clone(),
                 by_coordinator: by_coordinator.clone(),
                 notices: notices.clone(),
@@ -319,16 +335,22 @@ impl Worker {
             .spawn({
                 let report = report.clone();
                 move || {
-                    let outcome =
-                        match worker.run(&deployment, &coordinator, &control, &report, notices) {
-                            // Cancelled by a channel that broke: a failure.
-                            PartOutcome::Cancelled if !by_coordinator.load(Ordering::SeqCst) => {
-                                PartOutcome::Failed {
-                                    why: control.reason().unwrap_or("cancelled").to_string(),
-                                }
+                    let outcome = match worker.run(
+                        &deployment,
+                        &coordinator,
+                        &control,
+                        &report,
+                        notices,
+                        outputs,
+                    ) {
+                        // Cancelled by a channel that broke: a failure.
+                        PartOutcome::Cancelled if !by_coordinator.load(Ordering::SeqCst) => {
+                            PartOutcome::Failed {
+                                why: control.reason().unwrap_or("cancelled").to_string(),
                             }
-                            other => other,
-                        };
+                        }
+                        other => other,
+                    };
                     worker
                         .data
                         .router
@@ -360,6 +382,7 @@ impl Worker {
         control: &Arc<JobControl>,
         report: &Reports,
         notices: Notices,
+        outputs: Outputs,
     ) -> PartOutcome {
         let failed = |why: String| PartOutcome::Failed { why };
         let mut job = deployment.graph.clone();
@@ -377,7 +400,7 @@ impl Worker {
             },
             None => None,
         };
-        let part = match Part::new(self, deployment, &job, report.clone(), notices) {
+        let part = match Part::new(self, deployment, &job, report.clone(), notices, outputs) {
             Ok(p) => p,
             Err(why) => return failed(why),
         };
@@ -504,6 +527,8 @@ struct Part {
     frame_limit: usize,
     report: Reports,
     notices: Notices,
+    /// Its remote senders' queues, for `/metrics`.
+    outputs: Outputs,
 }
 
 impl Part {
@@ -514,6 +539,7 @@ impl Part {
         job: &JobGraph,
         report: Reports,
         notices: Notices,
+        outputs: Outputs,
     ) -> Result<Part, String> {
         let exec = ExecutionGraph::build(job);
         let index: HashMap<&str, usize> = d
@@ -585,6 +611,7 @@ impl Part {
             frame_limit: data::frame_limit(largest_buffer(job)),
             report,
             notices,
+            outputs,
         })
     }
 
@@ -613,6 +640,14 @@ impl Remote for Part {
             .handle
             .block_on(RemoteSender::open(conn, self.id(channel), SENDER_QUEUE))
             .map_err(|e| e.to_string())?;
+        let labels = format!(
+            "job=\"{}\",edge=\"{}\",from=\"{}\",to=\"{}\"",
+            self.job.replace('"', ""),
+            channel.edge,
+            channel.from.1,
+            channel.to.1
+        );
+        lock(&self.outputs).push((labels, Box::new(sender.gauge())));
         Ok(ChannelSender::remote(sender))
     }
 
