@@ -423,3 +423,110 @@ pub fn check(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::{Backend, Mode, Schedule};
+    use std::time::Duration;
+
+    fn entry(id: u64, task: &str) -> TaskFile {
+        TaskFile {
+            task: task.into(),
+            subtask: 0,
+            file: format!("chk-{id}/{task}.redb"),
+            operators: Vec::new(),
+            bytes: 1,
+            hash: "0".into(),
+            sync_ms: 0,
+            align_ms: 0,
+            base: Vec::new(),
+        }
+    }
+
+    /// A source task and a sink task, checkpoints every 10 ms into `dir`.
+    fn keeper(dir: &Path, now: Instant) -> Keeper {
+        let settings = CheckpointSettings {
+            schedule: Schedule {
+                interval: Duration::from_millis(10),
+                timeout: Duration::from_secs(60),
+                min_pause: Duration::ZERO,
+                max_concurrent: 1,
+            },
+            mode: Mode::ExactlyOnce,
+            retain: 2,
+            retain_on_cancel: false,
+            incremental: false,
+            backend: Backend::Memory,
+            dir: dir.to_path_buf(),
+        };
+        let job = JobInfo {
+            name: "j".into(),
+            max_parallelism: 128,
+            nodes: BTreeMap::new(),
+        };
+        let tasks = ["src-0", "out-0"]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| TaskName {
+                name: n.to_string(),
+                source: i == 0,
+            })
+            .collect();
+        Keeper::new(settings, job, tasks, "j-0".into(), 1, now)
+    }
+
+    #[test]
+    fn a_checkpoint_completes_with_every_task_s_file_and_a_finished_task_stands_in_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let mut k = keeper(dir.path(), t0);
+        assert_eq!(k.poll(t0), vec![]);
+        let ms = |n| t0 + Duration::from_millis(n);
+        assert_eq!(k.poll(ms(10)), vec![Notice::Trigger { id: 1 }]);
+        assert!(dir.path().join("chk-1").is_dir(), "its directory exists");
+        let stored = |id, task: usize, name| Ack::Stored {
+            id,
+            task,
+            file: Ok(entry(id, name)),
+            sinks: Vec::new(),
+        };
+        assert_eq!(k.receive(Ack::Taken { id: 1, task: 0 }, ms(11)), vec![]);
+        assert_eq!(k.receive(stored(1, 0, "src-0"), ms(12)), vec![]);
+        let done = k.receive(stored(1, 1, "out-0"), ms(13));
+        let [Notice::Complete { summary }] = &done[..] else {
+            panic!("{done:?}")
+        };
+        assert_eq!((summary.id, summary.bytes), (1, 2));
+        let dir_ = CheckpointDir::new(dir.path());
+        assert_eq!(dir_.metadata(1).unwrap().unwrap().tasks.len(), 2);
+        // The sink finishes with its last snapshot; checkpoint 2 holds it without its ack.
+        let last = TaskFile {
+            file: "finished/j-0/out-0.redb".into(),
+            ..entry(0, "out-0")
+        };
+        let finished = Ack::Finished {
+            task: 1,
+            file: Ok(last.clone()),
+            sinks: Vec::new(),
+        };
+        assert_eq!(k.receive(finished, ms(14)), vec![]);
+        assert_eq!(k.poll(ms(30)), vec![Notice::Trigger { id: 2 }]);
+        let done = k.receive(stored(2, 0, "src-0"), ms(31));
+        assert!(matches!(done[..], [Notice::Complete { .. }]), "{done:?}");
+        let meta = dir_.metadata(2).unwrap().unwrap();
+        assert!(meta.tasks.iter().any(|t| t.file == last.file), "{meta:?}");
+        // A declined checkpoint is aborted and its directory removed.
+        assert_eq!(k.poll(ms(50)), vec![Notice::Trigger { id: 3 }]);
+        let declined = Ack::Declined {
+            id: 3,
+            task: 0,
+            why: "no".into(),
+        };
+        assert_eq!(k.receive(declined, ms(51)), vec![Notice::Abort { id: 3 }]);
+        assert!(!dir.path().join("chk-3").exists());
+        // An acknowledgement of a task the job does not have changes nothing.
+        assert_eq!(k.receive(stored(3, 9, "x"), ms(52)), vec![]);
+        k.finish(true).unwrap();
+    }
+}
