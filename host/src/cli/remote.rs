@@ -85,6 +85,17 @@ pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool
             from,
             allow_non_restored_state: target.allow_non_restored_state,
         };
+        // The graph travels in one control frame (to the coordinator, then in each
+        // deployment, with room for the placement).
+        let size = control::encode(&submit).len();
+        if size + DEPLOYMENT_ROOM > control::CONTROL_LIMIT {
+            bail!(
+                "the job graph is {} KiB as a message, over what the control plane carries ({} KiB); \
+                 are operators' config tables very large?",
+                size >> 10,
+                (control::CONTROL_LIMIT - DEPLOYMENT_ROOM) >> 10
+            );
+        }
         let outcome = follow(&link, submit, uploads, &stop, &metrics).await;
         endpoint.close(0u32.into(), b"done");
         endpoint.wait_idle().await;
@@ -107,6 +118,9 @@ struct Link {
     config: quinn::ClientConfig,
     token: String,
 }
+
+/// What a deployment adds to the graph's message (the placement, the peers' addresses).
+const DEPLOYMENT_ROOM: usize = 64 << 10;
 
 /// How long the client tries to reach a coordinator that went away (restarted) before giving
 /// up on following the job.
