@@ -972,6 +972,11 @@ partition = "rebalance"
     interrupt(&child);
     let out = wait_bounded(child, LIMIT);
     assert!(stderr_of(&out).contains("cancelled by the user"));
+    // The source blocked on the stalled remote channel stops at once: nothing is abandoned.
+    for w in &cluster.workers {
+        let log = w.wait_for("part ended", LIMIT);
+        assert!(!log.contains("did not stop within"), "{log}");
+    }
 }
 
 /// A worker whose network buffer pool cannot hold a part's channels refuses the part, and the

@@ -436,6 +436,17 @@ impl RemoteSender {
         lock(&self.state.0).queue.queued()
     }
 
+    /// Closes the channel from another thread (its attempt was cancelled): a task waiting in
+    /// [`RemoteSender::send`] wakes with [`Closed`], and the stream ends.
+    pub fn closer(&self) -> impl Fn(&str) + std::marker::Send + Sync + 'static {
+        let (state, wake) = (self.state.clone(), self.wake.clone());
+        move |why| {
+            lock(&state.0).closed.get_or_insert_with(|| why.to_string());
+            state.1.notify_all();
+            wake.notify_one();
+        }
+    }
+
     /// [`RemoteSender::queued`], readable from another thread as long as it is kept.
     pub fn gauge(&self) -> impl Fn() -> u32 + std::marker::Send + Sync + 'static {
         let state = self.state.clone();

@@ -363,6 +363,18 @@ impl ChannelSender {
         ChannelSender(Sender::Remote(sender))
     }
 
+    /// For a remote channel: what closes it when its job's attempt is cancelled (a local one
+    /// wakes with its gate).
+    pub fn closer(&self) -> Option<Box<dyn Fn() + std::marker::Send + Sync>> {
+        match &self.0 {
+            Sender::Local { .. } => None,
+            Sender::Remote(r) => {
+                let close = r.closer();
+                Some(Box::new(move || close("the job's attempt was cancelled")))
+            }
+        }
+    }
+
     /// Sends a buffer, waiting for credit: this wait is backpressure.
     pub fn send(&self, buf: Vec<u8>) -> Result<(), Cancelled> {
         let (gate, channel) = match &self.0 {

@@ -351,6 +351,7 @@ impl Worker {
                         }
                         other => other,
                     };
+                    tracing::info!(job = %deployment.job, attempt = deployment.attempt, "part ended: {outcome:?}");
                     worker
                         .data
                         .router

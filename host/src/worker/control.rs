@@ -24,6 +24,8 @@ pub struct JobControl {
 struct Attempt {
     token: CancelToken,
     gates: Vec<Arc<Gate>>,
+    /// What closes its channels to other processes.
+    closers: Vec<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl JobControl {
@@ -40,6 +42,15 @@ impl JobControl {
         self.attempt().gates.push(gate);
     }
 
+    /// Registers what closes a channel to another process on cancel.
+    pub fn register_closer(&self, close: Box<dyn Fn() + Send + Sync>) {
+        let mut attempt = self.attempt();
+        if attempt.token.is_cancelled() {
+            close();
+        }
+        attempt.closers.push(close);
+    }
+
     /// Ends the sources; the job drains and finishes.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
@@ -52,6 +63,9 @@ impl JobControl {
         attempt.token.cancel();
         for g in &attempt.gates {
             g.cancel();
+        }
+        for close in &attempt.closers {
+            close();
         }
     }
 

@@ -489,6 +489,11 @@ fn run_attempt(
                                     to: (d, t),
                                     gate_channel: channel,
                                 })
+                                .inspect(|sender| {
+                                    if let Some(close) = sender.closer() {
+                                        control.register_closer(close);
+                                    }
+                                })
                                 .map_err(|cause| JobError::Prepare {
                                     uid: job.nodes[e.to].uid.clone(),
                                     cause: format!(
