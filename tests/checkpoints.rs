@@ -440,8 +440,8 @@ fn a_failing_job_restarts_from_its_checkpoints_and_fails_with_every_cause() {
 
 #[test]
 fn an_operator_failing_on_its_first_attempt_restarts_with_its_private_state_exactly_once() {
-    // `flaky` (in each language) fails at its 40,000th record on attempt 0 only (some 0.8 s in,
-    // after a checkpoint even when a guest is slow to start); its private
+    // `flaky` (in each language) fails at its 40,000th record on attempt 0 only (some 2 s in,
+    // after a checkpoint even when guests are slow to start under load); its private
     // count of records seen survives the restart through checkpoints, as keyed state would.
     for flaky in [
         component("faulty_flaky"),
@@ -470,7 +470,7 @@ delay = "10ms"
 [sources.src]
 kind = "datagen"
 count = 100000
-rate = 100000
+rate = 40000
 shape = "sequence"
 [operators.flaky]
 component = "{flaky}"
