@@ -133,8 +133,7 @@ pub fn run(quick: bool) -> Result<bool> {
     };
     let serving = {
         let (inputs, inbox) = (inputs.clone(), counter.clone());
-        let router = Router::new(Duration::from_secs(5));
-        router.add(
+        let router = Router::single(
             id.clone(),
             Route {
                 inputs,

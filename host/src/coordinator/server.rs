@@ -417,8 +417,6 @@ async fn join(
     Ok(())
 }
 
-const DECLARED_LOST: &str = "declared lost";
-
 /// A worker with its certificate: registration, then heartbeats until it goes.
 async fn control_loop(
     shared: &Shared,
@@ -471,6 +469,7 @@ async fn control_loop(
     let (tx, mut outgoing) = mpsc::unbounded_channel();
     let link = conn.stable_id();
     lock(&shared.links).insert(worker.clone(), (link, tx));
+    let mut declared_lost = false;
     let end = loop {
         tokio::select! {
             Some(message) = outgoing.recv() => {
@@ -482,7 +481,8 @@ async fn control_loop(
                 Ok(Some(ToCoordinator::Heartbeat)) => {
                     if !shared.members().heartbeat(&worker, Instant::now()) {
                         let _ = refuse(send, "declared lost: register again".into()).await;
-                        break DECLARED_LOST.to_string();
+                        declared_lost = true;
+                        break "declared lost".to_string();
                     }
                 }
                 Ok(Some(ToCoordinator::PartEnded { job, attempt, outcome })) => {
@@ -513,7 +513,7 @@ async fn control_loop(
     }
     // A worker declared lost had its loss handled then; it may have registered again since,
     // on another connection.
-    if end != DECLARED_LOST && shared.members().remove(&worker).is_some() {
+    if !declared_lost && shared.members().remove(&worker).is_some() {
         tracing::info!(worker, "worker gone: {end}");
         shared.lost(&worker);
     }

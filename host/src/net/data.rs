@@ -139,6 +139,14 @@ impl Router {
         })
     }
 
+    /// A router expecting the one channel `id`, delivered through `route` (for benchmarks
+    /// and tests of a single channel).
+    pub fn single(id: ChannelId, route: Route) -> Arc<Self> {
+        let router = Router::new(std::time::Duration::from_secs(5));
+        router.add(id, route);
+        router
+    }
+
     /// Expects channel `id`, delivered through `route`.
     pub fn add(&self, id: ChannelId, route: Route) {
         lock(&self.routes).insert(id, route);

@@ -594,8 +594,7 @@ mod tests {
             from: 0,
             to: 0,
         };
-        let router = Router::new(Duration::from_secs(5));
-        router.add(
+        let router = Router::single(
             id.clone(),
             Route {
                 inputs,
