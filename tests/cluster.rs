@@ -129,8 +129,11 @@ fn coordinator_with(dir: &Path, name: &str, listen: &str, extra: &[&str]) -> (Pr
         "1s",
     ];
     args.extend(extra);
+    if !extra.contains(&"--http") {
+        args.extend(["--http", "127.0.0.1:0"]);
+    }
     let c = Proc::start(dir, name, &args);
-    let out = c.wait_for("join a worker with", LIMIT);
+    let out = c.wait_for("HTTP API at", LIMIT);
     let addr = out
         .lines()
         .find_map(|l| l.strip_prefix("weir coordinator listening on "))

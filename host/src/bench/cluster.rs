@@ -89,10 +89,12 @@ fn start_cluster(exe: &Path, dir: &Path, wrap: &[String]) -> Result<(Processes, 
             "127.0.0.1:0",
             "--data-dir",
             coord_dir.to_str().context("path")?,
+            "--http",
+            "127.0.0.1:0",
         ],
     )?;
     let mut procs = Processes(vec![coord]);
-    let out = wait_for(&dir.join("coord.log"), "join a worker with")?;
+    let out = wait_for(&dir.join("coord.log"), "HTTP API at")?;
     let addr = out
         .lines()
         .find_map(|l| l.strip_prefix("weir coordinator listening on "))

@@ -1,6 +1,7 @@
 //! The `weir` command line: `run`, `validate`, `inspect`.
 
 mod checkpoints;
+mod client;
 mod progress;
 mod remote;
 
@@ -93,6 +94,8 @@ enum Command {
         /// Serve the cluster's metrics (Prometheus text) at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Start a worker and join it to a coordinator with the slots it offers.
     Worker {
@@ -120,6 +123,44 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics: Option<std::net::SocketAddr>,
     },
+    /// Submit a job to a cluster through its HTTP API: uploads the components the manifest
+    /// names, submits it and prints the job's id.
+    Submit {
+        manifest: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<Override>,
+        /// Start from a savepoint (or a checkpoint), on a path the cluster reaches.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// With --from: drop the state of operators the job no longer has.
+        #[arg(long, requires = "from")]
+        allow_non_restored_state: bool,
+        /// Follow the job to its end (the exit status is its outcome).
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// List the cluster's jobs.
+    List {
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Show a job: status, vertices and where they run, checkpoints, failures.
+    Status {
+        job: String,
+        /// The whole answer, as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Cancel a job.
+    Cancel {
+        job: String,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// List the checkpoints of a checkpoint directory.
     Checkpoints {
         /// The job's checkpoint directory (`checkpoint.dir`).
@@ -133,6 +174,30 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         max_mib: u64,
     },
+}
+
+/// How the HTTP API is served.
+#[derive(clap::Args, Debug, Clone)]
+struct HttpArgs {
+    /// Serve the HTTP API (and /metrics) at ADDR.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    http: std::net::SocketAddr,
+    /// Serve the API without a token (only on a loopback address).
+    #[arg(long)]
+    no_auth: bool,
+    /// The largest request the API takes (an upload), in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    max_upload_mib: u64,
+}
+
+impl HttpArgs {
+    fn options(&self) -> crate::api::ApiOptions {
+        crate::api::ApiOptions {
+            listen: self.http,
+            no_auth: self.no_auth,
+            max_body: self.max_upload_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// The entry point of the `weir` binary.
@@ -205,17 +270,39 @@ pub fn main() -> ExitCode {
         } => validate(manifest, &overrides),
         Command::Inspect { component, max_mib } => inspect(component, max_mib),
         Command::Checkpoints { dir } => checkpoints::list(&dir),
+        Command::Submit {
+            manifest,
+            overrides,
+            from,
+            allow_non_restored_state,
+            follow,
+            api,
+        } => client::submit(
+            &api,
+            &manifest,
+            &overrides,
+            from.as_deref(),
+            allow_non_restored_state,
+            follow,
+        ),
+        Command::List { api } => client::list(&api),
+        Command::Status { job, json, api } => client::status(&api, &job, json),
+        Command::Cancel { job, api } => client::cancel(&api, &job),
         Command::Coordinator {
             listen,
             data_dir,
             heartbeat_timeout,
             metrics,
-        } => coordinator(crate::coordinator::server::CoordinatorOptions {
-            listen,
-            data_dir,
-            heartbeat_timeout,
-            metrics,
-        }),
+            http,
+        } => coordinator(
+            crate::coordinator::server::CoordinatorOptions {
+                listen,
+                data_dir,
+                heartbeat_timeout,
+                metrics,
+            },
+            &http.options(),
+        ),
         Command::Worker {
             join,
             token,
@@ -255,9 +342,13 @@ fn stop_on_ctrl_c() -> Result<std::sync::Arc<tokio::sync::Notify>> {
     Ok(stop)
 }
 
-fn coordinator(options: crate::coordinator::server::CoordinatorOptions) -> Result<()> {
+fn coordinator(
+    options: crate::coordinator::server::CoordinatorOptions,
+    http: &crate::api::ApiOptions,
+) -> Result<()> {
     let data_dir = options.data_dir.clone();
-    crate::coordinator::server::run(options, stop_on_ctrl_c()?, |s| {
+    crate::coordinator::server::run(options, stop_on_ctrl_c()?, |s, cluster| {
+        let api = crate::api::serve(cluster, http.clone())?;
         println!(
             "weir coordinator listening on {} (data in {})",
             s.addr,
@@ -271,8 +362,17 @@ fn coordinator(options: crate::coordinator::server::CoordinatorOptions) -> Resul
             "  weir worker --join {} --token {} --slots 4 --data-dir WORKER_DIR",
             s.addr, s.token
         );
+        match &api.token_file {
+            Some(file) => println!(
+                "HTTP API at http://{}/v1 (the API token is in {})",
+                api.addr,
+                file.display()
+            ),
+            None => println!("HTTP API at http://{}/v1 (no auth)", api.addr),
+        }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
+        Ok(())
     })
 }
 

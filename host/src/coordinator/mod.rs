@@ -8,8 +8,10 @@ pub mod jobs;
 pub mod membership;
 pub mod scheduler;
 pub mod server;
+pub mod service;
 pub mod store;
 mod submit;
+pub mod view;
 
 pub use membership::{Member, Membership, Refusal};
 pub use scheduler::{NotEnoughSlots, Placement, SlotOffer, place, slots_needed};

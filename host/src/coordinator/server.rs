@@ -66,11 +66,13 @@ fn load_token(dir: &Path, ca: &ClusterCa) -> Result<(JoinToken, PathBuf)> {
     Ok((token, path))
 }
 
-/// Runs the coordinator until `stop` is notified. `started` is called once it listens.
+/// Runs the coordinator until `stop` is notified. `started` is called once it listens, on
+/// its I/O runtime (where it may start what serves the cluster, as the HTTP API); an error it
+/// returns stops the coordinator.
 pub fn run(
     options: CoordinatorOptions,
     stop: Arc<tokio::sync::Notify>,
-    started: impl FnOnce(&Started),
+    started: impl FnOnce(&Started, super::service::Cluster) -> Result<()>,
 ) -> Result<()> {
     std::fs::create_dir_all(&options.data_dir)
         .with_context(|| format!("cannot create {}", options.data_dir.display()))?;
@@ -88,25 +90,31 @@ pub fn run(
             quinn::Endpoint::server(pki::server_config(&identity, true)?, options.listen)
                 .with_context(|| format!("cannot listen on {}", options.listen))?;
         let addr = endpoint.local_addr()?;
-        started(&Started {
-            addr,
-            token: token.clone(),
-            token_file,
-        });
         tracing::info!(%addr, "coordinator listening");
         let shared = Arc::new(Shared {
+            data_dir: options.data_dir.clone(),
             ca,
-            token,
+            token: token.clone(),
             members: Mutex::new(Membership::new(options.heartbeat_timeout)),
             heartbeat: (options.heartbeat_timeout / 4).max(Duration::from_millis(50)),
             links: Mutex::default(),
             jobs: Mutex::default(),
+            views: Mutex::default(),
             blobs: Blobs::new(options.data_dir.join("components")),
             slot_wait: (options.heartbeat_timeout * 3).max(Duration::from_secs(10)),
             store,
         });
         // Jobs that were running when the coordinator stopped go on, from their checkpoints.
         super::submit::resume_all(&shared);
+        super::service::ended_views(&shared);
+        started(
+            &Started {
+                addr,
+                token,
+                token_file,
+            },
+            super::service::Cluster::new(shared.clone()),
+        )?;
         if let Some(addr) = options.metrics {
             let s = shared.clone();
             let at = crate::net::http::serve(addr, move || s.metrics())
@@ -139,6 +147,7 @@ pub fn run(
 }
 
 pub(super) struct Shared {
+    pub(super) data_dir: PathBuf,
     pub(super) ca: ClusterCa,
     pub(super) token: JoinToken,
     pub(super) members: Mutex<Membership>,
@@ -148,6 +157,8 @@ pub(super) struct Shared {
     pub(super) links: Mutex<HashMap<String, (usize, mpsc::UnboundedSender<ToWorker>)>>,
     /// The jobs running, by id: where their events go.
     pub(super) jobs: Mutex<HashMap<String, mpsc::UnboundedSender<JobEvent>>>,
+    /// What is known of each job submitted since the coordinator started (or resumed).
+    pub(super) views: Mutex<HashMap<String, super::view::JobView>>,
     /// The components submitted, by content hash.
     pub(super) blobs: Blobs,
     /// How long a restarting job waits for enough free slots.
@@ -166,7 +177,7 @@ impl Shared {
     }
 
     /// The cluster's figures, in Prometheus text.
-    fn metrics(&self) -> String {
+    pub(super) fn metrics(&self) -> String {
         let (workers, slots, free) = {
             let m = self.members();
             let slots: u32 = m.members().map(|(_, w)| w.slots).sum();
@@ -221,6 +232,13 @@ impl Shared {
         }
     }
 
+    /// Changes job `id`'s view with `change`, if there is one.
+    pub(super) fn view(&self, id: &str, change: impl FnOnce(&mut super::view::JobView)) {
+        if let Some(v) = lock(&self.views).get_mut(id) {
+            change(v);
+        }
+    }
+
     /// Sends `event` to job `job`; `false` if it is not running.
     pub(super) fn to_job(&self, job: &str, event: JobEvent) -> bool {
         lock(&self.jobs)
@@ -249,6 +267,7 @@ pub(super) enum JobEvent {
         attempt: u32,
         records_in: u64,
         records_out: u64,
+        tasks: Vec<crate::net::control::TaskFigures>,
     },
     Ack {
         attempt: u32,
@@ -492,11 +511,11 @@ async fn control_loop(
                 Ok(Some(ToCoordinator::Ack { job, attempt, ack })) => {
                     shared.to_job(&job, JobEvent::Ack { attempt, ack });
                 }
-                Ok(Some(ToCoordinator::Progress { job, attempt, records_in, records_out })) => {
+                Ok(Some(ToCoordinator::Progress { job, attempt, records_in, records_out, tasks })) => {
                     let worker = worker.clone();
                     shared.to_job(
                         &job,
-                        JobEvent::Progress { worker, attempt, records_in, records_out },
+                        JobEvent::Progress { worker, attempt, records_in, records_out, tasks },
                     );
                 }
                 Ok(Some(other)) => break format!("an unexpected message: {other:?}"),

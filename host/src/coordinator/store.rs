@@ -9,6 +9,22 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
+/// Components uploaded through the API, by content hash.
+const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
+
+/// A component uploaded through the API: its bytes are in the coordinator's component store
+/// under its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// The SHA-256 of its bytes, hex.
+    pub hash: String,
+    /// The name it was uploaded under (a file name), by which manifests may name it.
+    pub name: Option<String>,
+    pub size: u64,
+    /// The weir worlds it implements.
+    pub worlds: Vec<String>,
+    pub uploaded_ms: u64,
+}
 
 /// Where a job stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +72,7 @@ impl JobStore {
         let db = Database::create(path).map_err(|e| fail(&e))?;
         let txn = db.begin_write().map_err(|e| fail(&e))?;
         txn.open_table(JOBS).map_err(|e| fail(&e))?;
+        txn.open_table(ARTIFACTS).map_err(|e| fail(&e))?;
         txn.commit().map_err(|e| fail(&e))?;
         Ok(JobStore { db })
     }
@@ -103,6 +120,42 @@ impl JobStore {
             jobs.push((id.value().to_string(), job));
         }
         Ok(jobs)
+    }
+
+    /// Records artifact `a` (durably), replacing one of its hash.
+    pub fn put_artifact(&self, a: &Artifact) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(a).map_err(|e| self.fail(&e))?;
+        let txn = self.db.begin_write().map_err(|e| self.fail(&e))?;
+        {
+            let mut table = txn.open_table(ARTIFACTS).map_err(|e| self.fail(&e))?;
+            table
+                .insert(a.hash.as_str(), bytes.as_slice())
+                .map_err(|e| self.fail(&e))?;
+        }
+        txn.commit().map_err(|e| self.fail(&e))
+    }
+
+    /// Every artifact, by hash.
+    pub fn artifacts(&self) -> Result<Vec<Artifact>, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.fail(&e))?;
+        let table = txn.open_table(ARTIFACTS).map_err(|e| self.fail(&e))?;
+        let mut all = Vec::new();
+        for entry in table.iter().map_err(|e| self.fail(&e))? {
+            let (_, bytes) = entry.map_err(|e| self.fail(&e))?;
+            all.push(serde_json::from_slice(bytes.value()).map_err(|e| self.fail(&e))?);
+        }
+        Ok(all)
+    }
+
+    /// Forgets artifact `hash`; whether there was one.
+    pub fn remove_artifact(&self, hash: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.fail(&e))?;
+        let removed = {
+            let mut table = txn.open_table(ARTIFACTS).map_err(|e| self.fail(&e))?;
+            table.remove(hash).map_err(|e| self.fail(&e))?.is_some()
+        };
+        txn.commit().map_err(|e| self.fail(&e))?;
+        Ok(removed)
     }
 
     /// Updates job `id` with `change`, if the store has it.
@@ -157,5 +210,19 @@ mod tests {
         assert_eq!(a.state, JobState::Failed { why: "x".into() });
         assert_eq!(store.get("b").unwrap().unwrap().state, JobState::Running);
         assert!(store.get("c").unwrap().is_none());
+        let artifact = Artifact {
+            hash: "ab".repeat(32),
+            name: Some("split.wasm".into()),
+            size: 3,
+            worlds: vec!["weir:operator/operator@0.1.0".into()],
+            uploaded_ms: 1,
+        };
+        store.put_artifact(&artifact).unwrap();
+        drop(store);
+        let store = JobStore::open(&path).unwrap();
+        assert_eq!(store.artifacts().unwrap(), vec![artifact.clone()]);
+        assert!(store.remove_artifact(&artifact.hash).unwrap());
+        assert!(!store.remove_artifact(&artifact.hash).unwrap());
+        assert!(store.artifacts().unwrap().is_empty());
     }
 }

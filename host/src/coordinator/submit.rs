@@ -9,6 +9,7 @@ use super::jobs::{Action, JobRun, Outcome};
 use super::scheduler::{place, slots_needed};
 use super::server::{JobEvent, Shared, lock};
 use super::store::{JobState, StoredJob};
+use super::view::{JobView, Status};
 use crate::connectors::prepare_sink;
 use crate::net::blobs::{self, is_hash};
 use crate::net::control::{
@@ -93,26 +94,51 @@ pub(super) async fn submit(
         }
     }
 
-    let id = job_id(&graph.name)?;
-    let (events_tx, events) = mpsc::unbounded_channel();
-    lock(&shared.jobs).insert(id.clone(), events_tx);
-    let mut run = JobRun::new(graph.restart);
-    let first = match first_attempt(&graph, restore_from, allow_non_restored_state) {
-        Ok(plan) => plan,
+    let (client, to_client) = mpsc::unbounded_channel();
+    let id = match start(
+        shared,
+        graph,
+        restore_from,
+        allow_non_restored_state,
+        &from.to_string(),
+        Some(client),
+    ) {
+        Ok(id) => id,
         Err(why) => return refused(send, why).await,
     };
+    follow(shared, &id, send, reader, to_client).await;
+    Ok(())
+}
+
+/// Starts a checked job whose components the coordinator has: its first attempt planned (from
+/// checkpoint or savepoint `from`, if given) and deployed, the job recorded in the store, its
+/// run driven from now on, with `client` following it. Returns its id. Nothing of a job that
+/// could not start stays behind.
+pub(super) fn start(
+    shared: &Arc<Shared>,
+    graph: JobGraph,
+    from: Option<PathBuf>,
+    allow_non_restored_state: bool,
+    by: &str,
+    client: Option<mpsc::UnboundedSender<ToClient>>,
+) -> Result<String, String> {
+    let id = job_id(&graph.name).map_err(|e| e.to_string())?;
+    let first = first_attempt(&graph, from, allow_non_restored_state)?;
+    let (events_tx, events) = mpsc::unbounded_channel();
+    lock(&shared.views).insert(id.clone(), JobView::new(&id, &graph));
     let held = match deploy(shared, &id, &graph, &first) {
         Ok(held) => held,
         Err(why) => {
-            lock(&shared.jobs).remove(&id);
-            return refused(send, why).await;
+            lock(&shared.views).remove(&id);
+            return Err(why);
         }
     };
+    lock(&shared.jobs).insert(id.clone(), events_tx);
     let start = first
         .restore
         .as_ref()
         .map_or("the start".to_string(), |r| format!("checkpoint {}", r.id));
-    tracing::info!(job = %id, %from, "job submitted, from {start}: {}", describe(&held));
+    tracing::info!(job = %id, by, "job submitted, from {start}: {}", describe(&held));
     let stored = StoredJob {
         graph: graph.clone(),
         run_first: first.first_checkpoint,
@@ -123,13 +149,16 @@ pub(super) async fn submit(
     if let Err(e) = shared.store.put(&id, &stored) {
         tracing::error!(job = %id, "{e}; a restarted coordinator will not know this job");
     }
+    let mut run = JobRun::new(graph.restart);
     run.deployed(held.iter().map(|(w, _)| w.clone()));
-    let (client, to_client) = mpsc::unbounded_channel();
-    let _ = client.send(ToClient::Started {
-        job: id.clone(),
-        attempt: 0,
-        workers: held.clone(),
-    });
+    let clients: Vec<_> = client.into_iter().collect();
+    for c in &clients {
+        let _ = c.send(ToClient::Started {
+            job: id.clone(),
+            attempt: 0,
+            workers: held.clone(),
+        });
+    }
     tokio::spawn(drive(
         shared.clone(),
         id.clone(),
@@ -139,10 +168,9 @@ pub(super) async fn submit(
         first.first_checkpoint,
         first,
         events,
-        vec![client],
+        clients,
     ));
-    follow(shared, &id, send, reader, to_client).await;
-    Ok(())
+    Ok(id)
 }
 
 /// A client (again) following job `id` (after a restart of the coordinator, say): its events
@@ -236,6 +264,9 @@ pub(super) fn resume_all(shared: &Arc<Shared>) {
         }
         let (events_tx, events) = mpsc::unbounded_channel();
         lock(&shared.jobs).insert(id.clone(), events_tx);
+        let mut view = JobView::new(&id, &job.graph);
+        view.attempt = job.attempt + 1;
+        lock(&shared.views).insert(id.clone(), view);
         tracing::info!(job = %id, "resuming the job after a restart of the coordinator");
         tokio::spawn(resume(shared.clone(), id, job, events));
     }
@@ -279,6 +310,7 @@ async fn resume(
             let why = format!("cannot resume the job after a restart of the coordinator: {why}");
             tracing::warn!(job = %id, "{why}");
             lock(&shared.jobs).remove(&id);
+            shared.view(&id, |v| v.ended(Status::Failed, Some(why.clone())));
             let _ = shared
                 .store
                 .update(&id, |j| j.state = JobState::Failed { why: why.clone() });
@@ -450,6 +482,7 @@ fn deploy(
             return Err(format!("sink `{}`: {e}", node.uid));
         }
     }
+    shared.view(id, |v| v.deployed(plan.attempt, &slots));
     for (worker, _) in &held {
         let deployment = Deployment {
             job: id.to_string(),
@@ -591,6 +624,7 @@ async fn drive(
         for notice in notices {
             if let Notice::Complete { summary } = &notice {
                 client.send(ToClient::Checkpoint { summary: *summary });
+                shared.view(&id, |v| v.checkpoint(summary));
                 let _ = shared
                     .store
                     .update(&id, |j| j.latest_checkpoint = Some(summary.id));
@@ -631,6 +665,7 @@ async fn drive(
                     release(&shared, &std::mem::take(&mut held));
                     progress.clear();
                     tracing::warn!(job = %id, attempt, "{cause}; restarting in {delay:?}");
+                    shared.view(&id, |v| v.restarting(attempt, &cause));
                     client.send(ToClient::Restarting {
                         attempt,
                         cause,
@@ -724,6 +759,11 @@ async fn drive(
                             Outcome::Cancelled(why) => JobState::Cancelled { why: why.clone() },
                         }
                     });
+                    shared.view(&id, |v| match &outcome {
+                        Outcome::Finished => v.ended(Status::Finished, None),
+                        Outcome::Failed(why) => v.ended(Status::Failed, Some(why.clone())),
+                        Outcome::Cancelled(why) => v.ended(Status::Cancelled, Some(why.clone())),
+                    });
                     let message = match outcome {
                         Outcome::Finished => {
                             tracing::info!(job = %id, "job finished");
@@ -778,11 +818,14 @@ async fn drive(
                 attempt: a,
                 records_in,
                 records_out,
+                tasks,
             } if a == attempt => {
                 progress.insert(worker, (records_in, records_out));
                 let (records_in, records_out) = progress
                     .values()
                     .fold((0, 0), |(i, o), (a, b)| (i + a, o + b));
+                let now = std::time::Instant::now();
+                shared.view(&id, |v| v.progress(records_in, records_out, &tasks, now));
                 client.send(ToClient::Progress {
                     attempt,
                     records_in,

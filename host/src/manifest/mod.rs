@@ -26,9 +26,11 @@
 //! ```
 
 mod overrides;
+mod portable;
 mod spec;
 
 pub use overrides::Override;
+pub use portable::portable;
 
 use crate::checkpoint::{
     Backend, CheckpointSettings, Mode, RestartStrategy, Schedule, parse_duration,
@@ -95,19 +97,65 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<JobGraph, ManifestErr
         .map_err(|e| whole(format!("cannot read the manifest: {e}")))?;
     let text = String::from_utf8(bytes)
         .map_err(|e| whole(format!("the manifest is not UTF-8 text: {e}")))?;
-    let (text, overridden) =
-        overrides::apply(&text, overrides).map_err(|e| whole(format!("--set: {e}")))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_text(&text, path, &base, overrides, &ComponentFiles)
+}
+
+/// Where the components a manifest names come from.
+pub trait Components {
+    /// The component `name` (as written in the manifest, at field `field`) stands for: a file
+    /// that exists, or why there is none.
+    fn resolve(&self, base: &Path, name: &str) -> Result<PathBuf, String>;
+}
+
+/// Components are files, relative to the manifest's directory.
+pub struct ComponentFiles;
+
+impl Components for ComponentFiles {
+    fn resolve(&self, base: &Path, name: &str) -> Result<PathBuf, String> {
+        let path = base.join(name);
+        crate::files::check_regular(&path).map_err(|e| {
+            let hint = match e {
+                crate::files::FileError::Missing { .. } => " (build the example guests first?)",
+                _ => "",
+            };
+            format!("component file {e}{hint}")
+        })?;
+        Ok(path)
+    }
+}
+
+/// The largest manifest accepted (as text).
+pub const MAX_MANIFEST_TEXT: u64 = MAX_MANIFEST_BYTES;
+
+/// Checks manifest `text` (called `file` in errors) after applying `overrides`: relative paths
+/// in it resolve against `base`, components through `components`.
+pub fn load_text(
+    text: &str,
+    file: &Path,
+    base: &Path,
+    overrides: &[Override],
+    components: &dyn Components,
+) -> Result<JobGraph, ManifestError> {
+    let whole = |message: String| ManifestError {
+        file: file.to_path_buf(),
+        at: None,
+        field: String::new(),
+        message,
+    };
+    let (text, overridden) =
+        overrides::apply(text, overrides).map_err(|e| whole(format!("--set: {e}")))?;
     let cx = Checker {
-        file: path.to_path_buf(),
+        file: file.to_path_buf(),
         text: &text,
-        base,
+        base: base.to_path_buf(),
         overridden,
+        components,
     };
     let spec: Spec = toml::from_str(&text).map_err(|e| {
         let at = e.span().map(|s| cx.position(s.start));
         ManifestError {
-            file: path.to_path_buf(),
+            file: file.to_path_buf(),
             at,
             field: String::new(),
             message: e.message().trim().to_string(),
@@ -185,6 +233,7 @@ struct Checker<'a> {
     text: &'a str,
     base: PathBuf,
     overridden: BTreeSet<String>,
+    components: &'a dyn Components,
 }
 
 impl Checker<'_> {
@@ -831,18 +880,16 @@ impl Checker<'_> {
         config: &toml::Table,
     ) -> Result<OperatorNode, ManifestError> {
         let span = component.span();
-        let component = self.path(&format!("{field}.component"), component.get_ref());
-        if let Err(e) = crate::files::check_regular(&component) {
-            let hint = match e {
-                crate::files::FileError::Missing { .. } => " (build the example guests first?)",
-                _ => "",
-            };
-            return Err(self.err(
-                Some(span),
-                format!("{field}.component"),
-                format!("component file {e}{hint}"),
-            ));
-        }
+        let field_name = format!("{field}.component");
+        let base = if self.overridden.contains(&field_name) {
+            PathBuf::new()
+        } else {
+            self.base.clone()
+        };
+        let component = self
+            .components
+            .resolve(&base, component.get_ref())
+            .map_err(|why| self.err(Some(span), field_name, why))?;
         let config_json = serde_json::to_string(config).map_err(|e| {
             self.err(
                 None,

@@ -85,6 +85,18 @@ impl Blobs {
         Ok(path)
     }
 
+    /// Removes blob `hash`; whether it was here.
+    pub fn remove(&self, hash: &str) -> Result<bool, BlobError> {
+        match std::fs::remove_file(self.path(hash)?) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(BlobError::Io {
+                dir: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Reads blob `hash`, up to `limit` bytes.
     pub fn get(&self, hash: &str, limit: u64) -> Result<Vec<u8>, BlobError> {
         let path = self.path(hash)?;

@@ -13,6 +13,19 @@ use serde::{Deserialize, Serialize};
 /// The longest control frame accepted.
 pub const CONTROL_LIMIT: usize = 1 << 20;
 
+/// One task's counters since its attempt began (Flink's numRecordsIn/Out and the time it was
+/// busy, backpressured and idle).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFigures {
+    /// The task's name: its chain's head uid and subtask, e.g. `count-1`.
+    pub task: String,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub busy_ms: u64,
+    pub backpressured_ms: u64,
+    pub idle_ms: u64,
+}
+
 /// From a worker to the coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -40,12 +53,15 @@ pub enum ToCoordinator {
         attempt: u32,
         outcome: PartOutcome,
     },
-    /// Records a worker's part of a job's attempt has read and written so far.
+    /// Records a worker's part of a job's attempt has read and written so far, and each of its
+    /// tasks' counters.
     Progress {
         job: String,
         attempt: u32,
         records_in: u64,
         records_out: u64,
+        #[serde(default)]
+        tasks: Vec<TaskFigures>,
     },
     /// A checkpoint acknowledgement from a task of a part of a job's attempt.
     Ack {

@@ -63,6 +63,14 @@ pub const MAX_KEY_GROUPS: u32 = 32768;
 pub const MAX_SUBTASKS: u64 = 4096;
 
 impl JobGraph {
+    /// The component of every WASM node (operators and sources), in node order.
+    pub fn components(&self) -> impl Iterator<Item = &std::path::Path> {
+        self.nodes.iter().filter_map(|n| match &n.kind {
+            NodeKind::Operator(op) | NodeKind::WasmSource(op) => Some(op.component.as_path()),
+            _ => None,
+        })
+    }
+
     /// Checks what the rest of weir takes for granted of a graph that did not come from
     /// [`crate::manifest::load`] (one received over the network): edges between existing
     /// nodes, every node after its inputs, parallelism within the key groups, names that are

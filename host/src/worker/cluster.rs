@@ -418,6 +418,7 @@ impl Worker {
                         attempt,
                         records_in: metrics.records_in(),
                         records_out: metrics.records_out(),
+                        tasks: metrics.task_figures(),
                     });
                     let closed = matches!(sent, Err(TrySendError::Closed(_)));
                     if closed || done.is_cancelled() {
@@ -443,6 +444,7 @@ impl Worker {
             attempt: deployment.attempt,
             records_in: metrics.records_in(),
             records_out: metrics.records_out(),
+            tasks: metrics.task_figures(),
         });
         match outcome {
             Ok(()) => PartOutcome::Finished,

@@ -170,6 +170,11 @@ impl JobMetrics {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The counters of the current attempt's tasks in this process.
+    pub fn task_figures(&self) -> Vec<crate::net::control::TaskFigures> {
+        self.tasks().iter().map(|t| t.figures()).collect()
+    }
+
     /// The job restarts.
     pub fn restarted(&self) {
         self.restarts.fetch_add(1, Ordering::Relaxed);

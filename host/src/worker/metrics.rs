@@ -56,6 +56,32 @@ impl TaskMetrics {
         counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// Nanoseconds busy, backpressured and idle so far, a wait going on included.
+    pub fn times(&self) -> [u64; 3] {
+        let going_on = |since: &AtomicU64| match since.load(Ordering::Relaxed) {
+            0 => 0,
+            at => clock().saturating_sub(at),
+        };
+        [
+            self.busy_ns.load(Ordering::Relaxed),
+            self.backpressured_ns.load(Ordering::Relaxed) + going_on(&self.backpressured_since),
+            self.idle_ns.load(Ordering::Relaxed) + going_on(&self.idle_since),
+        ]
+    }
+
+    /// The task's counters, as a worker reports them to the coordinator.
+    pub fn figures(&self) -> crate::net::control::TaskFigures {
+        let [busy, backpressured, idle] = self.times();
+        crate::net::control::TaskFigures {
+            task: self.name.clone(),
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            busy_ms: busy / 1_000_000,
+            backpressured_ms: backpressured / 1_000_000,
+            idle_ms: idle / 1_000_000,
+        }
+    }
+
     /// Runs `wait`, counting its time into `counter`, and as it goes on into `since`.
     pub fn waiting<T>(counter: &AtomicU64, since: &AtomicU64, wait: impl FnOnce() -> T) -> T {
         let start = clock();
@@ -217,15 +243,7 @@ pub fn render() -> String {
         for (job, m) in &jobs {
             for t in m.tasks() {
                 let key = format!("{job}/{}", t.name);
-                let going_on = |since: &AtomicU64| match since.load(Ordering::Relaxed) {
-                    0 => 0,
-                    at => clock().saturating_sub(at),
-                };
-                let now = [
-                    t.busy_ns.load(Ordering::Relaxed),
-                    t.backpressured_ns.load(Ordering::Relaxed) + going_on(&t.backpressured_since),
-                    t.idle_ns.load(Ordering::Relaxed) + going_on(&t.idle_since),
-                ];
+                let now = t.times();
                 // Since the previous scrape; at the first, since the job started.
                 let (then, seconds) = match before.get(&key) {
                     Some(then) => (*then, seconds),

@@ -1,0 +1,419 @@
+//! The HTTP API (axum, JSON, under `/v1`), shaped after Flink's REST API: artifacts (components
+//! uploaded and checked against the weir worlds), jobs (submit, list, get, cancel, checkpoint
+//! history), `/metrics`, `/healthz` and an OpenAPI 3 document of the routes.
+//!
+//! Every route but `/healthz` needs `Authorization: Bearer <token>` (the token is kept in the
+//! coordinator's `api-token` file) unless the API was started without auth, which only a
+//! loopback address allows. Errors are `{ "error": { "code", "message" } }` with the status
+//! that says what went wrong; no request input can make a handler panic.
+
+mod artifacts;
+mod jobs;
+pub mod openapi;
+
+use crate::coordinator::service::{Cluster, ServiceError};
+use anyhow::{Context as _, Result, bail};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How the API is served.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    pub listen: SocketAddr,
+    /// Serve without a token (refused on any address but loopback).
+    pub no_auth: bool,
+    /// The largest request body accepted (an upload), in bytes.
+    pub max_body: u64,
+}
+
+/// Where a started API listens, and where its token is kept.
+#[derive(Debug, Clone)]
+pub struct Serving {
+    pub addr: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+/// The API's state, shared by its handlers.
+pub(crate) struct Api {
+    pub(crate) cluster: Cluster,
+    /// The bearer token, unless auth is off.
+    token: Option<String>,
+    pub(crate) max_body: u64,
+    /// Compiles uploaded components to check them (made at the first upload).
+    runtime: std::sync::OnceLock<Result<crate::wasm::Runtime, String>>,
+}
+
+impl Api {
+    /// The WASM runtime that checks uploads.
+    pub(crate) fn runtime(&self) -> Result<&crate::wasm::Runtime, ApiError> {
+        self.runtime
+            .get_or_init(crate::wasm::Runtime::new)
+            .as_ref()
+            .map_err(|e| ApiError::unavailable(e.clone()))
+    }
+}
+
+type Shared = Arc<Api>;
+
+/// The API token in `dir/api-token`, created there (readable by its owner only) the first
+/// time: 32 random bytes, hex.
+pub fn load_token(dir: &Path) -> Result<(String, PathBuf)> {
+    let path = dir.join("api-token");
+    if let Ok(text) = crate::files::read_small_text(&path) {
+        let token = text.trim().to_string();
+        if token.len() >= 32 {
+            return Ok((token, path));
+        }
+    }
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness for the API token"))?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    crate::files::write_private(&path, &format!("{token}\n"))?;
+    Ok((token, path))
+}
+
+/// Starts the API of `cluster` on the current tokio runtime (called within it). Returns where
+/// it listens.
+pub fn serve(cluster: Cluster, options: ApiOptions) -> Result<Serving> {
+    if options.no_auth && !options.listen.ip().is_loopback() {
+        bail!(
+            "--no-auth is refused on {}: the API runs code on the cluster, so without a token it may only listen on loopback",
+            options.listen
+        );
+    }
+    let (token, token_file) = if options.no_auth {
+        (None, None)
+    } else {
+        let (token, file) = load_token(cluster.data_dir())?;
+        (Some(token), Some(file))
+    };
+    let listen = || format!("cannot listen on {} for the HTTP API", options.listen);
+    let listener = std::net::TcpListener::bind(options.listen).with_context(listen)?;
+    listener.set_nonblocking(true).with_context(listen)?;
+    let listener = tokio::net::TcpListener::from_std(listener).with_context(listen)?;
+    let addr = listener.local_addr()?;
+    let api = Arc::new(Api {
+        cluster,
+        token,
+        max_body: options.max_body,
+        runtime: std::sync::OnceLock::new(),
+    });
+    let app = router(api);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("the HTTP API stopped: {e}");
+        }
+    });
+    Ok(Serving { addr, token_file })
+}
+
+/// Every route: method, path (axum's syntax, as in the OpenAPI document) and handler.
+fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
+    use axum::routing::{delete, get, post};
+    vec![
+        ("get", "/healthz", get(healthz)),
+        ("get", "/metrics", get(metrics)),
+        ("get", "/v1/openapi.json", get(openapi_json)),
+        ("post", "/v1/artifacts", post(artifacts::upload)),
+        ("get", "/v1/artifacts", get(artifacts::list)),
+        ("get", "/v1/artifacts/{hash}", get(artifacts::get)),
+        ("delete", "/v1/artifacts/{hash}", delete(artifacts::remove)),
+        ("post", "/v1/jobs", post(jobs::submit)),
+        ("get", "/v1/jobs", get(jobs::list)),
+        ("get", "/v1/jobs/{id}", get(jobs::get)),
+        ("post", "/v1/jobs/{id}/cancel", post(jobs::cancel)),
+        ("get", "/v1/jobs/{id}/checkpoints", get(jobs::checkpoints)),
+    ]
+}
+
+fn router(api: Shared) -> axum::Router {
+    let mut by_path: Vec<(&'static str, MethodRouter<Shared>)> = Vec::new();
+    for (_, path, route) in routes() {
+        match by_path.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, r)) => *r = std::mem::take(r).merge(route),
+            None => by_path.push((path, route)),
+        }
+    }
+    let mut app = axum::Router::new();
+    for (path, route) in by_path {
+        app = app.route(path, route.fallback(method_not_allowed));
+    }
+    app.fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(api.clone(), authorize))
+        // The limit is enforced as the body is read; an upload over it is refused whole.
+        .layer(DefaultBodyLimit::max(
+            usize::try_from(api.max_body).unwrap_or(usize::MAX),
+        ))
+        .with_state(api)
+}
+
+/// Refuses a request without the API's bearer token (but `/healthz`).
+async fn authorize(State(api): State<Shared>, request: Request, next: Next) -> Response {
+    let Some(token) = &api.token else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+            next.run(request).await
+        }
+        Some(_) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong API token".into(),
+        )
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs `Authorization: Bearer <token>` (the coordinator keeps the token in DATA_DIR/api-token)".into(),
+        )
+        .into_response(),
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn metrics(State(api): State<Shared>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.cluster.metrics(),
+    )
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    axum::Json(openapi::document())
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        format!(
+            "no route {} {} (see /v1/openapi.json)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not a method of {} (see /v1/openapi.json)",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// An error as the API answers it: `{ "error": { "code", "message", ...details } }`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    /// More fields of the error object (a manifest error's file, line, column and field).
+    details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: String) -> Self {
+        ApiError {
+            status,
+            code,
+            message,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid", message.into())
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            message.into(),
+        )
+    }
+
+    pub(crate) fn too_large(limit: u64) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over the limit of {limit} bytes (--max-upload-mib)"),
+        )
+    }
+
+    pub(crate) fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(key.to_string(), value.into());
+        self
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let (status, code) = match &e {
+            ServiceError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            ServiceError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ServiceError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = serde_json::Map::new();
+        error.insert("code".into(), self.code.into());
+        error.insert("message".into(), self.message.into());
+        error.extend(self.details);
+        (
+            self.status,
+            axum::Json(serde_json::json!({ "error": error })),
+        )
+            .into_response()
+    }
+}
+
+/// The body of a request that failed to be read: over the limit (413), or cut short (400).
+pub(crate) fn body_error(api: &Api, e: &axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(api.max_body)
+    } else {
+        ApiError::invalid(format!("cannot read the request body: {e}"))
+    }
+}
+
+/// The media type of a request, lowercase, without parameters.
+pub(crate) fn content_type(headers: &HeaderMap) -> String {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// A multipart field read whole: over the limit (413), cut short (400).
+pub(crate) async fn field_bytes(
+    api: &Api,
+    field: axum::extract::multipart::Field<'_>,
+) -> Result<bytes::Bytes, ApiError> {
+    field.bytes().await.map_err(|e| multipart_error(api, &e))
+}
+
+pub(crate) fn multipart_error(api: &Api, e: &axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::too_large(api.max_body)
+    } else {
+        ApiError::invalid(format!("a malformed multipart body: {}", e.body_text()))
+    }
+}
+
+/// A path parameter (a job id, an artifact hash), or a 400 naming what is wrong with it.
+pub(crate) struct Param(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Param {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(p)| Param(p))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// The query string's parameters, or a 400.
+pub(crate) struct QueryMap(pub std::collections::HashMap<String, String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for QueryMap {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| QueryMap(q))
+            .map_err(|e| ApiError::invalid(e.body_text()))
+    }
+}
+
+/// Runs `work` (compiling, reading files) off the I/O threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(ApiError::unavailable(format!(
+            "the request's work failed: {e}"
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_exists() {
+        let doc = openapi::document();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented: Vec<(String, String)> = paths
+            .iter()
+            .flat_map(|(p, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |m| (m.clone(), p.clone()))
+            })
+            .collect();
+        let mut routed: Vec<(String, String)> = routes()
+            .into_iter()
+            .map(|(m, p, _)| (m.to_string(), p.to_string()))
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

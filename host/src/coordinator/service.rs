@@ -1,0 +1,242 @@
+//! The coordinator's operations as its HTTP API offers them (`crate::api`): artifacts (the
+//! components uploaded, by content hash), starting a checked job, the jobs and their views,
+//! cancelling. Each call answers at once from what the coordinator holds, or with a
+//! [`ServiceError`] that says which HTTP status it is.
+
+use super::server::{JobEvent, Shared, lock};
+use super::store::{Artifact, JobState};
+use super::view::{CheckpointInfo, JobView, Status};
+use crate::plan::JobGraph;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Why a request to the coordinator cannot be carried out, by the status it answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// 400: the request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404: no such job, artifact, operator, state or key.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the job (or artifact) is in the wrong state for the request.
+    #[error("{0}")]
+    Conflict(String),
+    /// 503: the cluster cannot do it now (no slots, say).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The running coordinator, for the API.
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+/// A job in a list.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: String,
+    pub status: Status,
+    pub submitted_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    pub attempt: u32,
+}
+
+impl Cluster {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        Cluster { shared }
+    }
+
+    /// The coordinator's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.shared.data_dir
+    }
+
+    /// The cluster's figures (Prometheus text).
+    pub fn metrics(&self) -> String {
+        self.shared.metrics()
+    }
+
+    /// Every artifact, newest first.
+    pub fn artifacts(&self) -> Result<Vec<Artifact>, ServiceError> {
+        let mut all = self.shared.store.artifacts().map_err(unavailable)?;
+        all.sort_by_key(|a| std::cmp::Reverse(a.uploaded_ms));
+        Ok(all)
+    }
+
+    /// Artifact `hash`.
+    pub fn artifact(&self, hash: &str) -> Result<Artifact, ServiceError> {
+        self.artifacts()?
+            .into_iter()
+            .find(|a| a.hash == hash)
+            .ok_or_else(|| ServiceError::NotFound(format!("no artifact {hash}")))
+    }
+
+    /// Keeps `bytes` (checked by the caller: a component implementing `artifact.worlds`) as
+    /// `artifact`.
+    pub fn add_artifact(&self, artifact: &Artifact, bytes: &[u8]) -> Result<(), ServiceError> {
+        self.shared
+            .blobs
+            .put(&artifact.hash, bytes)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        self.shared
+            .store
+            .put_artifact(artifact)
+            .map_err(unavailable)
+    }
+
+    /// Whether the coordinator holds the component with content hash `hash`.
+    pub fn has_component(&self, hash: &str) -> bool {
+        self.shared.blobs.has(hash)
+    }
+
+    /// Removes artifact `hash`, unless a job that has not ended uses it.
+    pub fn remove_artifact(&self, hash: &str) -> Result<(), ServiceError> {
+        self.artifact(hash)?;
+        let users: Vec<String> = lock(&self.shared.views)
+            .values()
+            .filter(|v| !v.status.is_ended())
+            .filter(|v| {
+                self.shared
+                    .store
+                    .get(&v.id)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|j| j.graph.components().any(|c| c.to_string_lossy() == hash))
+            })
+            .map(|v| v.id.clone())
+            .collect();
+        if !users.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "artifact {hash} is used by running job(s) {}",
+                users.join(", ")
+            )));
+        }
+        self.shared
+            .store
+            .remove_artifact(hash)
+            .map_err(unavailable)?;
+        self.shared
+            .blobs
+            .remove(hash)
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Starts `graph` (checked, its components named by the hashes of components the
+    /// coordinator holds), from savepoint or checkpoint `from` if given. Returns the job's id.
+    pub fn start(
+        &self,
+        graph: JobGraph,
+        from: Option<PathBuf>,
+        allow_non_restored_state: bool,
+    ) -> Result<String, ServiceError> {
+        graph.check_shape().map_err(ServiceError::Invalid)?;
+        for c in graph.components() {
+            let hash = c.to_string_lossy();
+            if !self.has_component(&hash) {
+                return Err(ServiceError::Invalid(format!("no component {hash} here")));
+            }
+        }
+        if let Some(from) = &from
+            && !from.exists()
+        {
+            return Err(ServiceError::NotFound(format!(
+                "no savepoint or checkpoint at {}",
+                from.display()
+            )));
+        }
+        super::submit::start(
+            &self.shared,
+            graph,
+            from,
+            allow_non_restored_state,
+            "the HTTP API",
+            None,
+        )
+        .map_err(|why| {
+            if why.contains("slots") {
+                ServiceError::Unavailable(why)
+            } else {
+                ServiceError::Invalid(why)
+            }
+        })
+    }
+
+    /// Every job the coordinator knows of, newest first.
+    pub fn jobs(&self) -> Vec<JobSummary> {
+        let mut all: Vec<JobSummary> = lock(&self.shared.views)
+            .values()
+            .map(|v| JobSummary {
+                id: v.id.clone(),
+                name: v.name.clone(),
+                status: v.status,
+                submitted_ms: v.submitted_ms,
+                ended_ms: v.ended_ms,
+                attempt: v.attempt,
+            })
+            .collect();
+        all.sort_by(|a, b| b.submitted_ms.cmp(&a.submitted_ms).then(a.id.cmp(&b.id)));
+        all
+    }
+
+    /// Job `id` as it stands.
+    pub fn job(&self, id: &str) -> Result<JobView, ServiceError> {
+        lock(&self.shared.views)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| no_job(id))
+    }
+
+    /// Job `id`'s completed checkpoints (the newest last).
+    pub fn checkpoints(&self, id: &str) -> Result<Vec<CheckpointInfo>, ServiceError> {
+        lock(&self.shared.views)
+            .get(id)
+            .map(|v| v.checkpoints.iter().cloned().collect())
+            .ok_or_else(|| no_job(id))
+    }
+
+    /// Cancels job `id`.
+    pub fn cancel(&self, id: &str, why: &str) -> Result<(), ServiceError> {
+        let status = self.job(id)?.status;
+        if status.is_ended() || !self.shared.to_job(id, JobEvent::Cancel(why.to_string())) {
+            return Err(ServiceError::Conflict(format!(
+                "job {id} has already ended ({})",
+                serde_json::to_string(&status)
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn no_job(id: &str) -> ServiceError {
+    ServiceError::NotFound(format!("no job {id}"))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Unavailable(e.to_string())
+}
+
+/// Views of the jobs in the store that ended before the coordinator (re)started.
+pub(super) fn ended_views(shared: &Shared) {
+    let Ok(jobs) = shared.store.all() else { return };
+    let mut views = lock(&shared.views);
+    for (id, job) in jobs {
+        let (status, why) = match job.state {
+            JobState::Running => continue,
+            JobState::Finished => (Status::Finished, None),
+            JobState::Failed { why } => (Status::Failed, Some(why)),
+            JobState::Cancelled { why } => (Status::Cancelled, Some(why)),
+        };
+        let mut view = JobView::new(&id, &job.graph);
+        view.attempt = job.attempt;
+        view.status = status;
+        view.why = why;
+        views.entry(id).or_insert(view);
+    }
+}
