@@ -3,6 +3,8 @@
 //! word count to compare against.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod procs;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

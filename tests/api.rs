@@ -1,0 +1,632 @@
+//! The HTTP API, end to end with a real client: a coordinator and workers as real processes on
+//! 127.0.0.1, components uploaded over HTTP, jobs submitted as JSON, as one multipart request and
+//! through `weir submit`, each followed to its end and its output compared with local mode's;
+//! and every kind of bad request, refused with the right status and a JSON error, the process
+//! serving on.
+
+mod common;
+
+use common::procs::*;
+use common::*;
+use serde_json::Value;
+use std::io::{Read as _, Write as _};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A client of one coordinator's API.
+struct Api {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+/// An answer: its status and its JSON (`Null` when the body is not JSON).
+struct Answer {
+    status: u16,
+    json: Value,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.json)
+    }
+}
+
+impl Api {
+    fn of(dir: &Path, coord: &Proc) -> Api {
+        let token = std::fs::read_to_string(dir.join("coord/api-token")).unwrap();
+        Api {
+            base: api_of(coord),
+            token: token.trim().to_string(),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .new_agent(),
+        }
+    }
+
+    /// `method path` with `body` of `content_type`, with the token if `auth`.
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        auth: Option<&str>,
+    ) -> Answer {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = content_type {
+            request = request.header("Content-Type", t);
+        }
+        if let Some(token) = auth {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = self
+            .agent
+            .run(request.body(body.to_vec()).unwrap())
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap_or_default();
+        Answer {
+            status,
+            json: serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
+
+    fn get(&self, path: &str) -> Answer {
+        self.call("GET", path, None, b"", Some(&self.token))
+    }
+
+    fn post(&self, path: &str, content_type: &str, body: &[u8]) -> Answer {
+        self.call("POST", path, Some(content_type), body, Some(&self.token))
+    }
+
+    fn post_json(&self, path: &str, body: &Value) -> Answer {
+        self.post(path, "application/json", body.to_string().as_bytes())
+    }
+
+    /// Uploads component `file` as `name`; its hash.
+    fn upload(&self, file: &str, name: &str) -> String {
+        let bytes = std::fs::read(file).unwrap();
+        let a = self.post(
+            &format!("/v1/artifacts?name={name}"),
+            "application/wasm",
+            &bytes,
+        );
+        assert_eq!(a.status, 201, "{a:?}");
+        a.json["artifacts"][0]["hash"].as_str().unwrap().to_string()
+    }
+
+    /// Waits for job `id` to end; its view.
+    fn wait_end(&self, id: &str, limit: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let a = self.get(&format!("/v1/jobs/{id}"));
+            assert_eq!(a.status, 200, "{a:?}");
+            if ["finished", "failed", "cancelled"].contains(&a.json["status"].as_str().unwrap()) {
+                return a.json;
+            }
+            assert!(start.elapsed() < limit, "job {id} did not end: {a:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A multipart/form-data body of `parts` (name, file name, bytes); its content type and bytes.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "weir-test-boundary-7d1c";
+    let mut body = Vec::new();
+    for (name, file, bytes) in parts {
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\""
+        )
+        .unwrap();
+        if let Some(f) = file {
+            write!(body, "; filename=\"{f}\"").unwrap();
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    write!(body, "--{boundary}--\r\n").unwrap();
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Sends `request` as raw bytes to the API's address; what came back before the server closed
+/// (or within 10 s).
+fn raw(base: &str, request: &[u8]) -> String {
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(request);
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The word count's input, and what local mode writes for it at parallelism 2.
+fn wordcount_expected(dir: &Path) -> (std::path::PathBuf, Vec<(String, Vec<String>)>) {
+    let input = dir.join("input.txt");
+    std::fs::write(&input, text(200_000, 11)).unwrap();
+    let local = dir.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let manifest = wordcount_manifest(&local, &input, "");
+    let out = run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=2",
+    ]);
+    assert!(out.status.success());
+    (input, parts_sorted(&local.join("out")))
+}
+
+/// Components uploaded over HTTP, then the word count submitted three ways (JSON naming them by
+/// hash and by name; one multipart request with the manifest and both components; `weir
+/// submit`), on two one-slot workers: each writes exactly what local mode writes, and the job's
+/// view shows its vertices placed on both workers.
+#[test]
+fn a_job_uploaded_over_http_runs_to_its_exact_output() {
+    let dir = scratch();
+    let (input, expected) = wordcount_expected(dir.path());
+    let cluster = Cluster::start(dir.path(), &[1, 1]);
+    let api = Api::of(dir.path(), &cluster.coord);
+
+    // Upload, list.
+    let split = api.upload(&component("wordcount_split"), "split.wasm");
+    let count = api.upload(&component("wordcount_count"), "wordcount_count.wasm");
+    assert_ne!(split, count);
+    let listed = api.get("/v1/artifacts");
+    assert_eq!(listed.status, 200);
+    assert_eq!(
+        listed.json["artifacts"].as_array().unwrap().len(),
+        2,
+        "{listed:?}"
+    );
+    let one = api.get(&format!("/v1/artifacts/{split}"));
+    assert_eq!(one.json["name"], "split.wasm");
+    assert_eq!(one.json["worlds"][0], "weir:operator/operator@0.1.0");
+
+    // JSON: split by hash, count by name.
+    let by_json = dir.path().join("json");
+    std::fs::create_dir_all(&by_json).unwrap();
+    let manifest = wordcount_manifest_with(
+        &by_json,
+        &input,
+        &format!("sha256:{split}"),
+        "wordcount_count.wasm",
+        "",
+    );
+    let submitted = api.post_json(
+        "/v1/jobs",
+        &serde_json::json!({
+            "manifest": std::fs::read_to_string(&manifest).unwrap(),
+            "overrides": ["job.parallelism=2"],
+        }),
+    );
+    assert_eq!(submitted.status, 201, "{submitted:?}");
+    let id = submitted.json["id"].as_str().unwrap().to_string();
+    let job = api.wait_end(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(parts_sorted(&by_json.join("out")), expected);
+    // Its vertices, spread over both workers.
+    let vertices = job["vertices"].as_array().unwrap();
+    assert_eq!(vertices.len(), 2, "{job}");
+    let mut workers: Vec<&str> = vertices[1]["subtasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["worker"].as_str().unwrap())
+        .collect();
+    workers.sort();
+    workers.dedup();
+    assert_eq!(workers.len(), 2, "{job}");
+    assert!(job["records_out"].as_u64().unwrap() > 0, "{job}");
+
+    // One multipart request: the manifest and its components.
+    let by_form = dir.path().join("form");
+    std::fs::create_dir_all(&by_form).unwrap();
+    let manifest = wordcount_manifest_with(&by_form, &input, "split.wasm", "count.wasm", "");
+    let (split_bytes, count_bytes) = (
+        std::fs::read(component("wordcount_split")).unwrap(),
+        std::fs::read(component("wordcount_count")).unwrap(),
+    );
+    let manifest_text = std::fs::read(&manifest).unwrap();
+    let (content_type, body) = multipart(&[
+        ("manifest", Some("job.toml"), &manifest_text),
+        ("set", None, b"job.parallelism=2"),
+        ("split.wasm", Some("split.wasm"), &split_bytes),
+        ("count", Some("count.wasm"), &count_bytes),
+    ]);
+    let submitted = api.post("/v1/jobs", &content_type, &body);
+    assert_eq!(submitted.status, 201, "{submitted:?}");
+    let id2 = submitted.json["id"].as_str().unwrap().to_string();
+    let job = api.wait_end(&id2, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(parts_sorted(&by_form.join("out")), expected);
+
+    // `weir submit --follow`, its components uploaded by the command.
+    let by_cli = dir.path().join("cli");
+    std::fs::create_dir_all(&by_cli).unwrap();
+    let manifest = wordcount_manifest(&by_cli, &input, "");
+    let out = run_bounded(
+        {
+            let mut c = weir();
+            c.args(["submit", manifest.to_str().unwrap(), "--set"])
+                .arg("job.parallelism=2")
+                .arg("--follow")
+                .env("WEIR_API", &api.base)
+                .env("WEIR_TOKEN", &api.token);
+            c
+        },
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("finished"), "{stderr}");
+    let id3 = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(id3.starts_with("wordcount-test-"), "{id3}");
+    assert_eq!(parts_sorted(&by_cli.join("out")), expected);
+
+    // The list, newest first; `weir list` and `weir status` show the same.
+    let jobs = api.get("/v1/jobs");
+    let ids: Vec<&str> = jobs.json["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{jobs:?}");
+    assert_eq!(ids[0], id3, "{jobs:?}");
+    let listed = run_bounded(
+        {
+            let mut c = weir();
+            c.arg("list")
+                .args(["--api", &api.base, "--token", &api.token]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && text.contains(&id) && text.contains(&id2),
+        "{text}"
+    );
+    let status = run_bounded(
+        {
+            let mut c = weir();
+            c.args(["status", &id, "--api", &api.base, "--token", &api.token]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("status: finished"), "{text}");
+    // A finished job cannot be cancelled.
+    let again = api.post(&format!("/v1/jobs/{id}/cancel"), "application/json", b"");
+    assert_eq!(again.status, 409, "{again:?}");
+    assert_eq!(again.json["error"]["code"], "conflict");
+}
+
+/// A running job is cancelled over HTTP (and `weir cancel`): it ends cancelled and its slots
+/// are free again.
+#[test]
+fn a_running_job_is_cancelled_over_http() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2]);
+    let api = Api::of(dir.path(), &cluster.coord);
+    let manifest = format!(
+        "edges = [\"gen -> out\"]\n[job]\nname = \"endless\"\nparallelism = 2\n[sources.gen]\nkind = \"datagen\"\nrate = 1000.0\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n",
+        dir.path().join("out").display()
+    );
+    for by_cli in [false, true] {
+        let a = api.post_json("/v1/jobs", &serde_json::json!({ "manifest": manifest }));
+        assert_eq!(a.status, 201, "{a:?}");
+        let id = a.json["id"].as_str().unwrap().to_string();
+        // Running, with its records counted.
+        let start = Instant::now();
+        loop {
+            let job = api.get(&format!("/v1/jobs/{id}")).json;
+            if job["status"] == "running" && job["records_in"].as_u64().unwrap_or(0) > 0 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{job}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if by_cli {
+            let out = run_bounded(
+                {
+                    let mut c = weir();
+                    c.args(["cancel", &id, "--api", &api.base, "--token", &api.token]);
+                    c
+                },
+                Duration::from_secs(30),
+            );
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        } else {
+            let a = api.post(&format!("/v1/jobs/{id}/cancel"), "application/json", b"");
+            assert_eq!(a.status, 202, "{a:?}");
+        }
+        let job = api.wait_end(&id, Duration::from_secs(30));
+        assert_eq!(job["status"], "cancelled", "{job}");
+    }
+}
+
+/// Bad requests of every kind get the right status and a JSON error, uploads over the limit are
+/// not kept, and the coordinator serves on.
+#[test]
+fn the_api_refuses_bad_requests_with_clear_errors() {
+    let dir = scratch();
+    let (coord, _) = coordinator_with(
+        dir.path(),
+        "coord",
+        "127.0.0.1:0",
+        &["--max-upload-mib", "1"],
+    );
+    let api = Api::of(dir.path(), &coord);
+    let error = |a: &Answer, status: u16, code: &str| {
+        assert_eq!(a.status, status, "{a:?}");
+        assert_eq!(a.json["error"]["code"], code, "{a:?}");
+        assert!(
+            a.json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{a:?}"
+        );
+    };
+
+    // Auth: every route but /healthz needs the token.
+    assert_eq!(api.call("GET", "/healthz", None, b"", None).status, 200);
+    for (method, path) in [
+        ("GET", "/v1/jobs"),
+        ("GET", "/metrics"),
+        ("POST", "/v1/artifacts"),
+    ] {
+        error(
+            &api.call(method, path, None, b"", None),
+            401,
+            "unauthorized",
+        );
+        error(
+            &api.call(method, path, None, b"", Some("wrong")),
+            401,
+            "unauthorized",
+        );
+    }
+
+    // Uploads: over the limit (not kept), not a component, a component of no weir world.
+    let big = vec![0u8; 2 << 20];
+    error(
+        &api.post("/v1/artifacts?name=big.wasm", "application/wasm", &big),
+        413,
+        "too_large",
+    );
+    let (ct, body) = multipart(&[("file", Some("big.wasm"), &big)]);
+    error(&api.post("/v1/artifacts", &ct, &body), 413, "too_large");
+    error(
+        &api.post("/v1/artifacts?name=t.wasm", "application/wasm", b"not wasm"),
+        400,
+        "invalid",
+    );
+    let empty_component = b"\0asm\x0d\x00\x01\x00";
+    let a = api.post(
+        "/v1/artifacts?name=empty.wasm",
+        "application/wasm",
+        empty_component,
+    );
+    error(&a, 400, "invalid");
+    let message = a.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("implements no weir world"), "{message}");
+    assert!(
+        message.contains("weir:operator"),
+        "names what is missing: {message}"
+    );
+    error(
+        &api.post("/v1/artifacts", "application/wasm", b""),
+        400,
+        "invalid",
+    );
+    let (ct, body) = multipart(&[]);
+    error(&api.post("/v1/artifacts", &ct, &body), 400, "invalid");
+    let listed = api.get("/v1/artifacts");
+    assert_eq!(
+        listed.json["artifacts"],
+        serde_json::json!([]),
+        "nothing kept: {listed:?}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path().join("coord/components"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "no component kept"
+    );
+
+    // Submissions.
+    let bad_manifest = "edges = [\"a -> b\"]\n[sources.a]\nkind = \"datagen\"\ncount = 1\nbogus = 3\n[sinks.b]\nkind = \"stdout\"\n";
+    let a = api.post_json("/v1/jobs", &serde_json::json!({ "manifest": bad_manifest }));
+    error(&a, 400, "invalid_manifest");
+    assert_eq!(
+        (
+            a.json["error"]["line"].as_u64(),
+            a.json["error"]["column"].as_u64()
+        ),
+        (Some(5), Some(1)),
+        "{a:?}"
+    );
+    assert_eq!(a.json["error"]["file"], "manifest.toml");
+    let unknown = "edges = [\"a -> op\", \"op -> b\"]\n[sources.a]\nkind = \"datagen\"\ncount = 1\n[operators.op]\ncomponent = \"nowhere.wasm\"\n[sinks.b]\nkind = \"stdout\"\n";
+    let a = api.post_json("/v1/jobs", &serde_json::json!({ "manifest": unknown }));
+    error(&a, 400, "invalid_manifest");
+    assert_eq!(a.json["error"]["field"], "operators.op.component", "{a:?}");
+    let a = api.post_json(
+        "/v1/jobs",
+        &serde_json::json!({ "manifest": unknown.replace("nowhere.wasm", &"ab".repeat(32)) }),
+    );
+    error(&a, 400, "invalid_manifest");
+    let extra_field = serde_json::json!({ "manifest": "", "extra": 1 }).to_string();
+    for (content_type, body, status, code) in [
+        ("application/json", &b"{\"manifest\": "[..], 400, "invalid"),
+        ("application/json", b"[1,2]", 400, "invalid"),
+        ("application/json", extra_field.as_bytes(), 400, "invalid"),
+        ("text/plain", b"x", 415, "unsupported_media_type"),
+        ("", b"x", 415, "unsupported_media_type"),
+    ] {
+        error(&api.post("/v1/jobs", content_type, body), status, code);
+    }
+    let (ct, body) = multipart(&[("set", None, b"job.parallelism=2")]);
+    error(&api.post("/v1/jobs", &ct, &body), 400, "invalid");
+    let (ct, body) = multipart(&[("manifest", Some("job.toml"), bad_manifest.as_bytes())]);
+    error(
+        &api.post("/v1/jobs", &ct, &body[..body.len() / 2]),
+        400,
+        "invalid",
+    );
+    error(
+        &api.post("/v1/jobs", "multipart/form-data", b"--x\r\n"),
+        400,
+        "invalid",
+    );
+    let fits_not = "edges = [\"a -> b\"]\n[job]\nparallelism = 4\n[sources.a]\nkind = \"datagen\"\ncount = 1\n[sinks.b]\nkind = \"stdout\"\n";
+    let a = api.post_json("/v1/jobs", &serde_json::json!({ "manifest": fits_not }));
+    error(&a, 503, "unavailable");
+    assert!(
+        api.get("/v1/jobs").json["jobs"] == serde_json::json!([]),
+        "nothing half-deployed"
+    );
+    let from_nowhere = api.post_json(
+        "/v1/jobs",
+        &serde_json::json!({ "manifest": fits_not, "from_savepoint": "/no/such/savepoint" }),
+    );
+    error(&from_nowhere, 404, "not_found");
+
+    // Unknown ids, names with path traversal, unknown routes and methods.
+    for path in [
+        "/v1/jobs/nope",
+        "/v1/jobs/..%2F..%2Fjobs.redb",
+        "/v1/jobs/nope/checkpoints",
+        "/v1/artifacts/nope",
+        "/v1/artifacts/..%2Fjobs.redb",
+    ] {
+        error(&api.get(path), 404, "not_found");
+    }
+    error(
+        &api.post("/v1/jobs/nope/cancel", "application/json", b""),
+        404,
+        "not_found",
+    );
+    error(
+        &api.call(
+            "DELETE",
+            "/v1/artifacts/..%2F..%2Fapi-token",
+            None,
+            b"",
+            Some(&api.token),
+        ),
+        404,
+        "not_found",
+    );
+    error(&api.get("/v1/nothing"), 404, "no_route");
+    error(
+        &api.call("PUT", "/v1/jobs", None, b"", Some(&api.token)),
+        405,
+        "method_not_allowed",
+    );
+    // A name with a path is kept as its file name only.
+    let hash = api.upload(&component("wordcount_split"), "..%2F..%2Fsplit.wasm");
+    assert_eq!(
+        api.get(&format!("/v1/artifacts/{hash}")).json["name"],
+        "split.wasm"
+    );
+    assert!(dir.path().join("coord/api-token").exists());
+
+    // Huge headers: refused by the HTTP layer, the process serves on.
+    let huge = format!(
+        "GET /v1/jobs HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let answer = raw(&api.base, huge.as_bytes());
+    assert!(
+        !answer.contains(" 200 ") && !answer.contains(" 500 "),
+        "{answer}"
+    );
+    let answer = raw(&api.base, b"GARBAGE\r\n\r\n");
+    assert!(!answer.contains(" 500 "), "{answer}");
+
+    // Every documented route answers (never "no such route", never 500).
+    let doc = api.get("/v1/openapi.json");
+    assert_eq!(doc.status, 200);
+    for (path, ops) in doc.json["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "nope").replace("{hash}", "nope");
+        for method in ops.as_object().unwrap().keys() {
+            let a = api.call(
+                &method.to_uppercase(),
+                &concrete,
+                Some("application/json"),
+                b"{}",
+                Some(&api.token),
+            );
+            assert_ne!(
+                a.json["error"]["code"], "no_route",
+                "{method} {path}: {a:?}"
+            );
+            assert!(a.status < 500 || a.status == 503, "{method} {path}: {a:?}");
+        }
+    }
+    let metrics = api.get("/metrics");
+    assert_eq!(metrics.status, 200);
+    assert_eq!(api.call("GET", "/healthz", None, b"", None).status, 200);
+    assert!(
+        coord.stderr().find("panicked").is_none(),
+        "{}",
+        coord.stderr()
+    );
+}
+
+/// Without auth the API only listens on loopback: `--no-auth` elsewhere stops the coordinator
+/// with a clear message; on loopback, requests need no token.
+#[test]
+fn no_auth_is_for_loopback_only() {
+    let dir = scratch();
+    let data = dir.path().join("coord");
+    let out = run_bounded(
+        {
+            let mut c = weir();
+            c.args(["coordinator", "--listen", "127.0.0.1:0", "--data-dir"])
+                .arg(&data)
+                .args(["--http", "0.0.0.0:0", "--no-auth"]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--no-auth is refused on 0.0.0.0"), "{err}");
+    let (coord, _) = coordinator_with(
+        dir.path(),
+        "open",
+        "127.0.0.1:0",
+        &["--http", "127.0.0.1:0", "--no-auth"],
+    );
+    let base = api_of(&coord);
+    let out = raw(
+        &base,
+        b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("{\"jobs\":[]}"), "{out}");
+}
