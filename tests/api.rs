@@ -630,3 +630,301 @@ fn no_auth_is_for_loopback_only() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     assert!(out.contains("{\"jobs\":[]}"), "{out}");
 }
+
+/// The checkpointed word count over a 3 MiB input, its sink slowed so that it runs a few
+/// seconds, checkpointing every 100 ms on `backend`; its manifest (in `dir`) and the input's
+/// text.
+fn slow_wordcount(dir: &Path, backend: &str) -> (std::path::PathBuf, String) {
+    let text = text_with_vocabulary(3 << 20, 5, 5000);
+    let input = dir.join("input.txt");
+    std::fs::write(&input, &text).unwrap();
+    let manifest = wordcount_manifest(
+        dir,
+        &input,
+        &format!(
+            "delay_us = 10\n[checkpoint]\ninterval = \"100ms\"\nretain = 2\nbackend = \"{backend}\"\ndir = \"{}\"\n",
+            dir.join("checkpoints").display()
+        ),
+    );
+    (manifest, text)
+}
+
+/// A cluster of workers with `slots`, running `manifest` at parallelism 2 (submitted with
+/// `weir submit`), a checkpoint of it complete and some output published; its API and the
+/// job's id.
+fn submit_running(dir: &Path, manifest: &Path, slots: &[u32]) -> (Cluster, Api, String) {
+    let cluster = Cluster::start(dir, slots);
+    let api = Api::of(dir, &cluster.coord);
+    let args = [
+        "submit",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=2",
+    ];
+    let id = verb(&api, &args).trim().to_string();
+    wait_running(&api, &id, 0);
+    (cluster, api, id)
+}
+
+/// `weir VERB ARGS... --api ... --token ...`, bounded; its stdout (it must succeed).
+fn verb(api: &Api, args: &[&str]) -> String {
+    let out = run_bounded(
+        {
+            let mut c = weir();
+            c.args(args)
+                .args(["--api", &api.base, "--token", &api.token]);
+            c
+        },
+        Duration::from_secs(180),
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    );
+    assert!(
+        out.status.success(),
+        "weir {args:?} failed:\n{stdout}{stderr}"
+    );
+    stdout
+}
+
+/// Waits until job `id` runs attempt `attempt` or later and has published a checkpoint and
+/// some output.
+fn wait_running(api: &Api, id: &str, attempt: u64) -> Value {
+    let start = Instant::now();
+    loop {
+        let job = api.get(&format!("/v1/jobs/{id}")).json;
+        if job["status"] == "running"
+            && job["attempt"].as_u64().unwrap_or(0) >= attempt
+            && job["checkpoints_completed"].as_u64().unwrap_or(0) > 0
+            && job["records_out"].as_u64().unwrap_or(0) > 0
+        {
+            return job;
+        }
+        assert!(
+            !["finished", "failed", "cancelled"].contains(&job["status"].as_str().unwrap_or("")),
+            "the job ended too soon: {job}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(60), "{job}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `weir stop` takes a savepoint and stops the job; the job resumes from it at another
+/// parallelism on the other state backend (`weir submit --from`), then the input ends: every
+/// running count is published exactly once. The savepoint is a directory of its own, in the
+/// documented layout.
+#[test]
+fn stop_with_a_savepoint_then_resume_at_another_parallelism_and_backend() {
+    let dir = scratch();
+    let (manifest, text) = slow_wordcount(dir.path(), "memory");
+    let (_cluster, api, id) = submit_running(dir.path(), &manifest, &[2, 2]);
+    let id = id.as_str();
+    let savepoint = verb(&api, &["stop", id]);
+    let savepoint = Path::new(savepoint.trim());
+    assert!(
+        savepoint.starts_with(dir.path().join("checkpoints/savepoints")),
+        "{savepoint:?}"
+    );
+    let job = api.get(&format!("/v1/jobs/{id}")).json;
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(
+        job["why"]
+            .as_str()
+            .unwrap()
+            .contains("stopped with savepoint"),
+        "{job}"
+    );
+    assert_eq!(
+        job["savepoints"][0]["path"],
+        savepoint.display().to_string(),
+        "{job}"
+    );
+    // The layout: _savepoint, one checkpoint with its metadata and files.
+    let marker: Value =
+        serde_json::from_slice(&std::fs::read(savepoint.join("_savepoint")).unwrap()).unwrap();
+    assert_eq!(marker["format"], 1);
+    assert_eq!(marker["job"], id);
+    let chk = savepoint.join(format!("chk-{}", marker["checkpoint"]));
+    assert!(chk.join("_metadata").exists(), "{chk:?}");
+    let before = published(dir.path()).len();
+    assert!(before > 0 && before < text.split_whitespace().count());
+
+    // Resume at parallelism 3 on redb, to the end.
+    let out = verb(
+        &api,
+        &[
+            "submit",
+            manifest.to_str().unwrap(),
+            "--set",
+            "job.parallelism=3",
+            "--set",
+            "checkpoint.backend=redb",
+            "--from",
+            savepoint.to_str().unwrap(),
+            "--follow",
+        ],
+    );
+    let resumed = out.trim();
+    let job = api.get(&format!("/v1/jobs/{resumed}")).json;
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(job["vertices"][1]["parallelism"], 3, "{job}");
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+    // The savepoint is still there, whatever retention did.
+    assert!(chk.join("_metadata").exists());
+}
+
+/// A savepoint taken on the redb backend (the job goes on) restores into embedded mode
+/// (`weir run --from`) on the memory backend at parallelism 1, exactly once.
+#[test]
+fn a_savepoint_restores_into_embedded_mode_on_the_other_backend() {
+    let dir = scratch();
+    let (manifest, text) = slow_wordcount(dir.path(), "redb");
+    let (_cluster, api, id) = submit_running(dir.path(), &manifest, &[2]);
+    let id = id.as_str();
+    let elsewhere = dir.path().join("mine");
+    let savepoint = verb(
+        &api,
+        &["savepoint", id, "--dir", elsewhere.to_str().unwrap()],
+    );
+    let savepoint = savepoint.trim();
+    assert!(Path::new(savepoint).starts_with(&elsewhere), "{savepoint}");
+    // The job goes on after a savepoint; cancelled, it leaves what it published after the
+    // savepoint, which the restore removes.
+    assert_eq!(api.get(&format!("/v1/jobs/{id}")).json["status"], "running");
+    verb(&api, &["cancel", id]);
+    api.wait_end(id, Duration::from_secs(30));
+    let out = run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=1",
+        "--set",
+        "checkpoint.backend=memory",
+        "--from",
+        savepoint,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+/// A running job rescaled 2 -> 4 -> 1 (`weir rescale`, each a savepoint and a redeployment)
+/// runs to its end with every running count published exactly once.
+#[test]
+fn a_running_job_rescales_2_4_1_exactly_once() {
+    let dir = scratch();
+    let (manifest, text) = slow_wordcount(dir.path(), "memory");
+    let (_cluster, api, id) = submit_running(dir.path(), &manifest, &[2, 2]);
+    let id = id.as_str();
+    for (p, attempt) in [(4, 1), (1, 2)] {
+        verb(&api, &["rescale", id, "--parallelism", &p.to_string()]);
+        let job = wait_running(&api, id, attempt);
+        for v in job["vertices"].as_array().unwrap() {
+            assert_eq!(v["parallelism"], p, "{job}");
+        }
+        assert_eq!(job["restarts"], attempt, "{job}");
+    }
+    let job = api.wait_end(id, Duration::from_secs(120));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(job["savepoints"].as_array().unwrap().len(), 2, "{job}");
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+/// Savepoint requests the job cannot serve are refused: a job without checkpoints, an unknown
+/// job or request, a job that has ended, a relative directory; a rescale beyond the slots or
+/// the key groups.
+#[test]
+fn savepoint_requests_a_job_cannot_serve_are_refused() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2]);
+    let api = Api::of(dir.path(), &cluster.coord);
+    let endless = |checkpoint: &str| {
+        format!(
+            "edges = [\"gen -> out\"]\n[job]\nname = \"endless\"\nmax_parallelism = 8\n[sources.gen]\nkind = \"datagen\"\nrate = 1000.0\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n{checkpoint}",
+            dir.path().join("out").display()
+        )
+    };
+    let a = api.post_json("/v1/jobs", &serde_json::json!({ "manifest": endless("") }));
+    let plain = a.json["id"].as_str().unwrap().to_string();
+    let a = api.post(
+        &format!("/v1/jobs/{plain}/savepoints"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(a.status, 409, "{a:?}");
+    assert!(
+        a.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[checkpoint]"),
+        "{a:?}"
+    );
+    api.post(&format!("/v1/jobs/{plain}/cancel"), "application/json", b"");
+    api.wait_end(&plain, Duration::from_secs(30));
+    let a = api.post(&format!("/v1/jobs/{plain}/stop"), "application/json", b"");
+    assert_eq!(a.status, 409, "{a:?}");
+    let a = api.post("/v1/jobs/nope/savepoints", "application/json", b"");
+    assert_eq!(a.status, 404, "{a:?}");
+    let checkpointed = endless(&format!(
+        "[checkpoint]\ninterval = \"100ms\"\ndir = \"{}\"\n",
+        dir.path().join("checkpoints").display()
+    ));
+    let a = api.post_json("/v1/jobs", &serde_json::json!({ "manifest": checkpointed }));
+    let id = a.json["id"].as_str().unwrap().to_string();
+    let a = api.post_json(
+        &format!("/v1/jobs/{id}/savepoints"),
+        &serde_json::json!({ "dir": "relative/dir" }),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    let a = api.post_json(
+        &format!("/v1/jobs/{id}/savepoints"),
+        &serde_json::json!({ "where": 1 }),
+    );
+    assert_eq!(a.status, 400, "{a:?}");
+    for (body, status) in [
+        (serde_json::json!({ "parallelism": 3 }), 503),
+        (serde_json::json!({ "parallelism": 9 }), 400),
+        (serde_json::json!({ "parallelism": 0 }), 400),
+        (serde_json::json!({}), 400),
+        (serde_json::json!({ "operators": { "nope": 1 } }), 404),
+    ] {
+        let a = api.post_json(&format!("/v1/jobs/{id}/rescale"), &body);
+        assert_eq!(a.status, status, "{body}: {a:?}");
+    }
+    let a = api.get(&format!("/v1/jobs/{id}/savepoints/nope"));
+    assert_eq!(a.status, 404, "{a:?}");
+    // One that works, polled to its end.
+    let a = api.post(
+        &format!("/v1/jobs/{id}/savepoints"),
+        "application/json",
+        b"",
+    );
+    assert_eq!(a.status, 202, "{a:?}");
+    let request = a.json["request"].as_str().unwrap().to_string();
+    let start = Instant::now();
+    loop {
+        let r = api.get(&format!("/v1/jobs/{id}/savepoints/{request}"));
+        assert_eq!(r.status, 200, "{r:?}");
+        if r.json["status"] == "completed" {
+            assert!(
+                Path::new(r.json["path"].as_str().unwrap())
+                    .join("_savepoint")
+                    .exists()
+            );
+            break;
+        }
+        assert_eq!(r.json["status"], "in_progress", "{r:?}");
+        assert!(start.elapsed() < Duration::from_secs(30), "{r:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let listed = api.get(&format!("/v1/jobs/{id}/savepoints"));
+    assert_eq!(
+        listed.json["savepoints"].as_array().unwrap().len(),
+        1,
+        "{listed:?}"
+    );
+}

@@ -75,18 +75,6 @@ fn run_with_kills(manifest: &Path, kills: u32, sets: impl Fn(u32) -> Vec<String>
     unreachable!("the loop returns from its last run")
 }
 
-/// The published sink lines; no in-progress file may be left.
-fn published(dir: &Path) -> Vec<String> {
-    let out = dir.join("out");
-    let hidden: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
-        .collect();
-    assert!(hidden.is_empty(), "left in progress: {hidden:?}");
-    sink_lines(&out)
-}
-
 fn input(dir: &Path) -> (PathBuf, String) {
     input_with_vocabulary(dir, 5000)
 }

@@ -465,3 +465,15 @@ pub fn run_measured(mut cmd: Command, limit: Duration, interrupts: &[Duration]) 
         peak_mib: usage.ru_maxrss as u64 / 1024,
     }
 }
+
+/// The published sink lines; no in-progress file may be left.
+pub fn published(dir: &Path) -> Vec<String> {
+    let out = dir.join("out");
+    let hidden: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "left in progress: {hidden:?}");
+    sink_lines(&out)
+}

@@ -315,3 +315,108 @@ pub(super) async fn checkpoints(
         serde_json::json!({ "checkpoints": api.cluster.checkpoints(&id)? }),
     ))
 }
+
+/// The body of a savepoint or stop request: where the savepoint goes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SavepointBody {
+    /// A directory (absolute, reached by the cluster) to put the savepoint in; by default
+    /// `savepoints/` in the job's checkpoint directory.
+    #[serde(default)]
+    dir: Option<String>,
+}
+
+/// The body of a rescale request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RescaleBody {
+    /// Every node's new parallelism.
+    #[serde(default)]
+    parallelism: Option<u32>,
+    /// Nodes' new parallelism, by uid (after `parallelism`).
+    #[serde(default)]
+    operators: std::collections::BTreeMap<String, u32>,
+}
+
+/// A JSON body (an empty one is `T::default()`), or a 400 saying what is wrong with it.
+async fn json_body<T: serde::de::DeserializeOwned + Default>(
+    api: &Shared,
+    request: axum::extract::Request,
+) -> Result<T, ApiError> {
+    let body: Result<Bytes, BytesRejection> =
+        <Bytes as axum::extract::FromRequest<Shared>>::from_request(request, api).await;
+    let body = body.map_err(|e| body_error(api, &e))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the request body: {e}")))
+}
+
+fn accepted(id: &str, request: &str) -> axum::response::Response {
+    (
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({
+            "request": request,
+            "status": format!("/v1/jobs/{id}/savepoints/{request}"),
+        })),
+    )
+        .into_response()
+}
+
+/// `POST /v1/jobs/{id}/savepoints`: triggers a savepoint; answers with the request to poll.
+pub(super) async fn savepoint(
+    State(api): State<Shared>,
+    Param(id): Param,
+    request: axum::extract::Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: SavepointBody = json_body(&api, request).await?;
+    let request = api
+        .cluster
+        .savepoint(&id, body.dir.map(PathBuf::from))
+        .await?;
+    Ok(accepted(&id, &request))
+}
+
+/// `POST /v1/jobs/{id}/stop`: a savepoint, then the job stops (ends as finished).
+pub(super) async fn stop(
+    State(api): State<Shared>,
+    Param(id): Param,
+    request: axum::extract::Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: SavepointBody = json_body(&api, request).await?;
+    let request = api.cluster.stop(&id, body.dir.map(PathBuf::from)).await?;
+    Ok(accepted(&id, &request))
+}
+
+/// `POST /v1/jobs/{id}/rescale`: a savepoint, then the job deployed again with the new
+/// parallelism, restored from it.
+pub(super) async fn rescale(
+    State(api): State<Shared>,
+    Param(id): Param,
+    request: axum::extract::Request,
+) -> Result<impl IntoResponse, ApiError> {
+    let body: RescaleBody = json_body(&api, request).await?;
+    let request = api
+        .cluster
+        .rescale(&id, body.parallelism, &body.operators)
+        .await?;
+    Ok(accepted(&id, &request))
+}
+
+/// `GET /v1/jobs/{id}/savepoints`: the savepoints taken of the job.
+pub(super) async fn savepoints(
+    State(api): State<Shared>,
+    Param(id): Param,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(
+        serde_json::json!({ "savepoints": api.cluster.job(&id)?.savepoints }),
+    ))
+}
+
+/// `GET /v1/jobs/{id}/savepoints/{request}`: where a savepoint (stop, rescale) request stands.
+pub(super) async fn savepoint_status(
+    State(api): State<Shared>,
+    Param((id, request)): Param<(String, String)>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(api.cluster.request_status(&id, &request)?))
+}

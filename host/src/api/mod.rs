@@ -130,6 +130,15 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
         ("get", "/v1/jobs/{id}", get(jobs::get)),
         ("post", "/v1/jobs/{id}/cancel", post(jobs::cancel)),
         ("get", "/v1/jobs/{id}/checkpoints", get(jobs::checkpoints)),
+        ("post", "/v1/jobs/{id}/savepoints", post(jobs::savepoint)),
+        ("get", "/v1/jobs/{id}/savepoints", get(jobs::savepoints)),
+        (
+            "get",
+            "/v1/jobs/{id}/savepoints/{request}",
+            get(jobs::savepoint_status),
+        ),
+        ("post", "/v1/jobs/{id}/stop", post(jobs::stop)),
+        ("post", "/v1/jobs/{id}/rescale", post(jobs::rescale)),
     ]
 }
 
@@ -340,16 +349,18 @@ pub(crate) fn multipart_error(api: &Api, e: &axum::extract::multipart::Multipart
 }
 
 /// A path parameter (a job id, an artifact hash), or a 400 naming what is wrong with it.
-pub(crate) struct Param(pub String);
+pub(crate) struct Param<T = String>(pub T);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Param {
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Param<T>
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
         state: &S,
     ) -> Result<Self, ApiError> {
-        axum::extract::Path::<String>::from_request_parts(parts, state)
+        axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(p)| Param(p))
             .map_err(|e| ApiError::invalid(e.body_text()))

@@ -18,6 +18,8 @@ enum Body {
     Upload,
     /// A submission: JSON, or a multipart form of the manifest and its components.
     Submit,
+    /// JSON of this schema (optional).
+    Json(&'static str),
 }
 
 const OPS: &[Op] = &[
@@ -105,6 +107,41 @@ const OPS: &[Op] = &[
         body: Body::None,
         ok: "200",
     },
+    Op {
+        method: "post",
+        path: "/v1/jobs/{id}/savepoints",
+        summary: "Trigger a savepoint (body: optional {\"dir\"}); answers with a request to poll.",
+        body: Body::Json("SavepointRequest"),
+        ok: "202",
+    },
+    Op {
+        method: "get",
+        path: "/v1/jobs/{id}/savepoints",
+        summary: "The savepoints taken of a job.",
+        body: Body::None,
+        ok: "200",
+    },
+    Op {
+        method: "get",
+        path: "/v1/jobs/{id}/savepoints/{request}",
+        summary: "Where a savepoint, stop or rescale request stands: in_progress, completed (with the path) or failed (with the error).",
+        body: Body::None,
+        ok: "200",
+    },
+    Op {
+        method: "post",
+        path: "/v1/jobs/{id}/stop",
+        summary: "Stop a job with a savepoint (body: optional {\"dir\"}); answers with a request to poll.",
+        body: Body::Json("SavepointRequest"),
+        ok: "202",
+    },
+    Op {
+        method: "post",
+        path: "/v1/jobs/{id}/rescale",
+        summary: "Rescale a running job: a savepoint, then the job deployed again with the new parallelism, restored from it.",
+        body: Body::Json("RescaleRequest"),
+        ok: "202",
+    },
 ];
 
 fn error_response(description: &str) -> Value {
@@ -140,6 +177,12 @@ pub fn document() -> Value {
         }
         match op.body {
             Body::None => {}
+            Body::Json(schema) => {
+                operation["requestBody"] = json!({
+                    "required": false,
+                    "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+                });
+            }
             Body::Upload => {
                 operation["requestBody"] = json!({
                     "required": true,
@@ -200,6 +243,17 @@ pub fn document() -> Value {
                             "message": { "type": "string" }
                         }
                     } }
+                },
+                "SavepointRequest": {
+                    "type": "object",
+                    "properties": { "dir": { "type": "string", "description": "an absolute directory the cluster reaches; default: savepoints/ in the job's checkpoint directory" } }
+                },
+                "RescaleRequest": {
+                    "type": "object",
+                    "properties": {
+                        "parallelism": { "type": "integer", "minimum": 1 },
+                        "operators": { "type": "object", "additionalProperties": { "type": "integer", "minimum": 1 } }
+                    }
                 },
                 "Submission": {
                     "type": "object",

@@ -69,6 +69,8 @@ pub struct Coordinator {
     last_trigger: Instant,
     /// When the last checkpoint completed or was aborted.
     last_end: Option<Instant>,
+    /// The pending checkpoints that are savepoints: a newer checkpoint does not subsume them.
+    savepoints: std::collections::BTreeSet<CheckpointId>,
 }
 
 impl Coordinator {
@@ -88,6 +90,7 @@ impl Coordinator {
             next_id: first_id,
             last_trigger: now,
             last_end: None,
+            savepoints: std::collections::BTreeSet::new(),
         }
     }
 
@@ -109,7 +112,9 @@ impl Coordinator {
         // Once every source has finished no barrier can be injected: a checkpoint would only
         // complete when every task has finished, that is when the job is over.
         let source_running = (self.sources.iter().zip(&self.finished)).any(|(&s, &f)| s && !f);
-        self.pending.len() < limit && source_running
+        // No checkpoint is triggered while a savepoint is pending: none could overtake its
+        // barrier at a source, or complete before it.
+        self.pending.len() < limit && source_running && self.savepoints.is_empty()
     }
 
     /// When the driver should call [`Coordinator::poll`] next.
@@ -136,26 +141,45 @@ impl Coordinator {
             .collect();
         for id in expired {
             self.pending.remove(&id);
+            self.savepoints.remove(&id);
             self.last_end = Some(now);
             actions.push(Action::Abort(id, AbortReason::Timeout));
         }
         if self.may_trigger() && now >= self.next_trigger() {
-            let id = self.next_id;
-            self.next_id += 1;
-            self.last_trigger = now;
-            self.pending.insert(
-                id,
-                Pending {
-                    triggered: now,
-                    acked: self.finished.clone(),
-                    taken: vec![false; self.finished.len()],
-                },
-            );
-            actions.push(Action::Trigger(id));
-            // A job whose tasks have all finished but some: a trigger may complete at once.
-            actions.extend(self.complete_if_acked(id, now));
+            actions.extend(self.trigger(now));
         }
         actions
+    }
+
+    fn trigger(&mut self, now: Instant) -> Vec<Action> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.last_trigger = now;
+        self.pending.insert(
+            id,
+            Pending {
+                triggered: now,
+                acked: self.finished.clone(),
+                taken: vec![false; self.finished.len()],
+            },
+        );
+        let mut actions = vec![Action::Trigger(id)];
+        // A job whose tasks have all finished but some: a trigger may complete at once.
+        actions.extend(self.complete_if_acked(id, now));
+        actions
+    }
+
+    /// A savepoint: a checkpoint triggered now, whatever the schedule and the checkpoints
+    /// pending, that no newer checkpoint subsumes. Its id, and what to do; an error if no
+    /// source runs any more (no barrier could be injected).
+    pub fn savepoint(&mut self, now: Instant) -> Result<(CheckpointId, Vec<Action>), String> {
+        let source_running = (self.sources.iter().zip(&self.finished)).any(|(&s, &f)| s && !f);
+        if !source_running {
+            return Err("every source has finished: no barrier can be injected".into());
+        }
+        let id = self.next_id;
+        self.savepoints.insert(id);
+        Ok((id, self.trigger(now)))
     }
 
     /// Task `task` took its snapshot for checkpoint `id`: its state at the barrier, which its
@@ -181,6 +205,7 @@ impl Coordinator {
         if self.pending.remove(&id).is_none() {
             return Vec::new();
         }
+        self.savepoints.remove(&id);
         self.last_end = Some(now);
         vec![Action::Abort(id, AbortReason::Declined(why))]
     }
@@ -213,9 +238,15 @@ impl Coordinator {
             return Vec::new();
         }
         self.pending.remove(&id);
+        self.savepoints.remove(&id);
         self.last_end = Some(now);
         let mut actions = vec![Action::Complete(id)];
-        let older: Vec<CheckpointId> = self.pending.range(..id).map(|(&o, _)| o).collect();
+        let older: Vec<CheckpointId> = self
+            .pending
+            .range(..id)
+            .map(|(&o, _)| o)
+            .filter(|o| !self.savepoints.contains(o))
+            .collect();
         for o in older {
             self.pending.remove(&o);
             actions.push(Action::Abort(o, AbortReason::Subsumed));
@@ -303,6 +334,31 @@ mod tests {
             c.ack(6, 0, t0 + 310 * MS),
             [Action::Complete(6), Action::Abort(5, AbortReason::Subsumed)]
         );
+    }
+
+    #[test]
+    fn a_savepoint_is_triggered_at_once_and_never_subsumed() {
+        let t0 = Instant::now();
+        let mut c = Coordinator::new(schedule(100, 10_000, 0, 1), sources(1), 1, t0);
+        assert_eq!(c.poll(t0 + 100 * MS), [Action::Trigger(1)]);
+        // Whatever the schedule and the checkpoints pending.
+        let (id, actions) = c.savepoint(t0 + 110 * MS).unwrap();
+        assert_eq!((id, actions), (2, vec![Action::Trigger(2)]));
+        assert_eq!(c.ack(1, 0, t0 + 120 * MS), [Action::Complete(1)]);
+        assert_eq!(
+            c.poll(t0 + 220 * MS),
+            [],
+            "none while a savepoint is pending"
+        );
+        let (id, _) = c.savepoint(t0 + 230 * MS).unwrap();
+        assert_eq!(id, 3);
+        // Savepoint 3 completing first does not subsume savepoint 2.
+        assert_eq!(c.ack(3, 0, t0 + 240 * MS), [Action::Complete(3)]);
+        assert_eq!(c.ack(2, 0, t0 + 250 * MS), [Action::Complete(2)]);
+        assert_eq!(c.poll(t0 + 1_000 * MS), [Action::Trigger(4)]);
+        // Without a running source there is none.
+        c.finished(0, t0 + 260 * MS);
+        assert!(c.savepoint(t0 + 270 * MS).is_err());
     }
 
     #[test]

@@ -312,3 +312,112 @@ pub fn cancel(args: &ApiArgs, id: &str) -> Result<()> {
     println!("cancelling {id}");
     Ok(())
 }
+
+/// Waits for savepoint request `request` of job `id` to end; the savepoint's path.
+fn wait_request(client: &Client, id: &str, request: &str) -> Result<String> {
+    let path = format!(
+        "/v1/jobs/{}/savepoints/{}",
+        query_value(id),
+        query_value(request)
+    );
+    let since = std::time::Instant::now();
+    loop {
+        let r = client.get(&path)?;
+        match r["status"].as_str() {
+            Some("completed") => {
+                return r["path"]
+                    .as_str()
+                    .map(str::to_string)
+                    .context("the API did not say the savepoint's path");
+            }
+            Some("failed") => bail!(
+                "the savepoint failed: {}",
+                r["error"].as_str().unwrap_or("no cause given")
+            ),
+            _ if since.elapsed() > REQUEST_LIMIT => bail!(
+                "the savepoint did not complete within {} s (request {request} goes on)",
+                REQUEST_LIMIT.as_secs()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// How long the CLI waits for a savepoint.
+const REQUEST_LIMIT: Duration = Duration::from_secs(600);
+
+/// `weir savepoint JOB [--dir D]` and `weir stop JOB [--dir D]`: prints the savepoint's path
+/// (once the job has ended, for a stop).
+pub fn savepoint(args: &ApiArgs, id: &str, dir: Option<&Path>, stop: bool) -> Result<()> {
+    let client = Client::new(args)?;
+    let dir = match dir {
+        Some(d) => Some(std::path::absolute(d).context("--dir")?),
+        None => None,
+    };
+    let body = serde_json::json!({ "dir": dir.map(|d| d.display().to_string()) });
+    let route = if stop { "stop" } else { "savepoints" };
+    let answer = client.post_json(&format!("/v1/jobs/{}/{route}", query_value(id)), &body)?;
+    let request = answer["request"]
+        .as_str()
+        .context("the API did not say the request's id")?;
+    let path = wait_request(&client, id, request)?;
+    if stop {
+        let since = std::time::Instant::now();
+        loop {
+            let job = client.get(&format!("/v1/jobs/{}", query_value(id)))?;
+            if matches!(
+                job["status"].as_str(),
+                Some("finished" | "failed" | "cancelled")
+            ) {
+                break;
+            }
+            if since.elapsed() > REQUEST_LIMIT {
+                bail!("the job did not stop within {} s", REQUEST_LIMIT.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    println!("{path}");
+    Ok(())
+}
+
+/// `weir rescale JOB --parallelism N [--operator UID]`: a savepoint, then the job deployed
+/// again with the new parallelism; prints the savepoint's path once it runs again.
+pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str>) -> Result<()> {
+    let client = Client::new(args)?;
+    let body = match operator {
+        Some(uid) => serde_json::json!({ "operators": { uid: parallelism } }),
+        None => serde_json::json!({ "parallelism": parallelism }),
+    };
+    let job_path = format!("/v1/jobs/{}", query_value(id));
+    let before = client.get(&job_path)?["attempt"].as_u64().unwrap_or(0);
+    let answer = client.post_json(&format!("{job_path}/rescale"), &body)?;
+    let request = answer["request"]
+        .as_str()
+        .context("the API did not say the request's id")?;
+    let path = wait_request(&client, id, request)?;
+    let since = std::time::Instant::now();
+    loop {
+        let job = client.get(&job_path)?;
+        let status = job["status"].as_str().unwrap_or("");
+        if status == "running" && job["attempt"].as_u64().unwrap_or(0) > before {
+            break;
+        }
+        if matches!(status, "finished" | "failed" | "cancelled") {
+            bail!(
+                "job {id} {status} while being rescaled: {}",
+                job["why"].as_str().unwrap_or("no cause given")
+            );
+        }
+        if since.elapsed() > REQUEST_LIMIT {
+            bail!(
+                "the job did not run again within {} s",
+                REQUEST_LIMIT.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("job {id} runs rescaled, restored from the savepoint:");
+    println!("{path}");
+    Ok(())
+}

@@ -155,6 +155,37 @@ enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Take a savepoint of a running job; prints its path.
+    Savepoint {
+        job: String,
+        /// The directory to put it in (by default savepoints/ in the job's checkpoint
+        /// directory).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Stop a job with a savepoint; prints the savepoint's path once the job has stopped.
+    Stop {
+        job: String,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
+    /// Rescale a running job: a savepoint, then the job deployed again with the new
+    /// parallelism, restored from it.
+    Rescale {
+        job: String,
+        /// The new parallelism (of every node, or of --operator's).
+        #[arg(long, value_name = "N")]
+        parallelism: u32,
+        /// Only this node (by uid).
+        #[arg(long, value_name = "UID")]
+        operator: Option<String>,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Cancel a job.
     Cancel {
         job: String,
@@ -288,6 +319,16 @@ pub fn main() -> ExitCode {
         Command::List { api } => client::list(&api),
         Command::Status { job, json, api } => client::status(&api, &job, json),
         Command::Cancel { job, api } => client::cancel(&api, &job),
+        Command::Savepoint { job, dir, api } => {
+            client::savepoint(&api, &job, dir.as_deref(), false)
+        }
+        Command::Stop { job, dir, api } => client::savepoint(&api, &job, dir.as_deref(), true),
+        Command::Rescale {
+            job,
+            parallelism,
+            operator,
+            api,
+        } => client::rescale(&api, &job, parallelism, operator.as_deref()),
         Command::Coordinator {
             listen,
             data_dir,

@@ -76,6 +76,10 @@ pub struct Keeper {
     /// what its sinks pre-committed.
     finished: Vec<Option<FinishedTask>>,
     completed: Vec<CheckpointId>,
+    /// Savepoints triggered and not yet exported (or aborted): retention waits for them, since
+    /// a newer checkpoint may complete first and their files, or the files their deltas build
+    /// on, must stay until they are exported.
+    savepoints: std::collections::BTreeSet<CheckpointId>,
 }
 
 impl Keeper {
@@ -105,6 +109,7 @@ impl Keeper {
             tasks,
             pending: HashMap::new(),
             completed: Vec::new(),
+            savepoints: std::collections::BTreeSet::new(),
         }
     }
 
@@ -117,6 +122,28 @@ impl Keeper {
     pub fn poll(&mut self, now: Instant) -> Vec<Notice> {
         let actions = self.coordinator.poll(now);
         self.apply(actions)
+    }
+
+    /// Triggers a savepoint now (a checkpoint no newer one subsumes): its id, and the notices
+    /// for the tasks' sides.
+    pub fn savepoint(&mut self, now: Instant) -> Result<(CheckpointId, Vec<Notice>), String> {
+        let (id, actions) = self.coordinator.savepoint(now)?;
+        self.savepoints.insert(id);
+        Ok((id, self.apply(actions)))
+    }
+
+    /// Copies completed checkpoint `id` into the new directory `to` with `marker` as its
+    /// `_savepoint` file: a savepoint, self-contained, that retention never removes.
+    pub fn export(&mut self, id: CheckpointId, to: &Path, marker: &[u8]) -> Result<(), String> {
+        self.savepoints.remove(&id);
+        let meta = self
+            .dir
+            .metadata(id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("checkpoint {id} is not complete"))?;
+        self.dir
+            .export(&meta, to, marker)
+            .map_err(|e| format!("cannot write the savepoint: {e}"))
     }
 
     /// An acknowledgement from a task's side.
@@ -272,7 +299,9 @@ impl Keeper {
         self.completed.push(id);
         let keep = self.completed.len().saturating_sub(4);
         self.completed.drain(..keep);
-        self.dir.retain(self.settings.retain, Some(&self.attempt));
+        if self.savepoints.is_empty() {
+            self.dir.retain(self.settings.retain, Some(&self.attempt));
+        }
         let bytes = meta.bytes();
         tracing::debug!(
             checkpoint = id,
@@ -290,6 +319,7 @@ impl Keeper {
 
     fn abort(&mut self, id: CheckpointId, why: &AbortReason) {
         self.pending.remove(&id);
+        self.savepoints.remove(&id);
         self.dir.discard(id);
         match why {
             AbortReason::Subsumed => {

@@ -28,8 +28,21 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Finished,
+    /// Stopped by the user once a savepoint was taken (the message says which).
+    Stopped(String),
     Failed(String),
     Cancelled(String),
+}
+
+/// Why the parts of an attempt are being stopped on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ending {
+    /// The user cancels the job.
+    Cancel(String),
+    /// The user stops the job, a savepoint taken.
+    Stop(String),
+    /// The job is deployed again (rescaled), from a savepoint: not a failure.
+    Redeploy(String),
 }
 
 #[derive(Debug)]
@@ -52,8 +65,8 @@ pub struct JobRun {
     attempt: u32,
     /// Why each failed attempt failed.
     failures: Vec<String>,
-    /// Set once the job is being cancelled.
-    cancelled: Option<String>,
+    /// Set once the job is being cancelled, stopped or redeployed.
+    ending: Option<Ending>,
     phase: Phase,
 }
 
@@ -63,7 +76,7 @@ impl JobRun {
             restart,
             attempt: 0,
             failures: Vec::new(),
-            cancelled: None,
+            ending: None,
             phase: Phase::Between,
         }
     }
@@ -129,12 +142,37 @@ impl JobRun {
         }
     }
 
-    /// The user cancels the job.
+    /// The user cancels the job (a stop or a redeployment under way becomes a cancellation).
     pub fn cancel(&mut self, why: String) -> Vec<Action> {
-        if self.cancelled.is_some() || self.is_ended() {
+        if matches!(self.ending, Some(Ending::Cancel(_))) || self.is_ended() {
             return Vec::new();
         }
-        self.cancelled = Some(why.clone());
+        self.end_parts(Ending::Cancel(why))
+    }
+
+    /// The user stops the job, a savepoint (`why` says which) taken: its parts are cancelled,
+    /// and it ends as stopped.
+    pub fn stop(&mut self, why: String) -> Vec<Action> {
+        if self.ending.is_some() || self.is_ended() {
+            return Vec::new();
+        }
+        self.end_parts(Ending::Stop(why))
+    }
+
+    /// The job is to be deployed again (rescaled from a savepoint): its parts are cancelled,
+    /// then it restarts at once, which counts as no failure.
+    pub fn redeploy(&mut self, why: String) -> Vec<Action> {
+        if self.ending.is_some() || self.is_ended() {
+            return Vec::new();
+        }
+        self.end_parts(Ending::Redeploy(why))
+    }
+
+    fn end_parts(&mut self, ending: Ending) -> Vec<Action> {
+        let why = match &ending {
+            Ending::Cancel(why) | Ending::Stop(why) | Ending::Redeploy(why) => why.clone(),
+        };
+        self.ending = Some(ending);
         match &self.phase {
             Phase::Running { waiting, .. } if !waiting.is_empty() => vec![Action::Cancel {
                 workers: waiting.iter().cloned().collect(),
@@ -154,7 +192,7 @@ impl JobRun {
         let mut actions = Vec::new();
         if let Some(why) = failed
             && failure.is_none()
-            && self.cancelled.is_none()
+            && self.ending.is_none()
         {
             *failure = Some(why.clone());
             if !waiting.is_empty() {
@@ -175,9 +213,26 @@ impl JobRun {
             Phase::Between => None,
             _ => return Vec::new(),
         };
-        if let Some(why) = self.cancelled.clone() {
-            self.phase = Phase::Ended;
-            return vec![Action::End(Outcome::Cancelled(why))];
+        match self.ending.take() {
+            Some(Ending::Cancel(why)) => {
+                self.ending = Some(Ending::Cancel(why.clone()));
+                self.phase = Phase::Ended;
+                return vec![Action::End(Outcome::Cancelled(why))];
+            }
+            Some(Ending::Stop(why)) => {
+                self.phase = Phase::Ended;
+                return vec![Action::End(Outcome::Stopped(why))];
+            }
+            Some(Ending::Redeploy(why)) => {
+                self.attempt += 1;
+                self.phase = Phase::Between;
+                return vec![Action::Restart {
+                    attempt: self.attempt,
+                    delay: Duration::ZERO,
+                    cause: why,
+                }];
+            }
+            None => {}
         }
         let Some(why) = failure else {
             if matches!(self.phase, Phase::Between) {
@@ -340,5 +395,43 @@ mod tests {
             panic!("{end:?}")
         };
         assert!(why.contains("attempt 2: the job needs 4 slots"), "{why}");
+    }
+
+    #[test]
+    fn a_stop_ends_the_job_once_its_parts_have_ended_and_a_redeployment_restarts_it() {
+        let mut run = JobRun::new(RestartStrategy::None);
+        run.deployed(workers(&["a", "b"]));
+        assert_eq!(
+            run.redeploy("rescaled".into()),
+            vec![Action::Cancel {
+                workers: workers(&["a", "b"]),
+                why: "rescaled".into()
+            }]
+        );
+        // A second request while one is under way changes nothing.
+        assert_eq!(run.stop("x".into()), vec![]);
+        assert_eq!(run.part_ended(0, "a", PartOutcome::Cancelled), vec![]);
+        // Not a failure, whatever the restart strategy (none here).
+        assert_eq!(
+            run.part_ended(0, "b", failed("cancelled mid-write")),
+            vec![Action::Restart {
+                attempt: 1,
+                delay: Duration::ZERO,
+                cause: "rescaled".into()
+            }]
+        );
+        run.deployed(workers(&["a"]));
+        assert_eq!(
+            run.stop("savepoint sp-1".into()),
+            vec![Action::Cancel {
+                workers: workers(&["a"]),
+                why: "savepoint sp-1".into()
+            }]
+        );
+        assert_eq!(
+            run.part_ended(1, "a", PartOutcome::Cancelled),
+            vec![Action::End(Outcome::Stopped("savepoint sp-1".into()))]
+        );
+        assert!(run.is_ended());
     }
 }

@@ -6,6 +6,7 @@ pub mod checkpoints;
 pub mod deploy;
 pub mod jobs;
 pub mod membership;
+pub mod savepoints;
 pub mod scheduler;
 pub mod server;
 pub mod service;

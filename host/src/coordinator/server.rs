@@ -100,6 +100,7 @@ pub fn run(
             links: Mutex::default(),
             jobs: Mutex::default(),
             views: Mutex::default(),
+            requests: Mutex::default(),
             blobs: Blobs::new(options.data_dir.join("components")),
             slot_wait: (options.heartbeat_timeout * 3).max(Duration::from_secs(10)),
             store,
@@ -157,6 +158,8 @@ pub(super) struct Shared {
     pub(super) links: Mutex<HashMap<String, (usize, mpsc::UnboundedSender<ToWorker>)>>,
     /// The jobs running, by id: where their events go.
     pub(super) jobs: Mutex<HashMap<String, mpsc::UnboundedSender<JobEvent>>>,
+    /// The savepoint requests (of the API), by id.
+    pub(super) requests: Mutex<super::savepoints::Requests>,
     /// What is known of each job submitted since the coordinator started (or resumed).
     pub(super) views: Mutex<HashMap<String, super::view::JobView>>,
     /// The components submitted, by content hash.
@@ -277,6 +280,14 @@ pub(super) enum JobEvent {
     Cancel(String),
     /// Another client follows the job.
     Follow(mpsc::UnboundedSender<ToClient>),
+    /// Take a savepoint (into `dir`, else the default), for `purpose`; `reply` says whether it
+    /// was triggered (then request `request` follows it), or why not.
+    Savepoint {
+        request: String,
+        dir: Option<PathBuf>,
+        purpose: super::savepoints::Purpose,
+        reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Declares lost the workers whose heartbeats stopped.

@@ -3,10 +3,12 @@
 //! cancelling. Each call answers at once from what the coordinator holds, or with a
 //! [`ServiceError`] that says which HTTP status it is.
 
+use super::savepoints::{Purpose, Request, RequestStatus};
 use super::server::{JobEvent, Shared, lock};
 use super::store::{Artifact, JobState};
 use super::view::{CheckpointInfo, JobView, Status};
 use crate::plan::JobGraph;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -212,6 +214,166 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+impl Cluster {
+    /// Takes a savepoint of job `id` (into `dir`, else `savepoints/` of its checkpoint
+    /// directory), for `purpose`: the request's id, to poll.
+    async fn request(
+        &self,
+        id: &str,
+        dir: Option<PathBuf>,
+        purpose: Purpose,
+    ) -> Result<String, ServiceError> {
+        let view = self.job(id)?;
+        if view.status.is_ended() {
+            return Err(ServiceError::Conflict(format!("job {id} has ended")));
+        }
+        let checkpoints = self
+            .shared
+            .store
+            .get(id)
+            .ok()
+            .flatten()
+            .is_some_and(|j| j.graph.checkpoint.is_some());
+        if !checkpoints {
+            return Err(ServiceError::Conflict(format!(
+                "job {id} does not checkpoint: savepoints need its manifest's [checkpoint] section (the state is taken by checkpoint barriers)"
+            )));
+        }
+        if let Some(d) = &dir
+            && !d.is_absolute()
+        {
+            return Err(ServiceError::Invalid(format!(
+                "dir {}: an absolute path that the coordinator and the workers reach",
+                d.display()
+            )));
+        }
+        let request = format!("{}-{}", purpose.name(), random_hex());
+        lock(&self.shared.requests).add(Request {
+            request: request.clone(),
+            job: id.to_string(),
+            kind: purpose.name(),
+            checkpoint: None,
+            status: RequestStatus::InProgress,
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.shared.to_job(
+            id,
+            JobEvent::Savepoint {
+                request: request.clone(),
+                dir,
+                purpose,
+                reply,
+            },
+        );
+        // No answer: the job's run is between attempts, or ending.
+        let answer = match sent {
+            true => tokio::time::timeout(std::time::Duration::from_secs(10), answer)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            false => None,
+        };
+        match answer {
+            Some(Ok(())) => Ok(request),
+            Some(Err(why)) => {
+                lock(&self.shared.requests).remove(&request);
+                Err(ServiceError::Conflict(format!("job {id}: {why}")))
+            }
+            None => {
+                lock(&self.shared.requests).remove(&request);
+                Err(ServiceError::Conflict(format!(
+                    "job {id} is not running (restarting, or ending): try again once it runs"
+                )))
+            }
+        }
+    }
+
+    /// Triggers a savepoint of job `id`: the request's id.
+    pub async fn savepoint(&self, id: &str, dir: Option<PathBuf>) -> Result<String, ServiceError> {
+        self.request(id, dir, Purpose::Savepoint).await
+    }
+
+    /// Stops job `id` with a savepoint: the request's id.
+    pub async fn stop(&self, id: &str, dir: Option<PathBuf>) -> Result<String, ServiceError> {
+        self.request(id, dir, Purpose::Stop).await
+    }
+
+    /// Rescales job `id`: every node to `parallelism`, then each of `operators` (by uid) to
+    /// its own; a savepoint, then the job deployed again from it. The request's id.
+    pub async fn rescale(
+        &self,
+        id: &str,
+        parallelism: Option<u32>,
+        operators: &BTreeMap<String, u32>,
+    ) -> Result<String, ServiceError> {
+        let job = self
+            .shared
+            .store
+            .get(id)
+            .ok()
+            .flatten()
+            .ok_or_else(|| no_job(id))?;
+        let held = super::scheduler::slots_needed(&crate::plan::ExecutionGraph::build(&job.graph));
+        let mut graph = job.graph;
+        if parallelism.is_none() && operators.is_empty() {
+            return Err(ServiceError::Invalid(
+                "say the new `parallelism`, or `operators` with a parallelism per uid".into(),
+            ));
+        }
+        let max = graph.max_parallelism;
+        let check = |what: &str, p: u32| {
+            if p == 0 || p > max {
+                Err(ServiceError::Invalid(format!(
+                    "{what}: parallelism {p} is not within 1..={max} (job.max_parallelism: the key groups)"
+                )))
+            } else {
+                Ok(p)
+            }
+        };
+        if let Some(p) = parallelism {
+            let p = check("the job", p)?;
+            for n in &mut graph.nodes {
+                n.parallelism = p;
+            }
+        }
+        for (uid, &p) in operators {
+            let p = check(uid, p)?;
+            let node = graph
+                .nodes
+                .iter_mut()
+                .find(|n| n.uid == *uid)
+                .ok_or_else(|| ServiceError::NotFound(format!("job {id} has no node `{uid}`")))?;
+            node.parallelism = p;
+        }
+        graph.check_shape().map_err(ServiceError::Invalid)?;
+        let needed = super::scheduler::slots_needed(&crate::plan::ExecutionGraph::build(&graph));
+        let free: u32 = self.shared.members().offers().iter().map(|o| o.free).sum();
+        if needed > free + held {
+            return Err(ServiceError::Unavailable(format!(
+                "the rescaled job needs {needed} slots; it holds {held} and {free} are free"
+            )));
+        }
+        self.request(id, None, Purpose::Rescale(Box::new(graph)))
+            .await
+    }
+
+    /// Savepoint request `request` of job `id`.
+    pub fn request_status(&self, id: &str, request: &str) -> Result<Request, ServiceError> {
+        lock(&self.shared.requests)
+            .get(request)
+            .filter(|r| r.job == id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("no request {request} of job {id}")))
+    }
+}
+
+/// 8 random hex digits.
+fn random_hex() -> String {
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn no_job(id: &str) -> ServiceError {

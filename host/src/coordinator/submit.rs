@@ -6,6 +6,7 @@
 
 use super::checkpoints::{JobInfo, Keeper, Notice, TaskName, publish_sinks};
 use super::jobs::{Action, JobRun, Outcome};
+use super::savepoints::{Purpose, RequestStatus};
 use super::scheduler::{place, slots_needed};
 use super::server::{JobEvent, Shared, lock};
 use super::store::{JobState, StoredJob};
@@ -601,7 +602,7 @@ fn keeper(graph: &JobGraph, id: &str, attempt: u32, first: u64) -> Option<Keeper
 async fn drive(
     shared: Arc<Shared>,
     id: String,
-    graph: JobGraph,
+    mut graph: JobGraph,
     mut run: JobRun,
     mut held: Vec<(String, u32)>,
     run_first: u64,
@@ -620,6 +621,8 @@ async fn drive(
         }
     }
     let mut progress: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    // Savepoints in flight, by checkpoint id; a rescale's graph and savepoint once taken.
+    let mut savepoints = Savepoints::default();
     let notify = |held: &[(String, u32)], attempt: u32, notices: Vec<Notice>| {
         for notice in notices {
             if let Notice::Complete { summary } = &notice {
@@ -676,12 +679,31 @@ async fn drive(
                     // Recorded before any worker hears of it, so that a restarted
                     // coordinator never deploys an attempt number twice.
                     let _ = shared.store.update(&id, |j| j.attempt = attempt);
+                    // A rescale: the new graph, from its savepoint.
+                    let rescaled = savepoints.rescale.take().map(|(g, restore)| {
+                        graph = *g;
+                        let _ = shared.store.update(&id, |j| j.graph = graph.clone());
+                        shared.view(&id, |v| v.set_graph(&graph));
+                        let newest = graph
+                            .checkpoint
+                            .as_ref()
+                            .map_or(1, |c| CheckpointDir::new(&c.dir).next_id());
+                        AttemptPlan {
+                            attempt,
+                            first_checkpoint: newest.max(restore.id + 1),
+                            restore: Some(restore),
+                        }
+                    });
                     let deadline = tokio::time::Instant::now() + delay + shared.slot_wait;
                     let mut not_before = tokio::time::Instant::now() + delay;
                     let deployed = loop {
                         tokio::select! {
                             () = tokio::time::sleep_until(not_before) => {
-                                let plan = match next_attempt(&graph, attempt, run_first) {
+                                let plan = match &rescaled {
+                                    Some(plan) => Ok(plan.clone()),
+                                    None => next_attempt(&graph, attempt, run_first),
+                                };
+                                let plan = match plan {
                                     Ok(plan) => plan,
                                     Err(why) => break Some(Err(why)),
                                 };
@@ -734,6 +756,7 @@ async fn drive(
                     }
                 }
                 Action::End(outcome) => {
+                    savepoints.fail_all(&shared, "the job ended before the savepoint completed");
                     let finished = outcome == Outcome::Finished;
                     let published = keeper.take().map_or(Ok(()), |k| k.finish(finished));
                     release(&shared, &std::mem::take(&mut held));
@@ -742,6 +765,17 @@ async fn drive(
                         (Outcome::Finished, Err(why)) => Outcome::Failed(why),
                         (outcome, _) => outcome,
                     };
+                    if let (Outcome::Stopped(_), Some(at)) = (&outcome, savepoints.stopped_at) {
+                        // Stopped: the sinks hold their output up to the savepoint, nothing
+                        // in progress (what a restore from it would make of them anyway).
+                        for node in &graph.nodes {
+                            if let NodeKind::Sink(config) = &node.kind
+                                && let Err(e) = prepare_sink(config, Some(at))
+                            {
+                                tracing::warn!(job = %id, "sink `{}`: {e}", node.uid);
+                            }
+                        }
+                    }
                     if let (false, Some(c)) = (finished, &graph.checkpoint)
                         && !c.retain_on_cancel
                     {
@@ -754,19 +788,24 @@ async fn drive(
                     }
                     let _ = shared.store.update(&id, |j| {
                         j.state = match &outcome {
-                            Outcome::Finished => JobState::Finished,
+                            Outcome::Finished | Outcome::Stopped(_) => JobState::Finished,
                             Outcome::Failed(why) => JobState::Failed { why: why.clone() },
                             Outcome::Cancelled(why) => JobState::Cancelled { why: why.clone() },
                         }
                     });
                     shared.view(&id, |v| match &outcome {
                         Outcome::Finished => v.ended(Status::Finished, None),
+                        Outcome::Stopped(why) => v.ended(Status::Finished, Some(why.clone())),
                         Outcome::Failed(why) => v.ended(Status::Failed, Some(why.clone())),
                         Outcome::Cancelled(why) => v.ended(Status::Cancelled, Some(why.clone())),
                     });
                     let message = match outcome {
                         Outcome::Finished => {
                             tracing::info!(job = %id, "job finished");
+                            ToClient::Finished
+                        }
+                        Outcome::Stopped(why) => {
+                            tracing::info!(job = %id, "job {why}");
                             ToClient::Finished
                         }
                         Outcome::Failed(why) => {
@@ -789,6 +828,7 @@ async fn drive(
             () = sleep_until_instant(wakeup) => {
                 if let Some(k) = keeper.as_mut() {
                     let notices = k.poll(std::time::Instant::now());
+                    actions.extend(savepoints.settle(&shared, &id, &graph, k, &notices, &mut run));
                     notify(&held, run.attempt(), notices);
                 }
                 continue;
@@ -809,6 +849,7 @@ async fn drive(
             JobEvent::Ack { attempt: a, ack } if a == attempt => {
                 if let Some(k) = keeper.as_mut() {
                     let notices = k.receive(ack, std::time::Instant::now());
+                    actions.extend(savepoints.settle(&shared, &id, &graph, k, &notices, &mut run));
                     notify(&held, attempt, notices);
                 }
             }
@@ -834,6 +875,137 @@ async fn drive(
             }
             JobEvent::Progress { .. } => {}
             JobEvent::Follow(c) => lock(&clients).push(c),
+            JobEvent::Savepoint {
+                request,
+                dir,
+                purpose,
+                reply,
+            } => {
+                let triggered = match keeper.as_mut() {
+                    None => Err("the job is between attempts (restarting): try again once it runs".to_string()),
+                    Some(_) if savepoints.ending() && !matches!(purpose, Purpose::Savepoint) => {
+                        Err("the job is already being stopped or rescaled".to_string())
+                    }
+                    Some(k) => k.savepoint(std::time::Instant::now()).map(|(checkpoint, notices)| {
+                        let target = super::savepoints::target(dir.as_deref(), &graph, &id, checkpoint);
+                        tracing::info!(job = %id, checkpoint, "{} requested: savepoint to {}", purpose.name(), target.display());
+                        lock(&shared.requests).update(&request, |r| r.checkpoint = Some(checkpoint));
+                        if !matches!(purpose, Purpose::Savepoint) {
+                            shared.view(&id, |v| v.status = Status::Stopping);
+                        }
+                        savepoints.pending.insert(checkpoint, (request, target, purpose));
+                        notify(&held, attempt, notices);
+                    }),
+                };
+                let _ = reply.send(triggered);
+            }
+        }
+    }
+}
+
+/// The savepoints a job's run has in flight, by checkpoint id: the request, where the
+/// savepoint goes, what it is for; and a rescale's graph and savepoint once taken.
+#[derive(Default)]
+struct Savepoints {
+    pending: std::collections::HashMap<u64, (String, PathBuf, Purpose)>,
+    rescale: Option<(Box<JobGraph>, Restore)>,
+    /// The checkpoint of the savepoint a stop was taken with.
+    stopped_at: Option<u64>,
+}
+
+impl Savepoints {
+    /// Whether a stop or a rescale is under way.
+    fn ending(&self) -> bool {
+        self.rescale.is_some()
+            || self
+                .pending
+                .values()
+                .any(|(_, _, p)| !matches!(p, Purpose::Savepoint))
+    }
+
+    /// The keeper's `notices`: a savepoint's checkpoint completed is exported (then the job
+    /// stops, or is redeployed, as asked), one aborted fails its request.
+    fn settle(
+        &mut self,
+        shared: &Shared,
+        id: &str,
+        graph: &JobGraph,
+        keeper: &mut Keeper,
+        notices: &[Notice],
+        run: &mut JobRun,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for notice in notices {
+            let (checkpoint, completed) = match notice {
+                Notice::Complete { summary } => (summary.id, true),
+                Notice::Abort { id } => (*id, false),
+                Notice::Trigger { .. } => continue,
+            };
+            let Some((request, target, purpose)) = self.pending.remove(&checkpoint) else {
+                continue;
+            };
+            let exported = if completed {
+                let marker = super::savepoints::marker(id, graph, checkpoint);
+                keeper.export(checkpoint, &target, &marker)
+            } else {
+                Err(format!(
+                    "its checkpoint {checkpoint} was aborted (timed out, or a task declined it: see the coordinator's log)"
+                ))
+            };
+            let status = match &exported {
+                Ok(()) => {
+                    let path = target.display().to_string();
+                    tracing::info!(job = %id, checkpoint, "savepoint taken: {path}");
+                    shared.view(id, |v| {
+                        v.savepoints.push(super::view::SavepointInfo {
+                            id: checkpoint,
+                            path: path.clone(),
+                            completed_ms: super::view::now_ms(),
+                        })
+                    });
+                    RequestStatus::Completed { path }
+                }
+                Err(why) => {
+                    tracing::warn!(job = %id, checkpoint, "savepoint failed: {why}");
+                    if !matches!(purpose, Purpose::Savepoint) {
+                        shared.view(id, |v| v.status = Status::Running);
+                    }
+                    RequestStatus::Failed { error: why.clone() }
+                }
+            };
+            lock(&shared.requests).update(&request, |r| r.status = status);
+            if exported.is_err() {
+                continue;
+            }
+            let path = target.display().to_string();
+            match purpose {
+                Purpose::Savepoint => {}
+                Purpose::Stop => {
+                    self.stopped_at = Some(checkpoint);
+                    actions.extend(run.stop(format!("stopped with savepoint {path}")));
+                }
+                Purpose::Rescale(g) => {
+                    self.rescale = Some((
+                        g,
+                        Restore {
+                            path: target.join(format!("chk-{checkpoint}")),
+                            id: checkpoint,
+                            allow_non_restored_state: false,
+                        },
+                    ));
+                    actions.extend(run.redeploy(format!("rescaled from savepoint {path}")));
+                }
+            }
+        }
+        actions
+    }
+
+    /// The job ended: the savepoints in flight will not complete.
+    fn fail_all(&mut self, shared: &Shared, why: &str) {
+        for (_, (request, _, _)) in self.pending.drain() {
+            lock(&shared.requests).update(&request, |r| {
+                r.status = RequestStatus::Failed { error: why.into() }
+            });
         }
     }
 }

@@ -331,6 +331,58 @@ impl CheckpointDir {
             .map_err(io(&dir))
     }
 
+    /// Copies complete checkpoint `meta` into a new directory `to`, a checkpoint directory of
+    /// its own holding that checkpoint alone, with every file it reads (the bases of its
+    /// deltas, finished tasks' files) at the same relative paths: a savepoint, which nothing
+    /// in this directory refers to or removes. Files are hard-linked where the file system
+    /// allows it (they are never written again), copied and synced elsewhere. `marker` is
+    /// written as `to/_savepoint`. The directory appears whole or not at all (it is built
+    /// beside `to` and renamed).
+    pub fn export(&self, meta: &Metadata, to: &Path, marker: &[u8]) -> Result<(), CheckpointError> {
+        if to.exists() {
+            return Err(CheckpointError::Io {
+                path: to.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::AlreadyExists, "already exists"),
+            });
+        }
+        let parent = to.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        let name = to
+            .file_name()
+            .map_or_else(|| "savepoint".into(), |n| n.to_string_lossy().to_string());
+        let building = parent.join(format!(".{name}.inprogress"));
+        let _ = fs::remove_dir_all(&building);
+        let result = (|| {
+            for file in meta.tasks.iter().flat_map(TaskFile::chain) {
+                let (from, into) = (self.root.join(&file.file), building.join(&file.file));
+                if into.exists() {
+                    continue;
+                }
+                let dir = into.parent().unwrap_or(&building);
+                fs::create_dir_all(dir).map_err(io(dir))?;
+                if fs::hard_link(&from, &into).is_err() {
+                    fs::copy(&from, &into).map_err(io(&from))?;
+                    fs::File::open(&into)
+                        .and_then(|f| f.sync_all())
+                        .map_err(io(&into))?;
+                }
+            }
+            let marker_path = building.join("_savepoint");
+            fs::write(&marker_path, marker).map_err(io(&marker_path))?;
+            let target = CheckpointDir::new(&building);
+            target.begin(meta.id)?;
+            target.complete(meta)?;
+            fs::rename(&building, to).map_err(io(to))?;
+            fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io(parent))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&building);
+        }
+        result
+    }
+
     /// Removes checkpoint `id` and its files.
     pub fn discard(&self, id: u64) {
         let _ = fs::remove_dir_all(self.chk(id));
@@ -737,9 +789,25 @@ mod tests {
         let r = dir.latest().unwrap();
         assert_eq!(r.metadata.id, 2);
         assert_eq!(restored_values(&r), [(vec![2], vec![2])]);
+        // Exported, with its base, it stands alone: retention here never touches it.
+        let saved = tmp.path().join("savepoints/sp-2");
+        dir.export(&r.metadata, &saved, b"{}").unwrap();
+        let sp = CheckpointDir::new(&saved);
+        let r2 = sp.latest().unwrap();
+        assert_eq!(r2.metadata, r.metadata);
+        assert_eq!(restored_values(&r2), [(vec![2], vec![2])]);
+        assert!(saved.join("_savepoint").exists());
+        assert!(
+            dir.export(&r.metadata, &saved, b"{}").is_err(),
+            "never overwritten"
+        );
+        checkpoint(&dir, 4, 4, true);
+        dir.retain(1, None);
+        assert!(!tmp.path().join("chk-1/op-0.redb").exists());
+        assert_eq!(sp.latest().unwrap().metadata.id, 2);
         // A damaged base fails the delta too, by the base file's name.
-        fs::write(tmp.path().join("chk-1/op-0.redb"), b"x").unwrap();
-        let e = dir.latest().unwrap_err().to_string();
+        fs::write(saved.join("chk-1/op-0.redb"), b"x").unwrap();
+        let e = sp.latest().unwrap_err().to_string();
         assert!(e.contains("chk-1/op-0.redb"), "{e}");
     }
 
