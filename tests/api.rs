@@ -928,3 +928,108 @@ fn savepoint_requests_a_job_cannot_serve_are_refused() {
         "{listed:?}"
     );
 }
+
+/// A postcard varint (how the Rust SDK keeps a `u64` in state), from hex.
+fn decode_varint(hex: &str) -> u64 {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    varint(&bytes)
+}
+
+/// Live keyed state, read over HTTP while the word count runs on two workers: each value read
+/// is a running count the sink publishes; an unknown key, state or operator is a 404.
+#[test]
+fn live_keyed_state_is_read_over_http() {
+    let dir = scratch();
+    let (manifest, text) = slow_wordcount(dir.path(), "memory");
+    // Slower still: the job runs while it is queried.
+    let slower = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("delay_us = 10", "delay_us = 40");
+    std::fs::write(&manifest, slower).unwrap();
+    let (_cluster, api, id) = submit_running(dir.path(), &manifest, &[1, 1]);
+    let counts = count_words(&text);
+    let mut words: Vec<&str> = counts.keys().map(String::as_str).collect();
+    words.sort();
+    let words: Vec<&str> = words.into_iter().step_by(97).take(40).collect();
+    for (path, why) in [
+        (
+            format!("/v1/jobs/{id}/state/count/count?key=no-such-word-zz"),
+            "an unknown key",
+        ),
+        (
+            format!("/v1/jobs/{id}/state/count/nope?key={}", words[0]),
+            "an unknown state",
+        ),
+        (
+            format!("/v1/jobs/{id}/state/nope/count?key={}", words[0]),
+            "an unknown operator",
+        ),
+        (
+            format!("/v1/jobs/{id}/state/out/count?key={}", words[0]),
+            "a sink",
+        ),
+        (
+            format!("/v1/jobs/nope/state/count/count?key={}", words[0]),
+            "an unknown job",
+        ),
+    ] {
+        let a = api.get(&path);
+        assert_eq!(a.status, 404, "{why}: {a:?}");
+    }
+    for bad in ["", "?key_hex=zz", "?key=a&key_hex=61"] {
+        let a = api.get(&format!("/v1/jobs/{id}/state/count/count{bad}"));
+        assert_eq!(a.status, 400, "{bad}: {a:?}");
+    }
+    let mut reads: Vec<(String, u64)> = Vec::new();
+    let mut workers = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        for w in &words {
+            let a = api.get(&format!("/v1/jobs/{id}/state/count/count?key={w}"));
+            match a.status {
+                200 => {
+                    assert_eq!(a.json["kind"], "value", "{a:?}");
+                    assert_eq!(a.json["key_utf8"], *w);
+                    workers.insert(a.json["worker"].as_str().unwrap().to_string());
+                    reads.push((
+                        w.to_string(),
+                        decode_varint(a.json["value_hex"].as_str().unwrap()),
+                    ));
+                }
+                // Not counted yet.
+                404 => assert_eq!(a.json["error"]["code"], "not_found", "{a:?}"),
+                // The subtask owning the key, or the job, ended meanwhile (a slow machine):
+                // what was read still counts.
+                409 => {}
+                _ => panic!("{w}: {a:?}\n{}", api.get(&format!("/v1/jobs/{id}")).json),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(reads.len() >= 20, "{reads:?}");
+    assert_eq!(
+        workers.len(),
+        2,
+        "keys are read from both workers' subtasks"
+    );
+    let job = api.wait_end(&id, Duration::from_secs(120));
+    assert_eq!(job["status"], "finished", "{job}");
+    let published = published(dir.path());
+    let published: std::collections::HashSet<&str> = published.iter().map(String::as_str).collect();
+    let counts = count_words(&text);
+    for (word, count) in &reads {
+        assert!(
+            *count >= 1 && *count <= counts[word.as_str()],
+            "{word} {count}"
+        );
+        assert!(
+            published.contains(format!("{word} {count}").as_str()),
+            "{word} {count}"
+        );
+    }
+    // Once the job has ended, its state is no longer read.
+    let a = api.get(&format!("/v1/jobs/{id}/state/count/count?key={}", words[0]));
+    assert_eq!(a.status, 409, "{a:?}");
+}

@@ -532,15 +532,6 @@ fn a_full_disk_fails_checkpoints_while_the_job_goes_on() {
     assert_running_counts(&published(dir.path()), &count_words(&text), 1);
 }
 
-/// An unsigned LEB128 varint, as the Rust SDK's `ValueState<u64>` stores counts.
-fn varint(bytes: &[u8]) -> u64 {
-    bytes
-        .iter()
-        .enumerate()
-        .map(|(i, b)| u64::from(b & 0x7f) << (7 * i))
-        .sum()
-}
-
 #[test]
 fn aligned_checkpoints_reflect_exactly_the_records_before_their_barriers() {
     // A fast file source (lines "a") and a slow branch (a datagen into an operator that sleeps

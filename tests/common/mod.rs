@@ -477,3 +477,12 @@ pub fn published(dir: &Path) -> Vec<String> {
     assert!(hidden.is_empty(), "left in progress: {hidden:?}");
     sink_lines(&out)
 }
+
+/// An unsigned LEB128 varint, as the Rust SDK's `ValueState<u64>` stores counts.
+pub fn varint(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .enumerate()
+        .map(|(i, b)| u64::from(b & 0x7f) << (7 * i))
+        .sum()
+}

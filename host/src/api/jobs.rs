@@ -420,3 +420,94 @@ pub(super) async fn savepoint_status(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(api.cluster.request_status(&id, &request)?))
 }
+
+/// Bytes as JSON: hex, and UTF-8 text when they are.
+fn bytes_json(prefix: &str, bytes: &[u8]) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert(
+        format!("{prefix}_hex"),
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into(),
+    );
+    m.insert(
+        format!("{prefix}_utf8"),
+        std::str::from_utf8(bytes).map_or(serde_json::Value::Null, |t| t.into()),
+    );
+    m
+}
+
+/// The bytes of a query parameter given as text (`name`) or hex (`name_hex`).
+fn key_param(
+    query: &std::collections::HashMap<String, String>,
+    name: &str,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    match (query.get(name), query.get(&format!("{name}_hex"))) {
+        (Some(_), Some(_)) => Err(ApiError::invalid(format!(
+            "give `{name}` or `{name}_hex`, not both"
+        ))),
+        (Some(text), None) => Ok(Some(text.as_bytes().to_vec())),
+        (None, Some(hex)) => {
+            let hex = hex.trim();
+            if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ApiError::invalid(format!("`{name}_hex` is not hex")));
+            }
+            Ok(Some(
+                (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0))
+                    .collect(),
+            ))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// `GET /v1/jobs/{id}/state/{operator}/{state}?key=...` (or `key_hex`; `map_key` or
+/// `map_key_hex` for one entry of map state): the key's value in a running job.
+pub(super) async fn state(
+    State(api): State<Shared>,
+    Param((id, operator, state)): Param<(String, String, String)>,
+    super::QueryMap(query): super::QueryMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let key = key_param(&query, "key")?
+        .ok_or_else(|| ApiError::invalid("say which key: `?key=` (text) or `?key_hex=`"))?;
+    let map_key = key_param(&query, "map_key")?;
+    let read = api
+        .cluster
+        .query(&id, &operator, &state, key.clone(), map_key)
+        .await?;
+    let mut out = serde_json::Map::new();
+    out.insert("operator".into(), operator.into());
+    out.insert("state".into(), state.into());
+    out.extend(bytes_json("key", &key));
+    out.insert("key_group".into(), read.key_group.into());
+    out.insert("subtask".into(), read.subtask.into());
+    out.insert("worker".into(), read.worker.into());
+    match read.answer {
+        crate::net::control::StateAnswer::Value { value } => {
+            out.insert("kind".into(), "value".into());
+            out.extend(bytes_json("value", &value));
+        }
+        crate::net::control::StateAnswer::Map { entries } => {
+            out.insert("kind".into(), "map".into());
+            let entries: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let mut e = bytes_json("map_key", k);
+                    e.extend(bytes_json("value", v));
+                    serde_json::Value::Object(e)
+                })
+                .collect();
+            out.insert("entries".into(), entries.into());
+        }
+        other => {
+            return Err(ApiError::unavailable(format!(
+                "an unexpected answer: {other:?}"
+            )));
+        }
+    }
+    Ok(axum::Json(serde_json::Value::Object(out)))
+}

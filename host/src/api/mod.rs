@@ -139,6 +139,11 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
         ),
         ("post", "/v1/jobs/{id}/stop", post(jobs::stop)),
         ("post", "/v1/jobs/{id}/rescale", post(jobs::rescale)),
+        (
+            "get",
+            "/v1/jobs/{id}/state/{operator}/{state}",
+            get(jobs::state),
+        ),
     ]
 }
 

@@ -142,6 +142,13 @@ const OPS: &[Op] = &[
         body: Body::Json("RescaleRequest"),
         ok: "202",
     },
+    Op {
+        method: "get",
+        path: "/v1/jobs/{id}/state/{operator}/{state}",
+        summary: "Read a key's value (value state) or entries (map state) in a running job: ?key= (text) or ?key_hex=, and optionally ?map_key= or ?map_key_hex=.",
+        body: Body::None,
+        ok: "200",
+    },
 ];
 
 fn error_response(description: &str) -> Value {

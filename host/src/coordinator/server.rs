@@ -101,6 +101,8 @@ pub fn run(
             jobs: Mutex::default(),
             views: Mutex::default(),
             requests: Mutex::default(),
+            queries: Mutex::default(),
+            next_query: std::sync::atomic::AtomicU64::new(1),
             blobs: Blobs::new(options.data_dir.join("components")),
             slot_wait: (options.heartbeat_timeout * 3).max(Duration::from_secs(10)),
             store,
@@ -158,6 +160,9 @@ pub(super) struct Shared {
     pub(super) links: Mutex<HashMap<String, (usize, mpsc::UnboundedSender<ToWorker>)>>,
     /// The jobs running, by id: where their events go.
     pub(super) jobs: Mutex<HashMap<String, mpsc::UnboundedSender<JobEvent>>>,
+    /// Queries of running tasks' state waiting for their answers, by id.
+    pub(super) queries: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<control::StateAnswer>>>,
+    pub(super) next_query: std::sync::atomic::AtomicU64,
     /// The savepoint requests (of the API), by id.
     pub(super) requests: Mutex<super::savepoints::Requests>,
     /// What is known of each job submitted since the coordinator started (or resumed).
@@ -518,6 +523,11 @@ async fn control_loop(
                 Ok(Some(ToCoordinator::PartEnded { job, attempt, outcome })) => {
                     let worker = worker.clone();
                     shared.to_job(&job, JobEvent::PartEnded { worker, attempt, outcome });
+                }
+                Ok(Some(ToCoordinator::Answer { query, answer })) => {
+                    if let Some(waiting) = lock(&shared.queries).remove(&query) {
+                        let _ = waiting.send(answer);
+                    }
                 }
                 Ok(Some(ToCoordinator::Ack { job, attempt, ack })) => {
                     shared.to_job(&job, JobEvent::Ack { attempt, ack });

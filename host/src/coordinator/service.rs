@@ -7,6 +7,7 @@ use super::savepoints::{Purpose, Request, RequestStatus};
 use super::server::{JobEvent, Shared, lock};
 use super::store::{Artifact, JobState};
 use super::view::{CheckpointInfo, JobView, Status};
+use crate::net::control::{StateAnswer, StateQuery, ToWorker};
 use crate::plan::JobGraph;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -368,6 +369,116 @@ impl Cluster {
             .ok_or_else(|| ServiceError::NotFound(format!("no request {request} of job {id}")))
     }
 }
+
+/// Where a query of keyed state went, and what it found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StateRead {
+    pub key_group: u32,
+    pub subtask: u32,
+    pub worker: String,
+    pub answer: StateAnswer,
+}
+
+impl Cluster {
+    /// Reads operator `operator`'s state `state` of `key` (and `map_key`, for map state) in
+    /// running job `id`: from the subtask that owns the key's key group, wherever it runs.
+    pub async fn query(
+        &self,
+        id: &str,
+        operator: &str,
+        state: &str,
+        key: Vec<u8>,
+        map_key: Option<Vec<u8>>,
+    ) -> Result<StateRead, ServiceError> {
+        let view = self.job(id)?;
+        if view.status != Status::Running {
+            return Err(ServiceError::Conflict(format!(
+                "job {id} is not running: its state is read while it runs"
+            )));
+        }
+        let graph = match self.shared.store.get(id) {
+            Ok(Some(job)) => job.graph,
+            _ => return Err(no_job(id)),
+        };
+        let index = graph
+            .nodes
+            .iter()
+            .position(|n| n.uid == operator)
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("job {id} has no operator `{operator}`"))
+            })?;
+        let node = &graph.nodes[index];
+        if !matches!(node.kind, crate::plan::NodeKind::Operator(_)) {
+            return Err(ServiceError::NotFound(format!(
+                "`{operator}` is not an operator: it keeps no keyed state"
+            )));
+        }
+        let key_group = crate::plan::key_groups::key_group(&key, graph.max_parallelism);
+        let subtask =
+            crate::plan::key_groups::subtask_of(key_group, node.parallelism, graph.max_parallelism);
+        let exec = crate::plan::ExecutionGraph::build(&graph);
+        let chain = exec
+            .chains
+            .iter()
+            .position(|c| c.nodes.contains(&index))
+            .ok_or_else(|| no_job(id))?;
+        let worker = view
+            .vertices
+            .get(chain)
+            .and_then(|v| v.subtasks.get(subtask as usize))
+            .and_then(|s| s.worker.clone())
+            .ok_or_else(|| ServiceError::Unavailable(format!("job {id} is not placed yet")))?;
+        let query = self
+            .shared
+            .next_query
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        lock(&self.shared.queries).insert(query, tx);
+        let request = StateQuery {
+            chain,
+            subtask,
+            operator: operator.to_string(),
+            state: state.to_string(),
+            key,
+            map_key,
+        };
+        let message = ToWorker::Query {
+            job: id.to_string(),
+            attempt: view.attempt,
+            query,
+            request,
+        };
+        let answer = if self.shared.to_worker(&worker, message) {
+            tokio::time::timeout(QUERY_TIMEOUT, rx)
+                .await
+                .ok()
+                .and_then(Result::ok)
+        } else {
+            None
+        };
+        lock(&self.shared.queries).remove(&query);
+        let answer = answer.ok_or_else(|| {
+            ServiceError::Unavailable(format!(
+                "worker {worker} did not answer within {} s",
+                QUERY_TIMEOUT.as_secs()
+            ))
+        })?;
+        match answer {
+            StateAnswer::NotFound { why } => Err(ServiceError::NotFound(why)),
+            StateAnswer::Ended { why } => Err(ServiceError::Conflict(why)),
+            StateAnswer::Failed { why } => Err(ServiceError::Unavailable(why)),
+            answer => Ok(StateRead {
+                key_group,
+                subtask,
+                worker,
+                answer,
+            }),
+        }
+    }
+}
+
+/// How long a query of state waits for its task's answer.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// 8 random hex digits.
 fn random_hex() -> String {

@@ -63,6 +63,11 @@ pub enum ToCoordinator {
         #[serde(default)]
         tasks: Vec<TaskFigures>,
     },
+    /// The answer to query `query`.
+    Answer {
+        query: u64,
+        answer: StateAnswer,
+    },
     /// A checkpoint acknowledgement from a task of a part of a job's attempt.
     Ack {
         job: String,
@@ -102,6 +107,35 @@ pub enum ToCoordinator {
 pub struct ComponentRef {
     pub hash: String,
     pub bytes: u64,
+}
+
+/// A read of a running task's keyed state: operator `operator`'s state `state` of `key` (and
+/// of one map key, for map state), in subtask `subtask` of the chain `chain`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateQuery {
+    pub chain: usize,
+    pub subtask: u32,
+    pub operator: String,
+    pub state: String,
+    pub key: Vec<u8>,
+    #[serde(default)]
+    pub map_key: Option<Vec<u8>>,
+}
+
+/// What a read of keyed state found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StateAnswer {
+    /// The key's value in value state.
+    Value { value: Vec<u8> },
+    /// The key's entries in map state (map key, value), sorted by map key.
+    Map { entries: Vec<(Vec<u8>, Vec<u8>)> },
+    /// No such operator here, or no value of that state for that key.
+    NotFound { why: String },
+    /// The task that owns the key has ended (the rest of its job may run on).
+    Ended { why: String },
+    /// The read failed (its state's storage failed, the task is too busy).
+    Failed { why: String },
 }
 
 /// How a worker's part of an attempt ended.
@@ -195,6 +229,13 @@ pub enum ToWorker {
         job: String,
         attempt: u32,
         notice: Notice,
+    },
+    /// Read keyed state of a task of a job's attempt (answered with `answer`).
+    Query {
+        job: String,
+        attempt: u32,
+        query: u64,
+        request: StateQuery,
     },
     /// Cancel a job's attempt.
     Cancel {

@@ -340,6 +340,11 @@ impl OperatorInstance {
         Ok(())
     }
 
+    /// The subtask's keyed state, to read between calls (a query of a running job's state).
+    pub fn keyed_state(&mut self) -> &mut crate::state::StateBackend {
+        &mut self.store.data_mut().state
+    }
+
     /// How many keys a delta of its keyed state against checkpoint `base` would hold, at
     /// most (`None`: it cannot take one).
     pub fn changed_keys(&self, base: u64) -> Option<usize> {

@@ -59,7 +59,7 @@ pub enum Received {
     Abandoned(CheckpointId),
     /// Every channel has delivered its end of partition.
     AllEnded,
-    /// The deadline passed with nothing to read.
+    /// The deadline passed with nothing to read (or the gate was woken: [`Gate::wake`]).
     TimedOut,
     /// The job is being cancelled.
     Cancelled,
@@ -79,6 +79,8 @@ struct GateState {
     /// When the first barrier of the checkpoint being aligned arrived.
     aligning_since: Option<Instant>,
     cancelled: bool,
+    /// Woken for something besides input (a query of its task's state): the next wait ends.
+    woken: bool,
     /// Per channel: for a remote one, its inputs and its index there.
     remote: Vec<Option<(Arc<RemoteInputs>, usize)>>,
 }
@@ -122,6 +124,7 @@ impl Gate {
                 aligner: Aligner::new(mode, channels),
                 aligning_since: None,
                 cancelled: false,
+                woken: false,
                 remote: vec![None; channels],
             }),
             readable: Condvar::new(),
@@ -202,6 +205,10 @@ impl Gate {
             if consumed {
                 continue;
             }
+            if s.woken {
+                s.woken = false;
+                return Received::TimedOut;
+            }
             s = match deadline {
                 None => self.readable.wait(s).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
@@ -280,6 +287,13 @@ impl Gate {
     }
 
     /// Wakes everyone waiting on this gate with [`Cancelled`]; buffered data is dropped.
+    /// Ends a wait for input as if its deadline had passed (the task has something else to
+    /// do: a query of its state).
+    pub fn wake(&self) {
+        self.lock().woken = true;
+        self.readable.notify_all();
+    }
+
     pub fn cancel(&self) {
         let mut s = self.lock();
         s.cancelled = true;

@@ -285,6 +285,34 @@ impl Worker {
         }
     }
 
+    /// Passes query `query` to its task in attempt `attempt` of `job`; the answer goes to
+    /// `report` (at once, if the attempt does not run here).
+    pub fn query(
+        &self,
+        job: &str,
+        attempt: u32,
+        query: u64,
+        request: crate::net::control::StateQuery,
+        report: tokio::sync::mpsc::Sender<ToCoordinator>,
+    ) {
+        let reply: super::query::Reply = Box::new(move |answer| {
+            // A full report queue drops the answer: the coordinator's wait times out.
+            let _ = report.try_send(ToCoordinator::Answer { query, answer });
+        });
+        let control = lock(&self.parts)
+            .get(&(job.to_string(), attempt))
+            .map(|p| p.control.clone());
+        match control {
+            Some(control) => control.query(request, reply),
+            None => reply(crate::net::control::StateAnswer::Ended {
+                why: format!(
+                    "attempt {attempt} of job {job} no longer runs on worker {} (its part there has ended)",
+                    self.id
+                ),
+            }),
+        }
+    }
+
     /// Cancels every part (the coordinator is gone: nobody would hear how they end).
     pub fn cancel_all(&self, why: &str) {
         for part in lock(&self.parts).values() {

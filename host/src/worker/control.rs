@@ -26,6 +26,8 @@ struct Attempt {
     gates: Vec<Arc<Gate>>,
     /// What closes its channels to other processes.
     closers: Vec<Box<dyn Fn() + Send + Sync>>,
+    /// Each task's queries of its state, by (chain, subtask).
+    queries: std::collections::HashMap<(usize, u32), Arc<super::query::QueryInbox>>,
 }
 
 impl JobControl {
@@ -49,6 +51,35 @@ impl JobControl {
             close();
         }
         attempt.closers.push(close);
+    }
+
+    /// Makes task (`chain`, `subtask`) of the current attempt answer queries from `inbox`.
+    pub fn register_queries(
+        &self,
+        chain: usize,
+        subtask: u32,
+        inbox: Arc<super::query::QueryInbox>,
+    ) {
+        self.attempt().queries.insert((chain, subtask), inbox);
+    }
+
+    /// Passes `query` to its task, which answers through `reply` (at once, if it does not run
+    /// here).
+    pub fn query(&self, query: crate::net::control::StateQuery, reply: super::query::Reply) {
+        let inbox = self
+            .attempt()
+            .queries
+            .get(&(query.chain, query.subtask))
+            .cloned();
+        match inbox {
+            Some(inbox) => inbox.push(query, reply),
+            None => reply(crate::net::control::StateAnswer::Failed {
+                why: format!(
+                    "subtask {} of the chain of `{}` does not run here (yet)",
+                    query.subtask, query.operator
+                ),
+            }),
+        }
     }
 
     /// Ends the sources; the job drains and finishes.

@@ -795,6 +795,10 @@ fn run_task(
 ) -> Result<(), (usize, TaskError)> {
     let s = plan.subtask;
     let head_node = chain.nodes[0];
+    // Registered before the task is set up: a query waits (bounded) until it runs.
+    let queries = super::query::QueryInbox::new(plan.gate.clone());
+    control.register_queries(plan.chain, s, queries.clone());
+    let queries = super::query::TaskQueries(queries);
     let failed = |node: usize, cause: String| {
         (
             node,
@@ -960,6 +964,7 @@ fn run_task(
         incremental: job.checkpoint.as_ref().is_some_and(|c| c.incremental),
         taken: Vec::new(),
         full_entries: 0,
+        queries,
     };
     metrics.task_ready();
     task.run(head).map_err(|e| {

@@ -9,6 +9,7 @@ pub mod control;
 pub mod credit;
 pub mod local;
 pub mod metrics;
+pub mod query;
 pub mod recovery;
 mod source;
 pub mod task;

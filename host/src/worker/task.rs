@@ -10,6 +10,7 @@ use super::writer::{RecordWriter, WriteError};
 use crate::cancel::CancelToken;
 use crate::checkpoint::CheckpointId;
 use crate::connectors::{ConnectorError, Poll, Sink, Source};
+use crate::net::control::StateAnswer;
 use crate::state::snapshot::TaskSnapshot;
 use crate::wasm::{GuestError, OperatorInstance, Outputs};
 use std::cell::Cell;
@@ -100,6 +101,8 @@ pub struct Task {
     pub full_entries: usize,
     /// This task's counters.
     pub task_metrics: Arc<TaskMetrics>,
+    /// Queries of its operators' keyed state.
+    pub queries: super::query::TaskQueries,
 }
 
 /// The most snapshots in a chain (a full one and deltas on it) before the next is full again,
@@ -173,6 +176,7 @@ impl Task {
                     if self.cancel.is_cancelled() {
                         return Err(TaskError::Cancelled);
                     }
+                    self.serve_queries();
                     if let Some(c) = &self.checkpoints {
                         let due = c.shared.triggered.load(Ordering::SeqCst);
                         if due > last_barrier {
@@ -213,6 +217,7 @@ impl Task {
             }
             Head::Gate(gate) => {
                 loop {
+                    self.serve_queries();
                     let pending = self.writers.iter().any(RecordWriter::has_pending);
                     let deadline = pending.then(|| last_flush + self.flush_interval);
                     let m = &self.task_metrics;
@@ -257,6 +262,25 @@ impl Task {
             }
         };
         self.finish(source)
+    }
+
+    /// Answers the queries of its operators' state waiting, if any.
+    fn serve_queries(&mut self) {
+        if !self.queries.0.is_pending() {
+            return;
+        }
+        for (query, reply) in self.queries.0.take() {
+            let step = self.steps.iter_mut().find(|s| *s.uid == *query.operator);
+            reply(match step.map(|s| &mut s.step) {
+                Some(Step::Operator(op)) => super::query::answer(op.keyed_state(), &query),
+                Some(Step::Sink(_)) => StateAnswer::NotFound {
+                    why: format!("`{}` is a sink: it keeps no keyed state", query.operator),
+                },
+                None => StateAnswer::NotFound {
+                    why: format!("`{}` does not run in this task", query.operator),
+                },
+            });
+        }
     }
 
     /// Takes this task's part of checkpoint `id`: the source's position (at the head of a
