@@ -1033,3 +1033,70 @@ fn live_keyed_state_is_read_over_http() {
     let a = api.get(&format!("/v1/jobs/{id}/state/count/count?key={}", words[0]));
     assert_eq!(a.status, 409, "{a:?}");
 }
+
+/// A guest's stdout, stderr and log calls reach `GET /v1/jobs/{id}/logs` (and `weir logs`),
+/// tagged with operator, subtask and worker, numbered so that a client asks for what is new.
+#[test]
+fn guest_lines_are_served_by_the_api() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[1]);
+    let api = Api::of(dir.path(), &cluster.coord);
+    let manifest = one_operator_manifest(
+        dir.path(),
+        "parallelism = 1",
+        "kind = \"datagen\"\ncount = 3\nshape = \"sequence\"",
+        "bad",
+        &component("faulty_hostile"),
+        r#"{ mode = "print", n = 2 }"#,
+        &dir.path().join("out"),
+    );
+    let id = verb(&api, &["submit", manifest.to_str().unwrap(), "--follow"]);
+    let id = id.trim();
+    // Three records, two lines each to stdout and stderr: 12 lines, all under the limit.
+    let start = Instant::now();
+    let lines = loop {
+        let a = api.get(&format!("/v1/jobs/{id}/logs"));
+        assert_eq!(a.status, 200, "{a:?}");
+        let lines = a.json["lines"].as_array().unwrap().clone();
+        if lines.len() >= 12 {
+            break a.json;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{a:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let all = lines["lines"].as_array().unwrap();
+    assert_eq!(all.len(), 12, "{lines}");
+    let first = &all[0];
+    assert_eq!(first["operator"], "bad");
+    assert_eq!(first["subtask"], 0);
+    assert!(
+        first["worker"].as_str().unwrap().starts_with("w-"),
+        "{first}"
+    );
+    let levels: Vec<&str> = all.iter().map(|l| l["level"].as_str().unwrap()).collect();
+    assert_eq!(
+        levels.iter().filter(|l| **l == "stdout").count(),
+        6,
+        "{levels:?}"
+    );
+    assert_eq!(
+        levels.iter().filter(|l| **l == "stderr").count(),
+        6,
+        "{levels:?}"
+    );
+    assert!(all.iter().any(|l| l["message"] == "out line 1"), "{lines}");
+    // Numbered: asking after the last gives nothing new.
+    let next = lines["next"].as_u64().unwrap();
+    let again = api.get(&format!("/v1/jobs/{id}/logs?since={next}"));
+    assert_eq!(again.json["lines"], serde_json::json!([]), "{again:?}");
+    let half = api.get(&format!("/v1/jobs/{id}/logs?since={}&limit=3", next - 6));
+    assert_eq!(half.json["lines"].as_array().unwrap().len(), 3, "{half:?}");
+    assert_eq!(api.get(&format!("/v1/jobs/{id}/logs?since=x")).status, 400);
+    assert_eq!(api.get("/v1/jobs/nope/logs").status, 404);
+    let printed = verb(&api, &["logs", id]);
+    assert_eq!(printed.lines().count(), 12, "{printed}");
+    assert!(
+        printed.contains("bad[0]@w-") && printed.contains("err line 0"),
+        "{printed}"
+    );
+}

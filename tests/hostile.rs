@@ -243,17 +243,14 @@ fn keyed_state_stops_at_its_budget() {
     assert!(m.peak_mib < 192, "peak {} MiB", m.peak_mib);
 }
 
-#[test]
-fn a_log_flood_is_limited_per_subtask_and_what_was_dropped_is_said() {
-    // Two million lines at info level, shown (WEIR_LOG=info), against 100 lines a second.
+/// Runs the hostile operator in flooding `mode` with `n`, under `WEIR_LOG=log`: the job must
+/// succeed; its stderr and peak memory.
+fn flood(mode: &str, n: u64, log: &str) -> Measured {
     let dir = scratch();
     let mut cmd = weir();
-    cmd.env("WEIR_LOG", "info").args([
-        "run",
-        hostile_job(dir.path(), "log-flood", Some(200_000), "")
-            .to_str()
-            .unwrap(),
-    ]);
+    let manifest = hostile_job(dir.path(), mode, Some(n), "");
+    cmd.env("WEIR_LOG", log)
+        .args(["run", manifest.to_str().unwrap()]);
     let m = run_measured(cmd, Duration::from_secs(120), &[]);
     assert_eq!(
         m.code,
@@ -261,6 +258,13 @@ fn a_log_flood_is_limited_per_subtask_and_what_was_dropped_is_said() {
         "{}",
         &m.stderr[m.stderr.len().saturating_sub(2000)..]
     );
+    m
+}
+
+#[test]
+fn a_log_flood_is_limited_per_subtask_and_what_was_dropped_is_said() {
+    // Two million lines at info level, shown (WEIR_LOG=info), against 100 lines a second.
+    let m = flood("log-flood", 200_000, "info");
     let shown = m.stderr.matches("flood line").count();
     assert!(
         (100..2_000).contains(&shown),
@@ -288,6 +292,35 @@ fn a_log_flood_is_limited_per_subtask_and_what_was_dropped_is_said() {
         dropped + shown as u64,
         2_000_000,
         "every line shown or counted"
+    );
+    assert!(m.peak_mib < 64, "peak {} MiB", m.peak_mib);
+}
+
+/// What a guest prints to stdout and stderr reaches the host's log line by line, tagged with
+/// its operator and subtask, under the same per-subtask limit as its log calls.
+#[test]
+fn a_guests_stdout_and_stderr_are_logged_under_the_limit() {
+    let m = flood("print", 20_000, "warn,weir=info");
+    let out = m.stderr.lines().filter(|l| l.contains("out line")).count();
+    let err = m.stderr.lines().filter(|l| l.contains("err line")).count();
+    assert!(
+        out > 0 && err > 0,
+        "{}",
+        &m.stderr[..m.stderr.len().min(3000)]
+    );
+    assert!(out + err < 2_000, "{out} + {err} lines shown of 400,000");
+    let line = m.stderr.lines().find(|l| l.contains("out line 0")).unwrap();
+    assert!(
+        line.contains("operator=\"bad\"") || line.contains("operator=bad"),
+        "{line}"
+    );
+    assert!(
+        line.contains("subtask=0") && line.contains("stdout"),
+        "{line}"
+    );
+    assert!(
+        m.stderr
+            .contains("log lines of this subtask: over limits.log_lines_per_s")
     );
     assert!(m.peak_mib < 64, "peak {} MiB", m.peak_mib);
 }

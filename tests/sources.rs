@@ -28,6 +28,7 @@ fn gen_instance(runtime: &Runtime, n: u64, subtask: u32, parallelism: u32) -> So
         attempt: 0,
         state_dir: None,
         incremental: false,
+        logs: None,
     };
     loaded.instantiate_source(&spec).unwrap()
 }

@@ -511,3 +511,26 @@ pub(super) async fn state(
     }
     Ok(axum::Json(serde_json::Value::Object(out)))
 }
+
+/// `GET /v1/jobs/{id}/logs?since=N&limit=M`: the job's recent guest lines (log calls, stdout,
+/// stderr) numbered after `since`, oldest first; `next` is what to pass as `since` next time.
+pub(super) async fn logs(
+    State(api): State<Shared>,
+    Param(id): Param,
+    super::QueryMap(query): super::QueryMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let number = |name: &str, default: u64| -> Result<u64, ApiError> {
+        query.get(name).map_or(Ok(default), |v| {
+            v.parse()
+                .map_err(|_| ApiError::invalid(format!("`{name}` is a number, not {v:?}")))
+        })
+    };
+    let since = number("since", 0)?;
+    let limit = number("limit", 1000)?.clamp(1, 1000) as usize;
+    let (lines, next, dropped) = api.cluster.logs(&id, since, limit)?;
+    Ok(axum::Json(serde_json::json!({
+        "lines": lines,
+        "next": next,
+        "dropped": dropped,
+    })))
+}

@@ -130,6 +130,7 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
         ("get", "/v1/jobs/{id}", get(jobs::get)),
         ("post", "/v1/jobs/{id}/cancel", post(jobs::cancel)),
         ("get", "/v1/jobs/{id}/checkpoints", get(jobs::checkpoints)),
+        ("get", "/v1/jobs/{id}/logs", get(jobs::logs)),
         ("post", "/v1/jobs/{id}/savepoints", post(jobs::savepoint)),
         ("get", "/v1/jobs/{id}/savepoints", get(jobs::savepoints)),
         (

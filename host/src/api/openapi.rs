@@ -149,6 +149,13 @@ const OPS: &[Op] = &[
         body: Body::None,
         ok: "200",
     },
+    Op {
+        method: "get",
+        path: "/v1/jobs/{id}/logs",
+        summary: "A job's recent guest lines (log calls, stdout, stderr; rate-limited per subtask), numbered: ?since=N for those after N, ?limit=M (at most 1000).",
+        body: Body::None,
+        ok: "200",
+    },
 ];
 
 fn error_response(description: &str) -> Value {

@@ -421,3 +421,42 @@ pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str
     println!("{path}");
     Ok(())
 }
+
+/// `weir logs JOB [--follow]`: the job's recent guest lines; with `follow`, new ones as they
+/// come until the job ends.
+pub fn logs(args: &ApiArgs, id: &str, follow: bool) -> Result<()> {
+    use std::io::Write as _;
+    let client = Client::new(args)?;
+    let job_path = format!("/v1/jobs/{}", query_value(id));
+    let mut since = 0u64;
+    loop {
+        let answer = client.get(&format!("{job_path}/logs?since={since}"))?;
+        let mut out = std::io::stdout().lock();
+        for l in answer["lines"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "{} {:<6} {}[{}]@{}: {}",
+                l["at_ms"],
+                l["level"].as_str().unwrap_or(""),
+                l["operator"].as_str().unwrap_or(""),
+                l["subtask"],
+                l["worker"].as_str().unwrap_or(""),
+                l["message"].as_str().unwrap_or("")
+            )?;
+        }
+        out.flush()?;
+        since = answer["next"].as_u64().unwrap_or(since);
+        if !follow {
+            return Ok(());
+        }
+        let job = client.get(&job_path)?;
+        if matches!(
+            job["status"].as_str(),
+            Some("finished" | "failed" | "cancelled")
+        ) && answer["lines"].as_array().is_none_or(Vec::is_empty)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

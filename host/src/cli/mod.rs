@@ -186,6 +186,15 @@ enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Print a job's recent guest lines (log calls, stdout, stderr).
+    Logs {
+        job: String,
+        /// Go on printing new lines until the job ends.
+        #[arg(long)]
+        follow: bool,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Cancel a job.
     Cancel {
         job: String,
@@ -319,6 +328,7 @@ pub fn main() -> ExitCode {
         Command::List { api } => client::list(&api),
         Command::Status { job, json, api } => client::status(&api, &job, json),
         Command::Cancel { job, api } => client::cancel(&api, &job),
+        Command::Logs { job, follow, api } => client::logs(&api, &job, follow),
         Command::Savepoint { job, dir, api } => {
             client::savepoint(&api, &job, dir.as_deref(), false)
         }

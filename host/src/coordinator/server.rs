@@ -524,6 +524,9 @@ async fn control_loop(
                     let worker = worker.clone();
                     shared.to_job(&job, JobEvent::PartEnded { worker, attempt, outcome });
                 }
+                Ok(Some(ToCoordinator::Logs { job, attempt: _, lines, dropped })) => {
+                    shared.view(&job, |v| v.logged(&worker, lines, dropped));
+                }
                 Ok(Some(ToCoordinator::Answer { query, answer })) => {
                     if let Some(waiting) = lock(&shared.queries).remove(&query) {
                         let _ = waiting.send(answer);

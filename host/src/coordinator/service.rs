@@ -202,6 +202,20 @@ impl Cluster {
             .ok_or_else(|| no_job(id))
     }
 
+    /// Job `id`'s guest lines numbered after `since` (at most `limit`), the number to ask
+    /// after next, and how many lines were dropped on their way.
+    pub fn logs(
+        &self,
+        id: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<(Vec<super::view::KeptLine>, u64, u64), ServiceError> {
+        let views = lock(&self.shared.views);
+        let view = views.get(id).ok_or_else(|| no_job(id))?;
+        let (lines, next) = view.logs_since(since, limit);
+        Ok((lines, next, view.log_lines_dropped))
+    }
+
     /// Cancels job `id`.
     pub fn cancel(&self, id: &str, why: &str) -> Result<(), ServiceError> {
         let status = self.job(id)?.status;

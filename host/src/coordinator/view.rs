@@ -13,6 +13,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 /// The checkpoints, failures and log lines a view keeps (the newest).
 const KEEP_CHECKPOINTS: usize = 64;
 const KEEP_FAILURES: usize = 16;
+const KEEP_LOG_LINES: usize = 1000;
+
+/// A guest's line as the coordinator keeps it: numbered, with the worker it came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptLine {
+    pub seq: u64,
+    pub worker: String,
+    #[serde(flatten)]
+    pub line: crate::wasm::guest_log::LogLine,
+}
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
@@ -73,6 +83,12 @@ pub struct JobView {
     pub savepoints: Vec<SavepointInfo>,
     #[serde(skip)]
     pub checkpoints: VecDeque<CheckpointInfo>,
+    /// Guest lines dropped on their way (over a worker's queue, or past the lines kept).
+    pub log_lines_dropped: u64,
+    #[serde(skip)]
+    logs: VecDeque<KeptLine>,
+    #[serde(skip)]
+    next_seq: u64,
     #[serde(skip)]
     sampled: Option<(Instant, u64, u64)>,
     #[serde(skip)]
@@ -161,6 +177,9 @@ impl JobView {
             failures: VecDeque::new(),
             savepoints: Vec::new(),
             checkpoints: VecDeque::new(),
+            log_lines_dropped: 0,
+            logs: VecDeque::new(),
+            next_seq: 1,
             sampled: None,
             task_samples: HashMap::new(),
         };
@@ -285,6 +304,42 @@ impl JobView {
                 "high"
             };
         }
+    }
+
+    /// Worker `worker` reports `lines` of the job's guests, and `dropped` it could not keep.
+    pub fn logged(
+        &mut self,
+        worker: &str,
+        lines: Vec<crate::wasm::guest_log::LogLine>,
+        dropped: u64,
+    ) {
+        self.log_lines_dropped += dropped;
+        for line in lines {
+            if self.logs.len() == KEEP_LOG_LINES {
+                self.logs.pop_front();
+                self.log_lines_dropped += 1;
+            }
+            self.logs.push_back(KeptLine {
+                seq: self.next_seq,
+                worker: worker.to_string(),
+                line,
+            });
+            self.next_seq += 1;
+        }
+    }
+
+    /// Up to `limit` of the lines kept numbered after `since`, oldest first; and the number
+    /// to ask after next time.
+    pub fn logs_since(&self, since: u64, limit: usize) -> (Vec<KeptLine>, u64) {
+        let lines: Vec<KeptLine> = self
+            .logs
+            .iter()
+            .filter(|l| l.seq > since)
+            .take(limit)
+            .cloned()
+            .collect();
+        let next = lines.last().map_or(since, |l| l.seq);
+        (lines, next)
     }
 
     /// A checkpoint completed.

@@ -63,6 +63,14 @@ pub enum ToCoordinator {
         #[serde(default)]
         tasks: Vec<TaskFigures>,
     },
+    /// Lines a worker's part of a job's attempt logged (its guests' log calls, stdout and
+    /// stderr), and how many it dropped since the last report.
+    Logs {
+        job: String,
+        attempt: u32,
+        lines: Vec<crate::wasm::guest_log::LogLine>,
+        dropped: u64,
+    },
     /// The answer to query `query`.
     Answer {
         query: u64,

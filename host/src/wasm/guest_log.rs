@@ -100,6 +100,205 @@ impl LogLimiter {
     }
 }
 
+/// A guest's line, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LogLine {
+    /// When it was logged, in ms since the Unix epoch.
+    pub at_ms: u64,
+    /// `error`, `warn`, `info`, `debug`, `trace`; `stdout` and `stderr` for what the guest
+    /// printed.
+    pub level: String,
+    pub operator: String,
+    pub subtask: u32,
+    /// Printable: cut to [`MAX_MESSAGE`] bytes, control characters escaped.
+    pub message: String,
+}
+
+/// The recent lines of a job's guests in this process, for the API: a bounded queue, the
+/// oldest dropped (and counted) when it is full.
+#[derive(Debug)]
+pub struct RecentLogs {
+    lines: std::sync::Mutex<(std::collections::VecDeque<LogLine>, u64)>,
+    capacity: usize,
+}
+
+impl RecentLogs {
+    pub fn new(capacity: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(RecentLogs {
+            lines: std::sync::Mutex::new((std::collections::VecDeque::new(), 0)),
+            capacity,
+        })
+    }
+
+    pub fn push(&self, line: LogLine) {
+        let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if l.0.len() >= self.capacity {
+            l.0.pop_front();
+            l.1 += 1;
+        }
+        l.0.push_back(line);
+    }
+
+    /// Up to `max` lines, oldest first, taken out; and how many were dropped since the last
+    /// call (the queue was full).
+    pub fn take(&self, max: usize) -> (Vec<LogLine>, u64) {
+        let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let n = max.min(l.0.len());
+        let lines = l.0.drain(..n).collect();
+        (lines, std::mem::take(&mut l.1))
+    }
+}
+
+/// Where a subtask's lines go: its log calls and what it writes to stdout and stderr pass the
+/// same limit ([`LogLimiter`]), then reach the host's log (tagged with operator and subtask)
+/// and, when the job's lines are kept for the API, its [`RecentLogs`].
+pub struct GuestLog {
+    operator: std::sync::Arc<str>,
+    subtask: u32,
+    limiter: std::sync::Mutex<LogLimiter>,
+    recent: Option<std::sync::Arc<RecentLogs>>,
+}
+
+impl GuestLog {
+    pub fn new(
+        operator: std::sync::Arc<str>,
+        subtask: u32,
+        per_second: u32,
+        recent: Option<std::sync::Arc<RecentLogs>>,
+    ) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(GuestLog {
+            operator,
+            subtask,
+            limiter: std::sync::Mutex::new(LogLimiter::new(per_second, Instant::now())),
+            recent,
+        })
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, LogLimiter> {
+        self.limiter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs `message` at `level` (`stdout` and `stderr` log as info and warn), if the limit
+    /// admits it. `shown`: the host's log filter lets this level through.
+    pub fn line(&self, level: &str, message: &str, shown: bool) {
+        let kept = self.recent.is_some() && !matches!(level, "debug" | "trace");
+        if !shown && !kept {
+            // Lines nobody would see cost nothing and count against nothing.
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut limiter = self.limiter();
+            self.report(&mut limiter, now, false);
+            if !limiter.admit(now) {
+                return;
+            }
+        }
+        let message = printable(message, false);
+        let (operator, subtask) = (&*self.operator, self.subtask);
+        if shown {
+            match level {
+                "trace" => tracing::trace!(operator, subtask, "{message}"),
+                "debug" => tracing::debug!(operator, subtask, "{message}"),
+                "info" => tracing::info!(operator, subtask, "{message}"),
+                "stdout" => tracing::info!(operator, subtask, stream = "stdout", "{message}"),
+                "stderr" => tracing::warn!(operator, subtask, stream = "stderr", "{message}"),
+                "warn" => tracing::warn!(operator, subtask, "{message}"),
+                _ => tracing::error!(operator, subtask, "{message}"),
+            }
+        }
+        if let (true, Some(recent)) = (kept, &self.recent) {
+            recent.push(LogLine {
+                at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64),
+                level: level.to_string(),
+                operator: operator.to_string(),
+                subtask,
+                message: message.into_owned(),
+            });
+        }
+    }
+
+    fn report(&self, limiter: &mut LogLimiter, now: Instant, end: bool) {
+        if let Some(dropped) = limiter.report(now, end) {
+            let (operator, subtask) = (&*self.operator, self.subtask);
+            tracing::warn!(
+                operator,
+                subtask,
+                dropped,
+                "dropped {dropped} log lines of this subtask: over limits.log_lines_per_s = {}",
+                limiter.per_second()
+            );
+        }
+    }
+
+    /// The instance ends: what was dropped is reported now.
+    pub fn end(&self) {
+        let mut limiter = self.limiter();
+        self.report(&mut limiter, Instant::now(), true);
+    }
+}
+
+/// A guest's stdout or stderr: split into lines, each logged through its [`GuestLog`]. A line
+/// longer than [`MAX_MESSAGE`] is cut into several; what is left without a newline is logged
+/// when the stream is dropped.
+pub struct GuestOutput {
+    log: std::sync::Arc<GuestLog>,
+    /// `stdout` or `stderr`.
+    stream: &'static str,
+    partial: Vec<u8>,
+}
+
+impl GuestOutput {
+    pub fn new(log: std::sync::Arc<GuestLog>, stream: &'static str) -> Self {
+        GuestOutput {
+            log,
+            stream,
+            partial: Vec::new(),
+        }
+    }
+
+    fn shown(&self) -> bool {
+        match self.stream {
+            "stdout" => tracing::enabled!(tracing::Level::INFO),
+            _ => tracing::enabled!(tracing::Level::WARN),
+        }
+    }
+
+    /// Takes `bytes` the guest wrote.
+    pub fn write(&mut self, mut bytes: &[u8]) {
+        let shown = self.shown();
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.partial.extend_from_slice(&bytes[..end]);
+            self.emit(shown);
+            bytes = &bytes[end + 1..];
+        }
+        self.partial.extend_from_slice(bytes);
+        while self.partial.len() >= MAX_MESSAGE {
+            let rest = self.partial.split_off(MAX_MESSAGE);
+            self.emit(shown);
+            self.partial = rest;
+        }
+    }
+
+    fn emit(&mut self, shown: bool) {
+        let line = String::from_utf8_lossy(&self.partial);
+        let line = line.strip_suffix('\r').unwrap_or(&line);
+        self.log.line(self.stream, line, shown);
+        self.partial.clear();
+    }
+}
+
+impl Drop for GuestOutput {
+    fn drop(&mut self) {
+        if !self.partial.is_empty() {
+            let shown = self.shown();
+            self.emit(shown);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +319,37 @@ mod tests {
         let t3 = t2 + Duration::from_secs(3600);
         assert_eq!((0..100).filter(|_| l.admit(t3)).count(), 10);
         assert_eq!(l.report(t3, true), Some(90), "the end reports at once");
+    }
+
+    #[test]
+    fn guest_output_becomes_limited_lines_kept_for_the_api() {
+        let recent = RecentLogs::new(3);
+        let log = GuestLog::new("op".into(), 1, 4, Some(recent.clone()));
+        {
+            let mut out = GuestOutput::new(log.clone(), "stdout");
+            out.write(b"one\ntw");
+            out.write(b"o\r\nthree\nfour\nfive\n");
+            out.write(b"no newline");
+        }
+        // The limit (4 a second) passed four lines; the queue keeps the newest three.
+        let (lines, dropped) = recent.take(10);
+        let text: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(text, ["two", "three", "four"]);
+        assert_eq!(dropped, 1);
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.level == "stdout" && l.operator == "op" && l.subtask == 1)
+        );
+        // A line without end is cut into messages of at most MAX_MESSAGE bytes.
+        let recent = RecentLogs::new(10);
+        let log = GuestLog::new("op".into(), 0, 100, Some(recent.clone()));
+        let mut out = GuestOutput::new(log, "stderr");
+        out.write(&vec![b'x'; MAX_MESSAGE * 2 + 5]);
+        drop(out);
+        let (lines, _) = recent.take(10);
+        let sizes: Vec<usize> = lines.iter().map(|l| l.message.len()).collect();
+        assert_eq!(sizes, [MAX_MESSAGE, MAX_MESSAGE, 5]);
     }
 
     #[test]

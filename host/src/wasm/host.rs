@@ -7,11 +7,10 @@
 
 use super::bindings::weir::operator::{context, emit, log, state};
 use super::bounds::CallBounds;
-use super::guest_log::{LogLimiter, preview, printable};
+use super::guest_log::{GuestLog, GuestOutput, preview, printable};
 use crate::plan::is_valid_name;
 use crate::state::{StateAccessError, StateBackend};
 use std::sync::Arc;
-use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -49,8 +48,6 @@ pub(super) struct Emitted {
 
 /// Who an instance is and what bounds it: for the state, emit and log imports.
 pub(super) struct Identity {
-    pub(super) operator: Arc<str>,
-    pub(super) subtask: u32,
     /// The job's restart attempt this instance runs in.
     pub(super) attempt: u32,
     pub(super) side_outputs: SideOutputs,
@@ -67,7 +64,7 @@ pub struct HostState {
     pub(super) state: StateBackend,
     pub(super) who: Identity,
     pub(super) bounds: CallBounds,
-    log: LogLimiter,
+    log: Arc<GuestLog>,
     /// The last error-level log line of the current call: the Rust SDK logs a panic's message
     /// there before trapping.
     pub(super) last_error_log: Option<String>,
@@ -77,18 +74,21 @@ impl HostState {
     pub(super) fn new(
         who: Identity,
         memory_bytes: usize,
-        log_lines_per_s: u32,
+        log: Arc<GuestLog>,
         state: StateBackend,
         bounds: CallBounds,
     ) -> Self {
         // Guests get no filesystem (no preopens), no network, no environment and no wall clock
-        // (it reads as the epoch; the monotonic clock stays, for measuring durations). Stdout and
-        // stderr go nowhere: operators log through the `log` import.
+        // (it reads as the epoch; the monotonic clock stays, for measuring durations). What they
+        // print to stdout and stderr is logged line by line, as their `log` calls are, under
+        // the same limit.
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(NoWallClock)
+            .stdout(GuestStdio(log.clone(), "stdout"))
+            .stderr(GuestStdio(log.clone(), "stderr"))
             .build();
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
@@ -105,7 +105,7 @@ impl HostState {
             state,
             who,
             bounds,
-            log: LogLimiter::new(log_lines_per_s, Instant::now()),
+            log,
             last_error_log: None,
         }
     }
@@ -125,24 +125,11 @@ impl HostState {
             bounds: &self.bounds,
         }
     }
-
-    fn report_dropped_logs(&mut self, now: Instant, end: bool) {
-        if let Some(dropped) = self.log.report(now, end) {
-            let (operator, subtask) = (&*self.who.operator, self.who.subtask);
-            tracing::warn!(
-                operator,
-                subtask,
-                dropped,
-                "dropped {dropped} log lines of this subtask: over limits.log_lines_per_s = {}",
-                self.log.per_second()
-            );
-        }
-    }
 }
 
 impl Drop for HostState {
     fn drop(&mut self) {
-        self.report_dropped_logs(Instant::now(), true);
+        self.log.end();
     }
 }
 
@@ -402,37 +389,56 @@ impl log::Host for HostState {
             // Kept whatever the rate: it may be the message of a panic about to trap.
             self.last_error_log = Some(printable(&message, true).into_owned());
         }
-        let level = match level {
-            log::Level::Trace => tracing::Level::TRACE,
-            log::Level::Debug => tracing::Level::DEBUG,
-            log::Level::Info => tracing::Level::INFO,
-            log::Level::Warn => tracing::Level::WARN,
-            log::Level::Error => tracing::Level::ERROR,
+        let (name, shown) = match level {
+            log::Level::Trace => ("trace", tracing::enabled!(tracing::Level::TRACE)),
+            log::Level::Debug => ("debug", tracing::enabled!(tracing::Level::DEBUG)),
+            log::Level::Info => ("info", tracing::enabled!(tracing::Level::INFO)),
+            log::Level::Warn => ("warn", tracing::enabled!(tracing::Level::WARN)),
+            log::Level::Error => ("error", tracing::enabled!(tracing::Level::ERROR)),
         };
-        // Lines the log filter hides cost nothing and count against nothing.
-        let shown = match level {
-            tracing::Level::TRACE => tracing::enabled!(tracing::Level::TRACE),
-            tracing::Level::DEBUG => tracing::enabled!(tracing::Level::DEBUG),
-            tracing::Level::INFO => tracing::enabled!(tracing::Level::INFO),
-            tracing::Level::WARN => tracing::enabled!(tracing::Level::WARN),
-            _ => tracing::enabled!(tracing::Level::ERROR),
-        };
-        if !shown {
-            return;
-        }
-        let now = Instant::now();
-        self.report_dropped_logs(now, false);
-        if !self.log.admit(now) {
-            return;
-        }
-        let (operator, subtask) = (&*self.who.operator, self.who.subtask);
-        let message = printable(&message, false);
-        match level {
-            tracing::Level::TRACE => tracing::trace!(operator, subtask, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(operator, subtask, "{message}"),
-            tracing::Level::INFO => tracing::info!(operator, subtask, "{message}"),
-            tracing::Level::WARN => tracing::warn!(operator, subtask, "{message}"),
-            _ => tracing::error!(operator, subtask, "{message}"),
-        }
+        self.log.line(name, &message, shown);
     }
+}
+
+/// A guest's stdout or stderr, as WASI hands it out: each stream splits what is written into
+/// lines for the subtask's [`GuestLog`].
+struct GuestStdio(Arc<GuestLog>, &'static str);
+
+impl wasmtime_wasi::cli::IsTerminal for GuestStdio {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestStdio {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(GuestStream(GuestOutput::new(self.0.clone(), self.1)))
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only the synchronous WASIp2 bindings are linked: nothing asks for this one.
+        Box::new(tokio::io::sink())
+    }
+}
+
+struct GuestStream(GuestOutput);
+
+impl wasmtime_wasi::p2::OutputStream for GuestStream {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        self.0.write(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 << 10)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for GuestStream {
+    async fn ready(&mut self) {}
 }

@@ -38,6 +38,8 @@ pub struct InstanceSpec {
     pub state_dir: Option<std::path::PathBuf>,
     /// Track which keys change, for incremental checkpoints.
     pub incremental: bool,
+    /// Where the job's guest lines are kept for the API, if they are.
+    pub logs: Option<Arc<super::guest_log::RecentLogs>>,
 }
 
 /// How a guest call went wrong.
@@ -105,8 +107,6 @@ impl LoadedComponent {
     /// A store for one subtask, with its limits set; `state` covers the subtask's key groups.
     fn store(&self, spec: &InstanceSpec, state: StateBackend, is_source: bool) -> Store<HostState> {
         let who = Identity {
-            operator: spec.operator.clone(),
-            subtask: spec.subtask,
             attempt: spec.attempt,
             side_outputs: if is_source {
                 SideOutputs::None
@@ -118,13 +118,13 @@ impl LoadedComponent {
             deadline: Instant::now(),
             cancel: spec.cancel.clone(),
         };
-        let data = HostState::new(
-            who,
-            spec.limits.memory_bytes,
+        let log = super::guest_log::GuestLog::new(
+            spec.operator.clone(),
+            spec.subtask,
             spec.limits.log_lines_per_s,
-            state,
-            bounds,
+            spec.logs.clone(),
         );
+        let data = HostState::new(who, spec.limits.memory_bytes, log, state, bounds);
         let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.limiter);
         // Every few ticks a running call is checked against its deadline and cancellation.

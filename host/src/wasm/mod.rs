@@ -4,7 +4,7 @@
 
 mod bounds;
 mod cache;
-mod guest_log;
+pub mod guest_log;
 mod host;
 mod inspect;
 mod instance;

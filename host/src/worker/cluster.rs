@@ -187,6 +187,9 @@ struct RunningPart {
     notices: Notices,
 }
 
+/// The guest lines a part keeps between two progress reports (500 ms), at most.
+const KEPT_LOG_LINES: usize = 1000;
+
 /// What a worker's deployments share.
 pub struct Worker {
     pub id: String,
@@ -435,8 +438,28 @@ impl Worker {
         };
         let metrics = JobMetrics::new(Instant::now());
         super::metrics::register(&deployment.job, &metrics);
+        let logs = crate::wasm::guest_log::RecentLogs::new(KEPT_LOG_LINES);
+        control.keep_logs(logs.clone());
+        let ship_logs = {
+            let (report, job, attempt) =
+                (report.clone(), deployment.job.clone(), deployment.attempt);
+            move || {
+                let (lines, dropped) = logs.take(KEPT_LOG_LINES);
+                if !lines.is_empty() || dropped > 0 {
+                    let message = ToCoordinator::Logs {
+                        job: job.clone(),
+                        attempt,
+                        lines,
+                        dropped,
+                    };
+                    // A full report queue drops them (as a full log queue would).
+                    let _ = report.try_send(message);
+                }
+            }
+        };
         let progress = {
             let (metrics, report, done) = (metrics.clone(), report.clone(), control.clone());
+            let ship_logs = ship_logs.clone();
             let (job, attempt) = (deployment.job.clone(), deployment.attempt);
             self.handle.spawn(async move {
                 loop {
@@ -448,6 +471,7 @@ impl Worker {
                         records_out: metrics.records_out(),
                         tasks: metrics.task_figures(),
                     });
+                    ship_logs();
                     let closed = matches!(sent, Err(TrySendError::Closed(_)));
                     if closed || done.is_cancelled() {
                         return;
@@ -467,6 +491,7 @@ impl Worker {
         );
         let _ = std::fs::remove_dir_all(part.work_dir());
         progress.abort();
+        ship_logs();
         let _ = report.blocking_send(ToCoordinator::Progress {
             job: deployment.job.clone(),
             attempt: deployment.attempt,

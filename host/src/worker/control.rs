@@ -17,6 +17,8 @@ pub struct JobControl {
     /// Why the job was cancelled, when not because a task failed.
     reason: OnceLock<String>,
     attempt: Mutex<Attempt>,
+    /// Where its guests' lines are kept for the API, when they are.
+    logs: OnceLock<Arc<crate::wasm::guest_log::RecentLogs>>,
 }
 
 /// One run of the job's tasks, from its start or from a checkpoint.
@@ -80,6 +82,16 @@ impl JobControl {
                 ),
             }),
         }
+    }
+
+    /// Keeps the guests' lines in `logs` (for the API) from now on.
+    pub fn keep_logs(&self, logs: Arc<crate::wasm::guest_log::RecentLogs>) {
+        let _ = self.logs.set(logs);
+    }
+
+    /// Where the guests' lines are kept, if they are.
+    pub fn logs(&self) -> Option<Arc<crate::wasm::guest_log::RecentLogs>> {
+        self.logs.get().cloned()
     }
 
     /// Ends the sources; the job drains and finishes.

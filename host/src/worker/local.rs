@@ -846,6 +846,7 @@ fn run_task(
         attempt: context.attempt,
         state_dir: context.state_dir.clone(),
         incremental: job.checkpoint.as_ref().is_some_and(|c| c.incremental),
+        logs: control.logs(),
     };
     enter_node(head_node);
     let head = if job.nodes[head_node].kind.is_source() {

@@ -12,6 +12,7 @@
 //! | `state-flood` | sets value state for `n` new keys (default 1 M) of 10 KB each |
 //! | `log-flood` | logs `n` lines (default 1 M) at info level, then carries on |
 //! | `log-huge` | logs one 10 MB line, then one carrying terminal escape codes |
+//! | `print` | prints `n` lines (default 1 M) to stdout and as many to stderr, then carries on |
 //! | `stale-panic` | logs a panic message in `open`, then overflows its stack in `process` |
 
 use serde::Deserialize;
@@ -94,6 +95,13 @@ impl Operator for Hostile {
             "log-flood" => {
                 for i in 0..self.n.unwrap_or(1_000_000) {
                     log::info(&format!("flood line {i}"));
+                }
+                Ok(())
+            }
+            "print" => {
+                for i in 0..self.n.unwrap_or(1_000_000) {
+                    println!("out line {i}");
+                    eprintln!("err line {i}");
                 }
                 Ok(())
             }
