@@ -1100,3 +1100,89 @@ fn guest_lines_are_served_by_the_api() {
         "{printed}"
     );
 }
+
+/// `weir run --http`: the embedded mode serves the same API while its job runs: the job is
+/// listed, a savepoint is taken, live state is read; the job ends with its exact output.
+#[test]
+fn embedded_mode_serves_the_api_while_its_job_runs() {
+    let dir = scratch();
+    let (manifest, text) = slow_wordcount(dir.path(), "memory");
+    let mut cmd = weir();
+    cmd.args([
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=2",
+    ])
+    .args(["--http", "127.0.0.1:0"])
+    .env("WEIR_LOG", "warn,weir=info")
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(dir.path().join("run.err")).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let err = dir.path().join("run.err");
+    let start = Instant::now();
+    let (base, token_file) = loop {
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.starts_with("HTTP API at ")) {
+            let base = line.split_whitespace().nth(3).unwrap();
+            let file = line.rsplit_once("is in ").unwrap().1.trim_end_matches(')');
+            break (base.trim_end_matches("/v1").to_string(), file.to_string());
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let api = Api {
+        base,
+        token: std::fs::read_to_string(token_file)
+            .unwrap()
+            .trim()
+            .to_string(),
+        agent: ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .new_agent(),
+    };
+    let id = loop {
+        let jobs = api.get("/v1/jobs").json;
+        if let Some(id) = jobs["jobs"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{jobs}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    wait_running(&api, &id, 0);
+    let savepoint = verb(&api, &["savepoint", &id]);
+    assert!(
+        Path::new(savepoint.trim()).join("_savepoint").exists(),
+        "{savepoint}"
+    );
+    let counts = count_words(&text);
+    let word = counts.keys().next().unwrap();
+    let a = api.get(&format!("/v1/jobs/{id}/state/count/count?key={word}"));
+    assert!([200, 404, 409].contains(&a.status), "{a:?}");
+    let status = wait_bounded_child(&mut child, Duration::from_secs(120));
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    assert_running_counts(&published(dir.path()), &counts, 1);
+}
+
+/// Waits for `child` to exit, up to `limit`.
+fn wait_bounded_child(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -143,6 +143,31 @@ pub fn submit(
     let job = manifest::load(manifest_path, overrides)?;
     crate::worker::check(&job)?;
     let client = Client::new(args)?;
+    let id = submit_job(
+        &client,
+        &job,
+        manifest_path,
+        overrides,
+        from,
+        allow_non_restored_state,
+    )?;
+    println!("{id}");
+    if follow {
+        follow_job(&client, &id, None)?;
+    }
+    Ok(())
+}
+
+/// Uploads the components of `job` (read from `manifest_path` with `overrides`, checked) and
+/// submits it with its paths made absolute; the job's id.
+pub fn submit_job(
+    client: &Client,
+    job: &crate::plan::JobGraph,
+    manifest_path: &Path,
+    overrides: &[Override],
+    from: Option<&Path>,
+    allow_non_restored_state: bool,
+) -> Result<String> {
     let mut uploaded: Vec<(PathBuf, String)> = Vec::new();
     let text = manifest::portable(manifest_path, overrides, |file| {
         if let Some((_, hash)) = uploaded.iter().find(|(f, _)| f == file) {
@@ -184,22 +209,28 @@ pub fn submit(
         "allow_non_restored_state": allow_non_restored_state,
     });
     let answer = client.post_json("/v1/jobs", &body)?;
-    let id = answer["id"]
+    Ok(answer["id"]
         .as_str()
         .context("the API did not say the job's id")?
-        .to_string();
-    println!("{id}");
-    if follow {
-        follow_job(&client, &id)?;
-    }
-    Ok(())
+        .to_string())
 }
 
-/// Shows job `id`'s progress until it ends; an error unless it finished.
-fn follow_job(client: &Client, id: &str) -> Result<()> {
+/// Shows job `id`'s progress until it ends; an error unless it finished. Once `cancel` is set
+/// (Ctrl-C), the job is cancelled.
+pub fn follow_job(
+    client: &Client,
+    id: &str,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<()> {
     use std::io::Write as _;
-    let path = format!("/v1/jobs/{id}");
+    let path = format!("/v1/jobs/{}", query_value(id));
+    let mut cancelling = false;
     loop {
+        if !cancelling && cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst)) {
+            cancelling = true;
+            eprintln!("\ncancelling the job (Ctrl-C)");
+            let _ = client.post_json(&format!("{path}/cancel"), &Value::Null);
+        }
         let job = client.get(&path)?;
         let status = job["status"].as_str().unwrap_or("unknown");
         eprint!(

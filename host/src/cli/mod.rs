@@ -2,6 +2,7 @@
 
 mod checkpoints;
 mod client;
+mod embedded;
 mod progress;
 mod remote;
 
@@ -57,6 +58,13 @@ enum Command {
         /// Serve the job's metrics (Prometheus text) at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
         metrics: Option<std::net::SocketAddr>,
+        /// Serve the HTTP API at ADDR while the job runs (an embedded coordinator and worker
+        /// in this process): status, savepoints, rescaling, live state, logs.
+        #[arg(long, value_name = "ADDR", conflicts_with_all = ["coordinator", "metrics", "stats"])]
+        http: Option<std::net::SocketAddr>,
+        /// With --http: serve the API without a token (only on a loopback address).
+        #[arg(long, requires = "http")]
+        no_auth: bool,
     },
     /// Run the reference workloads, verify their results and report their cost.
     Bench {
@@ -261,7 +269,20 @@ pub fn main() -> ExitCode {
             coordinator,
             token,
             metrics,
+            http,
+            no_auth,
         } => match (coordinator, token) {
+            _ if http.is_some() => embedded::run(
+                &manifest,
+                &overrides,
+                from.as_deref(),
+                allow_non_restored_state,
+                &crate::api::ApiOptions {
+                    listen: http.expect("checked"),
+                    no_auth,
+                    max_body: 256 << 20,
+                },
+            ),
             (Some(coordinator), Some(token)) => remote::run(
                 &manifest,
                 &overrides,
