@@ -143,14 +143,14 @@ pub fn submit(
     let job = manifest::load(manifest_path, overrides)?;
     crate::worker::check(&job)?;
     let client = Client::new(args)?;
-    let id = submit_job(
-        &client,
-        &job,
+    let submission = Submission {
+        job: &job,
         manifest_path,
         overrides,
         from,
         allow_non_restored_state,
-    )?;
+    };
+    let id = submit_job(&client, &submission)?;
     println!("{id}");
     if follow {
         follow_job(&client, &id, None)?;
@@ -158,16 +158,25 @@ pub fn submit(
     Ok(())
 }
 
-/// Uploads the components of `job` (read from `manifest_path` with `overrides`, checked) and
-/// submits it with its paths made absolute; the job's id.
-pub fn submit_job(
-    client: &Client,
-    job: &crate::plan::JobGraph,
-    manifest_path: &Path,
-    overrides: &[Override],
-    from: Option<&Path>,
-    allow_non_restored_state: bool,
-) -> Result<String> {
+/// A job to submit: checked, as read from its manifest with its overrides, and where it starts.
+pub struct Submission<'a> {
+    pub job: &'a crate::plan::JobGraph,
+    pub manifest_path: &'a Path,
+    pub overrides: &'a [Override],
+    pub from: Option<&'a Path>,
+    pub allow_non_restored_state: bool,
+}
+
+/// Uploads the components of a submission's job and submits it with its paths made absolute;
+/// the job's id.
+pub fn submit_job(client: &Client, submission: &Submission) -> Result<String> {
+    let Submission {
+        job,
+        manifest_path,
+        overrides,
+        from,
+        allow_non_restored_state,
+    } = *submission;
     let mut uploaded: Vec<(PathBuf, String)> = Vec::new();
     let text = manifest::portable(manifest_path, overrides, |file| {
         if let Some((_, hash)) = uploaded.iter().find(|(f, _)| f == file) {

@@ -109,15 +109,15 @@ pub fn run(
     let outcome = (|| {
         // The worker registers within moments: until it has, the job does not fit.
         let since = Instant::now();
+        let submission = client::Submission {
+            job: &job,
+            manifest_path,
+            overrides,
+            from,
+            allow_non_restored_state,
+        };
         let id = loop {
-            match client::submit_job(
-                &client,
-                &job,
-                manifest_path,
-                overrides,
-                from,
-                allow_non_restored_state,
-            ) {
+            match client::submit_job(&client, &submission) {
                 Ok(id) => break id,
                 Err(e) if since.elapsed() < START_LIMIT && format!("{e:#}").contains("slots") => {
                     if worker.is_finished() {
