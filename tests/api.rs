@@ -142,13 +142,14 @@ fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
 }
 
 /// Sends `request` as raw bytes to the API's address; what came back before the server closed
-/// (or within 10 s).
+/// (or within 10 s). The request should close the connection (`Connection: close`, or be one
+/// the server refuses).
 fn raw(base: &str, request: &[u8]) -> String {
     let addr = base.strip_prefix("http://").unwrap();
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The write side stays open: a server may take a half-closed connection for a client gone.
     let _ = s.write_all(request);
-    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).to_string()
