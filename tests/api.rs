@@ -145,7 +145,9 @@ fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
 /// (or within 10 s). The request should close the connection (`Connection: close`, or be one
 /// the server refuses).
 fn raw(base: &str, request: &[u8]) -> String {
-    let addr = base.strip_prefix("http://").unwrap();
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // The write side stays open: a server may take a half-closed connection for a client gone.
@@ -1186,4 +1188,63 @@ fn wait_bounded_child(
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `--tls-cert/--tls-key`: the API is served over TLS only; a client that trusts the
+/// certificate (`--cacert`) works, plain HTTP and clients that do not trust it are refused.
+#[test]
+fn the_api_serves_over_tls() {
+    let dir = scratch();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("api.pem"), dir.path().join("api.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let (coord, _) = coordinator_with(
+        dir.path(),
+        "coord",
+        "127.0.0.1:0",
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let base = api_of(&coord);
+    assert!(base.starts_with("https://"), "{base}");
+    let token = std::fs::read_to_string(dir.path().join("coord/api-token")).unwrap();
+    let listed = run_bounded(
+        {
+            let mut c = weir();
+            c.args(["list", "--api", &base, "--token", token.trim(), "--cacert"])
+                .arg(&cert);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert!(out.contains("no jobs"), "{out}");
+    // Without the certificate trusted, or in plain HTTP: refused.
+    let untrusted = run_bounded(
+        {
+            let mut c = weir();
+            c.args(["list", "--api", &base, "--token", token.trim()]);
+            c
+        },
+        Duration::from_secs(30),
+    );
+    assert!(!untrusted.status.success());
+    let plain = raw(
+        &base.replace("https://", "http://"),
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(!plain.contains("200 OK"), "{plain}");
 }

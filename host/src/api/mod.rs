@@ -30,6 +30,8 @@ pub struct ApiOptions {
     pub no_auth: bool,
     /// The largest request body accepted (an upload), in bytes.
     pub max_body: u64,
+    /// Serve over TLS with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// Where a started API listens, and where its token is kept.
@@ -37,6 +39,16 @@ pub struct ApiOptions {
 pub struct Serving {
     pub addr: SocketAddr,
     pub token_file: Option<PathBuf>,
+    /// Over TLS.
+    pub tls: bool,
+}
+
+impl Serving {
+    /// The API's base URL, e.g. `https://127.0.0.1:8081`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
 }
 
 /// The API's state, shared by its handlers.
@@ -94,6 +106,10 @@ pub fn serve(cluster: Cluster, options: ApiOptions) -> Result<Serving> {
         let (token, file) = load_token(cluster.data_dir())?;
         (Some(token), Some(file))
     };
+    let tls = match &options.tls {
+        Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+        None => None,
+    };
     let listen = || format!("cannot listen on {} for the HTTP API", options.listen);
     let listener = std::net::TcpListener::bind(options.listen).with_context(listen)?;
     listener.set_nonblocking(true).with_context(listen)?;
@@ -106,12 +122,84 @@ pub fn serve(cluster: Cluster, options: ApiOptions) -> Result<Serving> {
         runtime: std::sync::OnceLock::new(),
     });
     let app = router(api);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("the HTTP API stopped: {e}");
+    let serving = Serving {
+        addr,
+        token_file,
+        tls: tls.is_some(),
+    };
+    match tls {
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!("the HTTP API stopped: {e}");
+                }
+            });
         }
-    });
-    Ok(Serving { addr, token_file })
+        Some(acceptor) => {
+            tokio::spawn(serve_tls(listener, acceptor, app));
+        }
+    }
+    Ok(serving)
+}
+
+/// A TLS acceptor for the certificate chain and key in these PEM files.
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .with_context(|| format!("--tls-cert {}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--tls-cert {}: not PEM certificates", cert.display()))?;
+    if chain.is_empty() {
+        bail!("--tls-cert {}: no certificate in it", cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .with_context(|| format!("--tls-key {}: no PEM private key in it", key.display()))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    .context("TLS versions")?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .context("--tls-cert and --tls-key do not make a usable pair")?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` over TLS: each connection's handshake, then HTTP/1.1, on a task of its own.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: axum::Router,
+) {
+    loop {
+        let (tcp, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, say: wait a moment rather than spin.
+                tracing::warn!("the HTTP API cannot accept a connection: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let tls = match handshake.await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => return tracing::debug!(%from, "a TLS handshake failed: {e}"),
+                Err(_) => return tracing::debug!(%from, "a TLS handshake timed out"),
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(%from, "an API connection ended: {e}");
+            }
+        });
+    }
 }
 
 /// Every route: method, path (axum's syntax, as in the OpenAPI document) and handler.

@@ -236,6 +236,12 @@ struct HttpArgs {
     /// The largest request the API takes (an upload), in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     max_upload_mib: u64,
+    /// Serve the API over TLS with this certificate chain (PEM); with --tls-key.
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl HttpArgs {
@@ -244,6 +250,7 @@ impl HttpArgs {
             listen: self.http,
             no_auth: self.no_auth,
             max_body: self.max_upload_mib.saturating_mul(1 << 20),
+            tls: self.tls_cert.clone().zip(self.tls_key.clone()),
         }
     }
 }
@@ -281,6 +288,7 @@ pub fn main() -> ExitCode {
                     listen: http.expect("checked"),
                     no_auth,
                     max_body: 256 << 20,
+                    tls: None,
                 },
             ),
             (Some(coordinator), Some(token)) => remote::run(
@@ -436,11 +444,11 @@ fn coordinator(
         );
         match &api.token_file {
             Some(file) => println!(
-                "HTTP API at http://{}/v1 (the API token is in {})",
-                api.addr,
+                "HTTP API at {}/v1 (the API token is in {})",
+                api.url(),
                 file.display()
             ),
-            None => println!("HTTP API at http://{}/v1 (no auth)", api.addr),
+            None => println!("HTTP API at {}/v1 (no auth)", api.url()),
         }
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
