@@ -192,6 +192,12 @@ pub fn submit_job(client: &Client, submission: &Submission) -> Result<String> {
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
+        // A component the coordinator has already is not sent again.
+        let hash = crate::net::blobs::content_hash(&bytes);
+        if client.get(&format!("/v1/artifacts/{hash}")).is_ok() {
+            uploaded.push((file.to_path_buf(), hash.clone()));
+            return Ok(format!("sha256:{hash}"));
+        }
         let answer = client
             .post_bytes(
                 &format!("/v1/artifacts?name={}", query_value(&name)),
