@@ -51,38 +51,44 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
         "{stdout}"
     );
     // The data plane over loopback: raw QUIC, a remote channel, an in-process channel.
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("job=network "))
-        .unwrap_or_else(|| panic!("no line for network: {stdout}"));
-    for key in [
-        "raw_quic_mib_s=",
-        "channel_mib_s=",
-        "channel_vs_raw=",
-        "in_process_mib_s=",
-    ] {
-        assert!(line.contains(&format!(" {key}")), "{line}");
-    }
-    assert!(line.ends_with("verified=ok"), "{line}");
+    verified_line(
+        &stdout,
+        "network",
+        &[
+            "raw_quic_mib_s=",
+            "channel_mib_s=",
+            "channel_vs_raw=",
+            "in_process_mib_s=",
+        ],
+    );
     // The word count in one process and on a cluster of two worker processes.
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("job=shuffle "))
-        .unwrap_or_else(|| panic!("no line for shuffle: {stdout}"));
-    for key in [
-        "local_records_per_s=",
-        "cluster_records_per_s=",
-        "ratio_per_cpu=",
-        "ratio_wall=",
-        "flush0ms_p50_us=",
-        "flush0ms_p99_us=",
-        "flush10ms_p50_us=",
-        "flush10ms_p99_us=",
-        "netem=",
-    ] {
-        assert!(line.contains(&format!(" {key}")), "{line}");
-    }
-    assert!(line.ends_with("verified=ok"), "{line}");
+    verified_line(
+        &stdout,
+        "shuffle",
+        &[
+            "local_records_per_s=",
+            "cluster_records_per_s=",
+            "ratio_per_cpu=",
+            "ratio_wall=",
+            "flush0ms_p50_us=",
+            "flush0ms_p99_us=",
+            "flush10ms_p50_us=",
+            "flush10ms_p99_us=",
+            "netem=",
+        ],
+    );
+    // The HTTP API on a running cluster.
+    verified_line(
+        &stdout,
+        "api",
+        &[
+            "submit_to_first_record_ms_median=",
+            "savepoint_ms=",
+            "stop_to_restored_ms=",
+            "get_job_per_s=",
+            "state_query_per_s=",
+        ],
+    );
     // The checkpointed jobs compare themselves with those run before them.
     for (job, ratios) in [
         ("checkpointed", &["cpu_vs_wordcount="][..]),
@@ -100,6 +106,19 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
             assert!(line.contains(&format!(" {r}")), "{line}");
         }
     }
+}
+
+/// The line of `job` in the bench's output: it carries each of `keys` and verified its result.
+fn verified_line<'a>(stdout: &'a str, job: &str, keys: &[&str]) -> &'a str {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("job={job} ")))
+        .unwrap_or_else(|| panic!("no line for {job}: {stdout}"));
+    for key in keys {
+        assert!(line.contains(&format!(" {key}")), "{line}");
+    }
+    assert!(line.ends_with("verified=ok"), "{line}");
+    line
 }
 
 #[test]

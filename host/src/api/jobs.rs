@@ -338,7 +338,8 @@ struct RescaleBody {
     operators: std::collections::BTreeMap<String, u32>,
 }
 
-/// A JSON body (an empty one is `T::default()`), or a 400 saying what is wrong with it.
+/// A JSON body (an empty one, or `null`, is `T::default()`), or a 400 saying what is wrong with
+/// it.
 async fn json_body<T: serde::de::DeserializeOwned + Default>(
     api: &Shared,
     request: axum::extract::Request,
@@ -349,7 +350,11 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the request body: {e}")))
+    let invalid = |e: serde_json::Error| ApiError::invalid(format!("the request body: {e}"));
+    match serde_json::from_slice(&body).map_err(invalid)? {
+        serde_json::Value::Null => Ok(T::default()),
+        value => serde_json::from_value(value).map_err(invalid),
+    }
 }
 
 fn accepted(id: &str, request: &str) -> axum::response::Response {

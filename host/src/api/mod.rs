@@ -8,6 +8,7 @@
 //! that says what went wrong; no request input can make a handler panic.
 
 mod artifacts;
+pub mod client;
 mod jobs;
 pub mod openapi;
 

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A cluster's processes, killed when dropped.
-struct Processes(Vec<Child>);
+pub(super) struct Processes(pub(super) Vec<Child>);
 
 impl Drop for Processes {
     fn drop(&mut self) {
@@ -62,6 +62,18 @@ fn wait_for(file: &Path, what: &str) -> Result<String> {
 /// run it in a network namespace); returns the processes, the coordinator's address and the
 /// token.
 fn start_cluster(exe: &Path, dir: &Path, wrap: &[String]) -> Result<(Processes, String, String)> {
+    let (procs, addr, token, _) = start_workers(exe, dir, wrap, &[1, 1])?;
+    Ok((procs, addr, token))
+}
+
+/// A coordinator and a worker per entry of `slots` (with that many slots) under `dir`; returns
+/// the processes, the coordinator's address, its join token and its API's base URL.
+pub(super) fn start_workers(
+    exe: &Path,
+    dir: &Path,
+    wrap: &[String],
+    slots: &[u32],
+) -> Result<(Processes, String, String, String)> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let spawn = |name: &str, args: &[&str]| -> Result<Child> {
         let (cmd, rest) = match wrap.split_first() {
@@ -101,13 +113,21 @@ fn start_cluster(exe: &Path, dir: &Path, wrap: &[String]) -> Result<(Processes, 
         .and_then(|l| l.split_whitespace().next())
         .context("the coordinator's address")?
         .to_string();
+    let api = out
+        .lines()
+        .find_map(|l| l.strip_prefix("HTTP API at "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|l| l.strip_suffix("/v1"))
+        .context("the API's address")?
+        .to_string();
     let token = std::fs::read_to_string(coord_dir.join("join-token"))?
         .trim()
         .to_string();
-    for w in ["w0", "w1"] {
-        let data = dir.join(w);
+    for (i, n) in slots.iter().enumerate() {
+        let w = format!("w{i}");
+        let data = dir.join(&w);
         procs.0.push(spawn(
-            w,
+            &w,
             &[
                 "worker",
                 "--join",
@@ -115,14 +135,14 @@ fn start_cluster(exe: &Path, dir: &Path, wrap: &[String]) -> Result<(Processes, 
                 "--token",
                 &token,
                 "--slots",
-                "1",
+                &n.to_string(),
                 "--data-dir",
                 data.to_str().context("path")?,
             ],
         )?);
         wait_for(&dir.join(format!("{w}.err")), "registered")?;
     }
-    Ok((procs, addr, token))
+    Ok((procs, addr, token, api))
 }
 
 /// The word count on the cluster: its stats (as `weir run --stats` prints them), with

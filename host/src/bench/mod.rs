@@ -5,6 +5,7 @@
 //! CPU per record is the process's user + system time minus that of the same job at n = 1
 //! (startup, loading components), divided by n.
 
+mod api;
 mod cluster;
 mod expected;
 mod network;
@@ -184,7 +185,7 @@ pub fn run(options: &Options) -> Result<bool> {
     let known: Vec<&str> = JOBS
         .iter()
         .map(|j| j.name)
-        .chain(["network", "shuffle"])
+        .chain(["network", "shuffle", "api"])
         .chain(NOT_YET.iter().map(|(n, _)| *n))
         .collect();
     if let Some(name) = &options.job
@@ -269,6 +270,9 @@ pub fn run(options: &Options) -> Result<bool> {
     }
     if selected("shuffle") {
         all_ok &= cluster::run(options.quick, options.n, &options.manifests, &scratch)?;
+    }
+    if selected("api") {
+        all_ok &= api::run(options.quick, &options.manifests, &scratch)?;
     }
     for (name, why) in NOT_YET.iter().filter(|(n, _)| selected(n)) {
         println!("job={name} not-run: {why}");

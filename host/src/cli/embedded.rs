@@ -5,7 +5,7 @@
 //! the API adds (job status, savepoints, rescaling, live state, logs) works as on a cluster.
 //! The API lives as long as the run.
 
-use super::client::{self, ApiArgs, Client};
+use super::client::{self, Client};
 use crate::api::ApiOptions;
 use crate::coordinator::server::CoordinatorOptions;
 use crate::manifest::{self, Override};
@@ -101,11 +101,7 @@ pub fn run(
         Some(file) => Some(crate::files::read_small_text(file)?.trim().to_string()),
         None => None,
     };
-    let client = Client::new(&ApiArgs {
-        api: format!("http://{}", api.addr),
-        token,
-        cacert: None,
-    })?;
+    let client = Client::new(&api.url(), token.as_deref(), None)?;
     let outcome = (|| {
         // The worker registers within moments: until it has, the job does not fit.
         let since = Instant::now();

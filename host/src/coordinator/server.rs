@@ -273,9 +273,7 @@ pub(super) enum JobEvent {
     Progress {
         worker: String,
         attempt: u32,
-        records_in: u64,
-        records_out: u64,
-        tasks: Vec<crate::net::control::TaskFigures>,
+        progress: Progress,
     },
     Ack {
         attempt: u32,
@@ -293,6 +291,15 @@ pub(super) enum JobEvent {
         purpose: super::savepoints::Purpose,
         reply: tokio::sync::oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// What a worker's part of an attempt reports of its progress.
+#[derive(Debug)]
+pub(super) struct Progress {
+    pub(super) records_in: u64,
+    pub(super) records_out: u64,
+    pub(super) tasks: Vec<crate::net::control::TaskFigures>,
+    pub(super) first_output_unix_ms: Option<u64>,
 }
 
 /// Declares lost the workers whose heartbeats stopped.
@@ -535,12 +542,12 @@ async fn control_loop(
                 Ok(Some(ToCoordinator::Ack { job, attempt, ack })) => {
                     shared.to_job(&job, JobEvent::Ack { attempt, ack });
                 }
-                Ok(Some(ToCoordinator::Progress { job, attempt, records_in, records_out, tasks })) => {
+                Ok(Some(ToCoordinator::Progress {
+                    job, attempt, records_in, records_out, tasks, first_output_unix_ms,
+                })) => {
                     let worker = worker.clone();
-                    shared.to_job(
-                        &job,
-                        JobEvent::Progress { worker, attempt, records_in, records_out, tasks },
-                    );
+                    let progress = Progress { records_in, records_out, tasks, first_output_unix_ms };
+                    shared.to_job(&job, JobEvent::Progress { worker, attempt, progress });
                 }
                 Ok(Some(other)) => break format!("an unexpected message: {other:?}"),
                 Ok(None) => break "it left".to_string(),

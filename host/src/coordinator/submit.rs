@@ -857,16 +857,17 @@ async fn drive(
             JobEvent::Progress {
                 worker,
                 attempt: a,
-                records_in,
-                records_out,
-                tasks,
+                progress: p,
             } if a == attempt => {
-                progress.insert(worker, (records_in, records_out));
+                progress.insert(worker, (p.records_in, p.records_out));
                 let (records_in, records_out) = progress
                     .values()
                     .fold((0, 0), |(i, o), (a, b)| (i + a, o + b));
                 let now = std::time::Instant::now();
-                shared.view(&id, |v| v.progress(records_in, records_out, &tasks, now));
+                shared.view(&id, |v| {
+                    v.progress(records_in, records_out, &p.tasks, now);
+                    v.first_output(p.first_output_unix_ms);
+                });
                 client.send(ToClient::Progress {
                     attempt,
                     records_in,

@@ -74,6 +74,9 @@ pub struct JobView {
     pub records_out: u64,
     pub records_in_per_second: f64,
     pub records_out_per_second: f64,
+    /// When the current attempt's sinks wrote their first record (ms since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_output_ms: Option<u64>,
     pub vertices: Vec<Vertex>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_checkpoint: Option<CheckpointInfo>,
@@ -171,6 +174,7 @@ impl JobView {
             records_out: 0,
             records_in_per_second: 0.0,
             records_out_per_second: 0.0,
+            first_output_ms: None,
             vertices: Vec::new(),
             last_checkpoint: None,
             checkpoints_completed: 0,
@@ -220,6 +224,7 @@ impl JobView {
         self.attempt = attempt;
         self.records_in = 0;
         self.records_out = 0;
+        self.first_output_ms = None;
         self.sampled = None;
         self.task_samples.clear();
         for v in &mut self.vertices {
@@ -340,6 +345,13 @@ impl JobView {
             .collect();
         let next = lines.last().map_or(since, |l| l.seq);
         (lines, next)
+    }
+
+    /// A worker's sinks wrote their first record at `at` (ms since the Unix epoch), if they have.
+    pub fn first_output(&mut self, at: Option<u64>) {
+        if let Some(at) = at {
+            self.first_output_ms = Some(self.first_output_ms.map_or(at, |f| f.min(at)));
+        }
     }
 
     /// A checkpoint completed.

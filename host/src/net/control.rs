@@ -62,6 +62,9 @@ pub enum ToCoordinator {
         records_out: u64,
         #[serde(default)]
         tasks: Vec<TaskFigures>,
+        /// When its sinks wrote their first record (ms since the Unix epoch), if they have.
+        #[serde(default)]
+        first_output_unix_ms: Option<u64>,
     },
     /// Lines a worker's part of a job's attempt logged (its guests' log calls, stdout and
     /// stderr), and how many it dropped since the last report.

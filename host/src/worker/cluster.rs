@@ -470,6 +470,7 @@ impl Worker {
                         records_in: metrics.records_in(),
                         records_out: metrics.records_out(),
                         tasks: metrics.task_figures(),
+                        first_output_unix_ms: metrics.first_output_unix_ms(),
                     });
                     ship_logs();
                     let closed = matches!(sent, Err(TrySendError::Closed(_)));
@@ -498,6 +499,7 @@ impl Worker {
             records_in: metrics.records_in(),
             records_out: metrics.records_out(),
             tasks: metrics.task_figures(),
+            first_output_unix_ms: metrics.first_output_unix_ms(),
         });
         match outcome {
             Ok(()) => PartOutcome::Finished,

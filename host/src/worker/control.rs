@@ -315,4 +315,12 @@ impl JobMetrics {
     pub fn first_output_after(&self) -> Option<Duration> {
         self.first_out.get().copied()
     }
+
+    /// When the first record was written by a sink, in ms since the Unix epoch.
+    pub fn first_output_unix_ms(&self) -> Option<u64> {
+        let first = self.first_out.get()?;
+        let ago = self.started.elapsed().saturating_sub(*first);
+        let at = std::time::SystemTime::now().checked_sub(ago)?;
+        Some(at.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+    }
 }
