@@ -319,6 +319,25 @@ fn a_job_uploaded_over_http_runs_to_its_exact_output() {
     let again = api.post(&format!("/v1/jobs/{id}/cancel"), "application/json", b"");
     assert_eq!(again.status, 409, "{again:?}");
     assert_eq!(again.json["error"]["code"], "conflict");
+    // No job runs: an artifact can go.
+    let gone = api.call(
+        "DELETE",
+        &format!("/v1/artifacts/{split}"),
+        None,
+        b"",
+        Some(&api.token),
+    );
+    assert_eq!(gone.status, 204, "{gone:?}");
+    assert_eq!(api.get(&format!("/v1/artifacts/{split}")).status, 404);
+    let left = api.get("/v1/artifacts").json;
+    assert!(
+        left["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["hash"] != split.as_str()),
+        "{left}"
+    );
 }
 
 /// A running job is cancelled over HTTP (and `weir cancel`): it ends cancelled and its slots
@@ -778,7 +797,8 @@ fn stop_with_a_savepoint_then_resume_at_another_parallelism_and_backend() {
 }
 
 /// A savepoint taken on the redb backend (the job goes on) restores into embedded mode
-/// (`weir run --from`) on the memory backend at parallelism 1, exactly once.
+/// (`weir run --from`) on the memory backend at parallelism 1, with a new component for
+/// `count` (the C one, which keeps its counts in the same encoding), exactly once.
 #[test]
 fn a_savepoint_restores_into_embedded_mode_on_the_other_backend() {
     let dir = scratch();
@@ -804,6 +824,11 @@ fn a_savepoint_restores_into_embedded_mode_on_the_other_backend() {
         "job.parallelism=1",
         "--set",
         "checkpoint.backend=memory",
+        "--set",
+        &format!(
+            "operators.count.component={}",
+            c_component("wordcount_count")
+        ),
         "--from",
         savepoint,
     ]);
@@ -900,6 +925,23 @@ fn savepoint_requests_a_job_cannot_serve_are_refused() {
     }
     let a = api.get(&format!("/v1/jobs/{id}/savepoints/nope"));
     assert_eq!(a.status, 404, "{a:?}");
+    // Its checkpoint history, oldest first.
+    let start = Instant::now();
+    let history = loop {
+        let h = api.get(&format!("/v1/jobs/{id}/checkpoints")).json;
+        if h["checkpoints"].as_array().is_some_and(|c| c.len() >= 2) {
+            break h;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{h}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ids: Vec<u64> = history["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{history}");
     // One that works, polled to its end.
     let a = api.post(
         &format!("/v1/jobs/{id}/savepoints"),
@@ -957,6 +999,25 @@ fn live_keyed_state_is_read_over_http() {
     let mut words: Vec<&str> = counts.keys().map(String::as_str).collect();
     words.sort();
     let words: Vec<&str> = words.into_iter().step_by(97).take(40).collect();
+    // A running job's component cannot be deleted.
+    let artifacts = api.get("/v1/artifacts").json;
+    let count = artifacts["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "wordcount_count.wasm")
+        .unwrap_or_else(|| panic!("{artifacts}"))["hash"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a = api.call(
+        "DELETE",
+        &format!("/v1/artifacts/{count}"),
+        None,
+        b"",
+        Some(&api.token),
+    );
+    assert_eq!(a.status, 409, "{a:?}");
     for (path, why) in [
         (
             format!("/v1/jobs/{id}/state/count/count?key=no-such-word-zz"),
@@ -1335,5 +1396,44 @@ fn every_route_refuses_malformed_input_cleanly() {
         !cluster.coord.stderr().contains("panicked"),
         "{}",
         cluster.coord.stderr()
+    );
+}
+
+/// A job whose operator fails once restarts from its checkpoint: its view shows the restart,
+/// the failed attempt and its cause, and the job finishes.
+#[test]
+fn a_jobs_view_shows_its_restarts_and_their_causes() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2]);
+    let api = Api::of(dir.path(), &cluster.coord);
+    let manifest = format!(
+        "edges = [\"src -> flaky\", \"flaky -> out\"]\n[job]\nparallelism = 2\n[checkpoint]\ninterval = \"50ms\"\ndir = \"{}\"\n[restart]\nstrategy = \"fixed_delay\"\nattempts = 1\ndelay = \"10ms\"\n[sources.src]\nkind = \"datagen\"\ncount = 20000\nrate = 20000\nshape = \"sequence\"\n[operators.flaky]\ncomponent = \"{}\"\nconfig = {{ fail_at = 8000 }}\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n",
+        dir.path().join("checkpoints").display(),
+        component("faulty_flaky"),
+        dir.path().join("out").display()
+    );
+    let flaky = std::fs::read(component("faulty_flaky")).unwrap();
+    let (ct, body) = multipart(&[
+        ("manifest", Some("flaky.toml"), manifest.as_bytes()),
+        ("flaky", Some("faulty_flaky.wasm"), &flaky),
+    ]);
+    let a = api.post("/v1/jobs", &ct, &body);
+    assert_eq!(a.status, 201, "{a:?}");
+    let id = a.json["id"].as_str().unwrap().to_string();
+    let job = api.wait_end(&id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(
+        (job["restarts"].as_u64(), job["attempt"].as_u64()),
+        (Some(1), Some(1)),
+        "{job}"
+    );
+    let failure = &job["failures"][0];
+    assert_eq!(failure["attempt"], 0, "{job}");
+    assert!(
+        failure["cause"]
+            .as_str()
+            .unwrap()
+            .contains("failing on purpose at record 8000"),
+        "{job}"
     );
 }
