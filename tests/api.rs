@@ -64,10 +64,14 @@ impl Api {
         if let Some(token) = auth {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = self
-            .agent
-            .run(request.body(body.to_vec()).unwrap())
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let request = request.body(body.to_vec()).unwrap();
+        let mut response = match self.agent.run(request.clone()) {
+            // A kept-alive connection the server had closed meanwhile: a GET is sent again,
+            // once, on a new one.
+            Err(ureq::Error::Io(_)) if method == "GET" => self.agent.run(request),
+            other => other,
+        }
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
         let status = response.status().as_u16();
         let text = response
             .body_mut()
@@ -673,7 +677,9 @@ fn slow_wordcount(dir: &Path, backend: &str) -> (std::path::PathBuf, String) {
 
 /// A cluster of workers with `slots`, running `manifest` at parallelism 2 (submitted with
 /// `weir submit`), a checkpoint of it complete and some output published; its API and the
-/// job's id.
+/// job's id. Its buffers are small (4 KiB): the sources are held back by the slow sinks and run
+/// nearly as long as the job, so that savepoints (which need a running source) can be taken
+/// until near its end.
 fn submit_running(dir: &Path, manifest: &Path, slots: &[u32]) -> (Cluster, Api, String) {
     let cluster = Cluster::start(dir, slots);
     let api = Api::of(dir, &cluster.coord);
@@ -682,6 +688,8 @@ fn submit_running(dir: &Path, manifest: &Path, slots: &[u32]) -> (Cluster, Api, 
         manifest.to_str().unwrap(),
         "--set",
         "job.parallelism=2",
+        "--set",
+        "job.buffer_bytes=4096",
     ];
     let id = verb(&api, &args).trim().to_string();
     wait_running(&api, &id, 0);
@@ -1178,7 +1186,7 @@ fn embedded_mode_serves_the_api_while_its_job_runs() {
         "--set",
         "job.parallelism=2",
     ])
-    .args(["--http", "127.0.0.1:0"])
+    .args(["--set", "job.buffer_bytes=4096", "--http", "127.0.0.1:0"])
     .env("WEIR_LOG", "warn,weir=info")
     .stdout(std::process::Stdio::null())
     .stderr(std::fs::File::create(dir.path().join("run.err")).unwrap());

@@ -84,7 +84,12 @@ impl Client {
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
-        let r = self.authorized(self.agent.get(self.url(path))).call();
+        let mut r = self.authorized(self.agent.get(self.url(path))).call();
+        if matches!(r, Err(ureq::Error::Io(_))) {
+            // A kept-alive connection the server had closed meanwhile: a GET is asked again,
+            // once, on a new one.
+            r = self.authorized(self.agent.get(self.url(path))).call();
+        }
         self.answer(&format!("GET {path}"), r)
     }
 

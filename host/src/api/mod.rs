@@ -251,6 +251,7 @@ fn router(api: Shared) -> axum::Router {
     }
     app.fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(api.clone(), authorize))
+        .layer(axum::middleware::from_fn(close_after_errors))
         // The limit is enforced as the body is read; an upload over it is refused whole.
         .layer(DefaultBodyLimit::max(
             usize::try_from(api.max_body).unwrap_or(usize::MAX),
@@ -289,6 +290,20 @@ async fn authorize(State(api): State<Shared>, request: Request, next: Next) -> R
         )
         .into_response(),
     }
+}
+
+/// Closes the connection after a client error: its request's body may be left unread (an
+/// upload refused for its size, or for want of a token), and the connection cannot carry
+/// another request after it. Saying so keeps the client from reusing it.
+async fn close_after_errors(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if response.status().is_client_error() {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Compares two secrets in time that depends on their lengths only.

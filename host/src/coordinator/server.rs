@@ -109,7 +109,6 @@ pub fn run(
         });
         // Jobs that were running when the coordinator stopped go on, from their checkpoints.
         super::submit::resume_all(&shared);
-        super::service::ended_views(&shared);
         started(
             &Started {
                 addr,
@@ -175,6 +174,9 @@ pub(super) struct Shared {
     pub(super) store: JobStore,
 }
 
+/// The ended jobs whose views (figures, logs, savepoints) stay in memory.
+pub(super) const KEEP_ENDED_VIEWS: usize = 256;
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -237,6 +239,24 @@ impl Shared {
     fn lost(&self, worker: &str) {
         for job in lock(&self.jobs).values() {
             let _ = job.send(JobEvent::WorkerLost(worker.to_string()));
+        }
+    }
+
+    /// Forgets the views of the oldest ended jobs past [`KEEP_ENDED_VIEWS`] (the job store
+    /// still knows them, and the API shows them from it).
+    pub(super) fn forget_ended_views(&self) {
+        let mut views = lock(&self.views);
+        let mut ended: Vec<(u64, String)> = views
+            .values()
+            .filter(|v| v.status.is_ended())
+            .map(|v| (v.ended_ms.unwrap_or(0), v.id.clone()))
+            .collect();
+        if ended.len() < KEEP_ENDED_VIEWS {
+            return;
+        }
+        ended.sort_unstable();
+        for (_, id) in &ended[..ended.len() + 1 - KEEP_ENDED_VIEWS] {
+            views.remove(id);
         }
     }
 

@@ -171,35 +171,39 @@ impl Cluster {
 
     /// Every job the coordinator knows of, newest first.
     pub fn jobs(&self) -> Vec<JobSummary> {
-        let mut all: Vec<JobSummary> = lock(&self.shared.views)
-            .values()
-            .map(|v| JobSummary {
-                id: v.id.clone(),
-                name: v.name.clone(),
-                status: v.status,
-                submitted_ms: v.submitted_ms,
-                ended_ms: v.ended_ms,
-                attempt: v.attempt,
-            })
-            .collect();
+        let summary = |v: &JobView| JobSummary {
+            id: v.id.clone(),
+            name: v.name.clone(),
+            status: v.status,
+            submitted_ms: v.submitted_ms,
+            ended_ms: v.ended_ms,
+            attempt: v.attempt,
+        };
+        let mut all: Vec<JobSummary> = lock(&self.shared.views).values().map(summary).collect();
+        // Those only the store knows (ended before this coordinator started, or long ago).
+        for (id, job) in self.shared.store.all().unwrap_or_default() {
+            if !all.iter().any(|j| j.id == id) {
+                all.push(summary(&stored_view(&id, job)));
+            }
+        }
         all.sort_by(|a, b| b.submitted_ms.cmp(&a.submitted_ms).then(a.id.cmp(&b.id)));
         all
     }
 
     /// Job `id` as it stands.
     pub fn job(&self, id: &str) -> Result<JobView, ServiceError> {
-        lock(&self.shared.views)
-            .get(id)
-            .cloned()
-            .ok_or_else(|| no_job(id))
+        if let Some(v) = lock(&self.shared.views).get(id) {
+            return Ok(v.clone());
+        }
+        match self.shared.store.get(id) {
+            Ok(Some(job)) => Ok(stored_view(id, job)),
+            _ => Err(no_job(id)),
+        }
     }
 
     /// Job `id`'s completed checkpoints (the newest last).
     pub fn checkpoints(&self, id: &str) -> Result<Vec<CheckpointInfo>, ServiceError> {
-        lock(&self.shared.views)
-            .get(id)
-            .map(|v| v.checkpoints.iter().cloned().collect())
-            .ok_or_else(|| no_job(id))
+        Ok(self.job(id)?.checkpoints.into_iter().collect())
     }
 
     /// Job `id`'s guest lines numbered after `since` (at most `limit`), the number to ask
@@ -210,8 +214,7 @@ impl Cluster {
         since: u64,
         limit: usize,
     ) -> Result<(Vec<super::view::KeptLine>, u64, u64), ServiceError> {
-        let views = lock(&self.shared.views);
-        let view = views.get(id).ok_or_else(|| no_job(id))?;
+        let view = self.job(id)?;
         let (lines, next) = view.logs_since(since, limit);
         Ok((lines, next, view.log_lines_dropped))
     }
@@ -509,21 +512,23 @@ fn unavailable(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Unavailable(e.to_string())
 }
 
-/// Views of the jobs in the store that ended before the coordinator (re)started.
-pub(super) fn ended_views(shared: &Shared) {
-    let Ok(jobs) = shared.store.all() else { return };
-    let mut views = lock(&shared.views);
-    for (id, job) in jobs {
-        let (status, why) = match job.state {
-            JobState::Running => continue,
-            JobState::Finished => (Status::Finished, None),
-            JobState::Failed { why } => (Status::Failed, Some(why)),
-            JobState::Cancelled { why } => (Status::Cancelled, Some(why)),
-        };
-        let mut view = JobView::new(&id, &job.graph);
-        view.attempt = job.attempt;
-        view.status = status;
-        view.why = why;
-        views.entry(id).or_insert(view);
-    }
+/// The view of a job the store knows but the coordinator has no view of (it ended before the
+/// coordinator started, or long ago): what the store says of it.
+fn stored_view(id: &str, job: super::store::StoredJob) -> JobView {
+    let mut view = JobView::new(id, &job.graph);
+    view.attempt = job.attempt;
+    view.submitted_ms = job.submitted_ms;
+    view.status = match job.state {
+        JobState::Running => Status::Restarting,
+        JobState::Finished => Status::Finished,
+        JobState::Failed { why } => {
+            view.why = Some(why);
+            Status::Failed
+        }
+        JobState::Cancelled { why } => {
+            view.why = Some(why);
+            Status::Cancelled
+        }
+    };
+    view
 }

@@ -48,6 +48,9 @@ pub struct StoredJob {
     /// Its newest completed checkpoint.
     pub latest_checkpoint: Option<u64>,
     pub state: JobState,
+    /// When it was submitted (ms since the Unix epoch; 0 in stores written before it was kept).
+    #[serde(default)]
+    pub submitted_ms: u64,
 }
 
 /// The store, or why it cannot be used.
@@ -192,6 +195,7 @@ mod tests {
             attempt: 0,
             latest_checkpoint: None,
             state: JobState::Running,
+            submitted_ms: 0,
         };
         store.put("a", &job).unwrap();
         store.put("b", &job).unwrap();

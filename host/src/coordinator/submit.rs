@@ -146,6 +146,7 @@ pub(super) fn start(
         attempt: 0,
         latest_checkpoint: None,
         state: JobState::Running,
+        submitted_ms: super::view::now_ms(),
     };
     if let Err(e) = shared.store.put(&id, &stored) {
         tracing::error!(job = %id, "{e}; a restarted coordinator will not know this job");
@@ -793,6 +794,7 @@ async fn drive(
                             Outcome::Cancelled(why) => JobState::Cancelled { why: why.clone() },
                         }
                     });
+                    shared.forget_ended_views();
                     shared.view(&id, |v| match &outcome {
                         Outcome::Finished => v.ended(Status::Finished, None),
                         Outcome::Stopped(why) => v.ended(Status::Finished, Some(why.clone())),

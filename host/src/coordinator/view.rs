@@ -14,6 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 const KEEP_CHECKPOINTS: usize = 64;
 const KEEP_FAILURES: usize = 16;
 const KEEP_LOG_LINES: usize = 1000;
+const KEEP_ENDED_LOG_LINES: usize = 100;
 
 /// A guest's line as the coordinator keeps it: numbered, with the worker it came from.
 #[derive(Debug, Clone, Serialize)]
@@ -386,8 +387,11 @@ impl JobView {
         self.status = Status::Restarting;
     }
 
-    /// The job ended.
+    /// The job ended: of its lines, the newest [`KEEP_ENDED_LOG_LINES`] stay.
     pub fn ended(&mut self, status: Status, why: Option<String>) {
+        while self.logs.len() > KEEP_ENDED_LOG_LINES {
+            self.logs.pop_front();
+        }
         self.status = status;
         self.why = why;
         self.ended_ms = Some(now_ms());
@@ -444,7 +448,22 @@ mod tests {
         view.deployed(1, &["w1".into()]);
         assert_eq!(view.records_in, 0);
         assert_eq!(view.vertices[0].subtasks[1].worker, None);
+        // Lines are numbered and bounded; an ended job keeps the newest hundred.
+        let line = |n: u64| crate::wasm::guest_log::LogLine {
+            at_ms: n,
+            level: "info".into(),
+            operator: "o".into(),
+            subtask: 0,
+            message: format!("line {n}"),
+        };
+        view.logged("w1", (0..1500).map(line).collect(), 2);
+        let (lines, next) = view.logs_since(0, 10);
+        assert_eq!((lines.len(), lines[0].seq, next), (10, 501, 510));
+        assert_eq!(view.log_lines_dropped, 502);
+        assert_eq!(view.logs_since(1500, 10).0.len(), 0);
         view.ended(Status::Finished, None);
         assert!(view.status.is_ended() && view.ended_ms.is_some());
+        let (lines, _) = view.logs_since(0, 1000);
+        assert_eq!((lines.len(), lines[0].line.message.as_str()), (100, "line 1400"));
     }
 }
