@@ -880,7 +880,7 @@ fn savepoint_requests_a_job_cannot_serve_are_refused() {
     let api = Api::of(dir.path(), &cluster.coord);
     let endless = |checkpoint: &str| {
         format!(
-            "edges = [\"gen -> out\"]\n[job]\nname = \"endless\"\nmax_parallelism = 8\n[sources.gen]\nkind = \"datagen\"\nrate = 1000.0\n[sinks.out]\nkind = \"file\"\npath = \"{}\"\n{checkpoint}",
+            "edges = [\"gen -> out\"]\n[job]\nname = \"endless\"\nmax_parallelism = 8\n[sources.gen]\nkind = \"datagen\"\nrate = 1000.0\n[sinks.out]\nkind = \"file\"\npartition = \"rebalance\"\npath = \"{}\"\n{checkpoint}",
             dir.path().join("out").display()
         )
     };
@@ -980,6 +980,20 @@ fn savepoint_requests_a_job_cannot_serve_are_refused() {
         1,
         "{listed:?}"
     );
+    // One operator rescaled: the sink to 2 (the two slots), the source staying at 1.
+    let a = api.post_json(
+        &format!("/v1/jobs/{id}/rescale"),
+        &serde_json::json!({ "operators": { "out": 2 } }),
+    );
+    assert_eq!(a.status, 202, "{a:?}");
+    let job = wait_running(&api, &id, 1);
+    let parallelism: Vec<u64> = job["vertices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["parallelism"].as_u64().unwrap())
+        .collect();
+    assert_eq!(parallelism, [1, 2], "{job}");
 }
 
 /// A postcard varint (how the Rust SDK keeps a `u64` in state), from hex.

@@ -464,6 +464,9 @@ mod tests {
         view.ended(Status::Finished, None);
         assert!(view.status.is_ended() && view.ended_ms.is_some());
         let (lines, _) = view.logs_since(0, 1000);
-        assert_eq!((lines.len(), lines[0].line.message.as_str()), (100, "line 1400"));
+        assert_eq!(
+            (lines.len(), lines[0].line.message.as_str()),
+            (100, "line 1400")
+        );
     }
 }

@@ -167,4 +167,58 @@ mod tests {
             assert!(matches!(a, StateAnswer::Ended { .. }), "{a:?}");
         }
     }
+
+    #[test]
+    fn a_query_reads_value_state_then_map_state() {
+        let mut state = crate::state::StateBackend::memory(0..128, 128, 1 << 20, false);
+        state
+            .value_set_many("count", &[(b"a", Some(b"1"))])
+            .unwrap();
+        for (mk, v) in [(b"y", b"2"), (b"x", b"1")] {
+            state
+                .map_put("seen", b"a".to_vec(), mk.to_vec(), v.to_vec())
+                .unwrap();
+        }
+        let ask = |state: &str, key: &[u8], map_key: Option<&[u8]>| StateQuery {
+            state: state.into(),
+            key: key.to_vec(),
+            map_key: map_key.map(<[u8]>::to_vec),
+            ..query()
+        };
+        assert_eq!(
+            answer(&mut state, &ask("count", b"a", None)),
+            StateAnswer::Value {
+                value: b"1".to_vec()
+            }
+        );
+        // Map state: every entry, sorted by map key; or the one asked for.
+        assert_eq!(
+            answer(&mut state, &ask("seen", b"a", None)),
+            StateAnswer::Map {
+                entries: vec![
+                    (b"x".to_vec(), b"1".to_vec()),
+                    (b"y".to_vec(), b"2".to_vec())
+                ]
+            }
+        );
+        assert_eq!(
+            answer(&mut state, &ask("seen", b"a", Some(b"y"))),
+            StateAnswer::Map {
+                entries: vec![(b"y".to_vec(), b"2".to_vec())]
+            }
+        );
+        for (name, key, map_key) in [
+            ("count", &b"b"[..], None),
+            ("nope", b"a", None),
+            ("seen", b"a", Some(&b"z"[..])),
+        ] {
+            assert!(
+                matches!(
+                    answer(&mut state, &ask(name, key, map_key)),
+                    StateAnswer::NotFound { .. }
+                ),
+                "{name}"
+            );
+        }
+    }
 }
