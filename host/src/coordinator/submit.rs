@@ -666,6 +666,8 @@ async fn drive(
                     if let Some(k) = keeper.take() {
                         let _ = k.finish(false);
                     }
+                    savepoints
+                        .fail_all(&shared, "the job restarted before the savepoint completed");
                     release(&shared, &std::mem::take(&mut held));
                     progress.clear();
                     tracing::warn!(job = %id, attempt, "{cause}; restarting in {delay:?}");
@@ -897,6 +899,8 @@ async fn drive(
                             shared.view(&id, |v| v.status = Status::Stopping);
                         }
                         savepoints.pending.insert(checkpoint, (request, target, purpose));
+                        // Its trigger may have failed at once (its directory cannot be made).
+                        actions.extend(savepoints.settle(&shared, &id, &graph, k, &notices, &mut run));
                         notify(&held, attempt, notices);
                     }),
                 };
