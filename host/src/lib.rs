@@ -18,5 +18,6 @@ pub mod manifest;
 pub mod net;
 pub mod plan;
 pub mod state;
+pub mod time;
 pub mod wasm;
 pub mod worker;

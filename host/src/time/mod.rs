@@ -1,0 +1,10 @@
+//! Event time as protocols without I/O, as [`crate::checkpoint`] keeps barriers: which windows
+//! a record belongs to ([`assigner`]), the watermarks a source generates and the minimum a task
+//! takes over its inputs ([`watermark`]). Timestamps are milliseconds (`i64`); the threads and
+//! channels that carry records drive these.
+
+pub mod assigner;
+pub mod watermark;
+
+pub use assigner::{Assigner, Window};
+pub use watermark::{Generator, Strategy, Valve, ValveOutput};
