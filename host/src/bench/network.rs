@@ -60,7 +60,7 @@ impl Inbox for Counter {
                     let _ = inputs.consumed(channel);
                 }
             }
-            Delivery::Barrier(_) => {}
+            Delivery::Barrier(_) | Delivery::Watermark(_) => {}
             Delivery::End => {
                 s.1 = true;
                 drop(s);

@@ -80,6 +80,16 @@ impl<B> OutputQueue<B> {
         self.queue.push_back(Outgoing::Event(event));
     }
 
+    /// Queues an event that replaces the last one queued if `supersedes` says it may (a newer
+    /// watermark makes an older one still waiting pointless): events are then bounded by the
+    /// buffers between them.
+    pub fn push_event_replacing(&mut self, event: B, supersedes: impl Fn(&B) -> bool) {
+        match self.queue.back_mut() {
+            Some(Outgoing::Event(last)) if supersedes(last) => *last = event,
+            _ => self.queue.push_back(Outgoing::Event(event)),
+        }
+    }
+
     /// The receiver announced `n` more credit.
     pub fn add_credit(&mut self, n: u32) {
         self.credit = self.credit.saturating_add(n);
@@ -287,6 +297,24 @@ impl InputCredits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_newer_watermark_replaces_one_still_queued_but_never_passes_data() {
+        let mut q: OutputQueue<u32> = OutputQueue::new(2);
+        q.push_event_replacing(1, |_| true);
+        q.push(100).unwrap();
+        q.push_event_replacing(2, |_| true);
+        q.push_event_replacing(3, |_| true);
+        assert!(matches!(q.next_send(), Some(Send::Event(1))));
+        assert!(q.next_send().is_none(), "the buffer waits for credit");
+        q.add_credit(1);
+        assert!(matches!(
+            q.next_send(),
+            Some(Send::Data { buffer: 100, .. })
+        ));
+        assert!(matches!(q.next_send(), Some(Send::Event(3))));
+        assert!(q.next_send().is_none());
+    }
 
     #[test]
     fn a_buffer_goes_only_against_credit_and_events_never_overtake_data() {

@@ -22,6 +22,7 @@ use tokio::sync::{Notify, mpsc};
 pub enum Delivery {
     Data(Bytes),
     Barrier(u64),
+    Watermark(i64),
     End,
 }
 
@@ -265,6 +266,7 @@ async fn serve_input(
                     inbox.deliver(channel, Delivery::Data(records));
                 }
                 Some(Frame::Barrier(id)) => inbox.deliver(channel, Delivery::Barrier(id)),
+                Some(Frame::Watermark(wm)) => inbox.deliver(channel, Delivery::Watermark(wm)),
                 Some(Frame::EndOfPartition) => {
                     inbox.deliver(channel, Delivery::End);
                     return Ok(());
@@ -423,7 +425,13 @@ impl RemoteSender {
         if let Some(why) = &st.closed {
             return Err(Closed(why.clone()));
         }
-        st.queue.push_event(frame);
+        if matches!(frame, Frame::Watermark(_)) {
+            // A watermark not yet sent is superseded by a newer one.
+            st.queue
+                .push_event_replacing(frame, |f| matches!(f, Frame::Watermark(_)));
+        } else {
+            st.queue.push_event(frame);
+        }
         drop(st);
         self.wake.notify_one();
         Ok(())
@@ -432,6 +440,11 @@ impl RemoteSender {
     /// Sends barrier `id` after everything sent before it.
     pub fn barrier(&self, id: u64) -> Result<(), Closed> {
         self.event(Frame::Barrier(id))
+    }
+
+    /// Sends watermark `wm` after everything sent before it.
+    pub fn watermark(&self, wm: i64) -> Result<(), Closed> {
+        self.event(Frame::Watermark(wm))
     }
 
     /// Ends the channel: nothing follows.
@@ -596,6 +609,7 @@ mod tests {
                     Delivery::Barrier(id) => {
                         assert_eq!((id, got.len() as u32), (7, n / 2 + 1));
                     }
+                    Delivery::Watermark(wm) => panic!("no watermark was sent: {wm}"),
                     Delivery::End => return got,
                 }
             }

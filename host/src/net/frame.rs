@@ -43,6 +43,8 @@ pub enum Frame {
     Credit(u32),
     /// Checkpoint barrier n, after the data before it.
     Barrier(u64),
+    /// The sender's watermark (ms), after the data before it.
+    Watermark(i64),
     /// The sender's partition has ended: nothing follows on this stream.
     EndOfPartition,
     /// A control-plane message (JSON), between coordinator and worker.
@@ -54,6 +56,7 @@ const DATA: u8 = 2;
 const CREDIT: u8 = 3;
 const BARRIER: u8 = 4;
 const END_OF_PARTITION: u8 = 5;
+const WATERMARK: u8 = 6;
 const CONTROL: u8 = 16;
 
 /// Why bytes received are not a frame. Each one ends the connection they came on.
@@ -97,6 +100,7 @@ impl Frame {
             Frame::Data { .. } => DATA,
             Frame::Credit(_) => CREDIT,
             Frame::Barrier(_) => BARRIER,
+            Frame::Watermark(_) => WATERMARK,
             Frame::EndOfPartition => END_OF_PARTITION,
             Frame::Control(_) => CONTROL,
         }
@@ -122,6 +126,7 @@ impl Frame {
             }
             Frame::Credit(n) => out.put_u32_le(*n),
             Frame::Barrier(id) => out.put_u64_le(*id),
+            Frame::Watermark(wm) => out.put_i64_le(*wm),
             Frame::EndOfPartition => {}
             Frame::Control(message) => out.put_slice(message),
         }
@@ -194,7 +199,7 @@ impl Decoder {
         }
         if !matches!(
             kind,
-            OPEN | DATA | CREDIT | BARRIER | END_OF_PARTITION | CONTROL
+            OPEN | DATA | CREDIT | BARRIER | END_OF_PARTITION | WATERMARK | CONTROL
         ) {
             return Err(FrameError::Kind(kind));
         }
@@ -270,6 +275,10 @@ fn decode(kind: u8, mut p: Bytes) -> Result<Frame, FrameError> {
             exact(&p, 0, "end-of-partition")?;
             Frame::EndOfPartition
         }
+        WATERMARK => {
+            exact(&p, 8, "watermark")?;
+            Frame::Watermark(p.get_i64_le())
+        }
         CONTROL => Frame::Control(p),
         other => return Err(FrameError::Kind(other)),
     })
@@ -298,6 +307,7 @@ mod tests {
             },
             Frame::Credit(2),
             Frame::Barrier(42),
+            Frame::Watermark(-5),
             Frame::EndOfPartition,
             Frame::Control(Bytes::from_static(br#"{"heartbeat":1}"#)),
         ]
@@ -369,6 +379,7 @@ mod tests {
         for (bytes, what) in [
             (frame(CREDIT, &[1, 2]), "credit"),
             (frame(BARRIER, &[1; 9]), "barrier"),
+            (frame(WATERMARK, &[1; 7]), "watermark"),
             (frame(END_OF_PARTITION, &[0]), "end-of-partition"),
             (frame(DATA, &[1, 2, 3]), "data"),
             (frame(OPEN, &[0; 15]), "open"),

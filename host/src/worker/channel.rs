@@ -44,6 +44,8 @@ pub fn max_buffers(exec: &ExecutionGraph) -> u64 {
 enum Event {
     Data(Vec<u8>),
     Barrier(CheckpointId),
+    /// The sender's watermark (ms).
+    Watermark(i64),
     EndOfPartition,
 }
 
@@ -57,6 +59,8 @@ pub enum Received {
     Barrier(CheckpointId, Duration),
     /// Checkpoint n cannot complete at this task (a newer barrier overtook it).
     Abandoned(CheckpointId),
+    /// The task's watermark advanced: the minimum over its inputs (`crate::time::Valve`).
+    Watermark(i64),
     /// Every channel has delivered its end of partition.
     AllEnded,
     /// The deadline passed with nothing to read (or the gate was woken: [`Gate::wake`]).
@@ -79,6 +83,12 @@ struct GateState {
     /// When the first barrier of the checkpoint being aligned arrived.
     aligning_since: Option<Instant>,
     cancelled: bool,
+    /// The minimum watermark over the channels.
+    valve: crate::time::Valve,
+    /// A watermark the valve gave that is still to be returned.
+    watermark: Option<i64>,
+    /// A watermark has come on some channel: the job has event time.
+    event_time: bool,
     /// Woken for something besides input (a query of its task's state): the next wait ends.
     woken: bool,
     /// Per channel: for a remote one, its inputs and its index there.
@@ -86,6 +96,15 @@ struct GateState {
 }
 
 impl GateState {
+    /// Keeps the newest watermark among what the valve said.
+    fn take_watermark(&mut self, out: Vec<crate::time::ValveOutput>) {
+        for o in out {
+            if let crate::time::ValveOutput::Watermark(wm) = o {
+                self.watermark = Some(wm);
+            }
+        }
+    }
+
     /// Returns the credit of a buffer taken from `ch`: to the gate's accounting for a local
     /// channel; a remote one's is returned by the caller, outside the lock.
     fn taken(&mut self, ch: usize, remote: &mut Vec<(Arc<RemoteInputs>, usize)>) {
@@ -124,6 +143,9 @@ impl Gate {
                 aligner: Aligner::new(mode, channels),
                 aligning_since: None,
                 cancelled: false,
+                valve: crate::time::Valve::new(channels),
+                watermark: None,
+                event_time: false,
                 woken: false,
                 remote: vec![None; channels],
             }),
@@ -153,6 +175,10 @@ impl Gate {
             if s.cancelled {
                 return Received::Cancelled;
             }
+            // A watermark the last scan advanced goes first: data keeps coming after it.
+            if let Some(wm) = s.watermark.take() {
+                return Received::Watermark(wm);
+            }
             let n = s.queues.len();
             // An event consumed may have data behind it, or unblock channels: scan again.
             let mut consumed = false;
@@ -174,7 +200,19 @@ impl Gate {
                         return Received::Data(buf);
                     }
                     Some(Event::Barrier(id)) => s.aligner.barrier(ch, id),
+                    Some(Event::Watermark(wm)) => {
+                        s.event_time = true;
+                        let out = s.valve.on_watermark(ch, wm);
+                        s.take_watermark(out);
+                        Aligned::Wait
+                    }
                     Some(Event::EndOfPartition) => {
+                        // An ended channel holds no watermark back (in a job with event time:
+                        // once every channel has ended, the last watermark is the end of time).
+                        let out = s.valve.on_end(ch);
+                        if s.event_time {
+                            s.take_watermark(out);
+                        }
                         s.open_channels -= 1;
                         s.aligner.end_of_partition(ch)
                     }
@@ -198,6 +236,9 @@ impl Gate {
                         return Received::Abandoned(id);
                     }
                 }
+            }
+            if let Some(wm) = s.watermark.take() {
+                return Received::Watermark(wm);
             }
             if s.open_channels == 0 {
                 return Received::AllEnded;
@@ -352,6 +393,7 @@ impl Inbox for RemoteInbox {
         let event = match delivery {
             Delivery::Data(records) => Event::Data(records.to_vec()),
             Delivery::Barrier(id) => Event::Barrier(id),
+            Delivery::Watermark(wm) => Event::Watermark(wm),
             Delivery::End => Event::EndOfPartition,
         };
         self.gate.deliver(self.channels[channel], event);
@@ -426,7 +468,17 @@ impl ChannelSender {
         }
     }
 
-    /// Events need no credit: at most one per checkpoint in flight, and one end.
+    /// Sends watermark `wm` after the data before it; one still queued is replaced, so that
+    /// watermarks take no more room than the buffers between them.
+    pub fn watermark(&self, wm: i64) -> Result<(), Cancelled> {
+        match &self.0 {
+            Sender::Local { .. } => self.event(Event::Watermark(wm)),
+            Sender::Remote(r) => r.watermark(wm).map_err(closed),
+        }
+    }
+
+    /// Events need no credit: at most one barrier per checkpoint in flight, one end, and one
+    /// watermark between two buffers.
     fn event(&self, event: Event) -> Result<(), Cancelled> {
         let Sender::Local { gate, channel } = &self.0 else {
             unreachable!("remote events go through the remote sender")
@@ -435,7 +487,11 @@ impl ChannelSender {
         if s.cancelled {
             return Err(Cancelled);
         }
-        s.queues[*channel].push_back(event);
+        let queue = &mut s.queues[*channel];
+        match (queue.back_mut(), event) {
+            (Some(Event::Watermark(last)), Event::Watermark(wm)) => *last = wm,
+            (_, event) => queue.push_back(event),
+        }
         drop(s);
         gate.readable.notify_one();
         Ok(())
@@ -474,6 +530,30 @@ mod tests {
             Received::TimedOut
         );
         b.end().unwrap();
+        assert_eq!(gate.recv(None), Received::AllEnded);
+    }
+
+    #[test]
+    fn watermarks_come_as_the_minimum_over_the_channels_and_replace_each_other_while_queued() {
+        let gate = Gate::new(2, Mode::ExactlyOnce);
+        let (a, b) = (gate.sender(0), gate.sender(1));
+        a.send(vec![1]).unwrap();
+        a.watermark(10).unwrap();
+        // Queued behind nothing new: 12 replaces 10, behind the buffer before them.
+        a.watermark(12).unwrap();
+        b.watermark(5).unwrap();
+        b.send(vec![2]).unwrap();
+        b.watermark(20).unwrap();
+        assert_eq!(gate.recv(None), Received::Data(vec![1]));
+        // Channel 1's 5 is the minimum once channel 0 has said 12.
+        assert_eq!(gate.recv(None), Received::Watermark(5));
+        assert_eq!(gate.recv(None), Received::Data(vec![2]));
+        assert_eq!(gate.recv(None), Received::Watermark(12));
+        // Ended channels hold nothing back: the end of time, then the end.
+        a.end().unwrap();
+        assert_eq!(gate.recv(None), Received::Watermark(20));
+        b.end().unwrap();
+        assert_eq!(gate.recv(None), Received::Watermark(i64::MAX));
         assert_eq!(gate.recv(None), Received::AllEnded);
     }
 

@@ -241,6 +241,13 @@ impl Task {
                             }
                         }
                         Received::Barrier(id, align) => self.checkpoint(id, None, align)?,
+                        Received::Watermark(wm) => {
+                            // Forwarded downstream (what reads it comes with event time's
+                            // operators).
+                            for w in &mut self.writers {
+                                w.watermark(wm).map_err(|_| TaskError::Cancelled)?;
+                            }
+                        }
                         Received::Abandoned(id) => {
                             if let Some(c) = &self.checkpoints {
                                 c.report(Report::Decline {

@@ -144,6 +144,12 @@ impl RecordWriter {
         self.channels.iter().try_for_each(|c| c.barrier(id))
     }
 
+    /// Flushes, then sends watermark `wm` on every channel.
+    pub fn watermark(&mut self, wm: i64) -> Result<(), Cancelled> {
+        self.flush()?;
+        self.channels.iter().try_for_each(|c| c.watermark(wm))
+    }
+
     /// Flushes and ends every channel.
     pub fn end(&mut self) -> Result<(), Cancelled> {
         self.flush()?;
