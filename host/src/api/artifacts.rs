@@ -3,12 +3,12 @@
 //! bytes; listed, shown and deleted.
 
 use super::{
-    Api, ApiError, Param, QueryMap, Shared, blocking, body_error, content_type, field_bytes,
+    Api, ApiError, Param, QueryMap, Shared, blocking, content_type, field_bytes, next_field,
+    read_body, read_multipart,
 };
 use crate::coordinator::store::Artifact;
 use crate::net::blobs::content_hash;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
@@ -94,16 +94,8 @@ pub(super) async fn upload(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut uploads: Vec<(Option<String>, Bytes)> = Vec::new();
     if content_type(&headers) == "multipart/form-data" {
-        let mut multipart =
-            <Multipart as axum::extract::FromRequest<Shared>>::from_request(request, &api)
-                .await
-                .map_err(|e| ApiError::invalid(format!("a malformed multipart request: {e}")))?;
-        loop {
-            let field = match multipart.next_field().await {
-                Ok(Some(field)) => field,
-                Ok(None) => break,
-                Err(e) => return Err(super::multipart_error(&api, &e)),
-            };
+        let mut multipart = read_multipart(&api, request).await?;
+        while let Some(field) = next_field(&api, &mut multipart).await? {
             let name = field
                 .file_name()
                 .or(field.name())
@@ -115,9 +107,7 @@ pub(super) async fn upload(
             return Err(ApiError::invalid("the multipart body holds no file"));
         }
     } else {
-        let body: Result<Bytes, BytesRejection> =
-            <Bytes as axum::extract::FromRequest<Shared>>::from_request(request, &api).await;
-        let body = body.map_err(|e| body_error(&api, &e))?;
+        let body = read_body(&api, request).await?;
         if body.is_empty() {
             return Err(ApiError::invalid(
                 "an empty body: send the component's bytes, or a multipart form with its file",

@@ -93,6 +93,43 @@ impl Client {
         self.answer(&format!("GET {path}"), r)
     }
 
+    /// Polls savepoint (stop, rescale) request `request` of job `id` every `every` until it
+    /// ends, for up to `limit`; the savepoint's path, or why it failed.
+    pub fn wait_savepoint(
+        &self,
+        id: &str,
+        request: &str,
+        every: Duration,
+        limit: Duration,
+    ) -> Result<String> {
+        let path = format!(
+            "/v1/jobs/{}/savepoints/{}",
+            query_value(id),
+            query_value(request)
+        );
+        let since = std::time::Instant::now();
+        loop {
+            let r = self.get(&path)?;
+            match r["status"].as_str() {
+                Some("completed") => {
+                    return r["path"]
+                        .as_str()
+                        .map(str::to_string)
+                        .context("the API did not say the savepoint's path");
+                }
+                Some("failed") => bail!(
+                    "the savepoint failed: {}",
+                    r["error"].as_str().unwrap_or("no cause given")
+                ),
+                _ if since.elapsed() > limit => bail!(
+                    "the savepoint did not complete within {} s (request {request} goes on)",
+                    limit.as_secs()
+                ),
+                _ => std::thread::sleep(every),
+            }
+        }
+    }
+
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
         let r = self
             .authorized(self.agent.post(self.url(path)))

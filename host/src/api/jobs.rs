@@ -4,15 +4,15 @@
 
 use super::artifacts::{accept, artifact_name};
 use super::{
-    Api, ApiError, Param, Shared, blocking, body_error, content_type, field_bytes, multipart_error,
+    Api, ApiError, Param, Shared, blocking, content_type, field_bytes, next_field, read_body,
+    read_multipart,
 };
 use crate::coordinator::store::Artifact;
 use crate::manifest::{self, ManifestError, Override};
 use crate::net::blobs::is_hash;
 use crate::plan::{JobGraph, NodeKind};
 use crate::wasm::World;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use bytes::Bytes;
@@ -192,11 +192,9 @@ pub(super) async fn submit(
     request: axum::extract::Request,
 ) -> Result<impl IntoResponse, ApiError> {
     let (submission, sent) = match content_type(&headers).as_str() {
-        "multipart/form-data" => read_multipart(&api, request).await?,
+        "multipart/form-data" => read_submission_form(&api, request).await?,
         "application/json" => {
-            let body: Result<Bytes, BytesRejection> =
-                <Bytes as axum::extract::FromRequest<Shared>>::from_request(request, &api).await;
-            let body = body.map_err(|e| body_error(&api, &e))?;
+            let body = read_body(&api, request).await?;
             let submission: SubmitRequest = serde_json::from_slice(&body)
                 .map_err(|e| ApiError::invalid(format!("the request is not a submission: {e}")))?;
             (submission, Vec::new())
@@ -222,23 +220,15 @@ pub(super) async fn submit(
 
 type Sent = Vec<(Option<String>, Option<String>, Bytes)>;
 
-async fn read_multipart(
+async fn read_submission_form(
     api: &Shared,
     request: axum::extract::Request,
 ) -> Result<(SubmitRequest, Sent), ApiError> {
-    let mut multipart =
-        <Multipart as axum::extract::FromRequest<Shared>>::from_request(request, api)
-            .await
-            .map_err(|e| ApiError::invalid(format!("a malformed multipart request: {e}")))?;
+    let mut multipart = read_multipart(api, request).await?;
     let mut submission = SubmitRequest::default();
     let mut manifest = None;
     let mut sent = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(api, &e)),
-        };
+    while let Some(field) = next_field(api, &mut multipart).await? {
         let name = field.name().map(str::to_string);
         let file = field.file_name().map(artifact_name).transpose()?;
         let text = |bytes: Bytes, what: &str| {
@@ -344,9 +334,7 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(
     api: &Shared,
     request: axum::extract::Request,
 ) -> Result<T, ApiError> {
-    let body: Result<Bytes, BytesRejection> =
-        <Bytes as axum::extract::FromRequest<Shared>>::from_request(request, api).await;
-    let body = body.map_err(|e| body_error(api, &e))?;
+    let body = read_body(api, request).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -374,12 +362,7 @@ pub(super) async fn savepoint(
     Param(id): Param,
     request: axum::extract::Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body: SavepointBody = json_body(&api, request).await?;
-    let request = api
-        .cluster
-        .savepoint(&id, body.dir.map(PathBuf::from))
-        .await?;
-    Ok(accepted(&id, &request))
+    savepoint_for(&api, &id, request, false).await
 }
 
 /// `POST /v1/jobs/{id}/stop`: a savepoint, then the job stops (ends as finished).
@@ -388,9 +371,24 @@ pub(super) async fn stop(
     Param(id): Param,
     request: axum::extract::Request,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body: SavepointBody = json_body(&api, request).await?;
-    let request = api.cluster.stop(&id, body.dir.map(PathBuf::from)).await?;
-    Ok(accepted(&id, &request))
+    savepoint_for(&api, &id, request, true).await
+}
+
+/// A savepoint of job `id` where the request's body says, then a `stop` if asked.
+async fn savepoint_for(
+    api: &Shared,
+    id: &str,
+    request: axum::extract::Request,
+    stop: bool,
+) -> Result<axum::response::Response, ApiError> {
+    let body: SavepointBody = json_body(api, request).await?;
+    let dir = body.dir.map(PathBuf::from);
+    let request = if stop {
+        api.cluster.stop(id, dir).await?
+    } else {
+        api.cluster.savepoint(id, dir).await?
+    };
+    Ok(accepted(id, &request))
 }
 
 /// `POST /v1/jobs/{id}/rescale`: a savepoint, then the job deployed again with the new

@@ -422,13 +422,38 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The body of a request that failed to be read: over the limit (413), or cut short (400).
-pub(crate) fn body_error(api: &Api, e: &axum::extract::rejection::BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::too_large(api.max_body)
-    } else {
-        ApiError::invalid(format!("cannot read the request body: {e}"))
-    }
+/// A request's whole body: over the limit, 413; cut short, 400.
+pub(crate) async fn read_body(api: &Shared, request: Request) -> Result<bytes::Bytes, ApiError> {
+    <bytes::Bytes as axum::extract::FromRequest<Shared>>::from_request(request, api)
+        .await
+        .map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(api.max_body)
+            } else {
+                ApiError::invalid(format!("cannot read the request body: {e}"))
+            }
+        })
+}
+
+/// A multipart request's fields, one after the other ([`next_field`]).
+pub(crate) async fn read_multipart(
+    api: &Shared,
+    request: Request,
+) -> Result<axum::extract::Multipart, ApiError> {
+    <axum::extract::Multipart as axum::extract::FromRequest<Shared>>::from_request(request, api)
+        .await
+        .map_err(|e| ApiError::invalid(format!("a malformed multipart request: {e}")))
+}
+
+/// The next field of a multipart body, if any: over the limit, 413; malformed, 400.
+pub(crate) async fn next_field<'a>(
+    api: &Api,
+    multipart: &'a mut axum::extract::Multipart,
+) -> Result<Option<axum::extract::multipart::Field<'a>>, ApiError> {
+    multipart
+        .next_field()
+        .await
+        .map_err(|e| multipart_error(api, &e))
 }
 
 /// The media type of a request, lowercase, without parameters.
@@ -450,7 +475,7 @@ pub(crate) async fn field_bytes(
     field.bytes().await.map_err(|e| multipart_error(api, &e))
 }
 
-pub(crate) fn multipart_error(api: &Api, e: &axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_error(api: &Api, e: &axum::extract::multipart::MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::too_large(api.max_body)
     } else {

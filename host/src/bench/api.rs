@@ -18,6 +18,9 @@ use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// How often the benchmark polls: its times are read from the answers, to the millisecond.
+const POLL: Duration = Duration::from_millis(2);
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -43,19 +46,7 @@ fn poll(
         if start.elapsed() > limit {
             bail!("{path} did not get there within {limit:?}: {v}");
         }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Polls savepoint request `request` of job `id` to its end; the savepoint's path.
-fn wait_request(client: &Client, id: &str, request: &str) -> Result<String> {
-    let path = format!("/v1/jobs/{id}/savepoints/{request}");
-    let v = poll(client, &path, Duration::from_secs(300), |v| {
-        v["status"] != "in_progress"
-    })?;
-    match v["path"].as_str() {
-        Some(p) if v["status"] == "completed" => Ok(p.to_string()),
-        _ => bail!("the savepoint failed: {v}"),
+        std::thread::sleep(POLL);
     }
 }
 
@@ -169,7 +160,12 @@ pub fn run(quick: bool, manifests: &Path, scratch: &Path) -> Result<bool> {
     })?;
     let started = Instant::now();
     let r = client.post_json(&format!("{job_path}/savepoints"), &Value::Null)?;
-    let savepoint = wait_request(&client, &id, r["request"].as_str().unwrap_or(""))?;
+    let savepoint = client.wait_savepoint(
+        &id,
+        r["request"].as_str().unwrap_or(""),
+        POLL,
+        Duration::from_secs(300),
+    )?;
     let savepoint_ms = started.elapsed().as_millis();
     let savepoint_mib = size_of(Path::new(&savepoint)) as f64 / (1 << 20) as f64;
 
@@ -181,7 +177,12 @@ pub fn run(quick: bool, manifests: &Path, scratch: &Path) -> Result<bool> {
 
     let stop_at = now_ms();
     let r = client.post_json(&format!("{job_path}/stop"), &Value::Null)?;
-    let stopped = wait_request(&client, &id, r["request"].as_str().unwrap_or(""))?;
+    let stopped = client.wait_savepoint(
+        &id,
+        r["request"].as_str().unwrap_or(""),
+        POLL,
+        Duration::from_secs(300),
+    )?;
     poll(&client, &job_path, Duration::from_secs(60), |v| {
         v["status"] == "finished"
     })?;

@@ -188,36 +188,6 @@ pub fn cancel(args: &ApiArgs, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits for savepoint request `request` of job `id` to end; the savepoint's path.
-fn wait_request(client: &Client, id: &str, request: &str) -> Result<String> {
-    let path = format!(
-        "/v1/jobs/{}/savepoints/{}",
-        query_value(id),
-        query_value(request)
-    );
-    let since = std::time::Instant::now();
-    loop {
-        let r = client.get(&path)?;
-        match r["status"].as_str() {
-            Some("completed") => {
-                return r["path"]
-                    .as_str()
-                    .map(str::to_string)
-                    .context("the API did not say the savepoint's path");
-            }
-            Some("failed") => bail!(
-                "the savepoint failed: {}",
-                r["error"].as_str().unwrap_or("no cause given")
-            ),
-            _ if since.elapsed() > REQUEST_LIMIT => bail!(
-                "the savepoint did not complete within {} s (request {request} goes on)",
-                REQUEST_LIMIT.as_secs()
-            ),
-            _ => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-}
-
 /// How long the CLI waits for a savepoint.
 const REQUEST_LIMIT: Duration = Duration::from_secs(600);
 
@@ -235,7 +205,7 @@ pub fn savepoint(args: &ApiArgs, id: &str, dir: Option<&Path>, stop: bool) -> Re
     let request = answer["request"]
         .as_str()
         .context("the API did not say the request's id")?;
-    let path = wait_request(&client, id, request)?;
+    let path = client.wait_savepoint(id, request, Duration::from_millis(100), REQUEST_LIMIT)?;
     if stop {
         let since = std::time::Instant::now();
         loop {
@@ -270,7 +240,7 @@ pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str
     let request = answer["request"]
         .as_str()
         .context("the API did not say the request's id")?;
-    let path = wait_request(&client, id, request)?;
+    let path = client.wait_savepoint(id, request, Duration::from_millis(100), REQUEST_LIMIT)?;
     let since = std::time::Instant::now();
     loop {
         let job = client.get(&job_path)?;

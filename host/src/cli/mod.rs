@@ -278,20 +278,20 @@ pub fn main() -> ExitCode {
             metrics,
             http,
             no_auth,
-        } => match (coordinator, token) {
-            _ if http.is_some() => embedded::run(
+        } => match (coordinator, token, http) {
+            (_, _, Some(listen)) => embedded::run(
                 &manifest,
                 &overrides,
                 from.as_deref(),
                 allow_non_restored_state,
                 &crate::api::ApiOptions {
-                    listen: http.expect("checked"),
+                    listen,
                     no_auth,
                     max_body: 256 << 20,
                     tls: None,
                 },
             ),
-            (Some(coordinator), Some(token)) => remote::run(
+            (Some(coordinator), Some(token), None) => remote::run(
                 &manifest,
                 &overrides,
                 &remote::Target {
