@@ -41,18 +41,20 @@ mod source;
 mod state;
 pub mod testing;
 pub mod text;
+pub mod window;
 
 pub use context::{Config, Context, ValueWriter};
 pub use error::{Error, StateError};
 pub use record::Record;
 pub use source::{Poll, Source, Split};
 pub use state::{MapState, ValueState};
+pub use window::{Aggregate, Reduce, Window};
 
 /// Everything an operator needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Config, Context, Error, MapState, Operator, Poll, Record, Source, Split, ValueState,
-        export_operator, export_source,
+        Aggregate, Config, Context, Error, MapState, Operator, Poll, Record, Reduce, Source, Split,
+        ValueState, Window, export_aggregate, export_operator, export_reduce, export_source,
     };
 }
 
@@ -67,6 +69,40 @@ pub mod bindings {
         default_bindings_module: "weir_guest_sdk::bindings",
         runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
     });
+
+    /// The window-aggregate world's own exports.
+    pub mod aggregate {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "window-aggregate",
+            pub_export_macro: true,
+            export_macro_name: "__export_aggregate_world",
+            default_bindings_module: "weir_guest_sdk::bindings::aggregate",
+            runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
+            type_section_suffix: "aggregate",
+            with: {
+                "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
+                "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
+            },
+        });
+    }
+
+    /// The window-reduce world's own exports.
+    pub mod reduce {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "window-reduce",
+            pub_export_macro: true,
+            export_macro_name: "__export_reduce_world",
+            default_bindings_module: "weir_guest_sdk::bindings::reduce",
+            runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
+            type_section_suffix: "reduce",
+            with: {
+                "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
+                "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
+            },
+        });
+    }
 
     /// The source world's own exports; its imports are the operator world's.
     pub mod source {

@@ -10,7 +10,7 @@ use super::{
 use crate::coordinator::store::Artifact;
 use crate::manifest::{self, ManifestError, Override};
 use crate::net::blobs::is_hash;
-use crate::plan::{JobGraph, NodeKind};
+use crate::plan::JobGraph;
 use crate::wasm::World;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -156,10 +156,8 @@ fn start(
 /// source's as a source), as far as its artifact says.
 fn check_worlds(graph: &JobGraph, resolver: &Resolver) -> Result<(), ApiError> {
     for node in &graph.nodes {
-        let (op, world) = match &node.kind {
-            NodeKind::Operator(op) => (op, World::Operator),
-            NodeKind::WasmSource(op) => (op, World::Source),
-            _ => continue,
+        let (Some(op), Some(world)) = (node.kind.component(), World::of(&node.kind)) else {
+            continue;
         };
         let hash = op.component.to_string_lossy();
         let known = resolver

@@ -11,7 +11,6 @@ use crate::manifest::{self, Override};
 use crate::net::blobs::content_hash;
 use crate::net::control::{self, ComponentRef, ControlReader, ToClient, ToCoordinator};
 use crate::net::pki::{self, COORDINATOR_NAME, JoinToken};
-use crate::plan::NodeKind;
 use crate::worker::{self, CheckpointSummary, JobMetrics, agent};
 use anyhow::{Context as _, Result, bail};
 use std::collections::HashMap;
@@ -36,7 +35,7 @@ pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool
     // Components by content: the graph names them by hash.
     let mut uploads: HashMap<String, Vec<u8>> = HashMap::new();
     for node in &mut job.nodes {
-        if let NodeKind::Operator(op) | NodeKind::WasmSource(op) = &mut node.kind {
+        if let Some(op) = node.kind.component_mut() {
             let bytes = crate::files::read_limited(
                 &op.component,
                 job.limits.component_bytes,

@@ -28,6 +28,18 @@ pub struct FileSourceConfig {
     pub format: LineFormat,
     /// With JSON lines: the top-level field whose value becomes the record key.
     pub key_field: Option<String>,
+    /// With JSON lines: the top-level field holding the record's timestamp.
+    #[serde(default)]
+    pub timestamp: Option<TimestampField>,
+}
+
+/// A timestamp read from a JSON field: an integer, milliseconds since the epoch.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TimestampField {
+    pub field: String,
+    /// The side output a line without a usable timestamp goes to; `None`: the job fails,
+    /// naming the field and the line's offset.
+    pub invalid: Option<String>,
 }
 
 pub(super) struct FileSource {
@@ -42,6 +54,8 @@ pub(super) struct FileSource {
     /// The file's size when it was opened.
     len: u64,
     line: Vec<u8>,
+    /// Lines without a usable timestamp, for the side output that takes them.
+    rejected: Vec<u8>,
 }
 
 /// Opens `path` as a file source's input: a regular file whose size tells its length (files
@@ -86,6 +100,7 @@ impl FileSource {
             pos = start - 1 + reader.skip_until(b'\n').map_err(io)? as u64;
         }
         Ok(FileSource {
+            rejected: Vec::new(),
             config: config.clone(),
             reader,
             pos,
@@ -105,6 +120,22 @@ impl FileSource {
                 "the file ended here, but it had {} bytes when the job started: it shrank while being read, and its records past this point are missing",
                 self.len
             ),
+        }
+    }
+
+    /// The timestamp of a JSON line (`Ok(None)` without a timestamp field), or why it has none.
+    fn timestamp_of(&self, value: &serde_json::Value) -> Result<Option<i64>, String> {
+        let Some(t) = &self.config.timestamp else {
+            return Ok(None);
+        };
+        match value.get(&t.field) {
+            None => Err(format!("timestamp field `{}` is missing", t.field)),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                format!(
+                    "timestamp field `{}` is {v}, not an integer (milliseconds)",
+                    t.field
+                )
+            }),
         }
     }
 
@@ -187,8 +218,13 @@ impl Source for FileSource {
         Ok(())
     }
 
+    fn rejected(&mut self) -> Option<(&str, Vec<u8>)> {
+        let output = self.config.timestamp.as_ref()?.invalid.as_deref()?;
+        (!self.rejected.is_empty()).then(|| (output, std::mem::take(&mut self.rejected)))
+    }
+
     fn poll(&mut self, batch: &mut Vec<u8>, max_bytes: usize) -> Result<Poll, ConnectorError> {
-        while batch.len() < max_bytes {
+        while batch.len() + self.rejected.len() < max_bytes {
             if !self.next_split()? {
                 return Ok(Poll::Ended);
             }
@@ -235,7 +271,33 @@ impl Source for FileSource {
                             message: format!("not a JSON line: {e}"),
                         })?;
                     let key = self.key_of(&value);
-                    weir_batch::push(batch, &Record::new(&key, text));
+                    match self.timestamp_of(&value) {
+                        Ok(timestamp) => weir_batch::push(
+                            batch,
+                            &Record {
+                                key: &key,
+                                value: text,
+                                timestamp,
+                            },
+                        ),
+                        Err(why) => match self
+                            .config
+                            .timestamp
+                            .as_ref()
+                            .and_then(|t| t.invalid.as_ref())
+                        {
+                            Some(_) => {
+                                weir_batch::push(&mut self.rejected, &Record::new(&key, text))
+                            }
+                            None => {
+                                return Err(ConnectorError::Malformed {
+                                    path: self.config.path.clone(),
+                                    offset,
+                                    message: why,
+                                });
+                            }
+                        },
+                    }
                 }
             }
         }
@@ -278,6 +340,7 @@ mod tests {
             path: f.path().to_path_buf(),
             format: LineFormat::Text,
             key_field: None,
+            timestamp: None,
         };
         let mut expected: Vec<String> = lines.clone();
         expected.push(String::new());
@@ -297,6 +360,7 @@ mod tests {
             path: f.path().to_path_buf(),
             format: LineFormat::Text,
             key_field: None,
+            timestamp: None,
         };
         let drain = |s: &mut FileSource, polls: usize, got: &mut Vec<String>| {
             for _ in 0..polls {
@@ -365,12 +429,54 @@ mod tests {
             path: f.path().to_path_buf(),
             format: LineFormat::Text,
             key_field: None,
+            timestamp: None,
         };
         let mut s = FileSource::open(&config, 0, 1).unwrap();
         let err = s.poll(&mut Vec::new(), 1 << 30).unwrap_err();
         assert!(
             err.to_string()
                 .contains("at byte 6: a line is longer than 16 MiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn json_lines_take_their_timestamp_from_a_field_and_set_aside_or_fail_without() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "{{\"ts\":5}}\n{{\"ts\":\"x\"}}\n{{\"n\":1}}\n{{\"ts\":-7}}"
+        )
+        .unwrap();
+        let mut config = FileSourceConfig {
+            path: f.path().to_path_buf(),
+            format: LineFormat::Json,
+            key_field: None,
+            timestamp: Some(TimestampField {
+                field: "ts".into(),
+                invalid: Some("bad".into()),
+            }),
+        };
+        let mut s = FileSource::open(&config, 0, 1).unwrap();
+        let mut batch = Vec::new();
+        assert_eq!(s.poll(&mut batch, 1 << 20).unwrap(), Poll::Ended);
+        let stamps: Vec<Option<i64>> = weir_batch::iter(&batch)
+            .map(|r| r.unwrap().timestamp)
+            .collect();
+        assert_eq!(stamps, [Some(5), Some(-7)]);
+        let (output, rejected) = s.rejected().unwrap();
+        assert_eq!(output, "bad");
+        assert_eq!(weir_batch::count(&rejected).unwrap(), 2);
+        assert!(s.rejected().is_none(), "taken once");
+
+        config.timestamp = Some(TimestampField {
+            field: "ts".into(),
+            invalid: None,
+        });
+        let mut s = FileSource::open(&config, 0, 1).unwrap();
+        let err = s.poll(&mut Vec::new(), 1 << 20).unwrap_err().to_string();
+        assert!(
+            err.contains("at byte 9: timestamp field `ts` is \"x\", not an integer"),
             "{err}"
         );
     }
@@ -383,6 +489,7 @@ mod tests {
             path: f.path().to_path_buf(),
             format: LineFormat::Json,
             key_field: Some("user".into()),
+            timestamp: None,
         };
         let got = read_all(&config, 1);
         assert_eq!(
@@ -396,6 +503,7 @@ mod tests {
             path: bad.path().to_path_buf(),
             format: LineFormat::Json,
             key_field: None,
+            timestamp: None,
         };
         let mut s = FileSource::open(&config, 0, 1).unwrap();
         let err = s.poll(&mut Vec::new(), 1 << 20).unwrap_err();

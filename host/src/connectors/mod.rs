@@ -9,7 +9,7 @@ mod file;
 mod sinks;
 
 pub use datagen::{DatagenConfig, DatagenShape, MAX_WORDS_PER_LINE, splitmix};
-pub use file::{FileSourceConfig, LineFormat, open_input};
+pub use file::{FileSourceConfig, LineFormat, TimestampField, open_input};
 pub use sinks::{MAX_DELAY_US, SinkConfig, commit, make_durable, prepare_sink};
 
 use crate::checkpoint::CheckpointId;
@@ -58,6 +58,11 @@ pub trait Source: Send {
     /// The position after the last record polled, for a checkpoint: the splits this subtask
     /// still has to read, each with its progress.
     fn position(&mut self) -> Result<Vec<u8>, ConnectorError>;
+    /// Records the last poll set aside for a side output (a line without a usable
+    /// timestamp): the output's name and the records.
+    fn rejected(&mut self) -> Option<(&str, Vec<u8>)> {
+        None
+    }
     /// Resumes, before the first poll, with this subtask's share of the splits `positions`
     /// hold: every subtask's [`Source::position`] from a checkpoint, taken at any parallelism
     /// (a source may change parallelism across a restore, as with Flink's split enumerators).

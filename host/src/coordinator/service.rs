@@ -425,7 +425,10 @@ impl Cluster {
                 ServiceError::NotFound(format!("job {id} has no operator `{operator}`"))
             })?;
         let node = &graph.nodes[index];
-        if !matches!(node.kind, crate::plan::NodeKind::Operator(_)) {
+        if !matches!(
+            node.kind,
+            crate::plan::NodeKind::Operator(_) | crate::plan::NodeKind::Window(_)
+        ) {
             return Err(ServiceError::NotFound(format!(
                 "`{operator}` is not an operator: it keeps no keyed state"
             )));

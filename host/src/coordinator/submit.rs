@@ -383,7 +383,7 @@ fn check(graph: &JobGraph, components: &[ComponentRef]) -> Result<(), String> {
         }
     }
     for node in &graph.nodes {
-        if let NodeKind::Operator(op) | NodeKind::WasmSource(op) = &node.kind {
+        if let Some(op) = node.kind.component() {
             let hash = op.component.to_string_lossy();
             if !components.iter().any(|c| c.hash == hash) {
                 return Err(format!(

@@ -28,6 +28,7 @@
 mod overrides;
 mod portable;
 mod spec;
+mod time;
 
 pub use overrides::Override;
 pub use portable::portable;
@@ -222,6 +223,7 @@ impl NodeSet {
             parallelism,
             partition,
             kind,
+            time: None,
         });
         self.partition_spans.push(partition_span);
         Ok(())
@@ -598,7 +600,11 @@ impl Checker<'_> {
             ..NodeSet::default()
         };
         for (uid, s) in &spec.sources {
-            let kind = self.source(&format!("sources.{uid}"), s.get_ref())?;
+            let field = format!("sources.{uid}");
+            let timestamp = self.timestamp(&field, s.get_ref())?;
+            let kind = self.source(&field, s.get_ref(), &timestamp)?;
+            let time =
+                self.source_time(&field, s.get_ref(), s.get_ref().kind.get_ref(), &timestamp)?;
             set.add(
                 self,
                 "sources",
@@ -606,6 +612,22 @@ impl Checker<'_> {
                 s.span(),
                 s.get_ref().parallelism.as_ref(),
                 None,
+                kind,
+            )?;
+            if let Some(node) = set.nodes.last_mut() {
+                node.time = time;
+            }
+        }
+        for (uid, w) in &spec.windows {
+            let window = w.get_ref();
+            let kind = NodeKind::Window(self.window(&format!("windows.{uid}"), window)?);
+            set.add(
+                self,
+                "windows",
+                uid,
+                w.span(),
+                window.parallelism.as_ref(),
+                window.partition.as_ref(),
                 kind,
             )?;
         }
@@ -720,11 +742,29 @@ impl Checker<'_> {
                         format!("`{to}` is a source and takes no input"),
                     ));
                 }
+                (NodeKind::Source(SourceConfig::File(f)), _)
+                    if output.is_some()
+                        && f.timestamp.as_ref().and_then(|t| t.invalid.as_ref())
+                            == output.as_ref() => {}
                 (k, _) if k.is_source() && output.is_some() => {
                     return Err(self.err(
                         span,
                         "edges",
-                        format!("`{from_uid}` is a source; only operators have side outputs"),
+                        format!(
+                            "`{from_uid}` is a source; its only side output is the one its `timestamp.invalid` names"
+                        ),
+                    ));
+                }
+                (NodeKind::Window(w), _)
+                    if output.is_some() && w.late_output.as_ref() != output.as_ref() =>
+                {
+                    return Err(self.err(
+                        span,
+                        "edges",
+                        format!(
+                            "window `{from_uid}`'s only side output is the one its `late_output` names{}",
+                            w.late_output.as_ref().map_or(" (it sets none)".into(), |o| format!(": `{o}`"))
+                        ),
                     ));
                 }
                 _ => {}
@@ -760,7 +800,10 @@ impl Checker<'_> {
         // Partitioning: Flink's default is forward between equal parallelism, else rebalance.
         for i in 0..nodes.len() {
             let inputs: Vec<usize> = edges.iter().filter(|e| e.to == i).map(|e| e.from).collect();
-            if partition_spans[i].is_none() {
+            if partition_spans[i].is_none() && matches!(nodes[i].kind, NodeKind::Window(_)) {
+                // A window groups by key, as Flink's windows follow a keyBy.
+                nodes[i].partition = Partition::Hash;
+            } else if partition_spans[i].is_none() {
                 let all_equal = inputs
                     .iter()
                     .all(|&u| nodes[u].parallelism == nodes[i].parallelism);
@@ -776,6 +819,7 @@ impl Checker<'_> {
             {
                 let section = match nodes[i].kind {
                     NodeKind::Sink(_) => "sinks",
+                    NodeKind::Window(_) => "windows",
                     _ => "operators",
                 };
                 return Err(self.err(
@@ -939,7 +983,12 @@ impl Checker<'_> {
         }
     }
 
-    fn source(&self, field: &str, s: &SourceSpec) -> Result<NodeKind, ManifestError> {
+    fn source(
+        &self,
+        field: &str,
+        s: &SourceSpec,
+        timestamp: &time::TimestampSetting,
+    ) -> Result<NodeKind, ManifestError> {
         let kind = s.kind.get_ref().as_str();
         if ["file", "datagen", "wasm"].contains(&kind)
             && let Some((name, _, span)) = s
@@ -967,7 +1016,9 @@ impl Checker<'_> {
                 self.component(field, component, config)?,
             ));
         }
-        Ok(NodeKind::Source(self.native_source(field, s, kind)?))
+        Ok(NodeKind::Source(
+            self.native_source(field, s, kind, timestamp)?,
+        ))
     }
 
     fn native_source(
@@ -975,6 +1026,7 @@ impl Checker<'_> {
         field: &str,
         s: &SourceSpec,
         kind: &str,
+        timestamp: &time::TimestampSetting,
     ) -> Result<SourceConfig, ManifestError> {
         let span_s = |o: &Option<Spanned<String>>| o.as_ref().map(Spanned::span);
         match kind {
@@ -1012,10 +1064,22 @@ impl Checker<'_> {
                         "key_field needs format = \"json\"",
                     ));
                 }
+                let timestamp = match timestamp {
+                    time::TimestampSetting::Field(_) if format != LineFormat::Json => {
+                        return Err(self.err(
+                            s.timestamp.as_ref().map(Spanned::span),
+                            format!("{field}.timestamp"),
+                            "a timestamp field needs format = \"json\"",
+                        ));
+                    }
+                    time::TimestampSetting::Field(f) => Some(f.clone()),
+                    _ => None,
+                };
                 Ok(SourceConfig::File(FileSourceConfig {
                     path: resolved,
                     format,
                     key_field: s.key_field.as_ref().map(|k| k.get_ref().clone()),
+                    timestamp,
                 }))
             }
             "datagen" => {

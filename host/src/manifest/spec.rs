@@ -25,6 +25,8 @@ pub struct Spec {
     #[serde(default)]
     pub operators: BTreeMap<String, Spanned<OperatorSpec>>,
     #[serde(default)]
+    pub windows: BTreeMap<String, Spanned<WindowSpec>>,
+    #[serde(default)]
     pub sinks: BTreeMap<String, Spanned<SinkSpec>>,
 }
 
@@ -97,6 +99,55 @@ pub struct SourceSpec {
     // wasm
     pub component: Option<Spanned<String>>,
     pub config: Option<Spanned<toml::Table>>,
+    // event time
+    /// `"record"`, `"ingestion"` or `{ field = "ts", invalid = "fail" | "<side output>" }`.
+    pub timestamp: Option<Spanned<toml::Value>>,
+    pub watermarks: Option<Spanned<WatermarkSpec>>,
+}
+
+/// A source's `watermarks` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    pub strategy: Spanned<String>,
+    pub max_delay: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+}
+
+/// `[windows.X]`: the host's window operator.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    pub assigner: Spanned<AssignerSpec>,
+    pub time: Option<Spanned<String>>,
+    pub allowed_lateness: Option<Spanned<String>>,
+    pub late_output: Option<Spanned<String>>,
+    pub function: Spanned<FunctionSpec>,
+    pub trigger: Option<Spanned<String>>,
+    pub parallelism: Option<Spanned<u32>>,
+    pub partition: Option<Spanned<String>>,
+}
+
+/// A window's `assigner`: sizes are durations, or record counts for `count`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignerSpec {
+    pub kind: Spanned<String>,
+    pub size: Option<Spanned<toml::Value>>,
+    pub slide: Option<Spanned<toml::Value>>,
+    pub offset: Option<Spanned<String>>,
+    pub gap: Option<Spanned<String>>,
+}
+
+/// A window's `function`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    pub kind: Spanned<String>,
+    pub component: Spanned<String>,
+    #[serde(default)]
+    pub config: toml::Table,
 }
 
 #[derive(Debug, Deserialize)]

@@ -225,6 +225,7 @@ mod tests {
                         config_json: "{}".into(),
                     })
                 },
+                time: None,
             })
             .collect();
         let edges = (0..last)

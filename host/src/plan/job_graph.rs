@@ -65,10 +65,7 @@ pub const MAX_SUBTASKS: u64 = 4096;
 impl JobGraph {
     /// The component of every WASM node (operators and sources), in node order.
     pub fn components(&self) -> impl Iterator<Item = &std::path::Path> {
-        self.nodes.iter().filter_map(|n| match &n.kind {
-            NodeKind::Operator(op) | NodeKind::WasmSource(op) => Some(op.component.as_path()),
-            _ => None,
-        })
+        (self.nodes.iter()).filter_map(|n| Some(n.kind.component()?.component.as_path()))
     }
 
     /// Checks what the rest of weir takes for granted of a graph that did not come from
@@ -161,6 +158,9 @@ pub struct Node {
     /// How records reach this node's subtasks from its inputs.
     pub partition: Partition,
     pub kind: NodeKind,
+    /// A source's event time: where its timestamps come from and how its watermarks follow.
+    #[serde(default)]
+    pub time: Option<SourceTime>,
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -170,6 +170,8 @@ pub enum NodeKind {
     /// A source component (the `weir:operator/source` world).
     WasmSource(OperatorNode),
     Operator(OperatorNode),
+    /// The host's window operator, its window function a component.
+    Window(WindowNode),
     Sink(SinkConfig),
 }
 
@@ -178,6 +180,106 @@ impl NodeKind {
     pub fn is_source(&self) -> bool {
         matches!(self, NodeKind::Source(_) | NodeKind::WasmSource(_))
     }
+
+    /// The node's component and config, if it runs one.
+    pub fn component(&self) -> Option<&OperatorNode> {
+        match self {
+            NodeKind::Operator(op) | NodeKind::WasmSource(op) => Some(op),
+            NodeKind::Window(w) => Some(&w.function),
+            NodeKind::Source(_) | NodeKind::Sink(_) => None,
+        }
+    }
+
+    /// The node's component and config, to change.
+    pub fn component_mut(&mut self) -> Option<&mut OperatorNode> {
+        match self {
+            NodeKind::Operator(op) | NodeKind::WasmSource(op) => Some(op),
+            NodeKind::Window(w) => Some(&mut w.function),
+            NodeKind::Source(_) | NodeKind::Sink(_) => None,
+        }
+    }
+}
+
+/// Where a source's timestamps come from, and its watermarks.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceTime {
+    pub timestamps: Timestamps,
+    pub watermarks: Option<WatermarkSettings>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Timestamps {
+    /// The records carry them: set by a source component, or read from a JSON field.
+    Record,
+    /// The time the source read the record (the host's clock, ms since the epoch).
+    Ingestion,
+}
+
+/// How a source's watermark follows its timestamps (Flink's `WatermarkStrategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WatermarkSettings {
+    /// `largest timestamp - max_delay_ms - 1`; 0 for `monotonous`.
+    pub max_delay_ms: i64,
+    /// How often it is emitted; zero: after every record that advances it.
+    pub interval: Duration,
+    /// Without records for this long the source is idle and holds nothing back.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Which clock a window follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TimeKind {
+    /// The records' timestamps, as far as the watermark says.
+    Event,
+    /// The wall clock of the subtask.
+    Processing,
+}
+
+/// How records are grouped into windows (milliseconds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WindowAssigner {
+    Tumbling {
+        size: i64,
+        offset: i64,
+    },
+    Sliding {
+        size: i64,
+        slide: i64,
+        offset: i64,
+    },
+    Session {
+        gap: i64,
+    },
+    Global,
+    /// Every `size` records of a key (every `slide` records over the last `size`).
+    Count {
+        size: u64,
+        slide: u64,
+    },
+}
+
+/// What the window function is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WindowFunctionKind {
+    /// Two values into one of the same type; the window's result is its last value.
+    Reduce,
+    /// An accumulator: created, added to, merged, turned into the result.
+    Aggregate,
+    /// Every record of the window at once.
+    Process,
+}
+
+/// A window operator (`[windows.X]`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct WindowNode {
+    pub assigner: WindowAssigner,
+    pub time: TimeKind,
+    /// How long after its end a window still accepts records, ms.
+    pub allowed_lateness: i64,
+    /// The side output records late for every window go to, if any.
+    pub late_output: Option<String>,
+    pub kind: WindowFunctionKind,
+    pub function: OperatorNode,
 }
 
 /// A WASM component and its config: an operator, or a source component.

@@ -7,5 +7,6 @@ pub mod key_groups;
 pub use execution::{Chain, ChannelSpec, ExecutionGraph, InputEdge};
 pub use job_graph::{
     Edge, GuestLimits, JobGraph, MAX_KEY_GROUPS, MAX_NAME_BYTES, MAX_SUBTASKS, Node, NodeKind,
-    OperatorNode, Partition, is_valid_name,
+    OperatorNode, Partition, SourceTime, TimeKind, Timestamps, WatermarkSettings, WindowAssigner,
+    WindowFunctionKind, WindowNode, is_valid_name,
 };

@@ -112,6 +112,9 @@ impl Dirty {
     }
 }
 
+/// A map-state entry: the key, the map key and the value.
+pub type KeyedMapEntry = (Vec<u8>, Vec<u8>, Vec<u8>);
+
 impl StateBackend {
     /// In memory, for the key groups `range` of `max_parallelism`, within `budget_bytes`;
     /// tracking changed keys when `incremental`.
@@ -360,6 +363,16 @@ impl StateBackend {
             Store::Memory(s) => s.map_clear(name, key),
             Store::Redb(s) => s.map_clear(name, key),
         }
+    }
+
+    /// Every entry of map state `name`: (key, map key, value), in no particular order. It
+    /// copies the whole state: for restores, not for the hot path.
+    pub fn all_map_entries(&mut self, name: &str) -> Result<Vec<KeyedMapEntry>, StateAccessError> {
+        let snap = self.full()?.collected()?;
+        Ok((snap.maps.into_iter())
+            .filter(|(n, ..)| n == name)
+            .map(|(_, _, key, mk, v)| (key, mk, v))
+            .collect())
     }
 
     /// A copy of every entry.

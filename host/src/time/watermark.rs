@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 pub const MIN: i64 = i64::MIN;
 /// The watermark of an input that has ended: it holds nothing back.
 pub const MAX: i64 = i64::MAX;
+/// In a channel, a watermark of [`MIN`] says that the sender is idle: no watermark a generator
+/// emits is ever that low (a source coming back from idleness sends at least `MIN + 1`).
+pub const IDLE: i64 = MIN;
 
 /// How a source's watermark follows its timestamps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,12 +91,28 @@ impl Generator {
     pub fn on_record(&mut self, ts: i64, now: Instant) -> Option<Emit> {
         self.largest = Some(self.largest.map_or(ts, |l| l.max(ts)));
         self.last_record = now;
-        let was_idle = std::mem::replace(&mut self.idle, false);
-        if self.per_record || was_idle {
+        if std::mem::replace(&mut self.idle, false) {
+            // Back from idleness: say so at once, with a watermark even if it did not advance.
+            self.emitted = self.current().max(self.emitted).max(MIN + 1);
+            return Some(Emit::Watermark(self.emitted));
+        }
+        if self.per_record {
             self.advance()
         } else {
             None
         }
+    }
+
+    /// The largest timestamp seen, for a checkpoint.
+    pub fn largest(&self) -> Option<i64> {
+        self.largest
+    }
+
+    /// Takes back the largest timestamp of a checkpoint (before any record): the watermark
+    /// starts where it was, and [`Generator::current`] gives it to send at once.
+    pub fn restore(&mut self, largest: i64) {
+        self.largest = Some(largest);
+        self.emitted = self.current();
     }
 
     /// A periodic tick at `now`: the watermark if it advanced, or idleness after the timeout.

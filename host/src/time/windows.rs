@@ -199,6 +199,18 @@ impl<K: Ord + Clone> WindowOperator<K> {
         out
     }
 
+    /// Takes back window `window` of `key` from a checkpoint, with its timers: the one that
+    /// fires it unless it `fired` already, and the one that drops it.
+    pub fn restore(&mut self, key: K, window: Window, fired: bool) {
+        if !fired {
+            self.timers
+                .insert((window.max_timestamp(), Kind::Fire, key.clone(), window));
+        }
+        self.timers
+            .insert((self.cleanup_time(&window), Kind::Purge, key.clone(), window));
+        self.windows.entry(key).or_default().insert(window);
+    }
+
     /// How many windows are kept (not yet dropped), over all keys.
     pub fn windows(&self) -> usize {
         self.windows.values().map(BTreeSet::len).sum()
@@ -227,6 +239,17 @@ mod tests {
 
     fn tumbling(size: i64) -> Assigner {
         Assigner::Tumbling { size, offset: 0 }
+    }
+
+    #[test]
+    fn a_restored_window_fires_unless_it_had_and_is_dropped_in_time() {
+        let mut op = WindowOperator::new(tumbling(10), 5);
+        op.restore("k", w(0, 10), true);
+        op.restore("k", w(10, 20), false);
+        assert_eq!(op.on_watermark(19), [purge(w(0, 10)), fire(w(10, 20))]);
+        assert_eq!(op.on_record("k", 12), [add(w(10, 20)), fire(w(10, 20))]);
+        assert_eq!(op.on_watermark(24), [purge(w(10, 20))]);
+        assert_eq!(op.windows(), 0);
     }
 
     #[test]

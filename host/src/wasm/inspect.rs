@@ -151,7 +151,7 @@ pub fn inspect(
     }
     let mut worlds = Vec::new();
     let mut not_weir = Vec::new();
-    for world in [World::Operator, World::Source] {
+    for world in World::ALL {
         match runtime.prepare(path, &component, world) {
             Ok(_) => worlds.push(world.name().to_string()),
             Err(e) => not_weir.push(e.to_string()),

@@ -89,6 +89,15 @@ pub struct OperatorBindings {
 /// A source subtask.
 pub type SourceInstance = Guest<bindings::source::Source>;
 
+/// A window function's subtask; its store keeps the window operator's keyed state.
+pub type WindowInstance = Guest<WindowBindings>;
+
+/// A window function's exports.
+pub enum WindowBindings {
+    Aggregate(bindings::window::aggregate::WindowAggregate),
+    Reduce(bindings::window::reduce::WindowReduce),
+}
+
 /// Epoch ticks between two checks of a running call's deadline and the job's cancellation.
 const CHECK_TICKS: u64 = 2;
 
@@ -173,22 +182,7 @@ impl LoadedComponent {
         let Pre::Operator(pre) = &self.pre else {
             return Err(wrong_world(&self.path, "an operator"));
         };
-        let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
-        let state = match &spec.state_dir {
-            None => StateBackend::memory(
-                range,
-                spec.max_parallelism,
-                spec.limits.state_bytes,
-                spec.incremental,
-            ),
-            Some(dir) => StateBackend::redb(
-                &dir.join(format!("{}-{}.redb", spec.operator, spec.subtask)),
-                range,
-                spec.max_parallelism,
-                spec.incremental,
-            )
-            .map_err(|e| GuestError::Instantiate(e.to_string()))?,
-        };
+        let state = keyed_state(spec)?;
         let mut guest = self.guest(spec, state, false, |store| {
             let instance = pre.instance_pre().instantiate(&mut *store)?;
             let plain = bindings::Operator::new(&mut *store, &instance)?;
@@ -199,6 +193,29 @@ impl LoadedComponent {
             b.plain
                 .weir_operator_handler()
                 .call_open(store, &spec.config_json)
+        })?;
+        Ok(guest)
+    }
+
+    /// Instantiates the window function for one subtask and calls its `open`.
+    pub fn instantiate_window(&self, spec: &InstanceSpec) -> Result<WindowInstance, GuestError> {
+        let state = keyed_state(spec)?;
+        let mut guest = match &self.pre {
+            Pre::Aggregate(pre) => self.guest(spec, state, false, |store| {
+                pre.instantiate(store).map(WindowBindings::Aggregate)
+            })?,
+            Pre::Reduce(pre) => self.guest(spec, state, false, |store| {
+                pre.instantiate(store).map(WindowBindings::Reduce)
+            })?,
+            _ => return Err(wrong_world(&self.path, "a window function")),
+        };
+        guest.call("open", |b, store| match b {
+            WindowBindings::Aggregate(a) => a
+                .weir_operator_aggregate_handler()
+                .call_open(store, &spec.config_json),
+            WindowBindings::Reduce(r) => r
+                .weir_operator_reduce_handler()
+                .call_open(store, &spec.config_json),
         })?;
         Ok(guest)
     }
@@ -229,7 +246,57 @@ impl LoadedComponent {
     }
 }
 
+/// A subtask's keyed state: in memory, or in a redb database in the spec's state directory.
+fn keyed_state(spec: &InstanceSpec) -> Result<StateBackend, GuestError> {
+    let range = key_groups::range_of(spec.subtask, spec.parallelism, spec.max_parallelism);
+    Ok(match &spec.state_dir {
+        None => StateBackend::memory(
+            range,
+            spec.max_parallelism,
+            spec.limits.state_bytes,
+            spec.incremental,
+        ),
+        Some(dir) => StateBackend::redb(
+            &dir.join(format!("{}-{}.redb", spec.operator, spec.subtask)),
+            range,
+            spec.max_parallelism,
+            spec.incremental,
+        )
+        .map_err(|e| GuestError::Instantiate(e.to_string()))?,
+    })
+}
+
 impl<B> Guest<B> {
+    /// The subtask's keyed state, to read between calls (a query of a running job's state).
+    pub fn keyed_state(&mut self) -> &mut crate::state::StateBackend {
+        &mut self.store.data_mut().state
+    }
+
+    /// How many keys a delta of its keyed state against checkpoint `base` would hold, at
+    /// most (`None`: it cannot take one).
+    pub fn changed_keys(&self, base: u64) -> Option<usize> {
+        self.store.data().state.changed_keys(base)
+    }
+
+    /// The subtask's keyed state for checkpoint `id`: all of it, or (incremental checkpoints)
+    /// only what changed since its snapshot for checkpoint `base`.
+    pub fn snapshot_state(&mut self, id: u64, base: Option<u64>) -> Result<KeyedSnapshot, String> {
+        self.store
+            .data_mut()
+            .state
+            .snapshot(id, base)
+            .map_err(|e| format!("cannot take a snapshot of keyed state: {e}"))
+    }
+
+    /// Loads the part of `snapshot` in this subtask's key groups (a batch of a restore).
+    pub fn restore_state(&mut self, snapshot: &KeyedSnapshot) -> Result<(), String> {
+        self.store
+            .data_mut()
+            .state
+            .restore(snapshot)
+            .map_err(|e| e.to_string())
+    }
+
     fn call<R>(
         &mut self,
         call: &'static str,
@@ -340,36 +407,6 @@ impl OperatorInstance {
         Ok(())
     }
 
-    /// The subtask's keyed state, to read between calls (a query of a running job's state).
-    pub fn keyed_state(&mut self) -> &mut crate::state::StateBackend {
-        &mut self.store.data_mut().state
-    }
-
-    /// How many keys a delta of its keyed state against checkpoint `base` would hold, at
-    /// most (`None`: it cannot take one).
-    pub fn changed_keys(&self, base: u64) -> Option<usize> {
-        self.store.data().state.changed_keys(base)
-    }
-
-    /// The subtask's keyed state for checkpoint `id`: all of it, or (incremental checkpoints)
-    /// only what changed since its snapshot for checkpoint `base`.
-    pub fn snapshot_state(&mut self, id: u64, base: Option<u64>) -> Result<KeyedSnapshot, String> {
-        self.store
-            .data_mut()
-            .state
-            .snapshot(id, base)
-            .map_err(|e| format!("cannot take a snapshot of keyed state: {e}"))
-    }
-
-    /// Loads the part of `snapshot` in this subtask's key groups (a batch of a restore).
-    pub fn restore_state(&mut self, snapshot: &KeyedSnapshot) -> Result<(), String> {
-        self.store
-            .data_mut()
-            .state
-            .restore(snapshot)
-            .map_err(|e| e.to_string())
-    }
-
     /// Processes one batch (flat format); returns what the operator emitted.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outputs, GuestError> {
         self.call("process", |b, store| {
@@ -412,6 +449,44 @@ impl SourceInstance {
         self.call("restore", |b, store| {
             b.weir_operator_source_handler()
                 .call_restore(store, position)
+        })
+        .map(|r| r.0)
+    }
+}
+
+impl WindowInstance {
+    /// Adds (aggregate) or folds (reduce) groups of records into their accumulators; see
+    /// `weir:operator/aggregate-handler.add`.
+    pub fn add(&mut self, groups: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.call("add", |b, store| match b {
+            WindowBindings::Aggregate(a) => {
+                a.weir_operator_aggregate_handler().call_add(store, groups)
+            }
+            WindowBindings::Reduce(r) => {
+                r.weir_operator_reduce_handler().call_reduce(store, groups)
+            }
+        })
+        .map(|r| r.0)
+    }
+
+    /// Merges sets of accumulators (aggregate functions only).
+    pub fn merge(&mut self, sets: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.call("merge", |b, store| match b {
+            WindowBindings::Aggregate(a) => {
+                a.weir_operator_aggregate_handler().call_merge(store, sets)
+            }
+            WindowBindings::Reduce(_) => Ok(Err("a reduce function has no merge".into())),
+        })
+        .map(|r| r.0)
+    }
+
+    /// The results of fired windows (aggregate functions only).
+    pub fn result(&mut self, windows: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.call("result", |b, store| match b {
+            WindowBindings::Aggregate(a) => a
+                .weir_operator_aggregate_handler()
+                .call_get_result(store, windows),
+            WindowBindings::Reduce(_) => Ok(Err("a reduce function has no result".into())),
         })
         .map(|r| r.0)
     }

@@ -10,8 +10,11 @@ mod inspect;
 mod instance;
 
 pub use inspect::{Inspection, inspect};
-pub use instance::{GuestError, InstanceSpec, OperatorInstance, Outputs, SourceInstance};
+pub use instance::{
+    GuestError, InstanceSpec, OperatorInstance, Outputs, SourceInstance, WindowInstance,
+};
 
+use crate::plan::{NodeKind, WindowFunctionKind};
 use host::HostState;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +41,30 @@ mod bindings {
                 "weir:operator/context": super::weir::operator::context,
             },
         });
+    }
+
+    /// The window function worlds; their imports are the operator world's.
+    pub mod window {
+        pub mod aggregate {
+            wasmtime::component::bindgen!({
+                path: "../wit",
+                world: "window-aggregate",
+                with: {
+                    "weir:operator/log": crate::wasm::bindings::weir::operator::log,
+                    "weir:operator/context": crate::wasm::bindings::weir::operator::context,
+                },
+            });
+        }
+        pub mod reduce {
+            wasmtime::component::bindgen!({
+                path: "../wit",
+                world: "window-reduce",
+                with: {
+                    "weir:operator/log": crate::wasm::bindings::weir::operator::log,
+                    "weir:operator/context": crate::wasm::bindings::weir::operator::context,
+                },
+            });
+        }
     }
 
     /// The stateful operator world: the operator world and its checkpoint hooks, looked up on
@@ -88,14 +115,37 @@ pub enum World {
     Operator,
     /// `weir:operator/source@0.1.0`: polled for records, with a replayable position.
     Source,
+    /// `weir:operator/window-aggregate@0.1.0` or `window-reduce`: a window function.
+    Window(WindowFunctionKind),
 }
 
 impl World {
+    /// Every world a component may implement.
+    pub const ALL: [World; 4] = [
+        World::Operator,
+        World::Source,
+        World::Window(WindowFunctionKind::Aggregate),
+        World::Window(WindowFunctionKind::Reduce),
+    ];
+
     /// The world's full name.
     pub fn name(self) -> &'static str {
         match self {
             World::Operator => "weir:operator/operator@0.1.0",
             World::Source => "weir:operator/source@0.1.0",
+            World::Window(WindowFunctionKind::Aggregate) => "weir:operator/window-aggregate@0.1.0",
+            World::Window(WindowFunctionKind::Reduce) => "weir:operator/window-reduce@0.1.0",
+            World::Window(WindowFunctionKind::Process) => "weir:operator/window-process@0.1.0",
+        }
+    }
+
+    /// The world a node's component must implement, if it runs one.
+    pub fn of(kind: &NodeKind) -> Option<World> {
+        match kind {
+            NodeKind::Operator(_) => Some(World::Operator),
+            NodeKind::WasmSource(_) => Some(World::Source),
+            NodeKind::Window(w) => Some(World::Window(w.kind)),
+            NodeKind::Source(_) | NodeKind::Sink(_) => None,
         }
     }
 }
@@ -104,6 +154,8 @@ impl World {
 enum Pre {
     Operator(Arc<bindings::OperatorPre<HostState>>),
     Source(Arc<bindings::source::SourcePre<HostState>>),
+    Aggregate(Arc<bindings::window::aggregate::WindowAggregatePre<HostState>>),
+    Reduce(Arc<bindings::window::reduce::WindowReducePre<HostState>>),
 }
 
 /// A component ready to be instantiated once per subtask.
@@ -120,6 +172,8 @@ impl LoadedComponent {
         match self.pre {
             Pre::Operator(_) => World::Operator,
             Pre::Source(_) => World::Source,
+            Pre::Aggregate(_) => World::Window(WindowFunctionKind::Aggregate),
+            Pre::Reduce(_) => World::Window(WindowFunctionKind::Reduce),
         }
     }
 }
@@ -203,6 +257,17 @@ impl Runtime {
             World::Source => Pre::Source(Arc::new(
                 bindings::source::SourcePre::new(pre).map_err(wrong)?,
             )),
+            World::Window(WindowFunctionKind::Aggregate) => Pre::Aggregate(Arc::new(
+                bindings::window::aggregate::WindowAggregatePre::new(pre).map_err(wrong)?,
+            )),
+            World::Window(WindowFunctionKind::Reduce) => Pre::Reduce(Arc::new(
+                bindings::window::reduce::WindowReducePre::new(pre).map_err(wrong)?,
+            )),
+            World::Window(WindowFunctionKind::Process) => {
+                return Err(wrong(wasmtime::Error::msg(
+                    "process window functions are not supported yet",
+                )));
+            }
         };
         Ok(LoadedComponent {
             engine: self.engine.clone(),

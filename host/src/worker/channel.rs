@@ -59,7 +59,8 @@ pub enum Received {
     Barrier(CheckpointId, Duration),
     /// Checkpoint n cannot complete at this task (a newer barrier overtook it).
     Abandoned(CheckpointId),
-    /// The task's watermark advanced: the minimum over its inputs (`crate::time::Valve`).
+    /// The task's watermark advanced: the minimum over its inputs (`crate::time::Valve`); or,
+    /// as `crate::time::watermark::IDLE`, every input is idle.
     Watermark(i64),
     /// Every channel has delivered its end of partition.
     AllEnded,
@@ -96,12 +97,16 @@ struct GateState {
 }
 
 impl GateState {
-    /// Keeps the newest watermark among what the valve said.
+    /// Keeps the newest of what the valve said, to forward: a watermark, idleness (as
+    /// [`crate::time::watermark::IDLE`]) or, back from it, the watermark as it stands.
     fn take_watermark(&mut self, out: Vec<crate::time::ValveOutput>) {
+        use crate::time::{ValveOutput, watermark};
         for o in out {
-            if let crate::time::ValveOutput::Watermark(wm) = o {
-                self.watermark = Some(wm);
-            }
+            self.watermark = Some(match o {
+                ValveOutput::Watermark(wm) => wm,
+                ValveOutput::Idle => watermark::IDLE,
+                ValveOutput::Active => self.valve.current().max(watermark::MIN + 1),
+            });
         }
     }
 
@@ -202,7 +207,11 @@ impl Gate {
                     Some(Event::Barrier(id)) => s.aligner.barrier(ch, id),
                     Some(Event::Watermark(wm)) => {
                         s.event_time = true;
-                        let out = s.valve.on_watermark(ch, wm);
+                        let out = if wm == crate::time::watermark::IDLE {
+                            s.valve.on_idle(ch)
+                        } else {
+                            s.valve.on_watermark(ch, wm)
+                        };
                         s.take_watermark(out);
                         Aligned::Wait
                     }

@@ -14,7 +14,7 @@ use crate::net::control::{self, Deployment, PartOutcome, ToCoordinator};
 use crate::net::data::{self, RemoteInputs, RemoteSender, Route, Router};
 use crate::net::frame::ChannelId;
 use crate::net::pki::{self, Identity};
-use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph, NodeKind};
+use crate::plan::{ChannelSpec, ExecutionGraph, JobGraph};
 use crate::state::checkpoints::{Ack, Notice};
 use crate::wasm::Runtime;
 use std::collections::HashMap;
@@ -517,9 +517,8 @@ impl Worker {
     ) -> Result<(), String> {
         let limit = job.limits.component_bytes;
         for node in &mut job.nodes {
-            let op = match &mut node.kind {
-                NodeKind::Operator(op) | NodeKind::WasmSource(op) => op,
-                _ => continue,
+            let Some(op) = node.kind.component_mut() else {
+                continue;
             };
             let hash = op.component.to_string_lossy().to_string();
             if !self.blobs.has(&hash) {

@@ -4,6 +4,7 @@
 use super::channel::{ChannelSender, Gate, max_buffers};
 use super::checkpointing::{Driver, Report, TaskInfo, TaskLink, Upstream};
 use super::control::{JobControl, JobMetrics};
+use super::event_time::SourceClock;
 use super::metrics::TaskMetrics;
 use super::recovery::{self, RestoreError, TaskRestore};
 use super::source::{OpenSplit, WasmSource};
@@ -11,6 +12,7 @@ use super::task::{
     ChainStep, Head, Routes, Step, Task, TaskError, connector_failed, current_node, enter_node,
     guest_failed, merge_bytes,
 };
+use super::window::{WindowError, WindowStep};
 use super::writer::RecordWriter;
 use crate::cancel::CancelToken;
 use crate::checkpoint::{Backend, Mode};
@@ -96,10 +98,25 @@ impl fmt::Display for TaskFailure {
     }
 }
 
+/// Streams node `uid`'s keyed state in key groups `range` from the checkpoint into `restore`.
+fn restore_keyed(
+    r: &TaskRestore,
+    uid: &str,
+    range: std::ops::Range<u32>,
+    mut restore: impl FnMut(&crate::state::KeyedSnapshot) -> Result<(), String>,
+) -> Result<(), String> {
+    for file in r.operator(uid).flatten() {
+        snapshot::read_keyed(file, uid, range.clone(), &mut restore)
+            .map_err(|e| format!("cannot restore keyed state: {e}"))?;
+    }
+    Ok(())
+}
+
 fn kind_word(kind: &NodeKind) -> &'static str {
     match kind {
         NodeKind::Source(_) | NodeKind::WasmSource(_) => "source",
         NodeKind::Operator(_) => "operator",
+        NodeKind::Window(_) => "window operator",
         NodeKind::Sink(_) => "sink",
     }
 }
@@ -111,14 +128,11 @@ pub fn load_components(
 ) -> Result<Vec<Option<LoadedComponent>>, JobError> {
     let mut loaded: Vec<Option<LoadedComponent>> = Vec::with_capacity(job.nodes.len());
     for node in &job.nodes {
-        let (component, world) = match &node.kind {
-            NodeKind::Operator(op) => (&op.component, World::Operator),
-            NodeKind::WasmSource(src) => (&src.component, World::Source),
-            _ => {
-                loaded.push(None);
-                continue;
-            }
+        let (Some(op), Some(world)) = (node.kind.component(), World::of(&node.kind)) else {
+            loaded.push(None);
+            continue;
         };
+        let component = &op.component;
         let same = loaded
             .iter()
             .flatten()
@@ -879,12 +893,20 @@ fn run_task(
             _ => unreachable!("checked is_source above"),
         };
         let mut source = source;
+        let mut clock = job.nodes[head_node]
+            .time
+            .as_ref()
+            .map(|t| Box::new(SourceClock::new(t, Instant::now())));
         if let Some(r) = &context.restore {
             let positions = r.source(&uid);
             if !positions.is_empty() {
                 source
                     .restore(&positions, s, chain.parallelism)
                     .map_err(|e| (head_node, connector_failed(&uid, e)))?;
+            }
+            if let Some(c) = &mut clock {
+                c.restore(&r.private(&uid, s, chain.parallelism))
+                    .map_err(|e| failed(head_node, e))?;
             }
         }
         let mut routes = routes.next().expect("one route per node");
@@ -895,6 +917,7 @@ fn run_task(
             uid,
             source,
             routes,
+            clock,
         }
     } else {
         Head::Gate(
@@ -919,12 +942,8 @@ fn run_task(
                     .map_err(|e| (node, guest_failed(&uid, e)))?;
                 if let Some(r) = &context.restore {
                     let range = key_groups::range_of(s, n.parallelism, job.max_parallelism);
-                    for file in r.operator(&uid).flatten() {
-                        snapshot::read_keyed(file, &uid, range.clone(), |batch| {
-                            instance.restore_state(batch)
-                        })
-                        .map_err(|e| failed(node, format!("cannot restore keyed state: {e}")))?;
-                    }
+                    restore_keyed(r, &uid, range, |b| instance.restore_state(b))
+                        .map_err(|e| failed(node, e))?;
                     for state in r.private(&uid, s, n.parallelism) {
                         instance
                             .restore_private(state)
@@ -932,6 +951,32 @@ fn run_task(
                     }
                 }
                 Step::Operator(instance)
+            }
+            NodeKind::Window(window) => {
+                let component = components[node]
+                    .as_ref()
+                    .expect("window functions are loaded before the job starts");
+                let mut instance = component
+                    .instantiate_window(&spec(
+                        node,
+                        &uid,
+                        n.parallelism,
+                        &window.function.config_json,
+                    ))
+                    .map_err(|e| (node, guest_failed(&uid, e)))?;
+                if let Some(r) = &context.restore {
+                    let range = key_groups::range_of(s, n.parallelism, job.max_parallelism);
+                    restore_keyed(r, &uid, range, |b| instance.restore_state(b))
+                        .map_err(|e| failed(node, e))?;
+                }
+                let mut step = WindowStep::new(window, instance).map_err(|e| failed(node, e))?;
+                if context.restore.is_some() {
+                    step.restored().map_err(|e| match e {
+                        WindowError::Guest(e) => (node, guest_failed(&uid, e)),
+                        WindowError::Failed(why) => failed(node, why),
+                    })?;
+                }
+                Step::Window(Box::new(step))
             }
             NodeKind::Sink(config) => Step::Sink(
                 config

@@ -7,12 +7,14 @@ pub mod checkpointing;
 pub mod cluster;
 pub mod control;
 pub mod credit;
+mod event_time;
 pub mod local;
 pub mod metrics;
 pub mod query;
 pub mod recovery;
 mod source;
 pub mod task;
+pub mod window;
 pub mod writer;
 
 pub use control::{CheckpointSummary, JobControl, JobMetrics};

@@ -5,7 +5,9 @@
 use super::channel::{Gate, Received};
 use super::checkpointing::{Report, TaskLink};
 use super::control::{JobControl, JobMetrics};
+use super::event_time::{Piece, SourceClock};
 use super::metrics::TaskMetrics;
+use super::window::{WindowError, WindowStep};
 use super::writer::{RecordWriter, WriteError};
 use crate::cancel::CancelToken;
 use crate::checkpoint::CheckpointId;
@@ -57,6 +59,7 @@ pub struct Routes {
 /// One node of the chain, after the head.
 pub enum Step {
     Operator(OperatorInstance),
+    Window(Box<WindowStep>),
     Sink(Box<dyn Sink>),
 }
 
@@ -76,6 +79,8 @@ pub enum Head {
         uid: Arc<str>,
         source: Box<dyn Source>,
         routes: Routes,
+        /// Its event time, when it has timestamps.
+        clock: Option<Box<SourceClock>>,
     },
     Gate(Arc<Gate>),
 }
@@ -104,6 +109,10 @@ pub struct Task {
     /// Queries of its operators' keyed state.
     pub queries: super::query::TaskQueries,
 }
+
+/// A source's part of a checkpoint: its uid, its position and its watermark generator's state.
+type SourceState<'a> = (&'a Arc<str>, Vec<u8>, Option<Vec<u8>>);
+type OwnedSourceState = (Arc<str>, Vec<u8>, Option<Vec<u8>>);
 
 /// The most snapshots in a chain (a full one and deltas on it) before the next is full again,
 /// which bounds what a restore reads.
@@ -145,6 +154,17 @@ pub(super) fn guest_failed(uid: &Arc<str>, e: GuestError) -> TaskError {
     }
 }
 
+/// A window step's error as the task's, as [`guest_failed`] does.
+fn window_failed(uid: &Arc<str>, e: WindowError) -> TaskError {
+    match e {
+        WindowError::Guest(e) => guest_failed(uid, e),
+        WindowError::Failed(cause) => TaskError::Failed {
+            uid: uid.clone(),
+            cause,
+        },
+    }
+}
+
 /// A connector's error as the task's, as [`guest_failed`] does.
 pub(super) fn connector_failed(uid: &Arc<str>, e: ConnectorError) -> TaskError {
     match e {
@@ -171,7 +191,11 @@ impl Task {
                 uid,
                 mut source,
                 routes,
+                mut clock,
             } => {
+                if let Some(wm) = clock.as_mut().and_then(|c| c.take_pending()) {
+                    self.watermark(wm)?;
+                }
                 loop {
                     if self.cancel.is_cancelled() {
                         return Err(TaskError::Cancelled);
@@ -183,7 +207,8 @@ impl Task {
                             last_barrier = due;
                             let position =
                                 source.position().map_err(|e| connector_failed(&uid, e))?;
-                            self.checkpoint(due, Some((&uid, position)), Duration::ZERO)?;
+                            let time = clock.as_ref().and_then(|c| c.snapshot());
+                            self.checkpoint(due, Some((&uid, position, time)), Duration::ZERO)?;
                         }
                     }
                     if self.control.is_stopping() {
@@ -195,12 +220,39 @@ impl Task {
                         let poll = source
                             .poll(&mut batch, task.buffer_bytes)
                             .map_err(|e| connector_failed(&uid, e))?;
+                        if let Some((output, rejected)) = source.rejected() {
+                            let output = output.to_string();
+                            task.dispatch(&uid, &routes, Some(output), rejected)?;
+                        }
                         if !batch.is_empty() {
                             let n = weir_batch::count(&batch).unwrap_or(0) as u64;
                             task.metrics.add_in(n);
                             TaskMetrics::add(&task.task_metrics.records_in, n);
                             TaskMetrics::add(&task.task_metrics.bytes_in, batch.len() as u64);
-                            task.dispatch(&uid, &routes, None, std::mem::take(&mut batch))?;
+                            let batch = std::mem::take(&mut batch);
+                            match &mut clock {
+                                None => task.dispatch(&uid, &routes, None, batch)?,
+                                Some(c) => {
+                                    let pieces =
+                                        c.on_batch(batch, Instant::now()).map_err(|cause| {
+                                            TaskError::Failed {
+                                                uid: uid.clone(),
+                                                cause,
+                                            }
+                                        })?;
+                                    for piece in pieces {
+                                        match piece {
+                                            Piece::Data(d) => {
+                                                task.dispatch(&uid, &routes, None, d)?
+                                            }
+                                            Piece::Watermark(wm) => task.watermark(wm)?,
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        if let Some(wm) = clock.as_mut().and_then(|c| c.on_tick(Instant::now())) {
+                            task.watermark(wm)?;
                         }
                         Ok(poll)
                     })?;
@@ -213,7 +265,8 @@ impl Task {
                     }
                 }
                 let position = source.position().map_err(|e| connector_failed(&uid, e))?;
-                Some((uid, position))
+                let time = clock.as_ref().and_then(|c| c.snapshot());
+                Some((uid, position, time))
             }
             Head::Gate(gate) => {
                 loop {
@@ -241,13 +294,7 @@ impl Task {
                             }
                         }
                         Received::Barrier(id, align) => self.checkpoint(id, None, align)?,
-                        Received::Watermark(wm) => {
-                            // Forwarded downstream (what reads it comes with event time's
-                            // operators).
-                            for w in &mut self.writers {
-                                w.watermark(wm).map_err(|_| TaskError::Cancelled)?;
-                            }
-                        }
+                        Received::Watermark(wm) => self.work(|task| task.watermark(wm))?,
                         Received::Abandoned(id) => {
                             if let Some(c) = &self.checkpoints {
                                 c.report(Report::Decline {
@@ -280,6 +327,7 @@ impl Task {
             let step = self.steps.iter_mut().find(|s| *s.uid == *query.operator);
             reply(match step.map(|s| &mut s.step) {
                 Some(Step::Operator(op)) => super::query::answer(op.keyed_state(), &query),
+                Some(Step::Window(w)) => super::query::answer(w.instance().keyed_state(), &query),
                 Some(Step::Sink(_)) => StateAnswer::NotFound {
                     why: format!("`{}` is a sink: it keeps no keyed state", query.operator),
                 },
@@ -296,7 +344,7 @@ impl Task {
     fn checkpoint(
         &mut self,
         id: CheckpointId,
-        source: Option<(&Arc<str>, Vec<u8>)>,
+        source: Option<SourceState<'_>>,
         align: Duration,
     ) -> Result<(), TaskError> {
         if self.checkpoints.is_none() {
@@ -324,7 +372,7 @@ impl Task {
     fn snapshot(
         &mut self,
         id: Option<CheckpointId>,
-        source: Option<(&Arc<str>, Vec<u8>)>,
+        source: Option<SourceState<'_>>,
     ) -> Result<(TaskSnapshot, Option<CheckpointId>), TaskError> {
         let published = self
             .checkpoints
@@ -335,10 +383,14 @@ impl Task {
         // operator still knows what changed since, and less than half as many keys changed as
         // the last full snapshot held (else the delta is about as large, and a restore would
         // read both for nothing).
-        let changed = self.steps.iter().try_fold(0, |sum, s| match &s.step {
-            Step::Operator(op) => Some(sum + op.changed_keys(published)?),
-            Step::Sink(_) => Some(sum),
-        });
+        let changed = self
+            .steps
+            .iter_mut()
+            .try_fold(0, |sum, s| match &mut s.step {
+                Step::Operator(op) => Some(sum + op.changed_keys(published)?),
+                Step::Window(w) => Some(sum + w.instance().changed_keys(published)?),
+                Step::Sink(_) => Some(sum),
+            });
         let base = match (id, changed) {
             (Some(_), Some(changed))
                 if self.incremental
@@ -354,16 +406,23 @@ impl Task {
             self.taken.clear();
         }
         self.taken.extend(id);
+        let (sources, private) = match source {
+            Some((uid, position, time)) => (
+                vec![(uid.to_string(), position)],
+                // The source's watermark generator, beside its position.
+                time.map(|t| vec![(uid.to_string(), t)]).unwrap_or_default(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         let mut snapshot = TaskSnapshot {
-            sources: source
-                .map(|(uid, p)| vec![(uid.to_string(), p)])
-                .unwrap_or_default(),
+            sources,
+            private,
             finished: id.is_none(),
             ..TaskSnapshot::default()
         };
         let mut full_entries = 0;
         for step in &mut self.steps {
-            match &mut step.step {
+            let keyed = match &mut step.step {
                 Step::Operator(op) => {
                     // A finished task is never run again: a closed operator has no state to give.
                     if id.is_some()
@@ -374,17 +433,11 @@ impl Task {
                     {
                         snapshot.private.push((step.uid.to_string(), state));
                     }
-                    let state = op
-                        .snapshot_state(id.unwrap_or(CheckpointId::MAX), base)
-                        .map_err(|cause| TaskError::Failed {
-                            uid: step.uid.clone(),
-                            cause,
-                        })?;
-                    if base.is_none() {
-                        full_entries += state.entries() as usize;
-                    }
-                    snapshot.operators.push((step.uid.to_string(), state));
+                    op.snapshot_state(id.unwrap_or(CheckpointId::MAX), base)
                 }
+                Step::Window(w) => w
+                    .instance()
+                    .snapshot_state(id.unwrap_or(CheckpointId::MAX), base),
                 Step::Sink(sink) => {
                     let pending = sink
                         .pre_commit(id, published)
@@ -392,8 +445,17 @@ impl Task {
                     if !pending.is_empty() {
                         snapshot.sinks.push((step.uid.to_string(), pending));
                     }
+                    continue;
                 }
+            };
+            let state = keyed.map_err(|cause| TaskError::Failed {
+                uid: step.uid.clone(),
+                cause,
+            })?;
+            if base.is_none() {
+                full_entries += state.entries() as usize;
             }
+            snapshot.operators.push((step.uid.to_string(), state));
         }
         if base.is_none() {
             self.full_entries = full_entries;
@@ -404,7 +466,7 @@ impl Task {
     /// End of input: close the steps in chain order (what a step emits while closing still
     /// reaches the steps after it), pre-commit the sinks' last output, end every outgoing
     /// channel, and report the task's last snapshot (`source`: the head's uid and position).
-    fn finish(mut self, source: Option<(Arc<str>, Vec<u8>)>) -> Result<(), TaskError> {
+    fn finish(mut self, source: Option<OwnedSourceState>) -> Result<(), TaskError> {
         for i in 0..self.steps.len() {
             let uid = self.steps[i].uid.clone();
             enter_node(self.steps[i].node);
@@ -413,13 +475,20 @@ impl Task {
                     let outputs = op.close().map_err(|e| guest_failed(&uid, e))?;
                     self.dispatch_outputs(i, outputs)?;
                 }
+                Step::Window(w) => {
+                    let outputs = w.close().map_err(|e| window_failed(&uid, e))?;
+                    self.dispatch_outputs(i, outputs)?;
+                }
                 Step::Sink(sink) => sink.close().map_err(|e| connector_failed(&uid, e))?,
             }
         }
         let last = match &self.checkpoints {
             Some(_) => Some(
-                self.snapshot(None, source.as_ref().map(|(u, p)| (u, p.clone())))?
-                    .0,
+                self.snapshot(
+                    None,
+                    source.as_ref().map(|(u, p, t)| (u, p.clone(), t.clone())),
+                )?
+                .0,
             ),
             None => None,
         };
@@ -431,6 +500,27 @@ impl Task {
                 task: c.task,
                 snapshot,
             });
+        }
+        Ok(())
+    }
+
+    /// The task's watermark is now `wm` (or, as `watermark::IDLE`, its inputs are idle): the
+    /// window steps fire what it completes, in chain order (what one emits reaches the steps
+    /// after it first), then it goes downstream.
+    fn watermark(&mut self, wm: i64) -> Result<(), TaskError> {
+        if wm != crate::time::watermark::IDLE {
+            for i in 0..self.steps.len() {
+                enter_node(self.steps[i].node);
+                if let Step::Window(w) = &mut self.steps[i].step {
+                    let outputs = w
+                        .on_watermark(wm)
+                        .map_err(|e| window_failed(&self.steps[i].uid, e))?;
+                    self.dispatch_outputs(i, outputs)?;
+                }
+            }
+        }
+        for w in &mut self.writers {
+            w.watermark(wm).map_err(|_| TaskError::Cancelled)?;
         }
         Ok(())
     }
@@ -463,6 +553,10 @@ impl Task {
         match &mut step.step {
             Step::Operator(op) => {
                 let outputs = op.process(&batch).map_err(|e| guest_failed(&step.uid, e))?;
+                self.dispatch_outputs(i, outputs)
+            }
+            Step::Window(w) => {
+                let outputs = w.process(&batch).map_err(|e| window_failed(&step.uid, e))?;
                 self.dispatch_outputs(i, outputs)
             }
             Step::Sink(sink) => {

@@ -1,0 +1,451 @@
+//! Window functions: what the host's window operator (`[windows.X]` in a manifest) runs on
+//! the contents of its windows. The host keeps the windows and decides when they fire; a
+//! function only folds records and computes results.
+//!
+//! ```
+//! use weir_guest_sdk::prelude::*;
+//!
+//! /// Sum and count of the (decimal) values of a window.
+//! struct SumCount;
+//!
+//! impl Aggregate for SumCount {
+//!     type Acc = (u64, u64);
+//!     fn open(_config: Config) -> Result<Self, Error> {
+//!         Ok(SumCount)
+//!     }
+//!     fn create(&self) -> Self::Acc {
+//!         (0, 0)
+//!     }
+//!     fn add(&self, acc: &mut Self::Acc, record: Record<'_>) -> Result<(), Error> {
+//!         acc.0 += record.value_str()?.parse::<u64>().map_err(Error::msg)?;
+//!         acc.1 += 1;
+//!         Ok(())
+//!     }
+//!     fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) -> Result<(), Error> {
+//!         (acc.0, acc.1) = (acc.0 + other.0, acc.1 + other.1);
+//!         Ok(())
+//!     }
+//!     fn result(&self, key: &[u8], window: Window, acc: &Self::Acc) -> Result<Vec<u8>, Error> {
+//!         let key = String::from_utf8_lossy(key);
+//!         Ok(format!("{key},{},{},{},{}", window.start, window.end, acc.0, acc.1).into_bytes())
+//!     }
+//! }
+//!
+//! export_aggregate!(SumCount);
+//! # fn main() {}
+//! ```
+
+use crate::{Config, Error, Record};
+use serde::{Serialize, de::DeserializeOwned};
+use weir_batch::lengths;
+
+/// A window: from `start` (included) to `end` (excluded), in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Folds a window's records into an accumulator, as Flink's `AggregateFunction`. The
+/// accumulator is kept by the host (in keyed state, so in checkpoints) in the compact binary
+/// encoding (postcard).
+pub trait Aggregate: Sized + 'static {
+    type Acc: Serialize + DeserializeOwned;
+
+    /// Builds the function from its manifest `config` table. An error fails the job.
+    fn open(config: Config) -> Result<Self, Error>;
+
+    /// A new, empty accumulator.
+    fn create(&self) -> Self::Acc;
+
+    /// Adds one record to `acc`.
+    fn add(&self, acc: &mut Self::Acc, record: Record<'_>) -> Result<(), Error>;
+
+    /// Folds `other` into `acc`, when session windows merge. By default an error: a function
+    /// used only with tumbling and sliding windows needs none.
+    fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) -> Result<(), Error> {
+        let _ = (acc, other);
+        Err(Error::msg(
+            "this aggregate function does not merge accumulators (session windows need `merge`)",
+        ))
+    }
+
+    /// The value the window emits when it fires (with `key` and the timestamp `end - 1`).
+    fn result(&self, key: &[u8], window: Window, acc: &Self::Acc) -> Result<Vec<u8>, Error>;
+}
+
+/// Folds a window's records into one value of their own type, as Flink's `ReduceFunction`:
+/// the window emits its value as it stands.
+pub trait Reduce: Sized + 'static {
+    /// Builds the function from its manifest `config` table. An error fails the job.
+    fn open(config: Config) -> Result<Self, Error>;
+
+    /// Folds `record`'s value into `value`.
+    fn reduce(&self, value: &[u8], record: Record<'_>) -> Result<Vec<u8>, Error>;
+}
+
+fn bad(e: impl std::fmt::Display) -> String {
+    format!("the host passed a malformed window batch: {e}")
+}
+
+/// Reads one length-prefixed item at `*pos` (`None`: absent).
+fn item<'a>(buf: &'a [u8], pos: &mut usize) -> Result<Option<&'a [u8]>, String> {
+    let mut it = lengths::iter(&buf[*pos..]);
+    let v = it
+        .next()
+        .ok_or_else(|| bad("an item is missing"))?
+        .map_err(bad)?;
+    *pos += 4 + v.map_or(0, <[u8]>::len);
+    Ok(v)
+}
+
+fn u32_at(buf: &[u8], pos: &mut usize) -> Result<u32, String> {
+    let b = buf
+        .get(*pos..*pos + 4)
+        .ok_or_else(|| bad("a count is cut off"))?;
+    *pos += 4;
+    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn i64_at(buf: &[u8], pos: &mut usize) -> Result<i64, String> {
+    let b: [u8; 8] = (buf.get(*pos..*pos + 8))
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("a time is cut off"))?;
+    *pos += 8;
+    Ok(i64::from_le_bytes(b))
+}
+
+/// Calls `f` with each group of `groups` (its value, or none, and its records) and returns
+/// what it gives, length-prefixed.
+fn for_groups(
+    groups: &[u8],
+    mut f: impl FnMut(
+        Option<&[u8]>,
+        &mut dyn Iterator<Item = Result<Record<'_>, String>>,
+    ) -> Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < groups.len() {
+        let value = item(groups, &mut pos)?;
+        let count = u32_at(groups, &mut pos)?;
+        let mut records = weir_batch::iter(&groups[pos..]);
+        let mut read = 0;
+        let mut iter = std::iter::from_fn(|| {
+            if read == count {
+                return None;
+            }
+            Some(match records.next_raw()? {
+                Ok((r, raw)) => {
+                    read += 1;
+                    pos += raw.len();
+                    Ok(Record::from(r))
+                }
+                Err(e) => Err(bad(e)),
+            })
+        });
+        let result = f(value, &mut iter)?;
+        // What `f` left unread.
+        for r in iter.by_ref() {
+            r?;
+        }
+        if read != count {
+            return Err(bad("a group has fewer records than it says"));
+        }
+        lengths::push(&mut out, Some(&result));
+    }
+    Ok(out)
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
+    postcard::to_allocvec(value).map_err(|e| format!("the accumulator does not encode: {e}"))
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("an accumulator does not decode: {e}"))
+}
+
+/// The glue between the exports and an [`Aggregate`] or a [`Reduce`].
+#[doc(hidden)]
+pub mod runtime {
+    use super::*;
+    use std::any::Any;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static FUNCTION: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    }
+
+    fn with<T: 'static, R>(f: impl FnOnce(&T) -> Result<R, String>) -> Result<R, String> {
+        FUNCTION.with(|slot| {
+            let slot = slot.borrow();
+            let function = (slot.as_ref())
+                .and_then(|b| b.downcast_ref::<T>())
+                .ok_or_else(|| "window function called before open".to_string())?;
+            f(function)
+        })
+    }
+
+    fn install<T: 'static>(function: Result<T, Error>) -> Result<(), String> {
+        if cfg!(target_family = "wasm") {
+            std::panic::set_hook(Box::new(|info| {
+                crate::log::log(
+                    crate::log::Level::Error,
+                    &format!("operator panicked: {info}"),
+                );
+            }));
+        }
+        let function = function.map_err(|e| e.to_string())?;
+        FUNCTION.with(|slot| *slot.borrow_mut() = Some(Box::new(function)));
+        Ok(())
+    }
+
+    pub fn aggregate_open<T: Aggregate>(config: String) -> Result<(), String> {
+        install(T::open(Config::from_json(config)))
+    }
+
+    pub fn aggregate_add<T: Aggregate>(groups: &[u8]) -> Result<Vec<u8>, String> {
+        with::<T, _>(|f| {
+            for_groups(groups, |acc, records| {
+                let mut acc = match acc {
+                    Some(bytes) => decode(bytes)?,
+                    None => f.create(),
+                };
+                for r in records {
+                    f.add(&mut acc, r?).map_err(|e| e.to_string())?;
+                }
+                encode(&acc)
+            })
+        })
+    }
+
+    pub fn aggregate_merge<T: Aggregate>(sets: &[u8]) -> Result<Vec<u8>, String> {
+        with::<T, _>(|f| {
+            let mut out = Vec::new();
+            let mut pos = 0;
+            while pos < sets.len() {
+                let n = u32_at(sets, &mut pos)?;
+                let mut acc: Option<T::Acc> = None;
+                for _ in 0..n {
+                    let bytes =
+                        item(sets, &mut pos)?.ok_or_else(|| bad("an absent accumulator"))?;
+                    let other = decode(bytes)?;
+                    match &mut acc {
+                        None => acc = Some(other),
+                        Some(a) => f.merge(a, other).map_err(|e| e.to_string())?,
+                    }
+                }
+                let acc = acc.unwrap_or_else(|| f.create());
+                lengths::push(&mut out, Some(&encode(&acc)?));
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn aggregate_result<T: Aggregate>(windows: &[u8]) -> Result<Vec<u8>, String> {
+        with::<T, _>(|f| {
+            let mut out = Vec::new();
+            let mut pos = 0;
+            while pos < windows.len() {
+                let key = item(windows, &mut pos)?.unwrap_or_default();
+                let window = Window {
+                    start: i64_at(windows, &mut pos)?,
+                    end: i64_at(windows, &mut pos)?,
+                };
+                let acc = item(windows, &mut pos)?.ok_or_else(|| bad("an absent accumulator"))?;
+                let value = f
+                    .result(key, window, &decode(acc)?)
+                    .map_err(|e| e.to_string())?;
+                lengths::push(&mut out, Some(&value));
+            }
+            Ok(out)
+        })
+    }
+
+    pub fn reduce_open<T: Reduce>(config: String) -> Result<(), String> {
+        install(T::open(Config::from_json(config)))
+    }
+
+    pub fn reduce<T: Reduce>(groups: &[u8]) -> Result<Vec<u8>, String> {
+        with::<T, _>(|f| {
+            for_groups(groups, |value, records| {
+                let mut value = value.map(<[u8]>::to_vec);
+                for r in records {
+                    let r = r?;
+                    value = Some(match value {
+                        None => r.value.to_vec(),
+                        Some(v) => f.reduce(&v, r).map_err(|e| e.to_string())?,
+                    });
+                }
+                value.ok_or_else(|| bad("a group with no value and no records"))
+            })
+        })
+    }
+}
+
+/// Exports a type implementing [`Aggregate`] as the component's
+/// `weir:operator/window-aggregate` world.
+#[macro_export]
+macro_rules! export_aggregate {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        #[cfg(target_family = "wasm")]
+        struct __WeirAggregateExports;
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::aggregate::exports::weir::operator::aggregate_handler::Guest for __WeirAggregateExports {
+            fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::window::runtime::aggregate_open::<$ty>(config)
+            }
+            fn add(groups: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::aggregate_add::<$ty>(&groups)
+            }
+            fn merge(sets: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::aggregate_merge::<$ty>(&sets)
+            }
+            fn get_result(windows: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::aggregate_result::<$ty>(&windows)
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        $crate::bindings::aggregate::__export_aggregate_world!(
+            __WeirAggregateExports with_types_in $crate::bindings::aggregate
+        );
+    };
+}
+
+/// Exports a type implementing [`Reduce`] as the component's `weir:operator/window-reduce`
+/// world.
+#[macro_export]
+macro_rules! export_reduce {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        #[cfg(target_family = "wasm")]
+        struct __WeirReduceExports;
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::reduce::exports::weir::operator::reduce_handler::Guest for __WeirReduceExports {
+            fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::window::runtime::reduce_open::<$ty>(config)
+            }
+            fn reduce(groups: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::reduce::<$ty>(&groups)
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        $crate::bindings::reduce::__export_reduce_world!(
+            __WeirReduceExports with_types_in $crate::bindings::reduce
+        );
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runtime;
+    use super::*;
+
+    struct SumCount;
+
+    impl Aggregate for SumCount {
+        type Acc = (u64, u64);
+        fn open(_config: Config) -> Result<Self, Error> {
+            Ok(SumCount)
+        }
+        fn create(&self) -> Self::Acc {
+            (0, 0)
+        }
+        fn add(&self, acc: &mut Self::Acc, record: Record<'_>) -> Result<(), Error> {
+            acc.0 += record.value_str()?.parse::<u64>().map_err(Error::msg)?;
+            acc.1 += 1;
+            Ok(())
+        }
+        fn merge(&self, acc: &mut Self::Acc, other: Self::Acc) -> Result<(), Error> {
+            (acc.0, acc.1) = (acc.0 + other.0, acc.1 + other.1);
+            Ok(())
+        }
+        fn result(&self, key: &[u8], w: Window, acc: &Self::Acc) -> Result<Vec<u8>, Error> {
+            let key = String::from_utf8_lossy(key);
+            Ok(format!("{key},{},{},{},{}", w.start, w.end, acc.0, acc.1).into_bytes())
+        }
+    }
+
+    fn records(values: &[&str]) -> Vec<u8> {
+        let mut b = Vec::new();
+        for v in values {
+            weir_batch::push(&mut b, &weir_batch::Record::new(b"k", v.as_bytes()));
+        }
+        b
+    }
+
+    fn group(buf: &mut Vec<u8>, value: Option<&[u8]>, values: &[&str]) {
+        lengths::push(buf, value);
+        buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&records(values));
+    }
+
+    fn items(buf: &[u8]) -> Vec<Vec<u8>> {
+        lengths::iter(buf)
+            .map(|i| i.unwrap().unwrap().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn an_aggregate_adds_merges_and_gives_results_through_the_flat_calls() {
+        runtime::aggregate_open::<SumCount>("{}".into()).unwrap();
+        let mut groups = Vec::new();
+        group(&mut groups, None, &["1", "2"]);
+        group(&mut groups, Some(&encode(&(10u64, 1u64)).unwrap()), &["5"]);
+        let accs = items(&runtime::aggregate_add::<SumCount>(&groups).unwrap());
+        assert_eq!(accs.len(), 2);
+        assert_eq!(decode::<(u64, u64)>(&accs[0]).unwrap(), (3, 2));
+        assert_eq!(decode::<(u64, u64)>(&accs[1]).unwrap(), (15, 2));
+
+        let mut sets = 2u32.to_le_bytes().to_vec();
+        lengths::push(&mut sets, Some(&accs[0]));
+        lengths::push(&mut sets, Some(&accs[1]));
+        let merged = items(&runtime::aggregate_merge::<SumCount>(&sets).unwrap());
+        assert_eq!(decode::<(u64, u64)>(&merged[0]).unwrap(), (18, 4));
+
+        let mut windows = Vec::new();
+        lengths::push(&mut windows, Some(b"770"));
+        windows.extend_from_slice(&0i64.to_le_bytes());
+        windows.extend_from_slice(&10_000i64.to_le_bytes());
+        lengths::push(&mut windows, Some(&merged[0]));
+        let results = items(&runtime::aggregate_result::<SumCount>(&windows).unwrap());
+        assert_eq!(results, [b"770,0,10000,18,4".to_vec()]);
+
+        let mut short = Vec::new();
+        lengths::push(&mut short, None);
+        short.extend_from_slice(&3u32.to_le_bytes());
+        short.extend_from_slice(&records(&["1"]));
+        assert!(runtime::aggregate_add::<SumCount>(&short).is_err());
+    }
+
+    struct Longest;
+
+    impl Reduce for Longest {
+        fn open(_config: Config) -> Result<Self, Error> {
+            Ok(Longest)
+        }
+        fn reduce(&self, value: &[u8], record: Record<'_>) -> Result<Vec<u8>, Error> {
+            Ok(if record.value.len() > value.len() {
+                record.value
+            } else {
+                value
+            }
+            .to_vec())
+        }
+    }
+
+    #[test]
+    fn a_reduce_starts_from_the_first_record_or_the_value_it_had() {
+        runtime::reduce_open::<Longest>("{}".into()).unwrap();
+        let mut groups = Vec::new();
+        group(&mut groups, None, &["ab", "abcd", "a"]);
+        group(&mut groups, Some(b"xyz"), &["q"]);
+        let values = items(&runtime::reduce::<Longest>(&groups).unwrap());
+        assert_eq!(values, [b"abcd".to_vec(), b"xyz".to_vec()]);
+    }
+}

@@ -1,0 +1,424 @@
+//! The event-time parts of a manifest: a source's `timestamp` and `watermarks`, and the
+//! `[windows.X]` tables.
+
+use super::spec::{AssignerSpec, SourceSpec, WatermarkSpec, WindowSpec};
+use super::{Checker, ManifestError};
+use crate::connectors::TimestampField;
+use crate::plan::{
+    MAX_NAME_BYTES, SourceTime, TimeKind, Timestamps, WatermarkSettings, WindowAssigner,
+    WindowFunctionKind, WindowNode, is_valid_name,
+};
+use std::time::Duration;
+use toml::Spanned;
+
+/// The longest duration a window, a lateness or a watermark delay may have: about 290 years,
+/// so that sums of timestamps and durations stay far from overflowing.
+const MAX_SPAN: Duration = Duration::from_secs(1 << 33);
+
+/// How a source's record timestamps are set, as its manifest table says.
+pub(super) enum TimestampSetting {
+    /// Not set.
+    None,
+    Record,
+    Ingestion,
+    /// A JSON field (file sources).
+    Field(TimestampField),
+}
+
+impl Checker<'_> {
+    /// A source's `timestamp` field.
+    pub(super) fn timestamp(
+        &self,
+        field: &str,
+        s: &SourceSpec,
+    ) -> Result<TimestampSetting, ManifestError> {
+        let Some(t) = &s.timestamp else {
+            return Ok(TimestampSetting::None);
+        };
+        let field = format!("{field}.timestamp");
+        let err = |message: String| self.err(Some(t.span()), &field, message);
+        match t.get_ref() {
+            toml::Value::String(s) if s == "record" => Ok(TimestampSetting::Record),
+            toml::Value::String(s) if s == "ingestion" => Ok(TimestampSetting::Ingestion),
+            toml::Value::Table(table) => {
+                let mut name = None;
+                let mut invalid = None;
+                for (k, v) in table {
+                    match (k.as_str(), v) {
+                        ("field", toml::Value::String(f)) if !f.is_empty() => name = Some(f),
+                        ("invalid", toml::Value::String(i)) if i == "fail" => {}
+                        ("invalid", toml::Value::String(i)) if is_valid_name(i) => {
+                            invalid = Some(i.clone())
+                        }
+                        ("invalid", _) => {
+                            return Err(err(format!(
+                                "`invalid` is \"fail\" or the name of a side output (1 to {MAX_NAME_BYTES} letters, digits, `_` or `-`)"
+                            )));
+                        }
+                        (other, _) => {
+                            return Err(err(format!(
+                                "`{other}` is not a field of a timestamp: use field and invalid"
+                            )));
+                        }
+                    }
+                }
+                let field = name.ok_or_else(|| {
+                    err("a timestamp table needs `field`, the JSON field holding it (ms)".into())
+                })?;
+                Ok(TimestampSetting::Field(TimestampField {
+                    field: field.clone(),
+                    invalid,
+                }))
+            }
+            _ => Err(err(
+                "use \"record\" (the source component sets them), \"ingestion\" or { field = \"...\" } (JSON lines)".into(),
+            )),
+        }
+    }
+
+    /// A source's event time from its `timestamp` (already read) and `watermarks`; `kind` is
+    /// the connector kind.
+    pub(super) fn source_time(
+        &self,
+        field: &str,
+        s: &SourceSpec,
+        kind: &str,
+        timestamp: &TimestampSetting,
+    ) -> Result<Option<SourceTime>, ManifestError> {
+        let t_span = s.timestamp.as_ref().map(Spanned::span);
+        let timestamps = match (timestamp, kind) {
+            (TimestampSetting::None, "wasm") if s.watermarks.is_some() => Some(Timestamps::Record),
+            (TimestampSetting::None, _) => None,
+            (TimestampSetting::Record, "wasm") => Some(Timestamps::Record),
+            (TimestampSetting::Record, _) => {
+                return Err(self.err(
+                    t_span,
+                    format!("{field}.timestamp"),
+                    format!(
+                        "a `{kind}` source's records carry no timestamps: use \"ingestion\"{}",
+                        if kind == "file" {
+                            " or { field = \"...\" } with format = \"json\""
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+            (TimestampSetting::Ingestion, _) => Some(Timestamps::Ingestion),
+            (TimestampSetting::Field(_), "file") => Some(Timestamps::Record),
+            (TimestampSetting::Field(_), _) => {
+                return Err(self.err(
+                    t_span,
+                    format!("{field}.timestamp"),
+                    "a timestamp field is read from JSON lines, by a `file` source with format = \"json\"",
+                ));
+            }
+        };
+        let watermarks = s
+            .watermarks
+            .as_ref()
+            .map(|w| self.watermarks(&format!("{field}.watermarks"), w.get_ref()))
+            .transpose()?;
+        match (timestamps, watermarks) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(self.err(
+                s.watermarks.as_ref().map(Spanned::span),
+                format!("{field}.watermarks"),
+                "watermarks follow timestamps: set `timestamp` too (\"ingestion\", or a JSON field)",
+            )),
+            (Some(timestamps), watermarks) => Ok(Some(SourceTime {
+                timestamps,
+                watermarks,
+            })),
+        }
+    }
+
+    fn watermarks(
+        &self,
+        field: &str,
+        w: &WatermarkSpec,
+    ) -> Result<WatermarkSettings, ManifestError> {
+        let max_delay = match w.strategy.get_ref().as_str() {
+            "bounded_out_of_orderness" => {
+                let d = w.max_delay.as_ref().ok_or_else(|| {
+                    self.err(
+                        Some(w.strategy.span()),
+                        format!("{field}.max_delay"),
+                        "bounded_out_of_orderness needs `max_delay`, how late a record may come (e.g. \"2s\")",
+                    )
+                })?;
+                self.duration(
+                    &format!("{field}.max_delay"),
+                    Some(d),
+                    Duration::ZERO..=MAX_SPAN,
+                    Duration::ZERO,
+                )?
+            }
+            "monotonous" => {
+                if let Some(d) = &w.max_delay {
+                    return Err(self.err(
+                        Some(d.span()),
+                        format!("{field}.max_delay"),
+                        "monotonous timestamps have no delay; use bounded_out_of_orderness",
+                    ));
+                }
+                Duration::ZERO
+            }
+            other => {
+                return Err(self.err(
+                    Some(w.strategy.span()),
+                    format!("{field}.strategy"),
+                    format!(
+                        "unknown strategy `{other}`; use bounded_out_of_orderness or monotonous"
+                    ),
+                ));
+            }
+        };
+        let interval = self.duration(
+            &format!("{field}.interval"),
+            w.interval.as_ref(),
+            Duration::ZERO..=Duration::from_secs(3600),
+            Duration::from_millis(200),
+        )?;
+        let idle_timeout = w
+            .idle_timeout
+            .as_ref()
+            .map(|t| {
+                self.duration(
+                    &format!("{field}.idle_timeout"),
+                    Some(t),
+                    Duration::from_millis(1)..=MAX_SPAN,
+                    Duration::ZERO,
+                )
+            })
+            .transpose()?;
+        Ok(WatermarkSettings {
+            max_delay_ms: max_delay.as_millis() as i64,
+            interval,
+            idle_timeout,
+        })
+    }
+
+    /// A `[windows.X]` table.
+    pub(super) fn window(&self, field: &str, w: &WindowSpec) -> Result<WindowNode, ManifestError> {
+        let time = self.choice(
+            &format!("{field}.time"),
+            w.time.as_ref(),
+            &[
+                ("event", TimeKind::Event),
+                ("processing", TimeKind::Processing),
+            ],
+            TimeKind::Event,
+        )?;
+        let lateness = self.duration(
+            &format!("{field}.allowed_lateness"),
+            w.allowed_lateness.as_ref(),
+            Duration::ZERO..=MAX_SPAN,
+            Duration::ZERO,
+        )?;
+        if time == TimeKind::Processing {
+            if let Some(l) = &w.allowed_lateness {
+                return Err(self.err(
+                    Some(l.span()),
+                    format!("{field}.allowed_lateness"),
+                    "processing-time windows have no late records: allowed_lateness applies to time = \"event\"",
+                ));
+            }
+            return Err(self.err(
+                w.time.as_ref().map(Spanned::span),
+                format!("{field}.time"),
+                "processing-time windows are not supported yet; use time = \"event\" (with `timestamp = \"ingestion\"` on the source for arrival time)",
+            ));
+        }
+        let assigner = self.assigner(&format!("{field}.assigner"), w.assigner.get_ref())?;
+        if let Some(t) = &w.trigger
+            && t.get_ref() != "default"
+        {
+            return Err(self.err(
+                Some(t.span()),
+                format!("{field}.trigger"),
+                format!("trigger `{}` is not supported yet; use \"default\" (fire when the watermark passes the window's end)", t.get_ref()),
+            ));
+        }
+        let late_output = match &w.late_output {
+            Some(o) if !is_valid_name(o.get_ref()) => {
+                return Err(self.err(
+                    Some(o.span()),
+                    format!("{field}.late_output"),
+                    format!(
+                        "a side-output name is 1 to {MAX_NAME_BYTES} letters, digits, `_` or `-`"
+                    ),
+                ));
+            }
+            o => o.as_ref().map(|o| o.get_ref().clone()),
+        };
+        let f = w.function.get_ref();
+        let kind = self.choice(
+            &format!("{field}.function.kind"),
+            Some(&f.kind),
+            &[
+                ("aggregate", WindowFunctionKind::Aggregate),
+                ("reduce", WindowFunctionKind::Reduce),
+                ("process", WindowFunctionKind::Process),
+            ],
+            WindowFunctionKind::Aggregate,
+        )?;
+        if kind == WindowFunctionKind::Process {
+            return Err(self.err(
+                Some(f.kind.span()),
+                format!("{field}.function.kind"),
+                "process window functions are not supported yet; use aggregate or reduce",
+            ));
+        }
+        let function = self.component(&format!("{field}.function"), &f.component, &f.config)?;
+        Ok(WindowNode {
+            assigner,
+            time,
+            allowed_lateness: lateness.as_millis() as i64,
+            late_output,
+            kind,
+            function,
+        })
+    }
+
+    /// A duration that is a window's size, slide or gap: at least a millisecond.
+    fn span_ms(&self, field: &str, v: &Spanned<toml::Value>) -> Result<i64, ManifestError> {
+        match v.get_ref() {
+            toml::Value::String(text) => self.text_span_ms(field, v.span(), text),
+            _ => Err(self.err(
+                Some(v.span()),
+                field,
+                "a duration such as \"10s\" (record counts are for kind = \"count\")",
+            )),
+        }
+    }
+
+    fn text_span_ms(
+        &self,
+        field: &str,
+        span: std::ops::Range<usize>,
+        text: &str,
+    ) -> Result<i64, ManifestError> {
+        let d = crate::checkpoint::parse_duration(text)
+            .map_err(|e| self.err(Some(span.clone()), field, e))?;
+        if d < Duration::from_millis(1) {
+            return Err(self.err(
+                Some(span),
+                field,
+                format!("`{text}` is too short: a window's size, slide or gap is at least 1ms"),
+            ));
+        }
+        if d > MAX_SPAN {
+            return Err(self.err(Some(span), field, format!("`{text}` is too long")));
+        }
+        Ok(d.as_millis() as i64)
+    }
+
+    /// A field the assigner's kind needs.
+    fn need<'v>(
+        &self,
+        field: &str,
+        a: &AssignerSpec,
+        v: &'v Option<Spanned<toml::Value>>,
+        name: &str,
+    ) -> Result<&'v Spanned<toml::Value>, ManifestError> {
+        v.as_ref().ok_or_else(|| {
+            self.err(
+                Some(a.kind.span()),
+                format!("{field}.{name}"),
+                format!("a {} window needs `{name}`", a.kind.get_ref()),
+            )
+        })
+    }
+
+    fn assigner(&self, field: &str, a: &AssignerSpec) -> Result<WindowAssigner, ManifestError> {
+        let kind = a.kind.get_ref().as_str();
+        let refuse = |present: &[(&str, Option<std::ops::Range<usize>>)]| {
+            self.only(field, kind, "window", present)
+        };
+        let offset = |size: i64| -> Result<i64, ManifestError> {
+            let Some(o) = &a.offset else { return Ok(0) };
+            let text = o.get_ref().trim();
+            let (negative, text) = match text.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, text),
+            };
+            let d = crate::checkpoint::parse_duration(text)
+                .map_err(|e| self.err(Some(o.span()), format!("{field}.offset"), e))?;
+            let ms = d.as_millis().min(i64::MAX as u128) as i64;
+            if ms >= size {
+                return Err(self.err(
+                    Some(o.span()),
+                    format!("{field}.offset"),
+                    "the offset must be smaller than the slide (or the size of a tumbling window)",
+                ));
+            }
+            Ok(if negative { -ms } else { ms })
+        };
+        match kind {
+            "tumbling" => {
+                refuse(&[
+                    ("slide", a.slide.as_ref().map(Spanned::span)),
+                    ("gap", a.gap.as_ref().map(Spanned::span)),
+                ])?;
+                let size = self.span_ms(
+                    &format!("{field}.size"),
+                    self.need(field, a, &a.size, "size")?,
+                )?;
+                Ok(WindowAssigner::Tumbling {
+                    size,
+                    offset: offset(size)?,
+                })
+            }
+            "sliding" => {
+                refuse(&[("gap", a.gap.as_ref().map(Spanned::span))])?;
+                let size = self.span_ms(
+                    &format!("{field}.size"),
+                    self.need(field, a, &a.size, "size")?,
+                )?;
+                let slide_v = self.need(field, a, &a.slide, "slide")?;
+                let slide = self.span_ms(&format!("{field}.slide"), slide_v)?;
+                if slide > size {
+                    return Err(self.err(
+                        Some(slide_v.span()),
+                        format!("{field}.slide"),
+                        "the slide is larger than the size: records between windows would belong to none",
+                    ));
+                }
+                Ok(WindowAssigner::Sliding {
+                    size,
+                    slide,
+                    offset: offset(slide)?,
+                })
+            }
+            "session" => {
+                refuse(&[
+                    ("size", a.size.as_ref().map(Spanned::span)),
+                    ("slide", a.slide.as_ref().map(Spanned::span)),
+                    ("offset", a.offset.as_ref().map(Spanned::span)),
+                ])?;
+                let gap = a.gap.as_ref().ok_or_else(|| {
+                    self.err(
+                        Some(a.kind.span()),
+                        format!("{field}.gap"),
+                        "a session window needs `gap`, the inactivity that ends a session",
+                    )
+                })?;
+                let gap = self.text_span_ms(&format!("{field}.gap"), gap.span(), gap.get_ref())?;
+                Ok(WindowAssigner::Session { gap })
+            }
+            "count" | "global" => Err(self.err(
+                Some(a.kind.span()),
+                format!("{field}.kind"),
+                format!("{kind} windows are not supported yet; use tumbling, sliding or session"),
+            )),
+            other => Err(self.err(
+                Some(a.kind.span()),
+                format!("{field}.kind"),
+                format!(
+                    "unknown assigner `{other}`; use tumbling, sliding, session, count or global"
+                ),
+            )),
+        }
+    }
+}
