@@ -38,6 +38,27 @@ pub fn wordcount(n: u64) -> Expected {
     }
 }
 
+/// window: one row per (key, 10 s window) that holds a record; their counts add up to `n` (no
+/// record is late).
+pub fn window(n: u64) -> Expected {
+    let windows = ((2000 + n / 10) / 10_000 + 1) as usize;
+    let mut seen = vec![false; 1000 * windows];
+    let mut rows = 0;
+    for i in 0..n {
+        let key = (h(31, i) % 1000) as usize;
+        let ts = 2000 + i / 10 - h(32, i) % 2001;
+        let slot = &mut seen[key * windows + (ts / 10_000) as usize];
+        if !*slot {
+            *slot = true;
+            rows += 1;
+        }
+    }
+    Expected {
+        records: rows,
+        sum: n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +77,13 @@ mod tests {
             Expected {
                 records: 40_000_000,
                 sum: 80_039_529_089
+            }
+        );
+        assert_eq!(
+            window(25_000_000),
+            Expected {
+                records: 251_000,
+                sum: 25_000_000
             }
         );
         assert_eq!(

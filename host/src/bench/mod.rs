@@ -110,13 +110,20 @@ const JOBS: &[Job] = &[
             ("cpu_vs_checkpointed", "checkpointed"),
         ],
     },
+    Job {
+        name: "window",
+        manifest: "window",
+        sets: &[],
+        full_n: 25_000_000,
+        quick_n: 250_000,
+        expected: expected::window,
+        checkpoints: false,
+        compare: &[],
+    },
 ];
 
 /// Workloads weir cannot run yet, and why.
-const NOT_YET: &[(&str, &str)] = &[(
-    "window",
-    "needs the event-time window operator, which weir does not have yet",
-)];
+const NOT_YET: &[(&str, &str)] = &[];
 
 /// What `weir run --stats` reports about itself.
 type Stats = BTreeMap<String, String>;

@@ -2,7 +2,8 @@
 //! input ends: what the reference workloads verify at the sink.
 //!
 //! Config `reads`: `"order"` sums the amount of `map`'s orders (`amount: u64 LE | id | user`);
-//! `"last-number"` sums the last space-separated number of a text value (`"<word> <count>"`).
+//! `"last-number"` sums the last number of a text value, after its last space or comma
+//! (`"<word> <count>"`, or a window's `key,start,end,sum,count`).
 
 use serde::Deserialize;
 use weir_guest_sdk::prelude::*;
@@ -26,10 +27,11 @@ pub struct Tally {
     sum: u64,
 }
 
-/// The decimal number (a u64) after the last space of
-/// `text`, or the whole of it without a space.
+/// The decimal number (a u64) after the last space or comma of `text`, or the whole of it
+/// without either.
 fn last_number(text: &[u8]) -> Option<u64> {
-    let start = text::rfind_byte(text, b' ').map_or(0, |i| i + 1);
+    let after = |b| text::rfind_byte(text, b).map_or(0, |i| i + 1);
+    let start = after(b' ').max(after(b','));
     match text::parse_u64(&text[start..])? {
         (n, []) => Some(n),
         _ => None,
@@ -116,6 +118,7 @@ mod tests {
             assert!(h.process(&[Record::new("a", bad)]).is_err(), "{bad}");
         }
         assert_eq!(last_number(b"17"), Some(17));
+        assert_eq!(last_number(b"770,0,10000,36,1"), Some(1));
     }
 
     #[test]
