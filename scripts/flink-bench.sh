@@ -103,12 +103,13 @@ flink_job() {
 
 ok=0
 for round in $(seq "$rounds"); do
-  for job in stateless stateless-unchained wordcount; do
+  for job in stateless stateless-unchained wordcount window; do
     if [ -n "$only" ] && [ "$only" != "$job" ]; then
       continue
     fi
     case "$job" in
       wordcount) n=5000000; [ $quick = 1 ] && n=200000 ;;
+      window) n=25000000; [ $quick = 1 ] && n=1000000 ;;
       *) n=20000000; [ $quick = 1 ] && n=1000000 ;;
     esac
     target/release/weir bench --job "$job" --n "$n" | sed 's/^/engine=weir /' || ok=1

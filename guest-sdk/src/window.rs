@@ -115,46 +115,44 @@ fn i64_at(buf: &[u8], pos: &mut usize) -> Result<i64, String> {
     Ok(i64::from_le_bytes(b))
 }
 
-/// Calls `f` with each group of `groups` (its value, or none, and its records) and returns
-/// what it gives, length-prefixed.
-fn for_groups(
-    groups: &[u8],
-    mut f: impl FnMut(
-        Option<&[u8]>,
-        &mut dyn Iterator<Item = Result<Record<'_>, String>>,
-    ) -> Result<Vec<u8>, String>,
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < groups.len() {
-        let value = item(groups, &mut pos)?;
-        let count = u32_at(groups, &mut pos)?;
-        let mut records = weir_batch::iter(&groups[pos..]);
-        let mut read = 0;
-        let mut iter = std::iter::from_fn(|| {
-            if read == count {
-                return None;
-            }
-            Some(match records.next_raw()? {
-                Ok((r, raw)) => {
-                    read += 1;
-                    pos += raw.len();
-                    Ok(Record::from(r))
-                }
-                Err(e) => Err(bad(e)),
-            })
-        });
-        let result = f(value, &mut iter)?;
-        // What `f` left unread.
-        for r in iter.by_ref() {
-            r?;
-        }
-        if read != count {
-            return Err(bad("a group has fewer records than it says"));
-        }
-        lengths::push(&mut out, Some(&result));
+/// The length-prefixed items of `buf` (`None`: absent).
+fn all_items(buf: &[u8]) -> Result<Vec<Option<&[u8]>>, String> {
+    lengths::iter(buf).map(|i| i.map_err(bad)).collect()
+}
+
+/// Calls `f(group, record)` for each (record index, group index) pair of `pairs`, in order,
+/// with the records of `records`; `groups` is how many there are.
+fn for_pairs(
+    records: &[u8],
+    pairs: &[u32],
+    groups: usize,
+    mut f: impl FnMut(usize, Record<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    if !pairs.len().is_multiple_of(2) {
+        return Err(bad("an odd number of pair items"));
     }
-    Ok(out)
+    let mut iter = weir_batch::iter(records);
+    let mut current: Option<(u32, Record<'_>)> = None;
+    let mut next_index = 0u32;
+    for pair in pairs.chunks_exact(2) {
+        let (r, g) = (pair[0], pair[1] as usize);
+        if g >= groups {
+            return Err(bad(format!("group {g} of {groups}")));
+        }
+        while current.is_none_or(|(i, _)| i < r) {
+            let record = iter
+                .next()
+                .ok_or_else(|| bad(format!("record {r} is past the batch's end")))?
+                .map_err(bad)?;
+            current = Some((next_index, Record::from(record)));
+            next_index += 1;
+        }
+        match current {
+            Some((i, record)) if i == r => f(g, record)?,
+            _ => return Err(bad("pairs are not in record order")),
+        }
+    }
+    Ok(())
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, String> {
@@ -204,18 +202,27 @@ pub mod runtime {
         install(T::open(Config::from_json(config)))
     }
 
-    pub fn aggregate_add<T: Aggregate>(groups: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn aggregate_add<T: Aggregate>(
+        accumulators: &[u8],
+        records: &[u8],
+        pairs: &[u32],
+    ) -> Result<Vec<u8>, String> {
         with::<T, _>(|f| {
-            for_groups(groups, |acc, records| {
-                let mut acc = match acc {
+            let mut accs = Vec::new();
+            for acc in all_items(accumulators)? {
+                accs.push(match acc {
                     Some(bytes) => decode(bytes)?,
                     None => f.create(),
-                };
-                for r in records {
-                    f.add(&mut acc, r?).map_err(|e| e.to_string())?;
-                }
-                encode(&acc)
-            })
+                });
+            }
+            for_pairs(records, pairs, accs.len(), |g, r| {
+                f.add(&mut accs[g], r).map_err(|e| e.to_string())
+            })?;
+            let mut out = Vec::with_capacity(accs.len() * 16);
+            for acc in &accs {
+                lengths::push(&mut out, Some(&encode(acc)?));
+            }
+            Ok(out)
         })
     }
 
@@ -266,19 +273,31 @@ pub mod runtime {
         install(T::open(Config::from_json(config)))
     }
 
-    pub fn reduce<T: Reduce>(groups: &[u8]) -> Result<Vec<u8>, String> {
+    pub fn reduce<T: Reduce>(
+        values: &[u8],
+        records: &[u8],
+        pairs: &[u32],
+    ) -> Result<Vec<u8>, String> {
         with::<T, _>(|f| {
-            for_groups(groups, |value, records| {
-                let mut value = value.map(<[u8]>::to_vec);
-                for r in records {
-                    let r = r?;
-                    value = Some(match value {
-                        None => r.value.to_vec(),
-                        Some(v) => f.reduce(&v, r).map_err(|e| e.to_string())?,
-                    });
-                }
-                value.ok_or_else(|| bad("a group with no value and no records"))
-            })
+            let mut values: Vec<Option<Vec<u8>>> = all_items(values)?
+                .into_iter()
+                .map(|v| v.map(<[u8]>::to_vec))
+                .collect();
+            for_pairs(records, pairs, values.len(), |g, r| {
+                values[g] = Some(match values[g].take() {
+                    None => r.value.to_vec(),
+                    Some(v) => f.reduce(&v, r).map_err(|e| e.to_string())?,
+                });
+                Ok(())
+            })?;
+            let mut out = Vec::new();
+            for v in &values {
+                let v = v
+                    .as_deref()
+                    .ok_or_else(|| bad("a group with no value and no records"))?;
+                lengths::push(&mut out, Some(v));
+            }
+            Ok(out)
         })
     }
 }
@@ -297,8 +316,12 @@ macro_rules! export_aggregate {
             fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::window::runtime::aggregate_open::<$ty>(config)
             }
-            fn add(groups: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
-                $crate::window::runtime::aggregate_add::<$ty>(&groups)
+            fn add(
+                accumulators: ::std::vec::Vec<u8>,
+                records: ::std::vec::Vec<u8>,
+                pairs: ::std::vec::Vec<u32>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::aggregate_add::<$ty>(&accumulators, &records, &pairs)
             }
             fn merge(sets: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
                 $crate::window::runtime::aggregate_merge::<$ty>(&sets)
@@ -329,8 +352,12 @@ macro_rules! export_reduce {
             fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::window::runtime::reduce_open::<$ty>(config)
             }
-            fn reduce(groups: ::std::vec::Vec<u8>) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
-                $crate::window::runtime::reduce::<$ty>(&groups)
+            fn reduce(
+                values: ::std::vec::Vec<u8>,
+                records: ::std::vec::Vec<u8>,
+                pairs: ::std::vec::Vec<u32>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::reduce::<$ty>(&values, &records, &pairs)
             }
         }
 
@@ -379,10 +406,17 @@ mod tests {
         b
     }
 
-    fn group(buf: &mut Vec<u8>, value: Option<&[u8]>, values: &[&str]) {
-        lengths::push(buf, value);
-        buf.extend_from_slice(&(values.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&records(values));
+    /// Accumulators (or values), records and pairs for groups of record values.
+    fn groups(groups: &[(Option<&[u8]>, &[&str])]) -> (Vec<u8>, Vec<u8>, Vec<u32>) {
+        let (mut accs, mut values, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
+        for (g, (acc, vs)) in groups.iter().enumerate() {
+            lengths::push(&mut accs, *acc);
+            for v in *vs {
+                pairs.extend([values.len() as u32, g as u32]);
+                values.push(*v);
+            }
+        }
+        (accs, records(&values), pairs)
     }
 
     fn items(buf: &[u8]) -> Vec<Vec<u8>> {
@@ -394,10 +428,9 @@ mod tests {
     #[test]
     fn an_aggregate_adds_merges_and_gives_results_through_the_flat_calls() {
         runtime::aggregate_open::<SumCount>("{}".into()).unwrap();
-        let mut groups = Vec::new();
-        group(&mut groups, None, &["1", "2"]);
-        group(&mut groups, Some(&encode(&(10u64, 1u64)).unwrap()), &["5"]);
-        let accs = items(&runtime::aggregate_add::<SumCount>(&groups).unwrap());
+        let ten = encode(&(10u64, 1u64)).unwrap();
+        let (a, r, p) = groups(&[(None, &["1", "2"]), (Some(&ten), &["5"])]);
+        let accs = items(&runtime::aggregate_add::<SumCount>(&a, &r, &p).unwrap());
         assert_eq!(accs.len(), 2);
         assert_eq!(decode::<(u64, u64)>(&accs[0]).unwrap(), (3, 2));
         assert_eq!(decode::<(u64, u64)>(&accs[1]).unwrap(), (15, 2));
@@ -416,11 +449,15 @@ mod tests {
         let results = items(&runtime::aggregate_result::<SumCount>(&windows).unwrap());
         assert_eq!(results, [b"770,0,10000,18,4".to_vec()]);
 
-        let mut short = Vec::new();
-        lengths::push(&mut short, None);
-        short.extend_from_slice(&3u32.to_le_bytes());
-        short.extend_from_slice(&records(&["1"]));
-        assert!(runtime::aggregate_add::<SumCount>(&short).is_err());
+        // Record 1 alone (record 0 in no window) is fine; a pair past the batch's end, a
+        // group that is not there, pairs out of order or an odd count are not.
+        let (a, r, _) = groups(&[(None, &["1", "2"])]);
+        let only_second = items(&runtime::aggregate_add::<SumCount>(&a, &r, &[1, 0]).unwrap());
+        assert_eq!(decode::<(u64, u64)>(&only_second[0]).unwrap(), (2, 1));
+        for pairs in [&[2u32, 0][..], &[0, 1], &[1, 0, 0, 0], &[0]] {
+            let e = runtime::aggregate_add::<SumCount>(&a, &r, pairs).unwrap_err();
+            assert!(e.contains("malformed window batch"), "{pairs:?}: {e}");
+        }
     }
 
     struct Longest;
@@ -442,10 +479,8 @@ mod tests {
     #[test]
     fn a_reduce_starts_from_the_first_record_or_the_value_it_had() {
         runtime::reduce_open::<Longest>("{}".into()).unwrap();
-        let mut groups = Vec::new();
-        group(&mut groups, None, &["ab", "abcd", "a"]);
-        group(&mut groups, Some(b"xyz"), &["q"]);
-        let values = items(&runtime::reduce::<Longest>(&groups).unwrap());
+        let (v, r, p) = groups(&[(None, &["ab", "abcd", "a"]), (Some(b"xyz"), &["q"])]);
+        let values = items(&runtime::reduce::<Longest>(&v, &r, &p).unwrap());
         assert_eq!(values, [b"abcd".to_vec(), b"xyz".to_vec()]);
     }
 }

@@ -42,6 +42,9 @@ struct Job {
     checkpoints: bool,
     /// Ratios of its CPU per record to earlier jobs' of the same run: (field name, job).
     compare: &'static [(&'static str, &'static str)],
+    /// Flink 2.3's CPU per record on the same job, as measured on the reference machine
+    /// (examples/bench/README.md), in µs.
+    flink_cpu_us: Option<f64>,
 }
 
 const JOBS: &[Job] = &[
@@ -54,6 +57,7 @@ const JOBS: &[Job] = &[
         expected: expected::stateless,
         checkpoints: false,
         compare: &[],
+        flink_cpu_us: Some(0.235),
     },
     Job {
         name: "stateless-unchained",
@@ -64,6 +68,7 @@ const JOBS: &[Job] = &[
         expected: expected::stateless,
         checkpoints: false,
         compare: &[],
+        flink_cpu_us: Some(0.83),
     },
     Job {
         name: "wordcount",
@@ -74,6 +79,7 @@ const JOBS: &[Job] = &[
         expected: expected::wordcount,
         checkpoints: false,
         compare: &[],
+        flink_cpu_us: Some(3.6),
     },
     Job {
         name: "checkpointed",
@@ -84,6 +90,7 @@ const JOBS: &[Job] = &[
         expected: expected::wordcount,
         checkpoints: true,
         compare: &[("cpu_vs_wordcount", "wordcount")],
+        flink_cpu_us: Some(3.9),
     },
     // The redb backend keeps keyed state on disk; "without checkpoints" is the same job with
     // an interval longer than the run.
@@ -96,6 +103,7 @@ const JOBS: &[Job] = &[
         expected: expected::wordcount,
         checkpoints: true,
         compare: &[("cpu_vs_wordcount", "wordcount")],
+        flink_cpu_us: None,
     },
     Job {
         name: "checkpointed-redb",
@@ -109,6 +117,7 @@ const JOBS: &[Job] = &[
             ("cpu_vs_wordcount_redb", "wordcount-redb"),
             ("cpu_vs_checkpointed", "checkpointed"),
         ],
+        flink_cpu_us: None,
     },
     Job {
         name: "window",
@@ -119,6 +128,7 @@ const JOBS: &[Job] = &[
         expected: expected::window,
         checkpoints: false,
         compare: &[],
+        flink_cpu_us: Some(0.54),
     },
 ];
 
@@ -259,6 +269,9 @@ pub fn run(options: &Options) -> Result<bool> {
                 stat(&stats, "checkpoint_bytes")? / 1024.0,
             ),
         };
+        if let Some(flink) = job.flink_cpu_us {
+            extra += &format!(" cpu_vs_flink={:.2}", cpu_per_record / flink);
+        }
         for (field, other) in job.compare {
             if let Some(other) = cpu_of.get(other) {
                 extra += &format!(" {field}={:.3}", cpu_per_record / other);

@@ -16,4 +16,4 @@ pub mod windows;
 
 pub use assigner::{Assigner, Window};
 pub use watermark::{Generator, Strategy, Valve, ValveOutput};
-pub use windows::{Action, WindowOperator};
+pub use windows::{Action, RecordAction, WindowOperator};

@@ -14,25 +14,31 @@
 //!   sessions that fired into one that fires again.
 
 use super::assigner::{Assigner, Window, merge};
-use std::collections::{BTreeMap, BTreeSet};
+use smallvec::SmallVec;
+use std::borrow::Borrow;
+use std::collections::BTreeSet;
+use std::hash::Hash;
 
-/// What the caller does, in order.
+/// What a record makes the caller do, in order; all of it concerns the record's key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordAction {
+    /// Merge the contents of windows `from` into `into`.
+    Merge { into: Window, from: Vec<Window> },
+    /// Add the record to this window.
+    Add(Window),
+    /// Emit this window's result (its timestamp: `window.end - 1`).
+    Fire(Window),
+    /// The record is late for every window it belongs to: to the late output.
+    Late,
+}
+
+/// What a watermark makes the caller do, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<K> {
-    /// Merge the contents of `from` (windows of `key`) into `into`.
-    Merge {
-        key: K,
-        into: Window,
-        from: Vec<Window>,
-    },
-    /// Add the record to `window` of `key`.
-    Add { key: K, window: Window },
     /// Emit `window`'s result for `key` (its timestamp: `window.end - 1`).
     Fire { key: K, window: Window },
     /// Drop `window` of `key`: its contents go.
     Purge { key: K, window: Window },
-    /// The record is late for every window it belongs to: to the late output.
-    Late { key: K },
 }
 
 /// A timer: when, what, of which key and window. Fires sort before purges at the same time.
@@ -44,25 +50,27 @@ enum Kind {
     Purge,
 }
 
+/// A key's windows not yet dropped (most keys have one or two).
+type KeyWindows = SmallVec<[Window; 2]>;
+
 /// The windows of all keys of one operator subtask.
 #[derive(Debug)]
-pub struct WindowOperator<K: Ord + Clone> {
+pub struct WindowOperator<K: Ord + Clone + Hash + Eq> {
     assigner: Assigner,
     lateness: i64,
     watermark: i64,
-    /// Each key's windows not yet dropped.
-    windows: BTreeMap<K, BTreeSet<Window>>,
+    windows: hashbrown::HashMap<K, KeyWindows, foldhash::fast::RandomState>,
     timers: BTreeSet<Timer<K>>,
 }
 
-impl<K: Ord + Clone> WindowOperator<K> {
+impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
     /// Windows of `assigner`, kept `allowed_lateness` ms past their end.
     pub fn new(assigner: Assigner, allowed_lateness: i64) -> Self {
         WindowOperator {
             assigner,
             lateness: allowed_lateness.max(0),
             watermark: super::watermark::MIN,
-            windows: BTreeMap::new(),
+            windows: hashbrown::HashMap::default(),
             timers: BTreeSet::new(),
         }
     }
@@ -80,54 +88,62 @@ impl<K: Ord + Clone> WindowOperator<K> {
         self.cleanup_time(window) <= self.watermark
     }
 
-    /// A record of `key` with timestamp `ts`.
-    pub fn on_record(&mut self, key: K, ts: i64) -> Vec<Action<K>> {
-        let mut out = Vec::new();
+    /// A record of `key` with timestamp `ts`: what to do, appended to `out`.
+    pub fn on_record<Q>(&mut self, key: &Q, ts: i64, out: &mut Vec<RecordAction>)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let mut skipped = true;
         for window in self.assigner.assign(ts) {
             let window = if self.assigner.is_merging() {
-                self.merge_into(&key, window, &mut out)
+                self.merge_into(key, window, out)
             } else {
                 window
             };
             if self.is_late(&window) {
                 if self.assigner.is_merging() {
-                    self.retire(&key, &window);
+                    self.retire(key, &window);
                 }
                 continue;
             }
             skipped = false;
-            self.windows.entry(key.clone()).or_default().insert(window);
-            out.push(Action::Add {
-                key: key.clone(),
-                window,
-            });
+            out.push(RecordAction::Add(window));
+            let known = self.windows.get(key).is_some_and(|ws| ws.contains(&window));
             if window.max_timestamp() <= self.watermark {
                 // Accepted after it fired: it fires again at once, with this record.
-                out.push(Action::Fire {
-                    key: key.clone(),
-                    window,
-                });
-            } else {
+                out.push(RecordAction::Fire(window));
+            }
+            if known {
+                // Its timers are in place: the one that fires it (unless it fired), the one
+                // that drops it.
+                continue;
+            }
+            let key = key.to_owned();
+            if window.max_timestamp() > self.watermark {
                 self.timers
                     .insert((window.max_timestamp(), Kind::Fire, key.clone(), window));
             }
             self.timers
                 .insert((self.cleanup_time(&window), Kind::Purge, key.clone(), window));
+            self.windows.entry(key).or_default().push(window);
         }
         if skipped && ts.saturating_add(self.lateness) <= self.watermark {
-            out.push(Action::Late { key });
+            out.push(RecordAction::Late);
         }
-        out
     }
 
     /// Merges `window` (a new session of `key`) with the key's windows it overlaps or touches;
     /// the window the record goes into.
-    fn merge_into(&mut self, key: &K, window: Window, out: &mut Vec<Action<K>>) -> Window {
+    fn merge_into<Q>(&mut self, key: &Q, window: Window, out: &mut Vec<RecordAction>) -> Window
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let existing: Vec<Window> = self
             .windows
             .get(key)
-            .map(|w| w.iter().copied().collect())
+            .map(|w| w.to_vec())
             .unwrap_or_default();
         let mut all = existing.clone();
         all.push(window);
@@ -143,11 +159,7 @@ impl<K: Ord + Clone> WindowOperator<K> {
                 for w in &from {
                     self.retire(key, w);
                 }
-                out.push(Action::Merge {
-                    key: key.clone(),
-                    into,
-                    from,
-                });
+                out.push(RecordAction::Merge { into, from });
             }
             return into;
         }
@@ -155,17 +167,31 @@ impl<K: Ord + Clone> WindowOperator<K> {
     }
 
     /// Forgets `window` of `key` and its timers (merged into another, or late).
-    fn retire(&mut self, key: &K, window: &Window) {
+    fn retire<Q>(&mut self, key: &Q, window: &Window)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.forget(key, window);
+        let key = key.to_owned();
+        self.timers
+            .remove(&(window.max_timestamp(), Kind::Fire, key.clone(), *window));
+        self.timers
+            .remove(&(self.cleanup_time(window), Kind::Purge, key, *window));
+    }
+
+    /// Removes `window` from `key`'s windows.
+    fn forget<Q>(&mut self, key: &Q, window: &Window)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(ws) = self.windows.get_mut(key) {
-            ws.remove(window);
+            ws.retain(|w| w != window);
             if ws.is_empty() {
                 self.windows.remove(key);
             }
         }
-        self.timers
-            .remove(&(window.max_timestamp(), Kind::Fire, key.clone(), *window));
-        self.timers
-            .remove(&(self.cleanup_time(window), Kind::Purge, key.clone(), *window));
     }
 
     /// The watermark advanced to `watermark` (one that does not advance changes nothing):
@@ -176,22 +202,14 @@ impl<K: Ord + Clone> WindowOperator<K> {
         }
         self.watermark = watermark;
         let mut out = Vec::new();
-        while let Some(first) = self.timers.first() {
-            if first.0 > watermark {
-                break;
-            }
+        while self.timers.first().is_some_and(|t| t.0 <= watermark) {
             let Some((_, kind, key, window)) = self.timers.pop_first() else {
                 break;
             };
             match kind {
                 Kind::Fire => out.push(Action::Fire { key, window }),
                 Kind::Purge => {
-                    if let Some(ws) = self.windows.get_mut(&key) {
-                        ws.remove(&window);
-                        if ws.is_empty() {
-                            self.windows.remove(&key);
-                        }
-                    }
+                    self.forget(&key, &window);
                     out.push(Action::Purge { key, window });
                 }
             }
@@ -208,12 +226,15 @@ impl<K: Ord + Clone> WindowOperator<K> {
         }
         self.timers
             .insert((self.cleanup_time(&window), Kind::Purge, key.clone(), window));
-        self.windows.entry(key).or_default().insert(window);
+        let ws = self.windows.entry(key).or_default();
+        if !ws.contains(&window) {
+            ws.push(window);
+        }
     }
 
     /// How many windows are kept (not yet dropped), over all keys.
     pub fn windows(&self) -> usize {
-        self.windows.values().map(BTreeSet::len).sum()
+        self.windows.values().map(SmallVec::len).sum()
     }
 }
 
@@ -225,16 +246,32 @@ mod tests {
         Window { start, end }
     }
 
-    fn add(window: Window) -> Action<&'static str> {
-        Action::Add { key: "k", window }
+    type Op = WindowOperator<String>;
+
+    /// What a record of key `k` at `ts` makes the caller do.
+    fn rec(op: &mut Op, key: &str, ts: i64) -> Vec<RecordAction> {
+        let mut out = Vec::new();
+        op.on_record(key, ts, &mut out);
+        out
     }
 
-    fn fire(window: Window) -> Action<&'static str> {
-        Action::Fire { key: "k", window }
+    fn add(window: Window) -> RecordAction {
+        RecordAction::Add(window)
     }
 
-    fn purge(window: Window) -> Action<&'static str> {
-        Action::Purge { key: "k", window }
+    /// A firing of key "k"'s window, by the watermark.
+    fn fire(window: Window) -> Action<String> {
+        Action::Fire {
+            key: "k".into(),
+            window,
+        }
+    }
+
+    fn purge(window: Window) -> Action<String> {
+        Action::Purge {
+            key: "k".into(),
+            window,
+        }
     }
 
     fn tumbling(size: i64) -> Assigner {
@@ -243,40 +280,53 @@ mod tests {
 
     #[test]
     fn a_restored_window_fires_unless_it_had_and_is_dropped_in_time() {
-        let mut op = WindowOperator::new(tumbling(10), 5);
-        op.restore("k", w(0, 10), true);
-        op.restore("k", w(10, 20), false);
+        let mut op: Op = WindowOperator::new(tumbling(10), 5);
+        op.restore("k".into(), w(0, 10), true);
+        op.restore("k".into(), w(10, 20), false);
         assert_eq!(op.on_watermark(19), [purge(w(0, 10)), fire(w(10, 20))]);
-        assert_eq!(op.on_record("k", 12), [add(w(10, 20)), fire(w(10, 20))]);
+        assert_eq!(
+            rec(&mut op, "k", 12),
+            [add(w(10, 20)), RecordAction::Fire(w(10, 20))]
+        );
         assert_eq!(op.on_watermark(24), [purge(w(10, 20))]);
         assert_eq!(op.windows(), 0);
     }
 
     #[test]
     fn a_window_fires_when_the_watermark_reaches_its_last_millisecond() {
-        let mut op = WindowOperator::new(tumbling(10), 0);
-        assert_eq!(op.on_record("k", 5), [add(w(0, 10))]);
+        let mut op: Op = WindowOperator::new(tumbling(10), 0);
+        assert_eq!(rec(&mut op, "k", 5), [add(w(0, 10))]);
+        assert_eq!(
+            rec(&mut op, "k", 6),
+            [add(w(0, 10))],
+            "known: no new timers"
+        );
         assert_eq!(op.on_watermark(8), [], "one before its last millisecond");
         assert_eq!(op.on_watermark(9), [fire(w(0, 10)), purge(w(0, 10))]);
         assert_eq!(op.windows(), 0);
         // Beyond the (zero) lateness: to the late output.
-        assert_eq!(op.on_record("k", 3), [Action::Late { key: "k" }]);
+        assert_eq!(rec(&mut op, "k", 3), [RecordAction::Late]);
         // A watermark that does not advance changes nothing.
         assert_eq!(op.on_watermark(9), []);
         // The next window is untouched.
-        assert_eq!(op.on_record("k", 10), [add(w(10, 20))]);
+        assert_eq!(rec(&mut op, "k", 10), [add(w(10, 20))]);
     }
 
     #[test]
     fn within_the_lateness_a_late_record_fires_its_window_again_and_at_cleanup_it_is_dropped() {
-        let mut op = WindowOperator::new(tumbling(10), 5);
-        op.on_record("k", 5);
+        let mut op: Op = WindowOperator::new(tumbling(10), 5);
+        rec(&mut op, "k", 5);
         assert_eq!(op.on_watermark(9), [fire(w(0, 10))]);
-        // Late but within the lateness: in, and fired again at once.
-        assert_eq!(op.on_record("k", 7), [add(w(0, 10)), fire(w(0, 10))]);
+        // Late but within the lateness: in, and fired again at once (each time).
+        for ts in [7, 2] {
+            assert_eq!(
+                rec(&mut op, "k", ts),
+                [add(w(0, 10)), RecordAction::Fire(w(0, 10))]
+            );
+        }
         assert_eq!(op.on_watermark(13), [], "one before its cleanup time");
         assert_eq!(op.on_watermark(14), [purge(w(0, 10))], "exactly on cleanup");
-        assert_eq!(op.on_record("k", 8), [Action::Late { key: "k" }]);
+        assert_eq!(rec(&mut op, "k", 8), [RecordAction::Late]);
     }
 
     #[test]
@@ -286,27 +336,26 @@ mod tests {
             slide: 5,
             offset: 0,
         };
-        let mut op = WindowOperator::new(sliding, 0);
-        op.on_record("k", 1);
+        let mut op: Op = WindowOperator::new(sliding, 0);
+        rec(&mut op, "k", 1);
         let fired = op.on_watermark(9);
         assert!(
             fired.contains(&fire(w(0, 10))) && fired.contains(&fire(w(-5, 5))),
             "{fired:?}"
         );
         // Timestamp 7 belongs to [0,10) (dropped) and [5,15) (open): not late.
-        assert_eq!(op.on_record("k", 7), [add(w(5, 15))]);
+        assert_eq!(rec(&mut op, "k", 7), [add(w(5, 15))]);
         assert_eq!(op.on_watermark(14), [fire(w(5, 15)), purge(w(5, 15))]);
     }
 
     #[test]
     fn sessions_merge_and_a_late_record_bridges_two_fired_sessions_into_one_that_fires_again() {
-        let mut op = WindowOperator::new(Assigner::Session { gap: 10 }, 100);
-        assert_eq!(op.on_record("k", 0), [add(w(0, 10))]);
+        let mut op: Op = WindowOperator::new(Assigner::Session { gap: 10 }, 100);
+        assert_eq!(rec(&mut op, "k", 0), [add(w(0, 10))]);
         assert_eq!(
-            op.on_record("k", 5),
+            rec(&mut op, "k", 5),
             [
-                Action::Merge {
-                    key: "k",
+                RecordAction::Merge {
                     into: w(0, 15),
                     from: vec![w(0, 10)]
                 },
@@ -314,19 +363,18 @@ mod tests {
             ]
         );
         assert_eq!(op.on_watermark(14), [fire(w(0, 15))]);
-        assert_eq!(op.on_record("k", 20), [add(w(20, 30))]);
+        assert_eq!(rec(&mut op, "k", 20), [add(w(20, 30))]);
         assert_eq!(op.on_watermark(35), [fire(w(20, 30))]);
         // Timestamp 12 makes [12,22): it touches both fired sessions.
         assert_eq!(
-            op.on_record("k", 12),
+            rec(&mut op, "k", 12),
             [
-                Action::Merge {
-                    key: "k",
+                RecordAction::Merge {
                     into: w(0, 30),
                     from: vec![w(0, 15), w(20, 30)]
                 },
                 add(w(0, 30)),
-                fire(w(0, 30))
+                RecordAction::Fire(w(0, 30))
             ]
         );
         assert_eq!(op.windows(), 1);
@@ -337,15 +385,15 @@ mod tests {
 
     #[test]
     fn keys_keep_their_own_windows_and_fire_in_time_order() {
-        let mut op = WindowOperator::new(tumbling(10), 0);
-        op.on_record("b", 15);
-        op.on_record("a", 3);
-        op.on_record("a", 12);
+        let mut op: Op = WindowOperator::new(tumbling(10), 0);
+        rec(&mut op, "b", 15);
+        rec(&mut op, "a", 3);
+        rec(&mut op, "a", 12);
         let actions = op.on_watermark(100);
         let fired: Vec<(&str, Window)> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Fire { key, window } => Some((*key, *window)),
+                Action::Fire { key, window } => Some((key.as_str(), *window)),
                 _ => None,
             })
             .collect();

@@ -455,15 +455,22 @@ impl SourceInstance {
 }
 
 impl WindowInstance {
-    /// Adds (aggregate) or folds (reduce) groups of records into their accumulators; see
-    /// `weir:operator/aggregate-handler.add`.
-    pub fn add(&mut self, groups: &[u8]) -> Result<Vec<u8>, GuestError> {
+    /// Adds (aggregate) or folds (reduce) records of `records` into the accumulators as
+    /// `pairs` say; see `weir:operator/aggregate-handler.add`.
+    pub fn add(
+        &mut self,
+        accumulators: &[u8],
+        records: &[u8],
+        pairs: &[u32],
+    ) -> Result<Vec<u8>, GuestError> {
         self.call("add", |b, store| match b {
             WindowBindings::Aggregate(a) => {
-                a.weir_operator_aggregate_handler().call_add(store, groups)
+                a.weir_operator_aggregate_handler()
+                    .call_add(store, accumulators, records, pairs)
             }
             WindowBindings::Reduce(r) => {
-                r.weir_operator_reduce_handler().call_reduce(store, groups)
+                r.weir_operator_reduce_handler()
+                    .call_reduce(store, accumulators, records, pairs)
             }
         })
         .map(|r| r.0)

@@ -4,15 +4,15 @@
 //! keeps every window's accumulator, so windows are checkpointed, restored and moved with their
 //! keys on rescale like any keyed state.
 //!
-//! A batch is handled in one call of the function where it can be: the records of each
-//! (key, window) are gathered, then added to their accumulators together; a window that has to
-//! fire in the middle of the batch (a late record) makes the records before it be added first.
+//! A batch is handled in one call of the function where it can be: the function gets the batch
+//! as it came, the accumulators of the (key, window) groups its records go into, and which
+//! record goes into which group; a window that has to fire in the middle of the batch (a late
+//! record) makes the records before it be added first.
 
 use crate::plan::{WindowAssigner, WindowFunctionKind, WindowNode};
 use crate::state::StateAccessError;
-use crate::time::{Action, Assigner, Window, WindowOperator, watermark};
+use crate::time::{Action, Assigner, RecordAction, Window, WindowOperator, watermark};
 use crate::wasm::{GuestError, Outputs, WindowInstance};
-use std::collections::HashMap;
 use weir_batch::{Record, lengths};
 
 /// The map state holding each key's windows: the map key is the window (see [`window_key`]),
@@ -38,21 +38,19 @@ impl From<StateAccessError> for WindowError {
     }
 }
 
-/// The records of one (key, window) gathered from a batch.
-struct Group {
-    key: Vec<u8>,
-    window: Window,
-    records: Vec<u8>,
-    count: u32,
-}
-
 pub struct WindowStep {
     logic: WindowOperator<Vec<u8>>,
     function: WindowInstance,
     kind: WindowFunctionKind,
     late_output: Option<String>,
-    groups: Vec<Group>,
-    index: HashMap<(Vec<u8>, Window), usize>,
+    /// The (key, window) groups of the batch's records not yet added.
+    groups: Vec<(Vec<u8>, Window)>,
+    /// Where each (window, key) is in `groups`.
+    index: Index,
+    /// (record index, group index) pairs: which record goes into which group.
+    pairs: Vec<u32>,
+    /// What the record being handled makes the step do.
+    actions: Vec<RecordAction>,
     /// Results of windows that fired, a batch for the main output.
     out: Vec<u8>,
     /// Records late for all their windows, for the late output.
@@ -60,6 +58,12 @@ pub struct WindowStep {
     /// Late records dropped for want of a late output.
     pub dropped: u64,
 }
+
+type Index = hashbrown::HashMap<
+    Window,
+    hashbrown::HashMap<Vec<u8>, u32, foldhash::fast::RandomState>,
+    foldhash::fast::RandomState,
+>;
 
 /// The window as a map key: start and end, big endian with the sign bit flipped, so that map
 /// keys sort as windows do.
@@ -108,7 +112,9 @@ impl WindowStep {
             kind: node.kind,
             late_output: node.late_output.clone(),
             groups: Vec::new(),
-            index: HashMap::new(),
+            index: Index::default(),
+            pairs: Vec::new(),
+            actions: Vec::new(),
             out: Vec::new(),
             late: Vec::new(),
             dropped: 0,
@@ -135,6 +141,7 @@ impl WindowStep {
     /// Takes a batch of records.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outputs, WindowError> {
         let mut records = weir_batch::iter(batch);
+        let mut index = 0u32;
         while let Some(next) = records.next_raw() {
             let (record, raw) =
                 next.map_err(|e| WindowError::Failed(format!("received a malformed batch: {e}")))?;
@@ -143,26 +150,30 @@ impl WindowStep {
                     "a record without a timestamp reached an event-time window: set `timestamp` on the source of its stream".into(),
                 ));
             };
-            for action in self.logic.on_record(record.key.to_vec(), ts) {
+            let mut actions = std::mem::take(&mut self.actions);
+            actions.clear();
+            self.logic.on_record(record.key, ts, &mut actions);
+            for action in actions.drain(..) {
                 match action {
-                    Action::Add { key, window } => self.gather(key, window, raw),
-                    Action::Fire { key, window } => {
-                        self.add_gathered()?;
-                        self.fire(&[(key, window)])?;
+                    RecordAction::Add(window) => self.gather(record.key, window, index),
+                    RecordAction::Fire(window) => {
+                        self.add_gathered(batch)?;
+                        self.fire(&[(record.key.to_vec(), window)])?;
                     }
-                    Action::Merge { key, into, from } => {
-                        self.add_gathered()?;
-                        self.merge(&key, into, &from)?;
+                    RecordAction::Merge { into, from } => {
+                        self.add_gathered(batch)?;
+                        self.merge(record.key, into, &from)?;
                     }
-                    Action::Late { .. } => match self.late_output {
+                    RecordAction::Late => match self.late_output {
                         Some(_) => self.late.extend_from_slice(raw),
                         None => self.dropped += 1,
                     },
-                    Action::Purge { key, window } => self.purge(&key, &window)?,
                 }
             }
+            self.actions = actions;
+            index += 1;
         }
-        self.add_gathered()?;
+        self.add_gathered(batch)?;
         Ok(self.outputs())
     }
 
@@ -174,7 +185,6 @@ impl WindowStep {
             match action {
                 Action::Fire { key, window } => fires.push((key, window)),
                 Action::Purge { key, window } => purges.push((key, window)),
-                _ => {}
             }
         }
         // Timers come in time order, and a window fires before it is dropped: fire every
@@ -205,62 +215,50 @@ impl WindowStep {
         outputs
     }
 
-    fn gather(&mut self, key: Vec<u8>, window: Window, raw: &[u8]) {
-        use std::collections::hash_map::Entry;
-        let i = match self.index.entry((key, window)) {
-            Entry::Occupied(e) => *e.get(),
-            Entry::Vacant(e) => {
-                let i = self.groups.len();
-                self.groups.push(Group {
-                    key: e.key().0.clone(),
-                    window,
-                    records: Vec::new(),
-                    count: 0,
-                });
-                e.insert(i);
-                i
+    /// Notes that record `record` of the batch goes into `window` of `key`.
+    fn gather(&mut self, key: &[u8], window: Window, record: u32) {
+        let keys = self.index.entry(window).or_default();
+        let group = match keys.get(key) {
+            Some(&g) => g,
+            None => {
+                let g = self.groups.len() as u32;
+                self.groups.push((key.to_vec(), window));
+                keys.insert(key.to_vec(), g);
+                g
             }
         };
-        let g = &mut self.groups[i];
-        g.records.extend_from_slice(raw);
-        g.count += 1;
+        self.pairs.extend([record, group]);
     }
 
-    /// Adds the gathered records to their windows' accumulators, in one call.
-    fn add_gathered(&mut self) -> Result<(), WindowError> {
+    /// Adds the gathered records of `batch` to their windows' accumulators, in one call.
+    fn add_gathered(&mut self, batch: &[u8]) -> Result<(), WindowError> {
         if self.groups.is_empty() {
             return Ok(());
         }
         let groups = std::mem::take(&mut self.groups);
         self.index.clear();
-        let mut request = Vec::new();
+        let mut accumulators = Vec::new();
         let mut flags = Vec::with_capacity(groups.len());
         let state = self.function.keyed_state();
-        for g in &groups {
-            let current = state.map_get(WINDOWS_STATE, &g.key, &window_key(&g.window))?;
+        for (key, window) in &groups {
+            let current = state.map_get(WINDOWS_STATE, key, &window_key(window))?;
             flags.push(
                 current
                     .as_ref()
                     .and_then(|c| c.first().copied())
                     .unwrap_or(0),
             );
-            lengths::push(&mut request, current.as_ref().map(|c| &c[1..]));
-            request.extend_from_slice(&g.count.to_le_bytes());
-            request.extend_from_slice(&g.records);
+            lengths::push(&mut accumulators, current.as_ref().map(|c| &c[1..]));
         }
-        let reply = self.function.add(&request)?;
-        let accumulators = items(&reply, groups.len(), "add")?;
+        let reply = self.function.add(&accumulators, batch, &self.pairs)?;
+        self.pairs.clear();
+        let replies = items(&reply, groups.len(), "add")?;
         let state = self.function.keyed_state();
-        for ((g, acc), flag) in groups.iter().zip(accumulators).zip(flags) {
+        for (((key, window), acc), flag) in groups.into_iter().zip(replies).zip(flags) {
             let mut value = Vec::with_capacity(1 + acc.len());
             value.push(flag);
             value.extend_from_slice(acc);
-            state.map_put(
-                WINDOWS_STATE,
-                g.key.clone(),
-                window_key(&g.window).to_vec(),
-                value,
-            )?;
+            state.map_put(WINDOWS_STATE, key, window_key(&window).to_vec(), value)?;
         }
         Ok(())
     }
@@ -343,11 +341,13 @@ impl WindowStep {
                     _ => {
                         // A reduce merges by folding the other values into the first.
                         lengths::push(&mut request, Some(&parts[0]));
-                        request.extend_from_slice(&(n as u32 - 1).to_le_bytes());
-                        for p in &parts[1..] {
-                            weir_batch::push(&mut request, &Record::new(key, p));
+                        let mut records = Vec::new();
+                        let mut pairs = Vec::new();
+                        for (i, p) in parts[1..].iter().enumerate() {
+                            weir_batch::push(&mut records, &Record::new(key, p));
+                            pairs.extend([i as u32, 0]);
                         }
-                        self.function.add(&request)?
+                        self.function.add(&request, &records, &pairs)?
                     }
                 };
                 items(&reply, 1, "merge")?[0].to_vec()
