@@ -22,59 +22,6 @@ fn job(dir: &Path, input: &Path, mode: &str) -> PathBuf {
     )
 }
 
-/// Whether `dir` holds a complete checkpoint.
-fn has_checkpoint(dir: &Path) -> bool {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .any(|e| e.path().join("_metadata").exists())
-}
-
-/// Runs `manifest` (with `sets`, the i-th run's overrides) and kills it with SIGKILL after a
-/// random while, `kills` times, each run resuming with `--from` when a checkpoint is complete;
-/// then lets one run finish. Returns the finished run's stderr.
-fn run_with_kills(manifest: &Path, kills: u32, sets: impl Fn(u32) -> Vec<String>) -> String {
-    let dir = manifest.parent().unwrap();
-    let checkpoints = dir.join("checkpoints");
-    let mut seed: u64 = 0x5eed;
-    for run in 0..=kills {
-        let mut cmd = weir();
-        cmd.args(["run", manifest.to_str().unwrap()]);
-        for s in sets(run) {
-            cmd.args(["--set", &s]);
-        }
-        if has_checkpoint(&checkpoints) {
-            cmd.args(["--from", checkpoints.to_str().unwrap()]);
-        }
-        let mut child = spawn(cmd);
-        if run == kills {
-            let out = wait_bounded(child, Duration::from_secs(180));
-            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(out.status.success(), "the last run failed:\n{stderr}");
-            return stderr;
-        }
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let after = Duration::from_millis(250 + (seed >> 33) % 400);
-        let start = Instant::now();
-        while start.elapsed() < after {
-            if let Some(status) = child.try_wait().unwrap() {
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "run {run} ended ({status}) before it could be killed; make the job longer:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-    unreachable!("the loop returns from its last run")
-}
-
 fn input(dir: &Path) -> (PathBuf, String) {
     input_with_vocabulary(dir, 5000)
 }

@@ -132,9 +132,6 @@ const JOBS: &[Job] = &[
     },
 ];
 
-/// Workloads weir cannot run yet, and why.
-const NOT_YET: &[(&str, &str)] = &[];
-
 /// What `weir run --stats` reports about itself.
 type Stats = BTreeMap<String, String>;
 
@@ -203,7 +200,6 @@ pub fn run(options: &Options) -> Result<bool> {
         .iter()
         .map(|j| j.name)
         .chain(["network", "shuffle", "api"])
-        .chain(NOT_YET.iter().map(|(n, _)| *n))
         .collect();
     if let Some(name) = &options.job
         && !known.contains(&name.as_str())
@@ -293,9 +289,6 @@ pub fn run(options: &Options) -> Result<bool> {
     }
     if selected("api") {
         all_ok &= api::run(options.quick, &options.manifests, &scratch)?;
-    }
-    for (name, why) in NOT_YET.iter().filter(|(n, _)| selected(n)) {
-        println!("job={name} not-run: {why}");
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(all_ok)

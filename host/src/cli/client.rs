@@ -40,6 +40,9 @@ pub fn submit(
     follow: bool,
 ) -> Result<()> {
     let job = manifest::load(manifest_path, overrides)?;
+    for w in manifest::warnings(&job) {
+        eprintln!("warning: {}: {w}", manifest_path.display());
+    }
     crate::worker::check(&job)?;
     let client = args.client()?;
     let submission = Submission {

@@ -466,6 +466,9 @@ fn prepare(
     overrides: &[Override],
 ) -> Result<(JobGraph, Runtime, Vec<Option<LoadedComponent>>)> {
     let job = manifest::load(manifest, overrides)?;
+    for w in manifest::warnings(&job) {
+        eprintln!("warning: {}: {w}", manifest.display());
+    }
     worker::check(&job)?;
     let runtime = Runtime::new().map_err(anyhow::Error::msg)?;
     let components = worker::load_components(&runtime, &job)?;

@@ -32,6 +32,7 @@ mod time;
 
 pub use overrides::Override;
 pub use portable::portable;
+pub use time::warnings;
 
 use crate::checkpoint::{
     Backend, CheckpointSettings, Mode, RestartStrategy, Schedule, parse_duration,

@@ -422,3 +422,69 @@ impl Checker<'_> {
         }
     }
 }
+
+/// What is legal in a job but probably not meant, for `validate` and `run` to print: a late
+/// output or an invalid-timestamp output that no edge takes (those records are dropped), an
+/// event-time window with no watermarks upstream (it fires only at the end of input).
+pub fn warnings(job: &crate::plan::JobGraph) -> Vec<String> {
+    use crate::connectors::SourceConfig;
+    use crate::plan::NodeKind;
+    let taken = |node: usize, output: &str| {
+        job.edges
+            .iter()
+            .any(|e| e.from == node && e.output.as_deref() == Some(output))
+    };
+    let mut out = Vec::new();
+    for (i, n) in job.nodes.iter().enumerate() {
+        match &n.kind {
+            NodeKind::Window(w) => {
+                if let Some(late) = &w.late_output
+                    && !taken(i, late)
+                {
+                    out.push(format!(
+                        "windows.{uid}.late_output: no edge takes `{uid}.{late}`, so late records are dropped; add an edge \"{uid}.{late} -> <sink>\"",
+                        uid = n.uid
+                    ));
+                }
+                if w.time == TimeKind::Event && !has_watermarks_upstream(job, i) {
+                    out.push(format!(
+                        "windows.{}: no source upstream of it has `watermarks`, so its windows fire only at the end of input",
+                        n.uid
+                    ));
+                }
+            }
+            NodeKind::Source(SourceConfig::File(f)) => {
+                if let Some(invalid) = f.timestamp.as_ref().and_then(|t| t.invalid.as_ref())
+                    && !taken(i, invalid)
+                {
+                    out.push(format!(
+                        "sources.{uid}.timestamp.invalid: no edge takes `{uid}.{invalid}`, so lines without a timestamp are dropped",
+                        uid = n.uid
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether some source upstream of node `i` generates watermarks.
+fn has_watermarks_upstream(job: &crate::plan::JobGraph, i: usize) -> bool {
+    let mut seen = vec![false; job.nodes.len()];
+    let mut todo = vec![i];
+    while let Some(n) = todo.pop() {
+        if std::mem::replace(&mut seen[n], true) {
+            continue;
+        }
+        if job.nodes[n]
+            .time
+            .as_ref()
+            .is_some_and(|t| t.watermarks.is_some())
+        {
+            return true;
+        }
+        todo.extend(job.edges.iter().filter(|e| e.to == n).map(|e| e.from));
+    }
+    false
+}
