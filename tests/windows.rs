@@ -428,3 +428,82 @@ fn a_run_killed_and_resumed_from_checkpoints_gives_the_rows_of_an_unbroken_run()
     assert_eq!(got.len(), want.len(), "every row once");
     assert!(got == want, "the rows differ from the unbroken run's");
 }
+
+#[test]
+fn an_operators_event_time_timers_fire_as_the_example_says() {
+    let dir = root().join("examples/timers");
+    let scratch = scratch();
+    let out = scratch.path().join("out");
+    run_ok(&[
+        "run",
+        dir.join("inactivity.toml").to_str().unwrap(),
+        "--set",
+        &format!(
+            "operators.quiet.component={}",
+            component("timers_inactivity")
+        ),
+        "--set",
+        &format!("sinks.out.path={}", out.display()),
+    ]);
+    assert_eq!(
+        sink_lines(&out),
+        [
+            "bob quiet since 2000 at 12000",
+            "ann quiet since 5000 at 15000",
+            "bob quiet since 16000 at 26000",
+            "carl quiet since 30000 at 40000",
+        ]
+    );
+}
+
+#[test]
+fn timers_are_keyed_state_restored_across_kills_at_another_parallelism() {
+    // One source subtask, so that each key's records arrive in the same order in every run
+    // (what `inactivity` reports depends on it); the operator's parallelism changes between
+    // runs, so timers move between subtasks with their keys.
+    let job = |dir: &Path, extra: &str| {
+        write_manifest(
+            dir,
+            &format!(
+                r#"edges = ["gen -> quiet", "quiet -> out"]
+[sources.gen]
+kind = "wasm"
+parallelism = 1
+component = "{gen}"
+config = {{ workload = "window", n = 3000000 }}
+watermarks = {{ strategy = "bounded_out_of_orderness", max_delay = "2s", interval = "20ms" }}
+[operators.quiet]
+component = "{quiet}"
+partition = "hash"
+config = {{ gap_ms = 150 }}
+[sinks.out]
+kind = "file"
+path = "{out}"
+{extra}
+"#,
+                gen = component("bench_gen"),
+                quiet = component("timers_inactivity"),
+                out = dir.join("out").display(),
+            ),
+        )
+    };
+    let unbroken = scratch();
+    run_ok(&["run", job(unbroken.path(), "").to_str().unwrap()]);
+    let want = sorted(sink_lines(&unbroken.path().join("out")));
+    assert!(want.len() > 10_000, "{}", want.len());
+
+    let dir = scratch();
+    let manifest = job(
+        dir.path(),
+        "delay_us = 10\n[checkpoint]\ninterval = \"100ms\"\nretain = 2\ndir = \"checkpoints\"\n",
+    );
+    run_with_kills(&manifest, 3, |run| {
+        vec![format!(
+            "operators.quiet.parallelism={}",
+            [2, 3, 1, 2][run as usize]
+        )]
+    });
+    let got = sorted(published(dir.path()));
+    assert_eq!(got.len(), want.len(), "every row once");
+    assert!(got == want, "the rows differ from the unbroken run's");
+}

@@ -1,8 +1,8 @@
 //! Where emitted batches, state calls and log lines go: the host's imports inside a component,
 //! or the in-memory host of [`crate::testing::Harness`] in native tests.
 
-use crate::StateError;
 use crate::log::Level;
+use crate::{StateError, TimeDomain};
 use std::cell::RefCell;
 
 /// Key-value pairs as map-state calls return them.
@@ -37,6 +37,18 @@ pub(crate) trait Backend {
     fn log(&mut self, level: Level, message: &str);
     /// How many times the job has restarted before this run.
     fn attempt(&mut self) -> u32;
+    /// The operator's current watermark.
+    fn watermark(&mut self) -> i64;
+    /// The wall clock, ms since the Unix epoch.
+    fn processing_time(&mut self) -> i64;
+    /// Registers (or, `register` false, deletes) a timer of `key` at `time`.
+    fn timer(
+        &mut self,
+        domain: TimeDomain,
+        key: &[u8],
+        time: i64,
+        register: bool,
+    ) -> Result<(), StateError>;
 }
 
 thread_local! {
@@ -72,9 +84,9 @@ pub(crate) fn install(backend: Option<Box<dyn Backend>>) -> Option<Box<dyn Backe
 #[cfg(target_family = "wasm")]
 mod wasm {
     use super::{Backend, EntryList};
-    use crate::StateError;
-    use crate::bindings::weir::operator::{context, emit, log, state};
+    use crate::bindings::weir::operator::{context, emit, log, state, timers};
     use crate::log::Level;
+    use crate::{StateError, TimeDomain};
 
     /// The host's imports.
     pub(super) struct Host;
@@ -143,6 +155,29 @@ mod wasm {
         }
         fn attempt(&mut self) -> u32 {
             context::attempt()
+        }
+        fn watermark(&mut self) -> i64 {
+            timers::current_watermark()
+        }
+        fn processing_time(&mut self) -> i64 {
+            timers::current_processing_time()
+        }
+        fn timer(
+            &mut self,
+            domain: TimeDomain,
+            key: &[u8],
+            time: i64,
+            register: bool,
+        ) -> Result<(), StateError> {
+            let domain = match domain {
+                TimeDomain::Event => timers::TimeDomain::Event,
+                TimeDomain::Processing => timers::TimeDomain::Processing,
+            };
+            if register {
+                timers::register_timer(domain, key, time).map_err(err)
+            } else {
+                timers::delete_timer(domain, key, time).map_err(err)
+            }
         }
     }
 }

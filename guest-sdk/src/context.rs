@@ -1,6 +1,6 @@
 //! What an operator emits through, and the config it is opened with.
 
-use crate::{Error, Record, backend};
+use crate::{Error, Record, StateError, TimeDomain, backend};
 use serde::{Serialize, de::DeserializeOwned};
 
 /// Emitted records are handed to the host once this many bytes are pending, and at the end of
@@ -19,6 +19,56 @@ impl Context {
     /// (Flink's `getAttemptNumber`).
     pub fn attempt(&self) -> u32 {
         backend::with(|b| b.attempt())
+    }
+
+    /// The operator's current watermark (ms): every record with a smaller or equal timestamp is
+    /// expected to have arrived. `i64::MIN` before the first watermark.
+    pub fn current_watermark(&self) -> i64 {
+        backend::with(|b| b.watermark())
+    }
+
+    /// The subtask's wall clock: ms since the Unix epoch.
+    pub fn current_processing_time(&self) -> i64 {
+        backend::with(|b| b.processing_time())
+    }
+
+    /// Calls [`Operator::on_timer`](crate::Operator::on_timer) for `key` once the watermark
+    /// reaches `time` (once per key and time, however often it is registered). Timers are
+    /// keyed state: they survive failures and move with their key.
+    pub fn register_event_timer(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        time: i64,
+    ) -> Result<(), StateError> {
+        backend::with(|b| b.timer(TimeDomain::Event, key.as_ref(), time, true))
+    }
+
+    /// Calls [`Operator::on_timer`](crate::Operator::on_timer) for `key` once the wall clock
+    /// reaches `time` (ms since the epoch).
+    pub fn register_processing_timer(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        time: i64,
+    ) -> Result<(), StateError> {
+        backend::with(|b| b.timer(TimeDomain::Processing, key.as_ref(), time, true))
+    }
+
+    /// Deletes the event-time timer of `key` at `time`, if there is one.
+    pub fn delete_event_timer(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        time: i64,
+    ) -> Result<(), StateError> {
+        backend::with(|b| b.timer(TimeDomain::Event, key.as_ref(), time, false))
+    }
+
+    /// Deletes the processing-time timer of `key` at `time`, if there is one.
+    pub fn delete_processing_timer(
+        &mut self,
+        key: impl AsRef<[u8]>,
+        time: i64,
+    ) -> Result<(), StateError> {
+        backend::with(|b| b.timer(TimeDomain::Processing, key.as_ref(), time, false))
     }
 
     /// Emits a record without a timestamp to the main output.

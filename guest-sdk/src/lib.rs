@@ -54,7 +54,8 @@ pub use window::{Aggregate, Reduce, Window};
 pub mod prelude {
     pub use crate::{
         Aggregate, Config, Context, Error, MapState, Operator, Poll, Record, Reduce, Source, Split,
-        ValueState, Window, export_aggregate, export_operator, export_reduce, export_source,
+        TimeDomain, Timer, ValueState, Window, export_aggregate, export_operator, export_reduce,
+        export_source,
     };
 }
 
@@ -63,7 +64,7 @@ pub mod prelude {
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "stateful-operator",
+        world: "timed-operator",
         pub_export_macro: true,
         export_macro_name: "__export_operator_world",
         default_bindings_module: "weir_guest_sdk::bindings",
@@ -134,6 +135,23 @@ pub mod bytes {
     pub use weir_batch::extend;
 }
 
+/// Which clock a timer follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeDomain {
+    /// The records' timestamps, as far as the watermark says.
+    Event,
+    /// The subtask's wall clock.
+    Processing,
+}
+
+/// A timer that fired: the key it was registered for, its time (ms) and its clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer<'a> {
+    pub key: &'a [u8],
+    pub time: i64,
+    pub domain: TimeDomain,
+}
+
 /// A stream operator: opened once per subtask, called for every record, closed at end of input.
 pub trait Operator: Sized + 'static {
     /// Builds the operator from its manifest `config` table. An error fails the job.
@@ -147,6 +165,16 @@ pub trait Operator: Sized + 'static {
     /// per record: each state call crosses the WASM boundary.
     fn process_batch(&mut self, ctx: &mut Context, records: &[Record<'_>]) -> Result<(), Error> {
         records.iter().try_for_each(|r| self.process(ctx, *r))
+    }
+
+    /// A timer this operator registered fired (see [`Context::register_event_timer`]): timers
+    /// come in time order, then by key. May emit, use state and register timers. By default an
+    /// error: an operator that registers timers implements this.
+    fn on_timer(&mut self, ctx: &mut Context, timer: Timer<'_>) -> Result<(), Error> {
+        let _ = (ctx, timer);
+        Err(Error::msg(
+            "a timer fired, but the operator does not implement Operator::on_timer",
+        ))
     }
 
     /// Called once when the input has ended; may still emit.
@@ -202,6 +230,13 @@ macro_rules! export_operator {
             }
             fn restore(state: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::runtime::restore::<$ty>(&state)
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::exports::weir::operator::timer_handler::Guest for __WeirOperatorExports {
+            fn on_timer(timers: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::runtime::on_timer::<$ty>(&timers)
             }
         }
 

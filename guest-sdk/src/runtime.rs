@@ -2,7 +2,7 @@
 //! per subtask, batches unpacked into records, emitted records packed back and flushed once per
 //! call.
 
-use crate::{Config, Context, Operator, Poll, Record, Source, Split, log};
+use crate::{Config, Context, Operator, Poll, Record, Source, Split, TimeDomain, Timer, log};
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -75,6 +75,34 @@ pub fn process<T: Operator>(batch: &[u8]) -> Result<(), String> {
         records.push(Record::from(r.map_err(|e| e.to_string())?));
     }
     with_instance::<T, _>(|op, ctx| op.process_batch(ctx, &records).map_err(|e| e.to_string()))
+}
+
+/// The `on-timer` export: each timer of the batch (domain byte, time i64 LE, length-prefixed
+/// key), in order.
+pub fn on_timer<T: Operator>(timers: &[u8]) -> Result<(), String> {
+    with_instance::<T, _>(|op, ctx| {
+        let bad = |why: &str| format!("the host passed malformed timers: {why}");
+        let mut pos = 0;
+        while pos < timers.len() {
+            let head = timers.get(pos..pos + 9).ok_or_else(|| bad("cut off"))?;
+            let domain = match head[0] {
+                0 => TimeDomain::Event,
+                1 => TimeDomain::Processing,
+                _ => return Err(bad("an unknown time domain")),
+            };
+            let time = i64::from_le_bytes(head[1..9].try_into().expect("8 bytes"));
+            pos += 9;
+            let key = weir_batch::lengths::iter(&timers[pos..])
+                .next()
+                .ok_or_else(|| bad("a key is missing"))?
+                .map_err(|e| bad(&e.to_string()))?
+                .ok_or_else(|| bad("an absent key"))?;
+            pos += 4 + key.len();
+            op.on_timer(ctx, Timer { key, time, domain })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
 }
 
 /// The `snapshot` export of `checkpoint-hooks`.

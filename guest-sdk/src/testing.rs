@@ -28,10 +28,10 @@
 
 use crate::backend::{self, Backend};
 use crate::log::Level;
-use crate::{Error, Operator, Poll, Record, Source, StateError, runtime};
+use crate::{Error, Operator, Poll, Record, Source, StateError, TimeDomain, runtime};
 use serde::de::DeserializeOwned;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
@@ -62,6 +62,19 @@ struct MemoryHost {
     emitted: Vec<Emitted>,
     logs: Vec<(Level, String)>,
     attempt: u32,
+    /// The watermark the operator sees (`None`: before any, `i64::MIN`).
+    watermark: Option<i64>,
+    /// The wall clock the operator sees, ms.
+    clock: i64,
+    /// Timers registered and not yet fired: (domain, time, key), in firing order.
+    timers: BTreeSet<(u8, i64, Vec<u8>)>,
+}
+
+fn domain_byte(d: TimeDomain) -> u8 {
+    match d {
+        TimeDomain::Event => 0,
+        TimeDomain::Processing => 1,
+    }
 }
 
 struct Shared(Rc<RefCell<MemoryHost>>);
@@ -175,6 +188,28 @@ impl Backend for Shared {
     fn attempt(&mut self) -> u32 {
         self.0.borrow().attempt
     }
+    fn watermark(&mut self) -> i64 {
+        self.0.borrow().watermark.unwrap_or(i64::MIN)
+    }
+    fn processing_time(&mut self) -> i64 {
+        self.0.borrow().clock
+    }
+    fn timer(
+        &mut self,
+        domain: TimeDomain,
+        key: &[u8],
+        time: i64,
+        register: bool,
+    ) -> Result<(), StateError> {
+        let timer = (domain_byte(domain), time, key.to_vec());
+        let timers = &mut self.0.borrow_mut().timers;
+        if register {
+            timers.insert(timer);
+        } else {
+            timers.remove(&timer);
+        }
+        Ok(())
+    }
 }
 
 /// The in-memory host one harness installs around each call into the guest code.
@@ -269,6 +304,59 @@ impl<T: Operator> Harness<T> {
             .filter(|e| e.output.is_none())
             .map(|e| e.value_str())
             .collect()
+    }
+
+    /// Advances the watermark to `wm`: the event-time timers up to it fire, in time order,
+    /// as the host fires them.
+    pub fn advance_watermark(&mut self, wm: i64) -> Result<(), Error> {
+        self.sandbox.host.borrow_mut().watermark = Some(wm);
+        self.fire(TimeDomain::Event, wm)
+    }
+
+    /// Sets the wall clock to `now` (ms): the processing-time timers up to it fire.
+    pub fn advance_processing_time(&mut self, now: i64) -> Result<(), Error> {
+        self.sandbox.host.borrow_mut().clock = now;
+        self.fire(TimeDomain::Processing, now)
+    }
+
+    /// The timers registered and not fired yet: (domain, time, key), in firing order.
+    pub fn timers(&self) -> Vec<(TimeDomain, i64, Vec<u8>)> {
+        (self.sandbox.host.borrow().timers.iter())
+            .map(|(d, t, k)| {
+                let d = if *d == 0 {
+                    TimeDomain::Event
+                } else {
+                    TimeDomain::Processing
+                };
+                (d, *t, k.clone())
+            })
+            .collect()
+    }
+
+    fn fire(&mut self, domain: TimeDomain, now: i64) -> Result<(), Error> {
+        // Rounds, as the host: timers registered while firing, already due, fire next.
+        for _ in 0..100 {
+            let mut batch = Vec::new();
+            {
+                let mut host = self.sandbox.host.borrow_mut();
+                let d = domain_byte(domain);
+                let due: Vec<_> = (host.timers.iter())
+                    .filter(|(td, t, _)| *td == d && *t <= now)
+                    .cloned()
+                    .collect();
+                for timer in due {
+                    host.timers.remove(&timer);
+                    batch.push(timer.0);
+                    batch.extend_from_slice(&timer.1.to_le_bytes());
+                    weir_batch::lengths::push(&mut batch, Some(&timer.2));
+                }
+            }
+            if batch.is_empty() {
+                return Ok(());
+            }
+            self.sandbox.call(|| runtime::on_timer::<T>(&batch))?;
+        }
+        Ok(())
     }
 
     /// The value state `name` holds for `key`.

@@ -62,6 +62,8 @@ pub struct HostState {
     /// Most a single call may emit (batch bytes, names and [`EMIT_CALL_BYTES`] per call).
     max_output_bytes: usize,
     pub(super) state: StateBackend,
+    /// The watermark, the clock and the timers the instance sees.
+    pub(super) time: super::timers::TimeService,
     pub(super) who: Identity,
     pub(super) bounds: CallBounds,
     log: Arc<GuestLog>,
@@ -103,6 +105,7 @@ impl HostState {
             emitted: Emitted::default(),
             max_output_bytes: memory_bytes.max(16 << 20),
             state,
+            time: super::timers::TimeService::default(),
             who,
             bounds,
             log,
@@ -246,7 +249,7 @@ impl emit::Host for HostState {
 
 /// A state call's outcome for the guest: a key outside the subtask's key groups is the guest's
 /// to handle; going past the state budget fails the call.
-type StateResult<T> = wasmtime::Result<Result<T, state::StateError>>;
+pub(super) type StateResult<T> = wasmtime::Result<Result<T, state::StateError>>;
 
 fn refused<T>(e: StateAccessError) -> StateResult<T> {
     match e {
@@ -260,14 +263,14 @@ fn refused<T>(e: StateAccessError) -> StateResult<T> {
 }
 
 /// `r` as a state call's outcome.
-fn answer<T>(r: Result<T, StateAccessError>) -> StateResult<T> {
+pub(super) fn answer<T>(r: Result<T, StateAccessError>) -> StateResult<T> {
     match r {
         Ok(v) => Ok(Ok(v)),
         Err(e) => refused(e),
     }
 }
 
-fn invalid<T>(why: impl Into<String>) -> StateResult<T> {
+pub(super) fn invalid<T>(why: impl Into<String>) -> StateResult<T> {
     Ok(Err(state::StateError::Invalid(why.into())))
 }
 
@@ -275,11 +278,18 @@ fn malformed<T>(why: impl std::fmt::Display) -> StateResult<T> {
     invalid(format!("malformed keys or entries: {why}"))
 }
 
-/// Refuses a state name that is empty or too long (the call answers with the error).
+/// Refuses a state name that is empty, too long or the host's (the call answers with the
+/// error).
 macro_rules! check_name {
     ($name:expr) => {
         if $name.is_empty() || $name.len() > 256 {
             return invalid("state names are 1 to 256 bytes");
+        }
+        if $name.starts_with(super::timers::RESERVED_PREFIX) {
+            return invalid(format!(
+                "state names starting with `{}` are the host's",
+                super::timers::RESERVED_PREFIX
+            ));
         }
     };
 }

@@ -4,6 +4,7 @@
 
 use super::bindings;
 use super::bindings::source::exports::weir::operator::source_handler::PollStatus;
+use super::bindings::weir::operator::timers::TimeDomain;
 use super::bounds::{CallBounds, Interrupted};
 use super::guest_log::printable;
 use super::host::{HostState, Identity, Refused, SideOutputs};
@@ -85,7 +86,13 @@ pub type OperatorInstance = Guest<OperatorBindings>;
 pub struct OperatorBindings {
     plain: bindings::Operator,
     hooks: Option<bindings::stateful::StatefulOperator>,
+    timed: Option<bindings::timed::TimedOperator>,
 }
+
+/// How many rounds of timers one advance of time fires at most: timers that `on-timer`
+/// registers for a time already passed fire in the next round, as in Flink, but a guest that
+/// keeps doing so cannot hold the task for ever (the rest fire at the next advance).
+const MAX_TIMER_ROUNDS: usize = 100;
 /// A source subtask.
 pub type SourceInstance = Guest<bindings::source::Source>;
 
@@ -187,7 +194,13 @@ impl LoadedComponent {
             let instance = pre.instance_pre().instantiate(&mut *store)?;
             let plain = bindings::Operator::new(&mut *store, &instance)?;
             let hooks = bindings::stateful::StatefulOperator::new(&mut *store, &instance).ok();
-            Ok(OperatorBindings { plain, hooks })
+            let timed = bindings::timed::TimedOperator::new(&mut *store, &instance).ok();
+            store.data_mut().time.on_timer = timed.is_some();
+            Ok(OperatorBindings {
+                plain,
+                hooks,
+                timed,
+            })
         })?;
         guest.call("open", |b, store| {
             b.plain
@@ -405,6 +418,61 @@ impl OperatorInstance {
             });
         }
         Ok(())
+    }
+
+    /// The operator's watermark is now `wm`: its event-time timers up to it fire; returns what
+    /// it emitted from `on-timer`.
+    pub fn advance_watermark(&mut self, wm: i64) -> Result<Outputs, GuestError> {
+        self.store.data_mut().time.watermark = wm;
+        if !self.store.data().time.event_due(wm) {
+            return Ok(Outputs::new());
+        }
+        self.fire_timers(TimeDomain::Event, wm)
+    }
+
+    /// When its next processing-time timer is due (ms since the epoch), if it has one.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        self.store.data().time.next_processing()
+    }
+
+    /// Its processing-time timers due at `now` (ms since the epoch) fire.
+    pub fn fire_processing_timers(&mut self, now: i64) -> Result<Outputs, GuestError> {
+        self.fire_timers(TimeDomain::Processing, now)
+    }
+
+    /// After its keyed state was restored: its timers, back in their queues.
+    pub fn restore_timers(&mut self) -> Result<(), String> {
+        self.store
+            .data_mut()
+            .restore_timers()
+            .map_err(|e| format!("cannot restore timers: {e}"))
+    }
+
+    fn fire_timers(&mut self, domain: TimeDomain, now: i64) -> Result<Outputs, GuestError> {
+        let mut outputs = Outputs::new();
+        for _ in 0..MAX_TIMER_ROUNDS {
+            let mut batch = Vec::new();
+            let n = self
+                .store
+                .data_mut()
+                .take_due(domain, now, &mut batch)
+                .map_err(|e| GuestError::Refused {
+                    call: "on-timer",
+                    message: e.to_string(),
+                })?;
+            if n == 0 || self.bindings.timed.is_none() {
+                break;
+            }
+            let ((), emitted) = self.call("on-timer", |b, store| {
+                b.timed
+                    .as_ref()
+                    .expect("checked above")
+                    .weir_operator_timer_handler()
+                    .call_on_timer(store, &batch)
+            })?;
+            outputs.extend(emitted);
+        }
+        Ok(outputs)
     }
 
     /// Processes one batch (flat format); returns what the operator emitted.

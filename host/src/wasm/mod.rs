@@ -8,11 +8,13 @@ pub mod guest_log;
 mod host;
 mod inspect;
 mod instance;
+mod timers;
 
 pub use inspect::{Inspection, inspect};
 pub use instance::{
     GuestError, InstanceSpec, OperatorInstance, Outputs, SourceInstance, WindowInstance,
 };
+pub use timers::now_ms;
 
 use crate::plan::{NodeKind, WindowFunctionKind};
 use host::HostState;
@@ -27,7 +29,11 @@ mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "operator",
-        imports: { "weir:operator/emit.emit": trappable, "weir:operator/state": trappable },
+        imports: {
+            "weir:operator/emit.emit": trappable,
+            "weir:operator/state": trappable,
+            "weir:operator/timers": trappable,
+        },
     });
 
     /// The source world; its imports are the operator world's.
@@ -67,6 +73,22 @@ mod bindings {
         }
     }
 
+    /// The timed operator world: the stateful operator world and `on-timer`, looked up on an
+    /// operator's instance when its component exports it.
+    pub mod timed {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "timed-operator",
+            with: {
+                "weir:operator/emit": super::weir::operator::emit,
+                "weir:operator/state": super::weir::operator::state,
+                "weir:operator/log": super::weir::operator::log,
+                "weir:operator/context": super::weir::operator::context,
+                "weir:operator/timers": super::weir::operator::timers,
+            },
+        });
+    }
+
     /// The stateful operator world: the operator world and its checkpoint hooks, looked up on
     /// an operator's instance when its component exports them.
     pub mod stateful {
@@ -78,6 +100,7 @@ mod bindings {
                 "weir:operator/state": super::weir::operator::state,
                 "weir:operator/log": super::weir::operator::log,
                 "weir:operator/context": super::weir::operator::context,
+                "weir:operator/timers": super::weir::operator::timers,
             },
         });
     }

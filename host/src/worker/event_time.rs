@@ -6,7 +6,8 @@
 
 use crate::plan::{SourceTime, Timestamps};
 use crate::time::watermark::{self, Emit, Generator, Strategy};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use crate::wasm::now_ms;
+use std::time::{Duration, Instant};
 use weir_batch::Record;
 
 /// What a source's batch becomes: records, and watermarks between them.
@@ -26,13 +27,6 @@ pub struct SourceClock {
     pending: Option<i64>,
     /// Records seen, to name one in an error.
     records: u64,
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl SourceClock {

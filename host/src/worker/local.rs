@@ -944,13 +944,14 @@ fn run_task(
                     let range = key_groups::range_of(s, n.parallelism, job.max_parallelism);
                     restore_keyed(r, &uid, range, |b| instance.restore_state(b))
                         .map_err(|e| failed(node, e))?;
+                    instance.restore_timers().map_err(|e| failed(node, e))?;
                     for state in r.private(&uid, s, n.parallelism) {
                         instance
                             .restore_private(state)
                             .map_err(|e| (node, guest_failed(&uid, e)))?;
                     }
                 }
-                Step::Operator(instance)
+                Step::Operator(Box::new(instance))
             }
             NodeKind::Window(window) => {
                 let component = components[node]

@@ -58,7 +58,7 @@ pub struct Routes {
 
 /// One node of the chain, after the head.
 pub enum Step {
-    Operator(OperatorInstance),
+    Operator(Box<OperatorInstance>),
     Window(Box<WindowStep>),
     Sink(Box<dyn Sink>),
 }
@@ -201,6 +201,7 @@ impl Task {
                         return Err(TaskError::Cancelled);
                     }
                     self.serve_queries();
+                    self.work(Task::fire_processing_timers)?;
                     if let Some(c) = &self.checkpoints {
                         let due = c.shared.triggered.load(Ordering::SeqCst);
                         if due > last_barrier {
@@ -271,8 +272,13 @@ impl Task {
             Head::Gate(gate) => {
                 loop {
                     self.serve_queries();
+                    self.work(Task::fire_processing_timers)?;
                     let pending = self.writers.iter().any(RecordWriter::has_pending);
-                    let deadline = pending.then(|| last_flush + self.flush_interval);
+                    let flush = pending.then(|| last_flush + self.flush_interval);
+                    let deadline = match (flush, self.next_processing_timer()) {
+                        (Some(f), Some(t)) => Some(f.min(t)),
+                        (f, t) => f.or(t),
+                    };
                     let m = &self.task_metrics;
                     let received = TaskMetrics::waiting(&m.idle_ns, &m.idle_since, || {
                         gate.recv_merged(deadline, merge_limit(last_call, self.merge_bytes))
@@ -510,17 +516,54 @@ impl Task {
     fn watermark(&mut self, wm: i64) -> Result<(), TaskError> {
         if wm != crate::time::watermark::IDLE {
             for i in 0..self.steps.len() {
-                enter_node(self.steps[i].node);
-                if let Step::Window(w) = &mut self.steps[i].step {
-                    let outputs = w
-                        .on_watermark(wm)
-                        .map_err(|e| window_failed(&self.steps[i].uid, e))?;
-                    self.dispatch_outputs(i, outputs)?;
-                }
+                let step = &mut self.steps[i];
+                enter_node(step.node);
+                let uid = &step.uid;
+                let outputs = match &mut step.step {
+                    Step::Window(w) => w.on_watermark(wm).map_err(|e| window_failed(uid, e))?,
+                    Step::Operator(op) => {
+                        op.advance_watermark(wm).map_err(|e| guest_failed(uid, e))?
+                    }
+                    Step::Sink(_) => continue,
+                };
+                self.dispatch_outputs(i, outputs)?;
             }
         }
         for w in &mut self.writers {
             w.watermark(wm).map_err(|_| TaskError::Cancelled)?;
+        }
+        Ok(())
+    }
+
+    /// When the next processing-time timer of its operators is due.
+    fn next_processing_timer(&self) -> Option<Instant> {
+        let next = (self.steps.iter())
+            .filter_map(|s| match &s.step {
+                Step::Operator(op) => op.next_processing_timer(),
+                _ => None,
+            })
+            .min()?;
+        let wait = next.saturating_sub(crate::wasm::now_ms()).max(0) as u64;
+        Some(Instant::now() + Duration::from_millis(wait))
+    }
+
+    /// Fires its operators' processing-time timers that are due.
+    fn fire_processing_timers(&mut self) -> Result<(), TaskError> {
+        let now = crate::wasm::now_ms();
+        for i in 0..self.steps.len() {
+            let step = &mut self.steps[i];
+            let uid = &step.uid;
+            let Step::Operator(op) = &mut step.step else {
+                continue;
+            };
+            if op.next_processing_timer().is_none_or(|t| t > now) {
+                continue;
+            }
+            enter_node(step.node);
+            let outputs = op
+                .fire_processing_timers(now)
+                .map_err(|e| guest_failed(uid, e))?;
+            self.dispatch_outputs(i, outputs)?;
         }
         Ok(())
     }
