@@ -507,3 +507,55 @@ path = "{out}"
     assert_eq!(got.len(), want.len(), "every row once");
     assert!(got == want, "the rows differ from the unbroken run's");
 }
+
+#[test]
+fn an_idle_source_stops_holding_back_the_windows_of_the_others() {
+    // `ticks` sends its first record after a second; until then its watermark is the smallest.
+    // Idle after 100 ms, it holds nothing back: `events`' windows fire long before the first
+    // tick reaches the sink (without the idle timeout they would wait for that tick's
+    // watermark).
+    let dir = scratch();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        [event("a", 1000, 1), event("a", 12000, 2)].join("\n") + "\n",
+    )
+    .unwrap();
+    let job = |idle: &str| {
+        format!(
+            r#"edges = ["events -> w", "ticks -> w", "w -> out", "ticks -> out"]
+[sources.events]
+kind = "file"
+path = "{input}"
+format = "json"
+key_field = "user"
+timestamp = {{ field = "ts" }}
+watermarks = {{ strategy = "monotonous", interval = "0s" }}
+[sources.ticks]
+kind = "datagen"
+shape = "sequence"
+count = 2
+rate = 1.0
+timestamp = "ingestion"
+watermarks = {{ strategy = "monotonous", interval = "20ms"{idle} }}
+[windows.w]
+assigner = {{ kind = "tumbling", size = "10s" }}
+{function}
+[sinks.out]
+kind = "file"
+path = "out"
+"#,
+            input = input.display(),
+            function = sum_count(),
+        )
+    };
+    let path = write_manifest(dir.path(), &job(r#", idle_timeout = "100ms""#));
+    run_ok(&["run", path.to_str().unwrap()]);
+    // `events` ends at once: with `ticks` idle, nothing holds the window back any more and
+    // both of a's windows fire. The ticks come later, their records late for a window
+    // operator whose watermark is already the end of time (dropped: no late output).
+    assert_eq!(
+        sink_lines(&dir.path().join("out")),
+        ["a,0,10000,1,1", "a,10000,20000,2,1", "0", "1"]
+    );
+}
