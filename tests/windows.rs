@@ -315,6 +315,26 @@ path = "out"
             r#"assigner = { kind = "hopping", size = "1s" }"#,
             "windows.w.assigner.kind: unknown assigner `hopping`",
         ),
+        (
+            r#"assigner = { kind = "global" }"#,
+            "windows.w.trigger: a global window never ends",
+        ),
+        (
+            r#"assigner = { kind = "count", size = 2, slide = 3 }"#,
+            "windows.w.assigner.slide: the slide is larger than the size",
+        ),
+        (
+            r#"assigner = { kind = "count", size = "2s" }"#,
+            "windows.w.assigner.size: a count window's size and slide are numbers of records",
+        ),
+        (
+            "assigner = { kind = \"count\", size = 2 }\ntrigger = { kind = \"count\", count = 5 }",
+            "windows.w.trigger: count windows fire every `slide` records",
+        ),
+        (
+            "assigner = { kind = \"tumbling\", size = \"1s\" }\ntrigger = { kind = \"continuous\" }",
+            "windows.w.trigger: unknown trigger `continuous`",
+        ),
     ] {
         let path = write_manifest(dir.path(), &job(window, ""));
         let e = run_err(&["validate", path.to_str().unwrap()]);
@@ -558,4 +578,118 @@ path = "out"
         sink_lines(&dir.path().join("out")),
         ["a,0,10000,1,1", "a,10000,20000,2,1", "0", "1"]
     );
+}
+
+/// The start and end a count or global window reports.
+const GLOBAL: &str = "-9223372036854775808,9223372036854775807";
+
+#[test]
+fn count_windows_fire_every_slide_records_over_the_last_size_and_never_the_partial_last() {
+    let events: Vec<String> = (1..=5).map(|i| event("a", i * 1000, i as u64)).collect();
+    let events = [events, vec![event("b", 9000, 100)]].concat();
+    // Tumbling: every 2 records of a key, then emptied; a's 5th and b's only one never fire.
+    let (out, _) = windows(
+        &events,
+        MONOTONOUS,
+        &format!(
+            "assigner = {{ kind = \"count\", size = 2 }}\n{}",
+            sum_count()
+        ),
+    );
+    assert_eq!(out, [format!("a,{GLOBAL},3,2"), format!("a,{GLOBAL},7,2")]);
+    // Sliding: every 2 records, over the last 3.
+    let (out, _) = windows(
+        &events,
+        MONOTONOUS,
+        &format!(
+            "assigner = {{ kind = \"count\", size = 3, slide = 2 }}\n{}",
+            sum_count()
+        ),
+    );
+    assert_eq!(out, [format!("a,{GLOBAL},3,2"), format!("a,{GLOBAL},9,3")]);
+}
+
+#[test]
+fn a_count_trigger_fires_a_global_window_as_it_grows_and_a_time_window_only_by_count() {
+    let events: Vec<String> = (1..=4).map(|i| event("a", i * 1000, i as u64)).collect();
+    let (out, _) = windows(
+        &events,
+        MONOTONOUS,
+        &format!(
+            "assigner = {{ kind = \"global\" }}\ntrigger = {{ kind = \"count\", count = 2 }}\n{}",
+            sum_count()
+        ),
+    );
+    assert_eq!(out, [format!("a,{GLOBAL},3,2"), format!("a,{GLOBAL},10,4")]);
+    // On a time window the count trigger replaces the end: 3 records, one firing at 2; the
+    // window is dropped at its cleanup without firing again.
+    let (out, _) = windows(
+        &events[..3],
+        MONOTONOUS,
+        &format!(
+            "assigner = {{ kind = \"tumbling\", size = \"10s\" }}\ntrigger = {{ kind = \"count\", count = 2 }}\n{}",
+            sum_count()
+        ),
+    );
+    assert_eq!(out, ["a,0,10000,3,2"]);
+}
+
+#[test]
+fn a_process_window_sees_all_its_records_and_emits_any_number() {
+    let events = [
+        event("a", 1000, 5),
+        event("a", 2000, 9),
+        event("b", 2500, 1),
+        event("a", 3000, 2),
+        event("a", 11000, 4),
+    ];
+    let (out, _) = windows(
+        &events,
+        MONOTONOUS,
+        &format!(
+            "assigner = {{ kind = \"tumbling\", size = \"10s\" }}\nfunction = {{ kind = \"process\", component = \"{}\", config = {{ n = 2, field = \"amount\" }} }}",
+            component("windows_top")
+        ),
+    );
+    assert_eq!(
+        out,
+        [
+            "a,0,10000,1,9",
+            "a,0,10000,2,5",
+            "b,0,10000,1,1",
+            "a,10000,20000,1,4"
+        ]
+    );
+}
+
+#[test]
+fn processing_time_windows_follow_the_clock() {
+    // Records' own timestamps do not matter: the windows are those of the wall clock when
+    // the records came; the end of input fires them.
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let events = [event("a", 1, 1), event("a", 999_999_999, 2)];
+    let (out, _) = windows(
+        &events,
+        MONOTONOUS,
+        &format!(
+            "time = \"processing\"\nassigner = {{ kind = \"tumbling\", size = \"1h\" }}\n{}",
+            sum_count()
+        ),
+    );
+    assert!(!out.is_empty() && out.len() <= 2, "{out:?}");
+    let mut total = 0;
+    for row in &out {
+        let f: Vec<&str> = row.split(',').collect();
+        let (start, end): (i64, i64) = (f[1].parse().unwrap(), f[2].parse().unwrap());
+        assert_eq!(end - start, 3_600_000, "{row}");
+        assert!(
+            start <= before + 60_000 && end > before,
+            "{row} around {before}"
+        );
+        total += f[3].parse::<u64>().unwrap();
+    }
+    assert_eq!(total, 3);
 }

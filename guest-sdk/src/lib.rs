@@ -48,14 +48,14 @@ pub use error::{Error, StateError};
 pub use record::Record;
 pub use source::{Poll, Source, Split};
 pub use state::{MapState, ValueState};
-pub use window::{Aggregate, Reduce, Window};
+pub use window::{Aggregate, ProcessWindow, Reduce, Window, WindowOutput};
 
 /// Everything an operator needs, in one import.
 pub mod prelude {
     pub use crate::{
-        Aggregate, Config, Context, Error, MapState, Operator, Poll, Record, Reduce, Source, Split,
-        TimeDomain, Timer, ValueState, Window, export_aggregate, export_operator, export_reduce,
-        export_source,
+        Aggregate, Config, Context, Error, MapState, Operator, Poll, ProcessWindow, Record, Reduce,
+        Source, Split, TimeDomain, Timer, ValueState, Window, WindowOutput, export_aggregate,
+        export_operator, export_process_window, export_reduce, export_source,
     };
 }
 
@@ -98,6 +98,23 @@ pub mod bindings {
             default_bindings_module: "weir_guest_sdk::bindings::reduce",
             runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
             type_section_suffix: "reduce",
+            with: {
+                "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
+                "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
+            },
+        });
+    }
+
+    /// The window-process world's own exports.
+    pub mod process {
+        wit_bindgen::generate!({
+            path: "../wit",
+            world: "window-process",
+            pub_export_macro: true,
+            export_macro_name: "__export_process_world",
+            default_bindings_module: "weir_guest_sdk::bindings::process",
+            runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
+            type_section_suffix: "process",
             with: {
                 "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
                 "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,

@@ -84,6 +84,55 @@ pub trait Reduce: Sized + 'static {
     fn reduce(&self, value: &[u8], record: Record<'_>) -> Result<Vec<u8>, Error>;
 }
 
+/// Computes a window's output from all its records at once, as Flink's
+/// `ProcessWindowFunction` (the host keeps every record of the window).
+pub trait ProcessWindow: Sized + 'static {
+    /// Builds the function from its manifest `config` table. An error fails the job.
+    fn open(config: Config) -> Result<Self, Error>;
+
+    /// The window of `key` fires with `records` (in arrival order): emit into `out` (records
+    /// without a timestamp get `window.end - 1`).
+    fn process(
+        &self,
+        key: &[u8],
+        window: Window,
+        records: &[Record<'_>],
+        out: &mut WindowOutput,
+    ) -> Result<(), Error>;
+}
+
+/// What a [`ProcessWindow`] emits for one window.
+#[derive(Default)]
+pub struct WindowOutput {
+    batch: Vec<u8>,
+}
+
+impl WindowOutput {
+    /// Emits a record (without a timestamp: it gets the window's end - 1).
+    pub fn emit(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
+        self.emit_record(Record::new(key.as_ref(), value.as_ref()));
+    }
+
+    /// The values emitted so far, as text (lossy): for tests.
+    pub fn values(&self) -> Vec<String> {
+        weir_batch::iter(&self.batch)
+            .map(|r| String::from_utf8_lossy(r.expect("written by emit").value).into_owned())
+            .collect()
+    }
+
+    /// Emits a record, with its timestamp if it has one.
+    pub fn emit_record(&mut self, record: Record<'_>) {
+        weir_batch::push(
+            &mut self.batch,
+            &weir_batch::Record {
+                key: record.key,
+                value: record.value,
+                timestamp: record.timestamp,
+            },
+        );
+    }
+}
+
 fn bad(e: impl std::fmt::Display) -> String {
     format!("the host passed a malformed window batch: {e}")
 }
@@ -269,6 +318,40 @@ pub mod runtime {
         })
     }
 
+    pub fn process_open<T: ProcessWindow>(config: String) -> Result<(), String> {
+        install(T::open(Config::from_json(config)))
+    }
+
+    pub fn process<T: ProcessWindow>(windows: &[u8]) -> Result<Vec<u8>, String> {
+        with::<T, _>(|f| {
+            let mut out = Vec::new();
+            let mut pos = 0;
+            while pos < windows.len() {
+                let key = item(windows, &mut pos)?.unwrap_or_default();
+                let window = Window {
+                    start: i64_at(windows, &mut pos)?,
+                    end: i64_at(windows, &mut pos)?,
+                };
+                let count = u32_at(windows, &mut pos)?;
+                let mut iter = weir_batch::iter(&windows[pos..]);
+                let mut records = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    let (r, raw) = iter
+                        .next_raw()
+                        .ok_or_else(|| bad("a window has fewer records than it says"))?
+                        .map_err(bad)?;
+                    pos += raw.len();
+                    records.push(Record::from(r));
+                }
+                let mut emitted = WindowOutput::default();
+                f.process(key, window, &records, &mut emitted)
+                    .map_err(|e| e.to_string())?;
+                lengths::push(&mut out, Some(&emitted.batch));
+            }
+            Ok(out)
+        })
+    }
+
     pub fn reduce_open<T: Reduce>(config: String) -> Result<(), String> {
         install(T::open(Config::from_json(config)))
     }
@@ -364,6 +447,34 @@ macro_rules! export_reduce {
         #[cfg(target_family = "wasm")]
         $crate::bindings::reduce::__export_reduce_world!(
             __WeirReduceExports with_types_in $crate::bindings::reduce
+        );
+    };
+}
+
+/// Exports a type implementing [`ProcessWindow`] as the component's
+/// `weir:operator/window-process` world.
+#[macro_export]
+macro_rules! export_process_window {
+    ($ty:ty) => {
+        #[doc(hidden)]
+        #[cfg(target_family = "wasm")]
+        struct __WeirProcessExports;
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::process::exports::weir::operator::process_handler::Guest for __WeirProcessExports {
+            fn open(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                $crate::window::runtime::process_open::<$ty>(config)
+            }
+            fn process(
+                windows: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::window::runtime::process::<$ty>(&windows)
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        $crate::bindings::process::__export_process_world!(
+            __WeirProcessExports with_types_in $crate::bindings::process
         );
     };
 }

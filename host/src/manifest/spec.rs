@@ -124,7 +124,8 @@ pub struct WindowSpec {
     pub allowed_lateness: Option<Spanned<String>>,
     pub late_output: Option<Spanned<String>>,
     pub function: Spanned<FunctionSpec>,
-    pub trigger: Option<Spanned<String>>,
+    /// `"default"` or `{ kind = "count", count = N }`.
+    pub trigger: Option<Spanned<toml::Value>>,
     pub parallelism: Option<Spanned<u32>>,
     pub partition: Option<Spanned<String>>,
 }

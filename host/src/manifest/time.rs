@@ -6,7 +6,7 @@ use super::{Checker, ManifestError};
 use crate::connectors::TimestampField;
 use crate::plan::{
     MAX_NAME_BYTES, SourceTime, TimeKind, Timestamps, WatermarkSettings, WindowAssigner,
-    WindowFunctionKind, WindowNode, is_valid_name,
+    WindowFunctionKind, WindowNode, WindowTrigger, is_valid_name,
 };
 use std::time::Duration;
 use toml::Spanned;
@@ -216,29 +216,42 @@ impl Checker<'_> {
             Duration::ZERO..=MAX_SPAN,
             Duration::ZERO,
         )?;
-        if time == TimeKind::Processing {
-            if let Some(l) = &w.allowed_lateness {
-                return Err(self.err(
-                    Some(l.span()),
-                    format!("{field}.allowed_lateness"),
-                    "processing-time windows have no late records: allowed_lateness applies to time = \"event\"",
-                ));
-            }
+        if time == TimeKind::Processing
+            && let Some(l) = &w.allowed_lateness
+        {
             return Err(self.err(
-                w.time.as_ref().map(Spanned::span),
-                format!("{field}.time"),
-                "processing-time windows are not supported yet; use time = \"event\" (with `timestamp = \"ingestion\"` on the source for arrival time)",
+                Some(l.span()),
+                format!("{field}.allowed_lateness"),
+                "processing-time windows have no late records: allowed_lateness applies to time = \"event\"",
             ));
         }
         let assigner = self.assigner(&format!("{field}.assigner"), w.assigner.get_ref())?;
-        if let Some(t) = &w.trigger
-            && t.get_ref() != "default"
-        {
-            return Err(self.err(
-                Some(t.span()),
-                format!("{field}.trigger"),
-                format!("trigger `{}` is not supported yet; use \"default\" (fire when the watermark passes the window's end)", t.get_ref()),
-            ));
+        let trigger = self.trigger(&format!("{field}.trigger"), w.trigger.as_ref())?;
+        let not_for_count = |what: &str, span: Option<std::ops::Range<usize>>| {
+            Err(self.err(
+                span,
+                format!("{field}.{what}"),
+                format!("count windows fire every `slide` records and have no {what}: it applies to time windows"),
+            ))
+        };
+        match (assigner, trigger) {
+            (WindowAssigner::Count { .. }, WindowTrigger::Count(_)) => {
+                return not_for_count("trigger", w.trigger.as_ref().map(Spanned::span));
+            }
+            (WindowAssigner::Count { .. }, _) if w.allowed_lateness.is_some() => {
+                return not_for_count(
+                    "allowed_lateness",
+                    w.allowed_lateness.as_ref().map(Spanned::span),
+                );
+            }
+            (WindowAssigner::Global, WindowTrigger::Default) => {
+                return Err(self.err(
+                    Some(w.assigner.span()),
+                    format!("{field}.trigger"),
+                    "a global window never ends, so it never fires by time: give it trigger = { kind = \"count\", count = N }",
+                ));
+            }
+            _ => {}
         }
         let late_output = match &w.late_output {
             Some(o) if !is_valid_name(o.get_ref()) => {
@@ -263,13 +276,6 @@ impl Checker<'_> {
             ],
             WindowFunctionKind::Aggregate,
         )?;
-        if kind == WindowFunctionKind::Process {
-            return Err(self.err(
-                Some(f.kind.span()),
-                format!("{field}.function.kind"),
-                "process window functions are not supported yet; use aggregate or reduce",
-            ));
-        }
         let function = self.component(&format!("{field}.function"), &f.component, &f.config)?;
         Ok(WindowNode {
             assigner,
@@ -278,7 +284,61 @@ impl Checker<'_> {
             late_output,
             kind,
             function,
+            trigger,
         })
+    }
+
+    /// A window's `trigger`: `"default"` or `{ kind = "count", count = N }`.
+    fn trigger(
+        &self,
+        field: &str,
+        t: Option<&Spanned<toml::Value>>,
+    ) -> Result<WindowTrigger, ManifestError> {
+        let Some(t) = t else {
+            return Ok(WindowTrigger::Default);
+        };
+        let err = |m: &str| self.err(Some(t.span()), field, m);
+        match t.get_ref() {
+            toml::Value::String(s) if s == "default" => Ok(WindowTrigger::Default),
+            toml::Value::Table(table) => {
+                match table.get("kind").and_then(toml::Value::as_str) {
+                    Some("count") => {}
+                    Some(other) => {
+                        return Err(err(&format!(
+                            "unknown trigger `{other}`; use \"default\" or {{ kind = \"count\", count = N }} (processing-time and continuous triggers are not supported yet)"
+                        )));
+                    }
+                    None => return Err(err("a trigger table needs `kind`")),
+                }
+                if let Some(k) = table
+                    .keys()
+                    .find(|k| !["kind", "count"].contains(&k.as_str()))
+                {
+                    return Err(err(&format!("`{k}` is not a field of a count trigger")));
+                }
+                match table.get("count").and_then(toml::Value::as_integer) {
+                    Some(n) if n >= 1 => Ok(WindowTrigger::Count(n as u64)),
+                    _ => Err(err(
+                        "a count trigger needs `count`, a number of records of at least 1",
+                    )),
+                }
+            }
+            _ => Err(err(
+                "use \"default\" or { kind = \"count\", count = N } (processing-time and continuous triggers are not supported yet)",
+            )),
+        }
+    }
+
+    /// A record count of a count window: a positive integer.
+    fn count_of(&self, field: &str, v: &Spanned<toml::Value>) -> Result<u64, ManifestError> {
+        match v.get_ref() {
+            toml::Value::Integer(n) if *n >= 1 => Ok(*n as u64),
+            _ => Err(self.err(
+                Some(v.span()),
+                field,
+                "a count window's size and slide are numbers of records, at least 1",
+            )),
+        }
     }
 
     /// A duration that is a window's size, slide or gap: at least a millisecond.
@@ -407,11 +467,37 @@ impl Checker<'_> {
                 let gap = self.text_span_ms(&format!("{field}.gap"), gap.span(), gap.get_ref())?;
                 Ok(WindowAssigner::Session { gap })
             }
-            "count" | "global" => Err(self.err(
-                Some(a.kind.span()),
-                format!("{field}.kind"),
-                format!("{kind} windows are not supported yet; use tumbling, sliding or session"),
-            )),
+            "count" => {
+                refuse(&[
+                    ("offset", a.offset.as_ref().map(Spanned::span)),
+                    ("gap", a.gap.as_ref().map(Spanned::span)),
+                ])?;
+                let size = self.count_of(
+                    &format!("{field}.size"),
+                    self.need(field, a, &a.size, "size")?,
+                )?;
+                let slide = match &a.slide {
+                    Some(s) => self.count_of(&format!("{field}.slide"), s)?,
+                    None => size,
+                };
+                if slide > size {
+                    return Err(self.err(
+                        a.slide.as_ref().map(Spanned::span),
+                        format!("{field}.slide"),
+                        "the slide is larger than the size: records between windows would belong to none",
+                    ));
+                }
+                Ok(WindowAssigner::Count { size, slide })
+            }
+            "global" => {
+                refuse(&[
+                    ("size", a.size.as_ref().map(Spanned::span)),
+                    ("slide", a.slide.as_ref().map(Spanned::span)),
+                    ("offset", a.offset.as_ref().map(Spanned::span)),
+                    ("gap", a.gap.as_ref().map(Spanned::span)),
+                ])?;
+                Ok(WindowAssigner::Global)
+            }
             other => Err(self.err(
                 Some(a.kind.span()),
                 format!("{field}.kind"),

@@ -280,6 +280,20 @@ pub struct WindowNode {
     pub late_output: Option<String>,
     pub kind: WindowFunctionKind,
     pub function: OperatorNode,
+    /// When windows fire.
+    #[serde(default)]
+    pub trigger: WindowTrigger,
+}
+
+/// When a window fires (Flink's triggers).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WindowTrigger {
+    /// When time (the watermark, or the clock for processing time) passes the window's end;
+    /// for count windows, every `slide` records.
+    #[default]
+    Default,
+    /// Every `n` records of a window (its contents kept); time only drops it.
+    Count(u64),
 }
 
 /// A WASM component and its config: an operator, or a source component.

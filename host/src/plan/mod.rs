@@ -8,5 +8,5 @@ pub use execution::{Chain, ChannelSpec, ExecutionGraph, InputEdge};
 pub use job_graph::{
     Edge, GuestLimits, JobGraph, MAX_KEY_GROUPS, MAX_NAME_BYTES, MAX_SUBTASKS, Node, NodeKind,
     OperatorNode, Partition, SourceTime, TimeKind, Timestamps, WatermarkSettings, WindowAssigner,
-    WindowFunctionKind, WindowNode, is_valid_name,
+    WindowFunctionKind, WindowNode, WindowTrigger, is_valid_name,
 };

@@ -58,6 +58,9 @@ type KeyWindows = SmallVec<[Window; 2]>;
 pub struct WindowOperator<K: Ord + Clone + Hash + Eq> {
     assigner: Assigner,
     lateness: i64,
+    /// Windows fire when time passes their end (the default trigger); `false` for a trigger
+    /// that fires otherwise (counts): time then only drops windows.
+    fire_on_time: bool,
     watermark: i64,
     windows: hashbrown::HashMap<K, KeyWindows, foldhash::fast::RandomState>,
     timers: BTreeSet<Timer<K>>,
@@ -69,14 +72,26 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
         WindowOperator {
             assigner,
             lateness: allowed_lateness.max(0),
+            fire_on_time: true,
             watermark: super::watermark::MIN,
             windows: hashbrown::HashMap::default(),
             timers: BTreeSet::new(),
         }
     }
 
+    /// Windows that time only drops, for a trigger that fires them otherwise.
+    pub fn without_time_firing(mut self) -> Self {
+        self.fire_on_time = false;
+        self
+    }
+
     pub fn watermark(&self) -> i64 {
         self.watermark
+    }
+
+    /// When the next timer is due, if any.
+    pub fn next_timer(&self) -> Option<i64> {
+        self.timers.first().map(|t| t.0)
     }
 
     /// When `window` is dropped.
@@ -110,7 +125,7 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
             skipped = false;
             out.push(RecordAction::Add(window));
             let known = self.windows.get(key).is_some_and(|ws| ws.contains(&window));
-            if window.max_timestamp() <= self.watermark {
+            if self.fire_on_time && window.max_timestamp() <= self.watermark {
                 // Accepted after it fired: it fires again at once, with this record.
                 out.push(RecordAction::Fire(window));
             }
@@ -120,7 +135,7 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
                 continue;
             }
             let key = key.to_owned();
-            if window.max_timestamp() > self.watermark {
+            if self.fire_on_time && window.max_timestamp() > self.watermark {
                 self.timers
                     .insert((window.max_timestamp(), Kind::Fire, key.clone(), window));
             }
@@ -220,7 +235,7 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
     /// Takes back window `window` of `key` from a checkpoint, with its timers: the one that
     /// fires it unless it `fired` already, and the one that drops it.
     pub fn restore(&mut self, key: K, window: Window, fired: bool) {
-        if !fired {
+        if self.fire_on_time && !fired {
             self.timers
                 .insert((window.max_timestamp(), Kind::Fire, key.clone(), window));
         }

@@ -103,6 +103,7 @@ pub type WindowInstance = Guest<WindowBindings>;
 pub enum WindowBindings {
     Aggregate(bindings::window::aggregate::WindowAggregate),
     Reduce(bindings::window::reduce::WindowReduce),
+    Process(bindings::window::process::WindowProcess),
 }
 
 /// Epoch ticks between two checks of a running call's deadline and the job's cancellation.
@@ -220,6 +221,9 @@ impl LoadedComponent {
             Pre::Reduce(pre) => self.guest(spec, state, false, |store| {
                 pre.instantiate(store).map(WindowBindings::Reduce)
             })?,
+            Pre::Process(pre) => self.guest(spec, state, false, |store| {
+                pre.instantiate(store).map(WindowBindings::Process)
+            })?,
             _ => return Err(wrong_world(&self.path, "a window function")),
         };
         guest.call("open", |b, store| match b {
@@ -228,6 +232,9 @@ impl LoadedComponent {
                 .call_open(store, &spec.config_json),
             WindowBindings::Reduce(r) => r
                 .weir_operator_reduce_handler()
+                .call_open(store, &spec.config_json),
+            WindowBindings::Process(p) => p
+                .weir_operator_process_handler()
                 .call_open(store, &spec.config_json),
         })?;
         Ok(guest)
@@ -540,6 +547,18 @@ impl WindowInstance {
                 r.weir_operator_reduce_handler()
                     .call_reduce(store, accumulators, records, pairs)
             }
+            WindowBindings::Process(_) => Ok(Err("a process function adds nothing".into())),
+        })
+        .map(|r| r.0)
+    }
+
+    /// Hands whole windows to a process function; see `weir:operator/process-handler`.
+    pub fn process_windows(&mut self, windows: &[u8]) -> Result<Vec<u8>, GuestError> {
+        self.call("process", |b, store| match b {
+            WindowBindings::Process(p) => p
+                .weir_operator_process_handler()
+                .call_process(store, windows),
+            _ => Ok(Err("only a process function takes whole windows".into())),
         })
         .map(|r| r.0)
     }
@@ -550,7 +569,7 @@ impl WindowInstance {
             WindowBindings::Aggregate(a) => {
                 a.weir_operator_aggregate_handler().call_merge(store, sets)
             }
-            WindowBindings::Reduce(_) => Ok(Err("a reduce function has no merge".into())),
+            _ => Ok(Err("only an aggregate function merges accumulators".into())),
         })
         .map(|r| r.0)
     }
@@ -561,7 +580,7 @@ impl WindowInstance {
             WindowBindings::Aggregate(a) => a
                 .weir_operator_aggregate_handler()
                 .call_get_result(store, windows),
-            WindowBindings::Reduce(_) => Ok(Err("a reduce function has no result".into())),
+            _ => Ok(Err("only an aggregate function has results".into())),
         })
         .map(|r| r.0)
     }

@@ -71,6 +71,16 @@ mod bindings {
                 },
             });
         }
+        pub mod process {
+            wasmtime::component::bindgen!({
+                path: "../wit",
+                world: "window-process",
+                with: {
+                    "weir:operator/log": crate::wasm::bindings::weir::operator::log,
+                    "weir:operator/context": crate::wasm::bindings::weir::operator::context,
+                },
+            });
+        }
     }
 
     /// The timed operator world: the stateful operator world and `on-timer`, looked up on an
@@ -144,11 +154,12 @@ pub enum World {
 
 impl World {
     /// Every world a component may implement.
-    pub const ALL: [World; 4] = [
+    pub const ALL: [World; 5] = [
         World::Operator,
         World::Source,
         World::Window(WindowFunctionKind::Aggregate),
         World::Window(WindowFunctionKind::Reduce),
+        World::Window(WindowFunctionKind::Process),
     ];
 
     /// The world's full name.
@@ -179,6 +190,7 @@ enum Pre {
     Source(Arc<bindings::source::SourcePre<HostState>>),
     Aggregate(Arc<bindings::window::aggregate::WindowAggregatePre<HostState>>),
     Reduce(Arc<bindings::window::reduce::WindowReducePre<HostState>>),
+    Process(Arc<bindings::window::process::WindowProcessPre<HostState>>),
 }
 
 /// A component ready to be instantiated once per subtask.
@@ -197,6 +209,7 @@ impl LoadedComponent {
             Pre::Source(_) => World::Source,
             Pre::Aggregate(_) => World::Window(WindowFunctionKind::Aggregate),
             Pre::Reduce(_) => World::Window(WindowFunctionKind::Reduce),
+            Pre::Process(_) => World::Window(WindowFunctionKind::Process),
         }
     }
 }
@@ -286,11 +299,9 @@ impl Runtime {
             World::Window(WindowFunctionKind::Reduce) => Pre::Reduce(Arc::new(
                 bindings::window::reduce::WindowReducePre::new(pre).map_err(wrong)?,
             )),
-            World::Window(WindowFunctionKind::Process) => {
-                return Err(wrong(wasmtime::Error::msg(
-                    "process window functions are not supported yet",
-                )));
-            }
+            World::Window(WindowFunctionKind::Process) => Pre::Process(Arc::new(
+                bindings::window::process::WindowProcessPre::new(pre).map_err(wrong)?,
+            )),
         };
         Ok(LoadedComponent {
             engine: self.engine.clone(),

@@ -540,29 +540,33 @@ impl Task {
         let next = (self.steps.iter())
             .filter_map(|s| match &s.step {
                 Step::Operator(op) => op.next_processing_timer(),
-                _ => None,
+                Step::Window(w) => w.next_clock_timer(),
+                Step::Sink(_) => None,
             })
             .min()?;
         let wait = next.saturating_sub(crate::wasm::now_ms()).max(0) as u64;
         Some(Instant::now() + Duration::from_millis(wait))
     }
 
-    /// Fires its operators' processing-time timers that are due.
+    /// Fires its operators' processing-time timers and its processing-time windows that are
+    /// due.
     fn fire_processing_timers(&mut self) -> Result<(), TaskError> {
         let now = crate::wasm::now_ms();
         for i in 0..self.steps.len() {
             let step = &mut self.steps[i];
             let uid = &step.uid;
-            let Step::Operator(op) = &mut step.step else {
-                continue;
+            let outputs = match &mut step.step {
+                Step::Operator(op) if op.next_processing_timer().is_some_and(|t| t <= now) => {
+                    enter_node(step.node);
+                    op.fire_processing_timers(now)
+                        .map_err(|e| guest_failed(uid, e))?
+                }
+                Step::Window(w) if w.next_clock_timer().is_some_and(|t| t <= now) => {
+                    enter_node(step.node);
+                    w.on_clock(now).map_err(|e| window_failed(uid, e))?
+                }
+                _ => continue,
             };
-            if op.next_processing_timer().is_none_or(|t| t > now) {
-                continue;
-            }
-            enter_node(step.node);
-            let outputs = op
-                .fire_processing_timers(now)
-                .map_err(|e| guest_failed(uid, e))?;
             self.dispatch_outputs(i, outputs)?;
         }
         Ok(())

@@ -1,23 +1,32 @@
 //! The window operator as a step of a task: [`WindowOperator`] decides which window a record
-//! goes into and when windows fire and are dropped; the window function (a component) folds
-//! records into accumulators and turns them into results; the function instance's keyed state
-//! keeps every window's accumulator, so windows are checkpointed, restored and moved with their
-//! keys on rescale like any keyed state.
+//! goes into and when windows fire and are dropped; the window function (a component)
+//! computes; the function instance's keyed state keeps every window, so windows are
+//! checkpointed, restored and moved with their keys on rescale like any keyed state.
 //!
-//! A batch is handled in one call of the function where it can be: the function gets the batch
-//! as it came, the accumulators of the (key, window) groups its records go into, and which
-//! record goes into which group; a window that has to fire in the middle of the batch (a late
-//! record) makes the records before it be added first.
+//! A window holds an accumulator (aggregate and reduce functions), or its records (process
+//! functions, and count windows that evict). Accumulators are folded in one call per batch: the
+//! function gets the batch as it came, the accumulators of the (key, window) groups its records
+//! go into, and which record goes into which group; a window that has to fire in the middle of
+//! the batch (a late record, or a count reached) makes the records before it be added first.
+//!
+//! Triggers: by default a window fires when time passes its end (the watermark, or the clock
+//! for processing time); with a count trigger every `n` records of the window instead, and time
+//! only drops it. Count windows are Flink's: a global window per key firing every `slide`
+//! records, emptied after firing when `slide == size`, else keeping the newest `size` records.
 
-use crate::plan::{WindowAssigner, WindowFunctionKind, WindowNode};
+use crate::plan::{TimeKind, WindowAssigner, WindowFunctionKind, WindowNode, WindowTrigger};
 use crate::state::StateAccessError;
 use crate::time::{Action, Assigner, RecordAction, Window, WindowOperator, watermark};
-use crate::wasm::{GuestError, Outputs, WindowInstance};
+use crate::wasm::{GuestError, Outputs, WindowInstance, now_ms};
 use weir_batch::{Record, lengths};
 
 /// The map state holding each key's windows: the map key is the window (see [`window_key`]),
-/// the value a flag byte (1: the window has fired) and the accumulator.
+/// the value a flag byte (1: the window has fired), the number of records it took (u64 LE)
+/// and its accumulator (empty when it keeps its records).
 pub const WINDOWS_STATE: &str = "windows";
+/// The map state holding the records of windows that keep them: the map key is the window
+/// and the record's number in it (u64 BE), the value the record.
+pub const RECORDS_STATE: &str = "window-records";
 
 /// Why the step failed.
 #[derive(Debug)]
@@ -38,13 +47,61 @@ impl From<StateAccessError> for WindowError {
     }
 }
 
+/// A window as kept in [`WINDOWS_STATE`].
+#[derive(Debug, Default)]
+struct Stored {
+    fired: bool,
+    count: u64,
+    acc: Vec<u8>,
+}
+
+impl Stored {
+    fn decode(v: &[u8]) -> Result<Self, WindowError> {
+        let (head, acc) = v.split_at_checked(9).ok_or_else(|| {
+            WindowError::Failed("window state holds a window that cannot be read".into())
+        })?;
+        Ok(Stored {
+            fired: head[0] == 1,
+            count: u64::from_le_bytes(head[1..9].try_into().expect("8 bytes")),
+            acc: acc.to_vec(),
+        })
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(9 + self.acc.len());
+        v.push(u8::from(self.fired));
+        v.extend_from_slice(&self.count.to_le_bytes());
+        v.extend_from_slice(&self.acc);
+        v
+    }
+}
+
+/// The records of one (key, window) gathered from a batch and not yet added.
+struct Group {
+    key: Vec<u8>,
+    window: Window,
+    /// Records the window had taken before this batch's.
+    base: u64,
+    added: u64,
+}
+
 pub struct WindowStep {
     logic: WindowOperator<Vec<u8>>,
     function: WindowInstance,
     kind: WindowFunctionKind,
     late_output: Option<String>,
-    /// The (key, window) groups of the batch's records not yet added.
-    groups: Vec<(Vec<u8>, Window)>,
+    time: TimeKind,
+    /// Records need timestamps (not in global and count windows).
+    needs_timestamps: bool,
+    /// Fire every this many records of a window (a count trigger, count windows).
+    every: Option<u64>,
+    /// Empty a window after it fired (tumbling count windows).
+    purge_on_fire: bool,
+    /// Before firing, keep only a window's newest records, this many (sliding count windows).
+    keep: Option<u64>,
+    /// Windows keep their records rather than an accumulator.
+    keep_records: bool,
+    groups: Vec<Group>,
     /// Where each (window, key) is in `groups`.
     index: Index,
     /// (record index, group index) pairs: which record goes into which group.
@@ -84,8 +141,8 @@ fn window_of(key: &[u8]) -> Option<Window> {
 }
 
 /// The assigner a window node names.
-pub fn assigner(a: &WindowAssigner) -> Result<Assigner, String> {
-    Ok(match *a {
+pub fn assigner(a: &WindowAssigner) -> Assigner {
+    match *a {
         WindowAssigner::Tumbling { size, offset } => Assigner::Tumbling { size, offset },
         WindowAssigner::Sliding {
             size,
@@ -97,20 +154,44 @@ pub fn assigner(a: &WindowAssigner) -> Result<Assigner, String> {
             offset,
         },
         WindowAssigner::Session { gap } => Assigner::Session { gap },
-        WindowAssigner::Global => Assigner::Global,
-        WindowAssigner::Count { .. } => return Err("count windows are not supported yet".into()),
-    })
+        WindowAssigner::Global | WindowAssigner::Count { .. } => Assigner::Global,
+    }
+}
+
+/// A record's number in its window, after the window, as a map key of [`RECORDS_STATE`].
+fn record_key(w: &Window, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(&window_key(w));
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }
 
 impl WindowStep {
     pub fn new(node: &WindowNode, function: WindowInstance) -> Result<Self, String> {
-        let assigner = assigner(&node.assigner)?;
+        let assigner = assigner(&node.assigner);
         assigner.check()?;
+        let (every, purge_on_fire, keep) = match (node.assigner, node.trigger) {
+            (WindowAssigner::Count { size, slide }, _) => {
+                (Some(slide), slide == size, (slide != size).then_some(size))
+            }
+            (_, WindowTrigger::Count(n)) => (Some(n), false, None),
+            (_, WindowTrigger::Default) => (None, false, None),
+        };
+        let mut logic = WindowOperator::new(assigner, node.allowed_lateness);
+        if every.is_some() {
+            logic = logic.without_time_firing();
+        }
         Ok(WindowStep {
-            logic: WindowOperator::new(assigner, node.allowed_lateness),
+            logic,
             function,
             kind: node.kind,
             late_output: node.late_output.clone(),
+            time: node.time,
+            needs_timestamps: !matches!(assigner, Assigner::Global),
+            every,
+            purge_on_fire,
+            keep,
+            keep_records: node.kind == WindowFunctionKind::Process || keep.is_some(),
             groups: Vec::new(),
             index: Index::default(),
             pairs: Vec::new(),
@@ -133,29 +214,47 @@ impl WindowStep {
             let window = window_of(&mk).ok_or_else(|| {
                 WindowError::Failed("the checkpoint holds a window that cannot be read".into())
             })?;
-            self.logic.restore(key, window, value.first() == Some(&1));
+            let stored = Stored::decode(&value)?;
+            self.logic.restore(key, window, stored.fired);
         }
         Ok(())
     }
 
     /// Takes a batch of records.
     pub fn process(&mut self, batch: &[u8]) -> Result<Outputs, WindowError> {
+        let now = (self.time == TimeKind::Processing).then(now_ms);
         let mut records = weir_batch::iter(batch);
         let mut index = 0u32;
         while let Some(next) = records.next_raw() {
             let (record, raw) =
                 next.map_err(|e| WindowError::Failed(format!("received a malformed batch: {e}")))?;
-            let Some(ts) = record.timestamp else {
-                return Err(WindowError::Failed(
-                    "a record without a timestamp reached an event-time window: set `timestamp` on the source of its stream".into(),
-                ));
+            let ts = match (now, record.timestamp) {
+                (Some(now), _) => now,
+                (None, Some(ts)) => ts,
+                (None, None) if !self.needs_timestamps => 0,
+                (None, None) => {
+                    return Err(WindowError::Failed(
+                        "a record without a timestamp reached an event-time window: set `timestamp` on the source of its stream".into(),
+                    ));
+                }
             };
             let mut actions = std::mem::take(&mut self.actions);
             actions.clear();
             self.logic.on_record(record.key, ts, &mut actions);
             for action in actions.drain(..) {
                 match action {
-                    RecordAction::Add(window) => self.gather(record.key, window, index),
+                    RecordAction::Add(window) => {
+                        let count = self.gather(record.key, window, index, raw)?;
+                        if let Some(n) = self.every
+                            && count % n == 0
+                        {
+                            self.add_gathered(batch)?;
+                            self.fire(&[(record.key.to_vec(), window)])?;
+                            if self.purge_on_fire {
+                                self.purge(record.key, &window)?;
+                            }
+                        }
+                    }
                     RecordAction::Fire(window) => {
                         self.add_gathered(batch)?;
                         self.fire(&[(record.key.to_vec(), window)])?;
@@ -177,11 +276,33 @@ impl WindowStep {
         Ok(self.outputs())
     }
 
-    /// The watermark advanced: windows fire and are dropped.
+    /// The watermark advanced: event-time windows fire and are dropped.
     pub fn on_watermark(&mut self, wm: i64) -> Result<Outputs, WindowError> {
+        if self.time == TimeKind::Processing {
+            return Ok(Outputs::new());
+        }
+        self.advance(wm)
+    }
+
+    /// When the clock next makes a processing-time window fire or drop (ms since the epoch).
+    pub fn next_clock_timer(&self) -> Option<i64> {
+        (self.time == TimeKind::Processing)
+            .then(|| self.logic.next_timer())
+            .flatten()
+    }
+
+    /// The clock reached `now`: processing-time windows fire and are dropped.
+    pub fn on_clock(&mut self, now: i64) -> Result<Outputs, WindowError> {
+        if self.time != TimeKind::Processing {
+            return Ok(Outputs::new());
+        }
+        self.advance(now)
+    }
+
+    fn advance(&mut self, time: i64) -> Result<Outputs, WindowError> {
         let mut fires = Vec::new();
         let mut purges = Vec::new();
-        for action in self.logic.on_watermark(wm) {
+        for action in self.logic.on_watermark(time) {
             match action {
                 Action::Fire { key, window } => fires.push((key, window)),
                 Action::Purge { key, window } => purges.push((key, window)),
@@ -197,9 +318,9 @@ impl WindowStep {
     }
 
     /// The end of input: every window left fires, as Flink's bounded inputs end with the
-    /// largest watermark.
+    /// largest watermark (a processing-time window too, rather than never).
     pub fn close(&mut self) -> Result<Outputs, WindowError> {
-        self.on_watermark(watermark::MAX)
+        self.advance(watermark::MAX)
     }
 
     fn outputs(&mut self) -> Outputs {
@@ -215,100 +336,222 @@ impl WindowStep {
         outputs
     }
 
-    /// Notes that record `record` of the batch goes into `window` of `key`.
-    fn gather(&mut self, key: &[u8], window: Window, record: u32) {
+    fn stored(&mut self, key: &[u8], window: &Window) -> Result<Option<Stored>, WindowError> {
+        (self.function.keyed_state())
+            .map_get(WINDOWS_STATE, key, &window_key(window))?
+            .map(|v| Stored::decode(&v))
+            .transpose()
+    }
+
+    fn store(&mut self, key: Vec<u8>, window: &Window, s: &Stored) -> Result<(), WindowError> {
+        self.function.keyed_state().map_put(
+            WINDOWS_STATE,
+            key,
+            window_key(window).to_vec(),
+            s.encode(),
+        )?;
+        Ok(())
+    }
+
+    /// Notes that record `record` of the batch (`raw`) goes into `window` of `key` (a window
+    /// that keeps its records stores it at once); how many records the window has taken now.
+    fn gather(
+        &mut self,
+        key: &[u8],
+        window: Window,
+        record: u32,
+        raw: &[u8],
+    ) -> Result<u64, WindowError> {
         let keys = self.index.entry(window).or_default();
         let group = match keys.get(key) {
             Some(&g) => g,
             None => {
                 let g = self.groups.len() as u32;
-                self.groups.push((key.to_vec(), window));
                 keys.insert(key.to_vec(), g);
+                // What the window took before matters to counts and record numbers only.
+                let base = if self.every.is_some() || self.keep_records {
+                    self.stored(key, &window)?.map_or(0, |s| s.count)
+                } else {
+                    0
+                };
+                self.groups.push(Group {
+                    key: key.to_vec(),
+                    window,
+                    base,
+                    added: 0,
+                });
                 g
             }
         };
-        self.pairs.extend([record, group]);
+        let g = &mut self.groups[group as usize];
+        let seq = g.base + g.added;
+        g.added += 1;
+        if self.keep_records {
+            self.function.keyed_state().map_put(
+                RECORDS_STATE,
+                key.to_vec(),
+                record_key(&window, seq),
+                raw.to_vec(),
+            )?;
+        } else {
+            self.pairs.extend([record, group]);
+        }
+        Ok(seq + 1)
     }
 
-    /// Adds the gathered records of `batch` to their windows' accumulators, in one call.
+    /// Adds the gathered records of `batch` to their windows: folds them into the
+    /// accumulators in one call, or (windows that keep their records) counts them.
     fn add_gathered(&mut self, batch: &[u8]) -> Result<(), WindowError> {
         if self.groups.is_empty() {
             return Ok(());
         }
         let groups = std::mem::take(&mut self.groups);
         self.index.clear();
-        let mut accumulators = Vec::new();
-        let mut flags = Vec::with_capacity(groups.len());
-        let state = self.function.keyed_state();
-        for (key, window) in &groups {
-            let current = state.map_get(WINDOWS_STATE, key, &window_key(window))?;
-            flags.push(
-                current
-                    .as_ref()
-                    .and_then(|c| c.first().copied())
-                    .unwrap_or(0),
-            );
-            lengths::push(&mut accumulators, current.as_ref().map(|c| &c[1..]));
+        let mut current = Vec::with_capacity(groups.len());
+        for g in &groups {
+            current.push(self.stored(&g.key, &g.window)?.unwrap_or_default());
         }
-        let reply = self.function.add(&accumulators, batch, &self.pairs)?;
-        self.pairs.clear();
-        let replies = items(&reply, groups.len(), "add")?;
-        let state = self.function.keyed_state();
-        for (((key, window), acc), flag) in groups.into_iter().zip(replies).zip(flags) {
-            let mut value = Vec::with_capacity(1 + acc.len());
-            value.push(flag);
-            value.extend_from_slice(acc);
-            state.map_put(WINDOWS_STATE, key, window_key(&window).to_vec(), value)?;
+        if !self.keep_records {
+            let mut accumulators = Vec::new();
+            for s in &current {
+                let acc = (s.count > 0).then_some(s.acc.as_slice());
+                lengths::push(&mut accumulators, acc);
+            }
+            let reply = self.function.add(&accumulators, batch, &self.pairs)?;
+            self.pairs.clear();
+            for (s, acc) in current.iter_mut().zip(items(&reply, groups.len(), "add")?) {
+                s.acc = acc.to_vec();
+            }
+        }
+        for (g, mut s) in groups.into_iter().zip(current) {
+            s.count += g.added;
+            self.store(g.key, &g.window, &s)?;
         }
         Ok(())
     }
 
+    /// The records a window keeps, in the order it took them (evicting the oldest beyond
+    /// `keep` first).
+    fn records_of(&mut self, key: &[u8], window: &Window) -> Result<Vec<Vec<u8>>, WindowError> {
+        let prefix = window_key(window);
+        let state = self.function.keyed_state();
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> = state
+            .map_entries(RECORDS_STATE, key)?
+            .into_iter()
+            .filter(|(mk, _)| mk.starts_with(&prefix))
+            .collect();
+        entries.sort();
+        if let Some(keep) = self.keep {
+            let evict = entries.len().saturating_sub(keep as usize);
+            for (mk, _) in entries.drain(..evict) {
+                state.map_remove(RECORDS_STATE, key, &mk)?;
+            }
+        }
+        Ok(entries.into_iter().map(|(_, r)| r).collect())
+    }
+
     /// Emits the results of `windows` and marks them fired.
     fn fire(&mut self, windows: &[(Vec<u8>, Window)]) -> Result<(), WindowError> {
-        if windows.is_empty() {
-            return Ok(());
-        }
-        let state = self.function.keyed_state();
         let mut present = Vec::with_capacity(windows.len());
         for (key, window) in windows {
-            if let Some(v) = state.map_get(WINDOWS_STATE, key, &window_key(window))? {
-                present.push((key, window, v));
+            if let Some(s) = self.stored(key, window)? {
+                present.push((key, window, s));
             }
         }
+        if present.is_empty() {
+            return Ok(());
+        }
+        if self.kind == WindowFunctionKind::Process {
+            self.fire_process(&present)?;
+        } else {
+            if self.keep_records {
+                // Fold each window's records from nothing, one group per window.
+                let (mut records, mut pairs, mut accumulators) =
+                    (Vec::new(), Vec::new(), Vec::new());
+                let mut n = 0u32;
+                for (g, (key, window, _)) in present.iter().enumerate() {
+                    lengths::push(&mut accumulators, None);
+                    for r in self.records_of(key, window)? {
+                        records.extend_from_slice(&r);
+                        pairs.extend([n, g as u32]);
+                        n += 1;
+                    }
+                }
+                let reply = self.function.add(&accumulators, &records, &pairs)?;
+                let accs = items(&reply, present.len(), "add")?;
+                for (p, acc) in present.iter_mut().zip(accs) {
+                    p.2.acc = acc.to_vec();
+                }
+            }
+            let mut request = Vec::new();
+            if self.kind == WindowFunctionKind::Aggregate {
+                for (key, window, s) in &present {
+                    lengths::push(&mut request, Some(key));
+                    request.extend_from_slice(&window.start.to_le_bytes());
+                    request.extend_from_slice(&window.end.to_le_bytes());
+                    lengths::push(&mut request, Some(&s.acc));
+                }
+            }
+            let reply = match self.kind {
+                WindowFunctionKind::Aggregate => self.function.result(&request)?,
+                _ => Vec::new(),
+            };
+            let results = match self.kind {
+                WindowFunctionKind::Aggregate => items(&reply, present.len(), "get-result")?,
+                // A reduced window's result is its value.
+                _ => present.iter().map(|(_, _, s)| s.acc.as_slice()).collect(),
+            };
+            for ((key, window, _), value) in present.iter().zip(&results) {
+                weir_batch::push(
+                    &mut self.out,
+                    &Record {
+                        key,
+                        value,
+                        timestamp: Some(window.max_timestamp()),
+                    },
+                );
+            }
+        }
+        for (key, window, mut s) in present {
+            if !s.fired {
+                s.fired = true;
+                if self.keep_records {
+                    s.acc.clear();
+                }
+                self.store(key.clone(), window, &s)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands whole windows to a process function; what it emits for each goes out with the
+    /// window's end - 1 as the timestamp of records that have none.
+    fn fire_process(&mut self, present: &[(&Vec<u8>, &Window, Stored)]) -> Result<(), WindowError> {
         let mut request = Vec::new();
-        if self.kind == WindowFunctionKind::Aggregate {
-            for (key, window, v) in &present {
-                lengths::push(&mut request, Some(key));
-                request.extend_from_slice(&window.start.to_le_bytes());
-                request.extend_from_slice(&window.end.to_le_bytes());
-                lengths::push(&mut request, Some(&v[1..]));
+        for (key, window, _) in present {
+            lengths::push(&mut request, Some(key));
+            request.extend_from_slice(&window.start.to_le_bytes());
+            request.extend_from_slice(&window.end.to_le_bytes());
+            let records = self.records_of(key, window)?;
+            request.extend_from_slice(&(records.len() as u32).to_le_bytes());
+            for r in &records {
+                request.extend_from_slice(r);
             }
         }
-        let reply = match self.kind {
-            WindowFunctionKind::Aggregate => self.function.result(&request)?,
-            _ => Vec::new(),
-        };
-        let results = match self.kind {
-            WindowFunctionKind::Aggregate => items(&reply, present.len(), "get-result")?,
-            // A reduced window's result is its value.
-            _ => present.iter().map(|(_, _, v)| &v[1..]).collect(),
-        };
-        for ((key, window, _), value) in present.iter().zip(&results) {
-            weir_batch::push(
-                &mut self.out,
-                &Record {
-                    key,
-                    value,
-                    timestamp: Some(window.max_timestamp()),
-                },
-            );
-        }
-        drop(results);
-        let state = self.function.keyed_state();
-        for (key, window, mut v) in present {
-            if v[0] != 1 {
-                v[0] = 1;
-                state.map_put(WINDOWS_STATE, key.clone(), window_key(window).to_vec(), v)?;
+        let reply = self.function.process_windows(&request)?;
+        for ((_, window, _), batch) in present.iter().zip(items(&reply, present.len(), "process")?)
+        {
+            for r in weir_batch::iter(batch) {
+                let r = r.map_err(|e| {
+                    WindowError::Failed(format!("the window function's process emitted a {e}"))
+                })?;
+                weir_batch::push(
+                    &mut self.out,
+                    &Record {
+                        timestamp: r.timestamp.or(Some(window.max_timestamp())),
+                        ..r
+                    },
+                );
             }
         }
         Ok(())
@@ -316,59 +559,80 @@ impl WindowStep {
 
     /// Merges the contents of windows `from` of `key` into `into` (session windows).
     fn merge(&mut self, key: &[u8], into: Window, from: &[Window]) -> Result<(), WindowError> {
-        let state = self.function.keyed_state();
         let mut parts = Vec::new();
+        let mut records = Vec::new();
         for w in std::iter::once(&into).chain(from) {
-            let wk = window_key(w);
-            if let Some(v) = state.map_get(WINDOWS_STATE, key, &wk)? {
-                parts.push(v[1..].to_vec());
-                state.map_remove(WINDOWS_STATE, key, &wk)?;
+            if let Some(s) = self.stored(key, w)? {
+                if self.keep_records {
+                    records.extend(self.records_of(key, w)?);
+                }
+                parts.push(s);
+                self.purge(key, w)?;
             }
         }
-        let merged = match parts.len() {
-            0 => return Ok(()),
-            1 => parts.pop().expect("one part"),
-            n => {
-                let mut request = Vec::new();
-                let reply = match self.kind {
-                    WindowFunctionKind::Aggregate => {
-                        request.extend_from_slice(&(n as u32).to_le_bytes());
-                        for p in &parts {
-                            lengths::push(&mut request, Some(p));
+        let count = parts.iter().map(|s| s.count).sum();
+        let acc = if self.keep_records {
+            for (seq, r) in records.into_iter().enumerate() {
+                self.function.keyed_state().map_put(
+                    RECORDS_STATE,
+                    key.to_vec(),
+                    record_key(&into, seq as u64),
+                    r,
+                )?;
+            }
+            Vec::new()
+        } else {
+            let mut accs: Vec<Vec<u8>> = parts.into_iter().map(|s| s.acc).collect();
+            match accs.len() {
+                0 => return Ok(()),
+                1 => accs.pop().expect("one part"),
+                n => {
+                    let mut request = Vec::new();
+                    let reply = match self.kind {
+                        WindowFunctionKind::Aggregate => {
+                            request.extend_from_slice(&(n as u32).to_le_bytes());
+                            for a in &accs {
+                                lengths::push(&mut request, Some(a));
+                            }
+                            self.function.merge(&request)?
                         }
-                        self.function.merge(&request)?
-                    }
-                    _ => {
-                        // A reduce merges by folding the other values into the first.
-                        lengths::push(&mut request, Some(&parts[0]));
-                        let mut records = Vec::new();
-                        let mut pairs = Vec::new();
-                        for (i, p) in parts[1..].iter().enumerate() {
-                            weir_batch::push(&mut records, &Record::new(key, p));
-                            pairs.extend([i as u32, 0]);
+                        _ => {
+                            // A reduce merges by folding the other values into the first.
+                            lengths::push(&mut request, Some(&accs[0]));
+                            let mut records = Vec::new();
+                            let mut pairs = Vec::new();
+                            for (i, a) in accs[1..].iter().enumerate() {
+                                weir_batch::push(&mut records, &Record::new(key, a));
+                                pairs.extend([i as u32, 0]);
+                            }
+                            self.function.add(&request, &records, &pairs)?
                         }
-                        self.function.add(&request, &records, &pairs)?
-                    }
-                };
-                items(&reply, 1, "merge")?[0].to_vec()
+                    };
+                    items(&reply, 1, "merge")?[0].to_vec()
+                }
             }
         };
-        let mut value = Vec::with_capacity(1 + merged.len());
-        value.push(0);
-        value.extend_from_slice(&merged);
-        self.function.keyed_state().map_put(
-            WINDOWS_STATE,
+        self.store(
             key.to_vec(),
-            window_key(&into).to_vec(),
-            value,
-        )?;
-        Ok(())
+            &into,
+            &Stored {
+                fired: false,
+                count,
+                acc,
+            },
+        )
     }
 
     fn purge(&mut self, key: &[u8], window: &Window) -> Result<(), WindowError> {
-        self.function
-            .keyed_state()
-            .map_remove(WINDOWS_STATE, key, &window_key(window))?;
+        let wk = window_key(window);
+        let state = self.function.keyed_state();
+        state.map_remove(WINDOWS_STATE, key, &wk)?;
+        if self.keep_records {
+            let entries = state.map_entries(RECORDS_STATE, key)?;
+            for (mk, _) in entries.iter().filter(|(mk, _)| mk.starts_with(&wk)) {
+                state.map_remove(RECORDS_STATE, key, mk)?;
+            }
+        }
         Ok(())
     }
 }
