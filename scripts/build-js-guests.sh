@@ -27,6 +27,10 @@ build() {
   # An operator with private state exports the checkpoint hooks too.
   local world=operator
   grep -qF "exportStateful(" "$1" && world=stateful-operator
+  # A window function exports its world's handler.
+  grep -qF "exportAggregate(" "$1" && world=window-aggregate
+  grep -qF "exportReduce(" "$1" && world=window-reduce
+  grep -qF "exportProcessWindow(" "$1" && world=window-process
   "$bin" --wit wit --world "$world" --js "$1" --module-root . --sync -o "$4" >/dev/null
   stamp "$4" JavaScript= "componentize-qjs=$COMPONENTIZE_QJS"
 }

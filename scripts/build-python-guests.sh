@@ -24,6 +24,10 @@ build() {
   # An operator with private state exports the checkpoint hooks too.
   local world=operator
   grep -qF "export_stateful(" "$1" && world=stateful-operator
+  # A window function exports its world's handler.
+  grep -qF "export_aggregate(" "$1" && world=window-aggregate
+  grep -qF "export_reduce(" "$1" && world=window-reduce
+  grep -qF "export_process_window(" "$1" && world=window-process
   "$venv/bin/componentize-py" -d wit -w "$world" componentize \
     -p guest-sdk/python -p "$3" "$2" -o "$4" >/dev/null
   stamp "$4" Python= "componentize-py=$COMPONENTIZE_PY"

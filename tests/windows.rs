@@ -693,3 +693,54 @@ fn processing_time_windows_follow_the_clock() {
     }
     assert_eq!(total, 3);
 }
+
+#[test]
+fn window_functions_in_python_and_javascript_give_the_rust_rows() {
+    // Every kind of window function, in each language, over the same events.
+    let events = [
+        event("a", 1000, 5),
+        event("a", 2000, 9),
+        event("b", 2500, 1),
+        event("a", 3000, 2),
+        event("a", 11000, 4),
+    ];
+    let sessions = "assigner = { kind = \"session\", gap = \"5s\" }";
+    let tumbling = "assigner = { kind = \"tumbling\", size = \"10s\" }";
+    let function = |kind: &str, component: &str, config: &str| {
+        format!(
+            "function = {{ kind = \"{kind}\", component = \"{component}\", config = {{ {config} }} }}"
+        )
+    };
+    let rows = |assigner: &str, kind: &str, component: String, config: &str| {
+        windows(
+            &events,
+            MONOTONOUS,
+            &format!("{assigner}\n{}", function(kind, &component, config)),
+        )
+        .0
+    };
+    for (assigner, kind, name, config) in [
+        (
+            sessions,
+            "aggregate",
+            "windows_sum_count",
+            r#"field = "amount""#,
+        ),
+        (tumbling, "reduce", "windows_max", r#"field = "amount""#),
+        (
+            tumbling,
+            "process",
+            "windows_top",
+            r#"n = 2, field = "amount""#,
+        ),
+    ] {
+        let rust = rows(assigner, kind, component(name), config);
+        assert!(!rust.is_empty());
+        for (lang, other) in [
+            ("python", python_component(name)),
+            ("javascript", js_component(name)),
+        ] {
+            assert_eq!(rows(assigner, kind, other, config), rust, "{lang} {kind}");
+        }
+    }
+}

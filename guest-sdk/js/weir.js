@@ -455,3 +455,218 @@ export function exportOperator(cls) {
 export function exportStateful(cls) {
   return exportsOf(cls);
 }
+
+// Window functions (wit/window.wit): what a `[windows.X]` operator runs on its windows. The
+// host keeps the windows and decides when they fire; these only compute. Calls carry many
+// windows at once in flat buffers of length-prefixed items.
+
+/** A window: from `start` (included) to `end` (excluded), in milliseconds. */
+export class Window {
+  constructor(start, end) {
+    this.start = start;
+    this.end = end;
+  }
+}
+
+/** Folds a window's records into an accumulator, as Flink's `AggregateFunction`. The host
+ * keeps accumulators as bytes: `encode` and `decode` (JSON by default) convert them. */
+export class Aggregate {
+  open(config) {}
+  create() {
+    throw new WeirError("an Aggregate implements create()");
+  }
+  /** Returns the accumulator with `record` added. */
+  add(acc, record) {
+    throw new WeirError("an Aggregate implements add(acc, record)");
+  }
+  /** Returns the two accumulators as one (session windows that merge). */
+  merge(acc, other) {
+    throw new WeirError("this aggregate function does not merge accumulators (session windows need merge)");
+  }
+  /** The value (Uint8Array or string) the window emits when it fires. */
+  result(key, window, acc) {
+    throw new WeirError("an Aggregate implements result(key, window, acc)");
+  }
+  encode(acc) {
+    return utf8(JSON.stringify(acc));
+  }
+  decode(data) {
+    return JSON.parse(text(data));
+  }
+}
+
+/** Folds a window's records into one value of their own type, as Flink's `ReduceFunction`. */
+export class Reduce {
+  open(config) {}
+  /** `value` (Uint8Array) with `record` folded in: Uint8Array or string. */
+  reduce(value, record) {
+    throw new WeirError("a Reduce implements reduce(value, record)");
+  }
+}
+
+/** What a `ProcessWindow` emits for one window (a record without a timestamp gets the window's
+ * end - 1). */
+export class WindowOutput {
+  constructor() {
+    this.buf = new Buffer();
+  }
+  emit(key, value, timestamp = null) {
+    encodeRecord(this.buf, bytes(key), bytes(value), timestamp);
+  }
+}
+
+/** Computes a window's output from all its records at once, as Flink's
+ * `ProcessWindowFunction`. */
+export class ProcessWindow {
+  open(config) {}
+  process(key, window, records, out) {
+    throw new WeirError("a ProcessWindow implements process(key, window, records, out)");
+  }
+}
+
+/** (group, record) for each (record index, group index) pair, in order. */
+function* paired(records, pairs, groups) {
+  const decoded = decodeBatch(records);
+  if (pairs.length % 2) throw new WeirError("malformed window batch: an odd number of pair items");
+  for (let i = 0; i < pairs.length; i += 2) {
+    const [r, g] = [pairs[i], pairs[i + 1]];
+    if (r >= decoded.length || g >= groups) {
+      throw new WeirError("malformed window batch: pair (" + r + ", " + g + ") is out of range");
+    }
+    yield [g, decoded[r]];
+  }
+}
+
+/** A key, a window and what follows them in a window buffer, from `pos`. */
+function windowAt(b, view, pos) {
+  const n = view.getUint32(pos, true);
+  const key = b.subarray(pos + 4, pos + 4 + n);
+  pos += 4 + n;
+  const window = new Window(Number(view.getBigInt64(pos, true)), Number(view.getBigInt64(pos + 8, true)));
+  return [key, window, pos + 16];
+}
+
+function windowExports(cls) {
+  let fn = null;
+  const guarded = (f) => {
+    try {
+      return f();
+    } catch (e) {
+      throw failure(e);
+    }
+  };
+  const started = () => {
+    if (fn === null) throw new WeirError("window function called before open");
+    return fn;
+  };
+  const open = (config) =>
+    guarded(() => {
+      fn = new cls();
+      fn.open(JSON.parse(config.trim() || "{}"));
+    });
+  return {
+    open,
+    add(accumulators, records, pairs) {
+      return guarded(() => {
+        const f = started();
+        const accs = unlengths(accumulators).map((a) => (a === null ? f.create() : f.decode(a)));
+        for (const [g, r] of paired(records, pairs, accs.length)) accs[g] = f.add(accs[g], r);
+        return lengths(accs.map((a) => bytes(f.encode(a))));
+      });
+    },
+    merge(sets) {
+      return guarded(() => {
+        const f = started();
+        const view = new DataView(sets.buffer, sets.byteOffset, sets.byteLength);
+        const out = [];
+        for (let pos = 0; pos < sets.length; ) {
+          const n = view.getUint32(pos, true);
+          pos += 4;
+          let acc = null;
+          for (let i = 0; i < n; i++) {
+            const m = view.getUint32(pos, true);
+            const other = f.decode(sets.subarray(pos + 4, pos + 4 + m));
+            pos += 4 + m;
+            acc = acc === null ? other : f.merge(acc, other);
+          }
+          out.push(bytes(f.encode(acc === null ? f.create() : acc)));
+        }
+        return lengths(out);
+      });
+    },
+    getResult(windows) {
+      return guarded(() => {
+        const f = started();
+        const view = new DataView(windows.buffer, windows.byteOffset, windows.byteLength);
+        const out = [];
+        for (let pos = 0; pos < windows.length; ) {
+          const [key, window, at] = windowAt(windows, view, pos);
+          const m = view.getUint32(at, true);
+          const acc = f.decode(windows.subarray(at + 4, at + 4 + m));
+          pos = at + 4 + m;
+          out.push(bytes(f.result(key, window, acc)));
+        }
+        return lengths(out);
+      });
+    },
+    reduce(values, records, pairs) {
+      return guarded(() => {
+        const f = started();
+        const vals = unlengths(values);
+        for (const [g, r] of paired(records, pairs, vals.length)) {
+          vals[g] = vals[g] === null ? r.value : bytes(f.reduce(vals[g], r));
+        }
+        if (vals.some((v) => v === null)) {
+          throw new WeirError("malformed window batch: a group with no value and no records");
+        }
+        return lengths(vals);
+      });
+    },
+    process(windows) {
+      return guarded(() => {
+        const f = started();
+        const view = new DataView(windows.buffer, windows.byteOffset, windows.byteLength);
+        const out = [];
+        for (let pos = 0; pos < windows.length; ) {
+          const [key, window, at] = windowAt(windows, view, pos);
+          const count = view.getUint32(at, true);
+          let end = at + 4;
+          for (let i = 0; i < count; i++) {
+            const flags = windows[end];
+            end += 9 + (flags & 1 ? 8 : 0) + view.getUint32(end + 1, true) + view.getUint32(end + 5, true);
+          }
+          const records = decodeBatch(windows.subarray(at + 4, end));
+          pos = end;
+          const emitted = new WindowOutput();
+          f.process(key, window, records, emitted);
+          out.push(emitted.buf.take());
+        }
+        return lengths(out);
+      });
+    },
+  };
+}
+
+/** The `aggregateHandler` export (the `window-aggregate` world) of an `Aggregate` subclass:
+ *     export const aggregateHandler = exportAggregate(SumCount);
+ */
+export function exportAggregate(cls) {
+  const e = windowExports(cls);
+  return { open: e.open, add: e.add, merge: e.merge, getResult: e.getResult };
+}
+
+/** The `reduceHandler` export (the `window-reduce` world) of a `Reduce` subclass:
+ *     export const reduceHandler = exportReduce(Max);
+ */
+export function exportReduce(cls) {
+  const e = windowExports(cls);
+  return { open: e.open, reduce: e.reduce };
+}
+
+/** The `processHandler` export (the `window-process` world) of a `ProcessWindow` subclass:
+ *     export const processHandler = exportProcessWindow(Top);
+ */
+export function exportProcessWindow(cls) {
+  const e = windowExports(cls);
+  return { open: e.open, process: e.process };
+}

@@ -501,3 +501,282 @@ def export_stateful(cls):
     """
     handler, hooks = _exports(cls)
     return handler, hooks()
+
+
+# Window functions (wit/window.wit): what a `[windows.X]` operator runs on its windows. The host
+# keeps the windows and decides when they fire; these only compute. Calls carry many windows
+# at once in flat buffers of length-prefixed items (u32 LE length, 0xFFFFFFFF for none).
+
+
+def _items(buf):
+    """The length-prefixed items of `buf` (None for an absent one)."""
+    out, pos, end = [], 0, len(buf)
+    while pos < end:
+        if end - pos < 4:
+            raise Error("malformed window batch: a length is cut off")
+        (n,) = _LEN.unpack_from(buf, pos)
+        pos += 4
+        if n == _ABSENT:
+            out.append(None)
+            continue
+        if pos + n > end:
+            raise Error("malformed window batch: an item runs past the end")
+        out.append(bytes(buf[pos : pos + n]))
+        pos += n
+    return out
+
+
+def _push_item(out, item):
+    if item is None:
+        out += _LEN.pack(_ABSENT)
+    else:
+        item = _bytes(item)
+        out += _LEN.pack(len(item))
+        out += item
+
+
+def _paired(records, pairs, groups):
+    """(group, record) for each (record index, group index) pair, in order."""
+    decoded = decode_batch(records)
+    if len(pairs) % 2:
+        raise Error("malformed window batch: an odd number of pair items")
+    for i in range(0, len(pairs), 2):
+        r, g = pairs[i], pairs[i + 1]
+        if r >= len(decoded) or g >= groups:
+            raise Error("malformed window batch: pair (%d, %d) is out of range" % (r, g))
+        yield g, decoded[r]
+
+
+class Window:
+    """A window: from `start` (included) to `end` (excluded), in milliseconds."""
+
+    __slots__ = ("start", "end")
+
+    def __init__(self, start, end):
+        self.start, self.end = start, end
+
+    def __repr__(self):
+        return "Window(%d, %d)" % (self.start, self.end)
+
+
+class Aggregate:
+    """Folds a window's records into an accumulator, as Flink's `AggregateFunction`. The host
+    keeps accumulators as bytes: `encode` and `decode` (JSON by default) convert them."""
+
+    def open(self, config):
+        pass
+
+    def create(self):
+        raise NotImplementedError("an Aggregate implements create()")
+
+    def add(self, acc, record):
+        """Returns the accumulator with `record` added."""
+        raise NotImplementedError("an Aggregate implements add(acc, record)")
+
+    def merge(self, acc, other):
+        """Returns the two accumulators as one (session windows that merge)."""
+        raise Error("this aggregate function does not merge accumulators (session windows need merge)")
+
+    def result(self, key, window, acc):
+        """The value (bytes or str) the window emits when it fires."""
+        raise NotImplementedError("an Aggregate implements result(key, window, acc)")
+
+    def encode(self, acc):
+        return json.dumps(acc).encode("utf-8")
+
+    def decode(self, data):
+        return json.loads(data)
+
+
+class Reduce:
+    """Folds a window's records into one value of their own type, as Flink's `ReduceFunction`:
+    the window emits its value as it stands."""
+
+    def open(self, config):
+        pass
+
+    def reduce(self, value, record):
+        """`value` (bytes) with `record` folded in: bytes or str."""
+        raise NotImplementedError("a Reduce implements reduce(value, record)")
+
+
+class WindowOutput:
+    """What a `ProcessWindow` emits for one window (a record without a timestamp gets the
+    window's end - 1)."""
+
+    def __init__(self):
+        self.batch = bytearray()
+
+    def emit(self, key, value, timestamp=None):
+        encode_record(self.batch, _bytes(key), _bytes(value), timestamp)
+
+
+class ProcessWindow:
+    """Computes a window's output from all its records at once, as Flink's
+    `ProcessWindowFunction`."""
+
+    def open(self, config):
+        pass
+
+    def process(self, key, window, records, out):
+        raise NotImplementedError("a ProcessWindow implements process(key, window, records, out)")
+
+
+class WindowRuntime:
+    """The glue between the window exports and a function (plain Python, testable natively)."""
+
+    def __init__(self, cls):
+        self.cls = cls
+        self.fn = None
+
+    def open(self, config):
+        fn = self.cls()
+        fn.open(json.loads(config) if config.strip() else {})
+        self.fn = fn
+
+    def _fn(self):
+        if self.fn is None:
+            raise Error("window function called before open")
+        return self.fn
+
+    def add(self, accumulators, records, pairs):
+        fn = self._fn()
+        accs = [fn.create() if a is None else fn.decode(a) for a in _items(accumulators)]
+        for g, r in _paired(records, pairs, len(accs)):
+            accs[g] = fn.add(accs[g], r)
+        out = bytearray()
+        for a in accs:
+            _push_item(out, fn.encode(a))
+        return bytes(out)
+
+    def merge(self, sets):
+        fn = self._fn()
+        out, pos, end = bytearray(), 0, len(sets)
+        while pos < end:
+            (n,) = _LEN.unpack_from(sets, pos)
+            pos += 4
+            acc = None
+            for _ in range(n):
+                (m,) = _LEN.unpack_from(sets, pos)
+                pos += 4
+                other = fn.decode(bytes(sets[pos : pos + m]))
+                pos += m
+                acc = other if acc is None else fn.merge(acc, other)
+            _push_item(out, fn.encode(fn.create() if acc is None else acc))
+        return bytes(out)
+
+    def get_result(self, windows):
+        fn = self._fn()
+        out, pos = bytearray(), 0
+        while pos < len(windows):
+            (n,) = _LEN.unpack_from(windows, pos)
+            key = bytes(windows[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+            start, end = struct.unpack_from("<qq", windows, pos)
+            pos += 16
+            (m,) = _LEN.unpack_from(windows, pos)
+            acc = fn.decode(bytes(windows[pos + 4 : pos + 4 + m]))
+            pos += 4 + m
+            _push_item(out, fn.result(key, Window(start, end), acc))
+        return bytes(out)
+
+    def reduce(self, values, records, pairs):
+        fn = self._fn()
+        vals = _items(values)
+        for g, r in _paired(records, pairs, len(vals)):
+            vals[g] = r.value if vals[g] is None else _bytes(fn.reduce(vals[g], r))
+        out = bytearray()
+        for v in vals:
+            if v is None:
+                raise Error("malformed window batch: a group with no value and no records")
+            _push_item(out, v)
+        return bytes(out)
+
+    def process(self, windows):
+        fn = self._fn()
+        out, pos = bytearray(), 0
+        while pos < len(windows):
+            (n,) = _LEN.unpack_from(windows, pos)
+            key = bytes(windows[pos + 4 : pos + 4 + n])
+            pos += 4 + n
+            start, end, count = struct.unpack_from("<qqI", windows, pos)
+            pos += 20
+            # The records run to the next window's start: read exactly `count` of them.
+            at = pos
+            for _ in range(count):
+                flags, klen, vlen = _HEADER.unpack_from(windows, at)
+                at += 9 + (8 if flags & 1 else 0) + klen + vlen
+            records = decode_batch(bytes(windows[pos:at]))
+            pos = at
+            emitted = WindowOutput()
+            fn.process(key, Window(start, end), records, emitted)
+            _push_item(out, bytes(emitted.batch))
+        return bytes(out)
+
+
+def _guard(f, *args):
+    from componentize_py_types import Err
+
+    try:
+        return f(*args)
+    except Err:
+        raise
+    except BaseException as e:
+        raise Err(_failure(e))
+
+
+def export_aggregate(cls):
+    """The `aggregate-handler` export of the `window-aggregate` world for an `Aggregate`
+    subclass: `AggregateHandler = weir.export_aggregate(SumCount)`."""
+    from wit_world import exports
+
+    runtime = WindowRuntime(cls)
+
+    class AggregateHandler(exports.AggregateHandler):
+        def open(self, config):
+            _guard(runtime.open, config)
+
+        def add(self, accumulators, records, pairs):
+            return _guard(runtime.add, accumulators, records, pairs)
+
+        def merge(self, sets):
+            return _guard(runtime.merge, sets)
+
+        def get_result(self, windows):
+            return _guard(runtime.get_result, windows)
+
+    return AggregateHandler
+
+
+def export_reduce(cls):
+    """The `reduce-handler` export of the `window-reduce` world for a `Reduce` subclass:
+    `ReduceHandler = weir.export_reduce(Max)`."""
+    from wit_world import exports
+
+    runtime = WindowRuntime(cls)
+
+    class ReduceHandler(exports.ReduceHandler):
+        def open(self, config):
+            _guard(runtime.open, config)
+
+        def reduce(self, values, records, pairs):
+            return _guard(runtime.reduce, values, records, pairs)
+
+    return ReduceHandler
+
+
+def export_process_window(cls):
+    """The `process-handler` export of the `window-process` world for a `ProcessWindow`
+    subclass: `ProcessHandler = weir.export_process_window(Top)`."""
+    from wit_world import exports
+
+    runtime = WindowRuntime(cls)
+
+    class ProcessHandler(exports.ProcessHandler):
+        def open(self, config):
+            _guard(runtime.open, config)
+
+        def process(self, windows):
+            return _guard(runtime.process, windows)
+
+    return ProcessHandler

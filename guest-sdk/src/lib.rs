@@ -82,6 +82,8 @@ pub mod bindings {
             runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
             type_section_suffix: "aggregate",
             with: {
+                "weir:operator/emit@0.1.0": crate::bindings::weir::operator::emit,
+                "weir:operator/state@0.1.0": crate::bindings::weir::operator::state,
                 "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
                 "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
             },
@@ -99,6 +101,8 @@ pub mod bindings {
             runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
             type_section_suffix: "reduce",
             with: {
+                "weir:operator/emit@0.1.0": crate::bindings::weir::operator::emit,
+                "weir:operator/state@0.1.0": crate::bindings::weir::operator::state,
                 "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
                 "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
             },
@@ -116,6 +120,8 @@ pub mod bindings {
             runtime_path: "weir_guest_sdk::__wit_bindgen::rt",
             type_section_suffix: "process",
             with: {
+                "weir:operator/emit@0.1.0": crate::bindings::weir::operator::emit,
+                "weir:operator/state@0.1.0": crate::bindings::weir::operator::state,
                 "weir:operator/log@0.1.0": crate::bindings::weir::operator::log,
                 "weir:operator/context@0.1.0": crate::bindings::weir::operator::context,
             },

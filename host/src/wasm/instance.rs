@@ -226,17 +226,19 @@ impl LoadedComponent {
             })?,
             _ => return Err(wrong_world(&self.path, "a window function")),
         };
-        guest.call("open", |b, store| match b {
-            WindowBindings::Aggregate(a) => a
-                .weir_operator_aggregate_handler()
-                .call_open(store, &spec.config_json),
-            WindowBindings::Reduce(r) => r
-                .weir_operator_reduce_handler()
-                .call_open(store, &spec.config_json),
-            WindowBindings::Process(p) => p
-                .weir_operator_process_handler()
-                .call_open(store, &spec.config_json),
-        })?;
+        guest
+            .call("open", |b, store| match b {
+                WindowBindings::Aggregate(a) => a
+                    .weir_operator_aggregate_handler()
+                    .call_open(store, &spec.config_json),
+                WindowBindings::Reduce(r) => r
+                    .weir_operator_reduce_handler()
+                    .call_open(store, &spec.config_json),
+                WindowBindings::Process(p) => p
+                    .weir_operator_process_handler()
+                    .call_open(store, &spec.config_json),
+            })
+            .and_then(results_only)?;
         Ok(guest)
     }
 
@@ -263,6 +265,20 @@ impl LoadedComponent {
             });
         }
         Ok(guest)
+    }
+}
+
+/// What a window function's call returned: its results are its return values, so one that
+/// emitted records fails.
+fn results_only<R>((r, outputs): (R, Outputs)) -> Result<R, GuestError> {
+    if outputs.is_empty() {
+        Ok(r)
+    } else {
+        Err(GuestError::Returned {
+            call: "a window function call",
+            message: "a window function may not emit: what a window gives is what its calls return"
+                .into(),
+        })
     }
 }
 
@@ -549,7 +565,7 @@ impl WindowInstance {
             }
             WindowBindings::Process(_) => Ok(Err("a process function adds nothing".into())),
         })
-        .map(|r| r.0)
+        .and_then(results_only)
     }
 
     /// Hands whole windows to a process function; see `weir:operator/process-handler`.
@@ -560,7 +576,7 @@ impl WindowInstance {
                 .call_process(store, windows),
             _ => Ok(Err("only a process function takes whole windows".into())),
         })
-        .map(|r| r.0)
+        .and_then(results_only)
     }
 
     /// Merges sets of accumulators (aggregate functions only).
@@ -571,7 +587,7 @@ impl WindowInstance {
             }
             _ => Ok(Err("only an aggregate function merges accumulators".into())),
         })
-        .map(|r| r.0)
+        .and_then(results_only)
     }
 
     /// The results of fired windows (aggregate functions only).
@@ -582,6 +598,6 @@ impl WindowInstance {
                 .call_get_result(store, windows),
             _ => Ok(Err("only an aggregate function has results".into())),
         })
-        .map(|r| r.0)
+        .and_then(results_only)
     }
 }

@@ -56,6 +56,8 @@ mod bindings {
                 path: "../wit",
                 world: "window-aggregate",
                 with: {
+                    "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
+                    "weir:operator/state": crate::wasm::bindings::weir::operator::state,
                     "weir:operator/log": crate::wasm::bindings::weir::operator::log,
                     "weir:operator/context": crate::wasm::bindings::weir::operator::context,
                 },
@@ -66,6 +68,8 @@ mod bindings {
                 path: "../wit",
                 world: "window-reduce",
                 with: {
+                    "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
+                    "weir:operator/state": crate::wasm::bindings::weir::operator::state,
                     "weir:operator/log": crate::wasm::bindings::weir::operator::log,
                     "weir:operator/context": crate::wasm::bindings::weir::operator::context,
                 },
@@ -76,6 +80,8 @@ mod bindings {
                 path: "../wit",
                 world: "window-process",
                 with: {
+                    "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
+                    "weir:operator/state": crate::wasm::bindings::weir::operator::state,
                     "weir:operator/log": crate::wasm::bindings::weir::operator::log,
                     "weir:operator/context": crate::wasm::bindings::weir::operator::context,
                 },

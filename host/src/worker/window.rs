@@ -23,10 +23,10 @@ use weir_batch::{Record, lengths};
 /// The map state holding each key's windows: the map key is the window (see [`window_key`]),
 /// the value a flag byte (1: the window has fired), the number of records it took (u64 LE)
 /// and its accumulator (empty when it keeps its records).
-pub const WINDOWS_STATE: &str = "windows";
+pub const WINDOWS_STATE: &str = "weir:windows";
 /// The map state holding the records of windows that keep them: the map key is the window
 /// and the record's number in it (u64 BE), the value the record.
-pub const RECORDS_STATE: &str = "window-records";
+pub const RECORDS_STATE: &str = "weir:window-records";
 
 /// Why the step failed.
 #[derive(Debug)]
