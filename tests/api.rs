@@ -66,9 +66,14 @@ impl Api {
         }
         let request = request.body(body.to_vec()).unwrap();
         let mut response = match self.agent.run(request.clone()) {
-            // A kept-alive connection the server had closed meanwhile: a GET is sent again,
-            // once, on a new one.
-            Err(ureq::Error::Io(_)) if method == "GET" => self.agent.run(request),
+            // A kept-alive connection the server had closed meanwhile (after refusing a
+            // malformed request): a GET is sent again, once, on a new one; so is any request
+            // whose sending broke off, which the server cannot have taken.
+            Err(ureq::Error::Io(e))
+                if method == "GET" || e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                self.agent.run(request)
+            }
             other => other,
         }
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));

@@ -971,3 +971,55 @@ fn a_corrupt_frame_or_a_foreign_certificate_is_refused() {
     );
     coord_b.wait_for("refused a connection", LIMIT);
 }
+
+/// Event time across workers: watermarks travel with the records over QUIC, each window task
+/// takes the minimum over its channels from both workers, and the rows are local mode's.
+#[test]
+fn event_time_windows_across_workers_give_the_local_rows() {
+    let dir = scratch();
+    let cluster = Cluster::start(dir.path(), &[2, 2]);
+    let manifest = write_manifest(
+        dir.path(),
+        &format!(
+            r#"edges = ["gen -> sums", "sums -> out"]
+[job]
+chaining = false
+[sources.gen]
+kind = "wasm"
+component = "{gen}"
+config = {{ workload = "window", n = 200000 }}
+watermarks = {{ strategy = "bounded_out_of_orderness", max_delay = "2s", interval = "20ms" }}
+[windows.sums]
+assigner = {{ kind = "tumbling", size = "1s" }}
+function = {{ kind = "aggregate", component = "{sum_count}" }}
+[sinks.out]
+kind = "file"
+path = "out"
+"#,
+            gen = component("bench_gen"),
+            sum_count = component("windows_sum_count"),
+        ),
+    );
+    let local_out = dir.path().join("local");
+    run_ok(&[
+        "run",
+        manifest.to_str().unwrap(),
+        "--set",
+        "job.parallelism=4",
+        "--set",
+        &format!("sinks.out.path={}", local_out.display()),
+    ]);
+    let out = cluster.run(&manifest, &["--set", "job.parallelism=4"]);
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let sorted = |d: &Path| {
+        let mut lines = sink_lines(d);
+        lines.sort();
+        lines
+    };
+    let local = sorted(&local_out);
+    assert!(local.len() > 10_000, "{}", local.len());
+    assert!(
+        sorted(&dir.path().join("out")) == local,
+        "the cluster's rows differ"
+    );
+}

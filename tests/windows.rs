@@ -332,8 +332,16 @@ path = "out"
             "windows.w.trigger: count windows fire every `slide` records",
         ),
         (
+            "assigner = { kind = \"tumbling\", size = \"1s\" }\ntrigger = { kind = \"purging\" }",
+            "windows.w.trigger: unknown trigger `purging`",
+        ),
+        (
             "assigner = { kind = \"tumbling\", size = \"1s\" }\ntrigger = { kind = \"continuous\" }",
-            "windows.w.trigger: unknown trigger `continuous`",
+            "windows.w.trigger: a continuous trigger needs `interval`",
+        ),
+        (
+            "assigner = { kind = \"tumbling\", size = \"1s\" }\ntrigger = \"processing-time\"",
+            "windows.w.trigger: a `processing-time` trigger fires by the other clock",
         ),
     ] {
         let path = write_manifest(dir.path(), &job(window, ""));
@@ -743,4 +751,39 @@ fn window_functions_in_python_and_javascript_give_the_rust_rows() {
             assert_eq!(rows(assigner, kind, other, config), rust, "{lang} {kind}");
         }
     }
+}
+
+#[test]
+fn a_continuous_trigger_fires_every_interval_of_event_time_and_at_the_end() {
+    // Tumbling 10 s, firing every 2 s of event time from each window's first record.
+    let events = [
+        event("a", 1000, 1),  // a's window fires from 2000 on, every 2 s
+        event("a", 3500, 2),  // watermark 3499: the firing at 2000
+        event("a", 6000, 4),  // watermark 5999: at 4000
+        event("b", 12000, 8), // watermark 11999: at 6000 and 8000, then the end (9999)
+    ];
+    let (out, _) = windows(
+        &events,
+        MONOTONOUS,
+        &format!(
+            "assigner = {{ kind = \"tumbling\", size = \"10s\" }}\ntrigger = {{ kind = \"continuous\", interval = \"2s\" }}\n{}",
+            sum_count()
+        ),
+    );
+    let b = "b,10000,20000,8,1";
+    assert_eq!(
+        out,
+        [
+            "a,0,10000,3,2",
+            "a,0,10000,7,3",
+            "a,0,10000,7,3",
+            "a,0,10000,7,3",
+            "a,0,10000,7,3",
+            // The end of input: b's firings at 14000, 16000 and 18000, then its end.
+            b,
+            b,
+            b,
+            b,
+        ]
+    );
 }

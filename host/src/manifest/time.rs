@@ -226,7 +226,7 @@ impl Checker<'_> {
             ));
         }
         let assigner = self.assigner(&format!("{field}.assigner"), w.assigner.get_ref())?;
-        let trigger = self.trigger(&format!("{field}.trigger"), w.trigger.as_ref())?;
+        let trigger = self.trigger(&format!("{field}.trigger"), w.trigger.as_ref(), time)?;
         let not_for_count = |what: &str, span: Option<std::ops::Range<usize>>| {
             Err(self.err(
                 span,
@@ -235,7 +235,7 @@ impl Checker<'_> {
             ))
         };
         match (assigner, trigger) {
-            (WindowAssigner::Count { .. }, WindowTrigger::Count(_)) => {
+            (WindowAssigner::Count { .. }, t) if t != WindowTrigger::Default => {
                 return not_for_count("trigger", w.trigger.as_ref().map(Spanned::span));
             }
             (WindowAssigner::Count { .. }, _) if w.allowed_lateness.is_some() => {
@@ -288,45 +288,61 @@ impl Checker<'_> {
         })
     }
 
-    /// A window's `trigger`: `"default"` or `{ kind = "count", count = N }`.
+    /// A window's `trigger`: `"default"` (or the name of the window's time, `"event-time"` or
+    /// `"processing-time"`), `{ kind = "count", count = N }` or
+    /// `{ kind = "continuous", interval = "5s" }`.
     fn trigger(
         &self,
         field: &str,
         t: Option<&Spanned<toml::Value>>,
+        time: TimeKind,
     ) -> Result<WindowTrigger, ManifestError> {
+        const KINDS: &str = "use \"default\", { kind = \"count\", count = N } or { kind = \"continuous\", interval = \"5s\" }";
         let Some(t) = t else {
             return Ok(WindowTrigger::Default);
         };
         let err = |m: &str| self.err(Some(t.span()), field, m);
-        match t.get_ref() {
-            toml::Value::String(s) if s == "default" => Ok(WindowTrigger::Default),
-            toml::Value::Table(table) => {
-                match table.get("kind").and_then(toml::Value::as_str) {
-                    Some("count") => {}
-                    Some(other) => {
-                        return Err(err(&format!(
-                            "unknown trigger `{other}`; use \"default\" or {{ kind = \"count\", count = N }} (processing-time and continuous triggers are not supported yet)"
-                        )));
-                    }
-                    None => return Err(err("a trigger table needs `kind`")),
-                }
-                if let Some(k) = table
-                    .keys()
-                    .find(|k| !["kind", "count"].contains(&k.as_str()))
-                {
-                    return Err(err(&format!("`{k}` is not a field of a count trigger")));
-                }
-                match table.get("count").and_then(toml::Value::as_integer) {
-                    Some(n) if n >= 1 => Ok(WindowTrigger::Count(n as u64)),
-                    _ => Err(err(
-                        "a count trigger needs `count`, a number of records of at least 1",
-                    )),
-                }
+        let table = match t.get_ref() {
+            toml::Value::String(s) => {
+                return match (s.as_str(), time) {
+                    ("default", _)
+                    | ("event-time", TimeKind::Event)
+                    | ("processing-time", TimeKind::Processing) => Ok(WindowTrigger::Default),
+                    ("event-time" | "processing-time", _) => Err(err(&format!(
+                        "a `{s}` trigger fires by the other clock than this window's: set `time` to match (a window's default trigger follows its time)"
+                    ))),
+                    (other, _) => Err(err(&format!("unknown trigger `{other}`; {KINDS}"))),
+                };
             }
-            _ => Err(err(
-                "use \"default\" or { kind = \"count\", count = N } (processing-time and continuous triggers are not supported yet)",
-            )),
+            toml::Value::Table(table) => table,
+            _ => return Err(err(KINDS)),
+        };
+        let kind = table.get("kind").and_then(toml::Value::as_str);
+        let fields: &[&str] = match kind {
+            Some("count") => &["kind", "count"],
+            Some("continuous") => &["kind", "interval"],
+            Some(other) => return Err(err(&format!("unknown trigger `{other}`; {KINDS}"))),
+            None => return Err(err("a trigger table needs `kind`")),
+        };
+        if let Some(k) = table.keys().find(|k| !fields.contains(&k.as_str())) {
+            return Err(err(&format!("`{k}` is not a field of this trigger")));
         }
+        if kind == Some("count") {
+            return match table.get("count").and_then(toml::Value::as_integer) {
+                Some(n) if n >= 1 => Ok(WindowTrigger::Count(n as u64)),
+                _ => Err(err(
+                    "a count trigger needs `count`, a number of records of at least 1",
+                )),
+            };
+        }
+        let interval = (table.get("interval").and_then(toml::Value::as_str)).ok_or_else(|| {
+            err("a continuous trigger needs `interval`, a duration such as \"5s\"")
+        })?;
+        Ok(WindowTrigger::Continuous(self.text_span_ms(
+            &format!("{field}.interval"),
+            t.span(),
+            interval,
+        )?))
     }
 
     /// A record count of a count window: a positive integer.

@@ -294,6 +294,9 @@ pub enum WindowTrigger {
     Default,
     /// Every `n` records of a window (its contents kept); time only drops it.
     Count(u64),
+    /// Every this many ms of time (the watermark, or the clock) from the window's first
+    /// record, and at its end.
+    Continuous(i64),
 }
 
 /// A WASM component and its config: an operator, or a source component.

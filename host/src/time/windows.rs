@@ -47,6 +47,8 @@ type Timer<K> = (i64, Kind, K, Window);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Kind {
     Fire,
+    /// A continuous trigger's firing within the window.
+    Continuous,
     Purge,
 }
 
@@ -61,6 +63,11 @@ pub struct WindowOperator<K: Ord + Clone + Hash + Eq> {
     /// Windows fire when time passes their end (the default trigger); `false` for a trigger
     /// that fires otherwise (counts): time then only drops windows.
     fire_on_time: bool,
+    /// A continuous trigger's interval: windows also fire every this many ms of time, from
+    /// the first record's (Flink's `ContinuousEventTimeTrigger`).
+    continuous: Option<i64>,
+    /// The next continuous firing of each window that has one.
+    next_fire: hashbrown::HashMap<(K, Window), i64, foldhash::fast::RandomState>,
     watermark: i64,
     windows: hashbrown::HashMap<K, KeyWindows, foldhash::fast::RandomState>,
     timers: BTreeSet<Timer<K>>,
@@ -73,10 +80,19 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
             assigner,
             lateness: allowed_lateness.max(0),
             fire_on_time: true,
+            continuous: None,
+            next_fire: hashbrown::HashMap::default(),
             watermark: super::watermark::MIN,
             windows: hashbrown::HashMap::default(),
             timers: BTreeSet::new(),
         }
+    }
+
+    /// Windows that also fire every `interval` ms of time while they are open (a continuous
+    /// trigger), besides at their end.
+    pub fn firing_every(mut self, interval: i64) -> Self {
+        self.continuous = Some(interval.max(1));
+        self
     }
 
     /// Windows that time only drops, for a trigger that fires them otherwise.
@@ -124,6 +140,9 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
             }
             skipped = false;
             out.push(RecordAction::Add(window));
+            if let Some(every) = self.continuous {
+                self.continue_firing(key.to_owned(), window, ts, every);
+            }
             let known = self.windows.get(key).is_some_and(|ws| ws.contains(&window));
             if self.fire_on_time && window.max_timestamp() <= self.watermark {
                 // Accepted after it fired: it fires again at once, with this record.
@@ -195,12 +214,33 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
             .remove(&(self.cleanup_time(window), Kind::Purge, key, *window));
     }
 
-    /// Removes `window` from `key`'s windows.
+    /// Sets the first continuous firing of `window` of `key`, unless it has one: the first
+    /// multiple of `every` after `ts` (Flink's `ContinuousEventTimeTrigger`).
+    fn continue_firing(&mut self, key: K, window: Window, ts: i64, every: i64) {
+        let slot = (key, window);
+        if self.next_fire.contains_key(&slot) {
+            return;
+        }
+        let at = ts
+            .saturating_sub(ts.rem_euclid(every))
+            .saturating_add(every);
+        self.timers
+            .insert((at, Kind::Continuous, slot.0.clone(), window));
+        self.next_fire.insert(slot, at);
+    }
+
+    /// Removes `window` from `key`'s windows, with its continuous firing.
     fn forget<Q>(&mut self, key: &Q, window: &Window)
     where
         K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        if self.continuous.is_some()
+            && let Some(at) = self.next_fire.remove(&(key.to_owned(), *window))
+        {
+            self.timers
+                .remove(&(at, Kind::Continuous, key.to_owned(), *window));
+        }
         if let Some(ws) = self.windows.get_mut(key) {
             ws.retain(|w| w != window);
             if ws.is_empty() {
@@ -218,11 +258,30 @@ impl<K: Ord + Clone + Hash + Eq> WindowOperator<K> {
         self.watermark = watermark;
         let mut out = Vec::new();
         while self.timers.first().is_some_and(|t| t.0 <= watermark) {
-            let Some((_, kind, key, window)) = self.timers.pop_first() else {
+            let Some((time, kind, key, window)) = self.timers.pop_first() else {
                 break;
             };
             match kind {
                 Kind::Fire => out.push(Action::Fire { key, window }),
+                Kind::Continuous => {
+                    let slot = (key, window);
+                    self.next_fire.remove(&slot);
+                    // Exactly at the window's end its own firing covers it, and ends the
+                    // series (Flink's timers are one at the same time); past the end, within
+                    // the lateness, it goes on until the window is dropped.
+                    let alive = (self.windows.get(&slot.0)).is_some_and(|ws| ws.contains(&window));
+                    if alive && time != window.max_timestamp() {
+                        let every = self.continuous.unwrap_or(1);
+                        let next = time.saturating_add(every);
+                        self.timers
+                            .insert((next, Kind::Continuous, slot.0.clone(), window));
+                        self.next_fire.insert(slot.clone(), next);
+                        out.push(Action::Fire {
+                            key: slot.0,
+                            window,
+                        });
+                    }
+                }
                 Kind::Purge => {
                     self.forget(&key, &window);
                     out.push(Action::Purge { key, window });
@@ -305,6 +364,31 @@ mod tests {
         );
         assert_eq!(op.on_watermark(24), [purge(w(10, 20))]);
         assert_eq!(op.windows(), 0);
+    }
+
+    #[test]
+    fn a_continuous_trigger_fires_every_interval_from_the_first_record_and_at_the_end() {
+        let mut op: Op = WindowOperator::new(tumbling(10), 0).firing_every(4);
+        rec(&mut op, "k", 1);
+        // Firings at 4 and 8 (the first multiple of 4 after 1, then every 4), the end at 9.
+        assert_eq!(op.on_watermark(5), [fire(w(0, 10))]);
+        assert_eq!(
+            op.on_watermark(9),
+            [fire(w(0, 10)), fire(w(0, 10)), purge(w(0, 10))]
+        );
+        assert_eq!(op.on_watermark(100), [], "dropped with its firings");
+        // A continuous firing exactly on the end is the end's.
+        let mut op: Op = WindowOperator::new(tumbling(10), 0).firing_every(3);
+        rec(&mut op, "k", 0);
+        assert_eq!(
+            op.on_watermark(9),
+            [
+                fire(w(0, 10)),
+                fire(w(0, 10)),
+                fire(w(0, 10)),
+                purge(w(0, 10))
+            ]
+        );
     }
 
     #[test]

@@ -175,11 +175,14 @@ impl WindowStep {
                 (Some(slide), slide == size, (slide != size).then_some(size))
             }
             (_, WindowTrigger::Count(n)) => (Some(n), false, None),
-            (_, WindowTrigger::Default) => (None, false, None),
+            (_, WindowTrigger::Default | WindowTrigger::Continuous(_)) => (None, false, None),
         };
         let mut logic = WindowOperator::new(assigner, node.allowed_lateness);
         if every.is_some() {
             logic = logic.without_time_firing();
+        }
+        if let WindowTrigger::Continuous(interval) = node.trigger {
+            logic = logic.firing_every(interval);
         }
         Ok(WindowStep {
             logic,
