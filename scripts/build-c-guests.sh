@@ -59,11 +59,46 @@ build() {
   stamp "$4" C= # clang records itself
 }
 
+# A window function (WEIR_AGGREGATE, WEIR_REDUCE or WEIR_PROCESS_WINDOW): built against its
+# world's bindings (weir-c-gen names them as the operator world's) with the window glue.
+build_window() {
+  local world define
+  if grep -qF "WEIR_AGGREGATE(" "$1"; then
+    world=window-aggregate define=WEIR_WORLD_AGGREGATE
+  elif grep -qF "WEIR_REDUCE(" "$1"; then
+    world=window-reduce define=WEIR_WORLD_REDUCE
+  else
+    world=window-process define=WEIR_WORLD_PROCESS
+  fi
+  local wgen="$gen/$world" core="$4.core.wasm"
+  if [ ! "$wgen/stateful_operator.o" -nt "$wgen/stateful_operator.c" ]; then
+    clang "${CFLAGS[@]}" -w -c "$wgen/stateful_operator.c" -o "$wgen/stateful_operator.o"
+  fi
+  clang "${CFLAGS[@]}" -Wall -Wextra -Wno-unused-parameter $WERROR "-D$define" -I guest-sdk/c \
+    -I "$wgen" "$1" guest-sdk/c/weir.c guest-sdk/c/weir_window.c "$gen/weir_unicode.c" \
+    "$wgen/stateful_operator.o" "$wgen/stateful_operator_component_type.o" -o "$core"
+  "$(wasm_tools)" component new "$core" -o "$4" \
+    --adapt "wasi_snapshot_preview1=$gen/wasi_snapshot_preview1.reactor.wasm"
+  rm -f "$core"
+  stamp "$4" C=
+}
+
+is_window() {
+  grep -qE "WEIR_(AGGREGATE|REDUCE|PROCESS_WINDOW)\(" "$1"
+}
+
 if [ $# -eq 2 ]; then
   WERROR=
-  build "$1" "$(basename "$1" .c)" "$(dirname "$1")" "$2"
+  if is_window "$1"; then
+    build_window "$1" "$(basename "$1" .c)" "$(dirname "$1")" "$2"
+  else
+    build "$1" "$(basename "$1" .c)" "$(dirname "$1")" "$2"
+  fi
   echo "==> $2"
 else
   WERROR=-Werror # the examples stay free of warnings
   build_examples c c "WEIR_OPERATOR(" "guest-sdk/c $gen" build
+  for marker in "WEIR_AGGREGATE(" "WEIR_REDUCE(" "WEIR_PROCESS_WINDOW("; do
+    build_examples c c "$marker" "guest-sdk/c $gen" build_window
+  done
 fi

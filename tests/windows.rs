@@ -703,7 +703,7 @@ fn processing_time_windows_follow_the_clock() {
 }
 
 #[test]
-fn window_functions_in_python_and_javascript_give_the_rust_rows() {
+fn window_functions_in_python_javascript_and_c_give_the_rust_rows() {
     // Every kind of window function, in each language, over the same events.
     let events = [
         event("a", 1000, 5),
@@ -747,6 +747,7 @@ fn window_functions_in_python_and_javascript_give_the_rust_rows() {
         for (lang, other) in [
             ("python", python_component(name)),
             ("javascript", js_component(name)),
+            ("c", c_component(name)),
         ] {
             assert_eq!(rows(assigner, kind, other, config), rust, "{lang} {kind}");
         }

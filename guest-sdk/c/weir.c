@@ -5,10 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "stateful_operator.h"
+#include "weir_glue.h"
 
-/// The operator's hooks, defined by WEIR_OPERATOR in the operator's file.
-extern const weir_operator weir_operator_def;
+/// The operator's hooks, defined by WEIR_OPERATOR in the operator's file (weak: a window
+/// function's component has none, and never calls the operator exports).
+extern const weir_operator weir_operator_def __attribute__((weak));
 
 /// Records are flushed to the host when an output's buffer reaches this, and at the end of a
 /// call (as the Rust SDK does).
@@ -1093,3 +1094,17 @@ bool exports_weir_operator_checkpoint_hooks_restore(stateful_operator_list_u8_t 
 }
 
 uint32_t weir_attempt(void) { return weir_operator_context_attempt(); }
+
+// ---- For the window glue (weir_glue.h) -----------------------------------------------------
+
+weir_ctx *weir_glue_ctx(void) { return &the_ctx; }
+
+bool weir_glue_finish(bool ok, const char *hook, stateful_operator_string_t *err) {
+    return finish(&the_ctx, ok, hook, err);
+}
+
+size_t weir_glue_unpack(const uint8_t *p, size_t len, const weir_record **out) {
+    size_t n = unpack(&the_ctx, p, len);
+    *out = records;
+    return n;
+}

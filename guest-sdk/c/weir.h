@@ -153,6 +153,56 @@ uint32_t weir_attempt(void);
 /// `WEIR_OPERATOR(.open = my_open, .process = my_process);`. Exactly one per component.
 #define WEIR_OPERATOR(...) const weir_operator weir_operator_def = {__VA_ARGS__}
 
+// ---- Window functions ---------------------------------------------------------------------
+//
+// A component is either an operator (WEIR_OPERATOR) or a window function for a `[windows.X]`
+// operator (`wit/window.wit`): one of WEIR_AGGREGATE, WEIR_REDUCE, WEIR_PROCESS_WINDOW. The
+// host keeps the windows and decides when they fire; these only compute. Accumulators and
+// values are bytes the function chooses.
+
+/// A window: from `start` (included) to `end` (excluded), in milliseconds.
+typedef struct {
+    int64_t start, end;
+} weir_window;
+
+/// Folds a window's records into an accumulator, as Flink's `AggregateFunction`.
+typedef struct {
+    bool (*open)(weir_ctx *ctx, weir_bytes config);
+    /// Writes a new, empty accumulator into `acc` (empty on entry).
+    bool (*create)(weir_ctx *ctx, weir_buf *acc);
+    /// Adds `record` to the accumulator in `acc`, in place.
+    bool (*add)(weir_ctx *ctx, weir_buf *acc, const weir_record *record);
+    /// Folds the accumulator `other` into `acc` (session windows that merge); may be NULL
+    /// when the function is not used with session windows.
+    bool (*merge)(weir_ctx *ctx, weir_buf *acc, weir_bytes other);
+    /// Appends the window's value, when it fires, to `out` (empty on entry).
+    bool (*result)(weir_ctx *ctx, weir_bytes key, weir_window window, weir_bytes acc, weir_buf *out);
+} weir_aggregate;
+
+/// Folds a window's records into one value of their own type, as Flink's `ReduceFunction`.
+typedef struct {
+    bool (*open)(weir_ctx *ctx, weir_bytes config);
+    /// Folds `record` into `value` (which starts as the first record's value), in place.
+    bool (*reduce)(weir_ctx *ctx, weir_buf *value, const weir_record *record);
+} weir_reduce;
+
+/// Computes a window's output from all its records at once, as Flink's
+/// `ProcessWindowFunction`: emit with weir_window_emit into `out`.
+typedef struct {
+    bool (*open)(weir_ctx *ctx, weir_bytes config);
+    bool (*process)(weir_ctx *ctx, weir_bytes key, weir_window window, const weir_record *records,
+                    size_t n, weir_buf *out);
+} weir_process_window;
+
+/// Appends a record to a process window's output (without a timestamp: it gets the window's
+/// end - 1; `timestamp` may be NULL).
+void weir_window_emit(weir_buf *out, weir_bytes key, weir_bytes value, const int64_t *timestamp);
+
+/// Name a window function's hooks, as WEIR_OPERATOR does an operator's.
+#define WEIR_AGGREGATE(...) const weir_aggregate weir_aggregate_def = {__VA_ARGS__}
+#define WEIR_REDUCE(...) const weir_reduce weir_reduce_def = {__VA_ARGS__}
+#define WEIR_PROCESS_WINDOW(...) const weir_process_window weir_process_window_def = {__VA_ARGS__}
+
 /// Fails the current call with a printf-style message (the first failure of a call wins) and
 /// returns false, so that a hook can `return weir_fail(ctx, "...", ...);`.
 bool weir_fail(weir_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -28,6 +28,22 @@ fn main() -> Result<()> {
     for (name, contents) in bindings(Path::new(wit), "stateful-operator")? {
         write(&out.join(name), &contents)?;
     }
+    // Each window world's bindings, in a folder of its own, named as the operator world's
+    // (files and type prefix), so that one weir.c builds against any of them.
+    for world in ["window-aggregate", "window-reduce", "window-process"] {
+        let dir = out.join(world);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let prefix = world.replace('-', "_");
+        for (name, contents) in bindings(Path::new(wit), world)? {
+            let renamed = name.replace(&prefix, "stateful_operator");
+            let contents = if name.ends_with(".o") {
+                contents
+            } else {
+                as_operator_world(&contents, &prefix)?
+            };
+            write(&dir.join(renamed), &contents)?;
+        }
+    }
     write(&out.join("weir_unicode.c"), unicode::tables().as_bytes())?;
     write(
         &out.join("wasi_snapshot_preview1.reactor.wasm"),
@@ -50,6 +66,19 @@ fn bindings(wit: &Path, world: &str) -> Result<Vec<(String, Vec<u8>)>> {
         .iter()
         .map(|(name, contents)| (name.to_string(), contents.to_vec()))
         .collect())
+}
+
+/// Generated C source of the world whose names start with `prefix`, its names as the operator
+/// world's: types and helpers (`window_aggregate_string_t` -> `stateful_operator_string_t`) and
+/// the header's name. The symbol that links the world's component type object keeps its own.
+fn as_operator_world(contents: &[u8], prefix: &str) -> Result<Vec<u8>> {
+    let text = std::str::from_utf8(contents).context("wit-bindgen wrote C that is not UTF-8")?;
+    let force_link = format!("force_link_{prefix}");
+    Ok(text
+        .replace(&format!("{prefix}.h"), "stateful_operator.h")
+        .replace(&format!("{prefix}_"), "stateful_operator_")
+        .replace("force_link_stateful_operator", &force_link)
+        .into_bytes())
 }
 
 /// Writes `contents` unless the file already holds them, so builds that depend on it stay fresh.
