@@ -15,9 +15,15 @@ fn event(user: &str, ts: i64, amount: u64) -> String {
 }
 
 /// Runs a job over `events` (JSON lines keyed by `user`, timestamps in `ts`, watermarks
-/// `watermarks` after every record) through the window `window` (a TOML table body) into
-/// `out`, late records into `late`; returns (out lines, late lines), each in the order written.
+/// `watermarks`, after every record unless they set an `interval`) through the window `window`
+/// (a TOML table body) into `out`, late records into `late`; returns (out lines, late lines),
+/// each in the order written.
 fn windows(events: &[String], watermarks: &str, window: &str) -> (Vec<String>, Vec<String>) {
+    let watermarks = if watermarks.contains("interval") {
+        watermarks.to_string()
+    } else {
+        format!(r#"{watermarks}, interval = "0s""#)
+    };
     let dir = scratch();
     let input = dir.path().join("events.jsonl");
     std::fs::write(&input, events.join("\n") + "\n").unwrap();
@@ -32,7 +38,7 @@ path = "{input}"
 format = "json"
 key_field = "user"
 timestamp = {{ field = "ts" }}
-watermarks = {{ {watermarks}, interval = "0s" }}
+watermarks = {{ {watermarks} }}
 
 [windows.w]
 late_output = "late"
@@ -787,4 +793,32 @@ fn a_continuous_trigger_fires_every_interval_of_event_time_and_at_the_end() {
             b,
         ]
     );
+}
+
+#[test]
+fn sessions_that_grow_and_bridge_within_one_batch_add_up_as_record_by_record() {
+    // No watermark before the end (an hour's interval): the records come in one batch and
+    // every merge happens within it, with records gathered for the sessions that merge (one
+    // session, or two a record bridges); the end of input fires the sessions.
+    let events = [
+        event("a", 1000, 1),
+        event("a", 1200, 2),   // [1000, 1700)
+        event("a", 5000, 4),   // [5000, 5500)
+        event("a", 5100, 8),   // [5000, 5600)
+        event("a", 1300, 16),  // [1000, 1800)
+        event("a", 3000, 32),  // [3000, 3500)
+        event("a", 4600, 64),  // overlaps [5000, 5600): [4600, 5600)
+        event("a", 1800, 128), // touches [1000, 1800): [1000, 2300)
+        event("a", 2500, 256), // touches [3000, 3500): [2500, 3500)
+        event("a", 2300, 512), // bridges [1000, 2300) and [2500, 3500)
+    ];
+    let (out, _) = windows(
+        &events,
+        r#"strategy = "monotonous", interval = "1h""#,
+        &format!(
+            "assigner = {{ kind = \"session\", gap = \"500ms\" }}\n{}",
+            sum_count()
+        ),
+    );
+    assert_eq!(out, ["a,1000,3500,947,7", "a,4600,5600,76,3"]);
 }

@@ -263,7 +263,9 @@ impl WindowStep {
                         self.fire(&[(record.key.to_vec(), window)])?;
                     }
                     RecordAction::Merge { into, from } => {
-                        self.add_gathered(batch)?;
+                        if !self.retarget(record.key, into, &from) {
+                            self.add_gathered(batch)?;
+                        }
                         self.merge(record.key, into, &from)?;
                     }
                     RecordAction::Late => match self.late_output {
@@ -400,6 +402,35 @@ impl WindowStep {
             self.pairs.extend([record, group]);
         }
         Ok(seq + 1)
+    }
+
+    /// Sessions of `key` merge into `into`: the records gathered for one of them and not yet
+    /// added go into `into` instead, once merged (no call of the function per merge, which a
+    /// session that grows with every record would otherwise cost). `false` when that cannot be
+    /// done (windows that keep their records or count, or several merged sessions with
+    /// gathered records): the caller adds what was gathered first.
+    fn retarget(&mut self, key: &[u8], into: Window, from: &[Window]) -> bool {
+        if self.keep_records || self.every.is_some() {
+            return false;
+        }
+        let mut pending = from
+            .iter()
+            .filter_map(|w| Some((*w, *self.index.get(w)?.get(key)?)));
+        let Some((window, group)) = pending.next() else {
+            return true;
+        };
+        if pending.next().is_some() {
+            return false;
+        }
+        if let Some(keys) = self.index.get_mut(&window) {
+            keys.remove(key);
+        }
+        self.index
+            .entry(into)
+            .or_default()
+            .insert(key.to_vec(), group);
+        self.groups[group as usize].window = into;
+        true
     }
 
     /// Adds the gathered records of `batch` to their windows: folds them into the
