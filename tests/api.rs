@@ -1464,3 +1464,76 @@ fn a_jobs_view_shows_its_restarts_and_their_causes() {
         "{job}"
     );
 }
+
+/// `weir swap --mode restart`: the count operator's Rust component swapped for the C one (a new
+/// version) while the job runs; the job goes on from the savepoint with the new component, its
+/// keyed state carried, and every running count is published exactly once. A new component
+/// that cannot take the operator's place (another world, an `open` that fails with the
+/// operator's config) and a swap of a source are refused with the reason, the job untouched.
+#[test]
+fn a_running_operator_is_swapped_by_a_restart_exactly_once() {
+    let dir = scratch();
+    let (manifest, text) = slow_wordcount(dir.path(), "memory");
+    let (_cluster, api, id) = submit_running(dir.path(), &manifest, &[2, 2]);
+    let id = id.as_str();
+    let swap = |operator: &str, component: &str| {
+        let hash = api.upload(component, "new.wasm");
+        api.post_json(
+            &format!("/v1/jobs/{id}/swap"),
+            &serde_json::json!({
+                "operator": operator,
+                "artifact": format!("sha256:{hash}"),
+                "mode": "restart",
+            }),
+        )
+    };
+    let a = swap("count", &component("bench_gen"));
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(
+        a.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not implement weir:operator/operator@0.1.0"),
+        "{a:?}"
+    );
+    // `tally` needs a `reads` config, which `count`'s config has not: its open fails.
+    let a = swap("count", &component("bench_tally"));
+    assert_eq!(a.status, 400, "{a:?}");
+    let why = a.json["error"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("cannot take its place: its open failed") && why.contains("reads"),
+        "{a:?}"
+    );
+    let a = swap("lines", &component("wordcount_count"));
+    assert_eq!(a.status, 400, "{a:?}");
+    assert!(
+        a.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`lines` is a source"),
+        "{a:?}"
+    );
+    let job = api.get(&format!("/v1/jobs/{id}")).json;
+    assert_eq!(
+        (job["status"].clone(), job["attempt"].clone()),
+        ("running".into(), 0.into())
+    );
+
+    let savepoint = verb(
+        &api,
+        &[
+            "swap",
+            id,
+            "count",
+            &c_component("wordcount_count"),
+            "--mode",
+            "restart",
+        ],
+    );
+    assert!(Path::new(savepoint.trim()).exists(), "{savepoint}");
+    let job = wait_running(&api, id, 1);
+    assert_eq!(job["restarts"], 1, "{job}");
+    let job = api.wait_end(id, Duration::from_secs(120));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}

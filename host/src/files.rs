@@ -145,7 +145,7 @@ pub fn open_limited(
 ) -> Result<LimitedFile, FileError> {
     let (file, size) = open_regular(path)?;
     let file = LimitedFile {
-        reader: file.take(limit + 1),
+        reader: file.take(limit.saturating_add(1)),
         path: path.to_path_buf(),
         size,
         limit,
@@ -193,7 +193,7 @@ impl LimitedFile {
             .read_to_end(buf)
             .map_err(|source| io_error(&self.path, source))?;
         // What the reader let through: the limit plus one, less what it has left.
-        let read = self.limit + 1 - self.reader.limit();
+        let read = self.limit.saturating_add(1) - self.reader.limit();
         if read > self.limit {
             return Err(self.too_large(read));
         }

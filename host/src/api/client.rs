@@ -168,6 +168,31 @@ pub struct Submission<'a> {
     pub allow_non_restored_state: bool,
 }
 
+/// Uploads the component file `file` (at most `limit` bytes) as an artifact named by its file
+/// name, unless the coordinator holds it already; its hash.
+pub fn upload_component(client: &Client, file: &Path, limit: u64) -> Result<String> {
+    let bytes = crate::files::read_limited(file, limit, Some("limits.component_mib"))
+        .with_context(|| format!("component {}", file.display()))?;
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    // A component the coordinator has already is not sent again.
+    let hash = crate::net::blobs::content_hash(&bytes);
+    if client.get(&format!("/v1/artifacts/{hash}")).is_ok() {
+        return Ok(hash);
+    }
+    let answer = client.post_bytes(
+        &format!("/v1/artifacts?name={}", query_value(&name)),
+        "application/wasm",
+        &bytes,
+    )?;
+    Ok(answer["artifacts"][0]["hash"]
+        .as_str()
+        .context("the API did not say the artifact's hash")?
+        .to_string())
+}
+
 /// Uploads the components of a submission's job and submits it with its paths made absolute;
 /// the job's id.
 pub fn submit_job(client: &Client, submission: &Submission) -> Result<String> {
@@ -183,33 +208,8 @@ pub fn submit_job(client: &Client, submission: &Submission) -> Result<String> {
         if let Some((_, hash)) = uploaded.iter().find(|(f, _)| f == file) {
             return Ok(format!("sha256:{hash}"));
         }
-        let bytes = crate::files::read_limited(
-            file,
-            job.limits.component_bytes,
-            Some("limits.component_mib"),
-        )
-        .map_err(|e| e.to_string())?;
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        // A component the coordinator has already is not sent again.
-        let hash = crate::net::blobs::content_hash(&bytes);
-        if client.get(&format!("/v1/artifacts/{hash}")).is_ok() {
-            uploaded.push((file.to_path_buf(), hash.clone()));
-            return Ok(format!("sha256:{hash}"));
-        }
-        let answer = client
-            .post_bytes(
-                &format!("/v1/artifacts?name={}", query_value(&name)),
-                "application/wasm",
-                &bytes,
-            )
+        let hash = upload_component(client, file, job.limits.component_bytes)
             .map_err(|e| format!("{e:#}"))?;
-        let hash = answer["artifacts"][0]["hash"]
-            .as_str()
-            .ok_or("the API did not say the artifact's hash")?
-            .to_string();
         uploaded.push((file.to_path_buf(), hash.clone()));
         Ok(format!("sha256:{hash}"))
     })

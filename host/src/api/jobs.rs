@@ -328,7 +328,7 @@ struct RescaleBody {
 
 /// A JSON body (an empty one, or `null`, is `T::default()`), or a 400 saying what is wrong with
 /// it.
-async fn json_body<T: serde::de::DeserializeOwned + Default>(
+pub(super) async fn json_body<T: serde::de::DeserializeOwned + Default>(
     api: &Shared,
     request: axum::extract::Request,
 ) -> Result<T, ApiError> {
@@ -343,7 +343,7 @@ async fn json_body<T: serde::de::DeserializeOwned + Default>(
     }
 }
 
-fn accepted(id: &str, request: &str) -> axum::response::Response {
+pub(super) fn accepted(id: &str, request: &str) -> axum::response::Response {
     (
         StatusCode::ACCEPTED,
         axum::Json(serde_json::json!({

@@ -11,6 +11,7 @@ mod artifacts;
 pub mod client;
 mod jobs;
 pub mod openapi;
+mod swap;
 
 use crate::coordinator::service::{Cluster, ServiceError};
 use anyhow::{Context as _, Result, bail};
@@ -229,6 +230,7 @@ fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Shared>)> {
         ),
         ("post", "/v1/jobs/{id}/stop", post(jobs::stop)),
         ("post", "/v1/jobs/{id}/rescale", post(jobs::rescale)),
+        ("post", "/v1/jobs/{id}/swap", post(swap::swap)),
         (
             "get",
             "/v1/jobs/{id}/state/{operator}/{state}",

@@ -143,6 +143,13 @@ const OPS: &[Op] = &[
         ok: "202",
     },
     Op {
+        method: "post",
+        path: "/v1/jobs/{id}/swap",
+        summary: "Swap the component of one operator (or window function), keeping its state: the new artifact is checked (its world, and its open with the operator's config in a scratch instance) before the job is touched; mode restart takes a savepoint and deploys the job again with it. Answers with a request to poll.",
+        body: Body::Json("SwapRequest"),
+        ok: "202",
+    },
+    Op {
         method: "get",
         path: "/v1/jobs/{id}/state/{operator}/{state}",
         summary: "Read a key's value (value state) or entries (map state) in a running job: ?key= (text) or ?key_hex=, and optionally ?map_key= or ?map_key_hex=.",
@@ -261,6 +268,15 @@ pub fn document() -> Value {
                 "SavepointRequest": {
                     "type": "object",
                     "properties": { "dir": { "type": "string", "description": "an absolute directory the cluster reaches; default: savepoints/ in the job's checkpoint directory" } }
+                },
+                "SwapRequest": {
+                    "type": "object",
+                    "required": ["operator", "artifact", "mode"],
+                    "properties": {
+                        "operator": { "type": "string", "description": "the operator's uid" },
+                        "artifact": { "type": "string", "description": "sha256:<hash>, or an uploaded artifact's name" },
+                        "mode": { "type": "string", "enum": ["restart"] }
+                    }
                 },
                 "RescaleRequest": {
                     "type": "object",

@@ -240,6 +240,31 @@ pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str
     let job_path = format!("/v1/jobs/{}", query_value(id));
     let before = client.get(&job_path)?["attempt"].as_u64().unwrap_or(0);
     let answer = client.post_json(&format!("{job_path}/rescale"), &body)?;
+    redeployed(&client, id, &answer, before, "rescaled")
+}
+
+/// `weir swap JOB OPERATOR COMPONENT [--mode restart]`: uploads the component, then swaps it
+/// for the operator's (restart: a savepoint, then the job deployed again with it); prints the
+/// savepoint's path once the job runs again.
+pub fn swap(args: &ApiArgs, id: &str, operator: &str, component: &Path, mode: &str) -> Result<()> {
+    let client = args.client()?;
+    let job_path = format!("/v1/jobs/{}", query_value(id));
+    let before = client.get(&job_path)?["attempt"].as_u64().unwrap_or(0);
+    let limit = crate::plan::GuestLimits::default().component_bytes;
+    let hash = crate::api::client::upload_component(&client, component, limit)?;
+    let body = serde_json::json!({
+        "operator": operator,
+        "artifact": format!("sha256:{hash}"),
+        "mode": mode,
+    });
+    let answer = client.post_json(&format!("{job_path}/swap"), &body)?;
+    redeployed(&client, id, &answer, before, "swapped")
+}
+
+/// Waits for the savepoint request in `answer` to complete, then for job `id` to run again
+/// (an attempt after `before`); prints the savepoint's path.
+fn redeployed(client: &Client, id: &str, answer: &Value, before: u64, done: &str) -> Result<()> {
+    let job_path = format!("/v1/jobs/{}", query_value(id));
     let request = answer["request"]
         .as_str()
         .context("the API did not say the request's id")?;
@@ -253,7 +278,7 @@ pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str
         }
         if matches!(status, "finished" | "failed" | "cancelled") {
             bail!(
-                "job {id} {status} while being rescaled: {}",
+                "job {id} {status} while being {done}: {}",
                 job["why"].as_str().unwrap_or("no cause given")
             );
         }
@@ -265,7 +290,7 @@ pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("job {id} runs rescaled, restored from the savepoint:");
+    eprintln!("job {id} runs {done}, restored from the savepoint:");
     println!("{path}");
     Ok(())
 }

@@ -194,6 +194,21 @@ enum Command {
         #[command(flatten)]
         api: client::ApiArgs,
     },
+    /// Swap the component of one operator (or window function) of a running job, keeping its
+    /// state: the new component is checked first (its world, its open with the operator's
+    /// config), then `restart` takes a savepoint and deploys the job again with it.
+    Swap {
+        job: String,
+        /// The operator's uid.
+        operator: String,
+        /// The new component (.wasm), uploaded as an artifact.
+        component: PathBuf,
+        /// `restart` (the live swap is to come).
+        #[arg(long, default_value = "restart", value_parser = ["restart", "live"])]
+        mode: String,
+        #[command(flatten)]
+        api: client::ApiArgs,
+    },
     /// Print a job's recent guest lines (log calls, stdout, stderr).
     Logs {
         job: String,
@@ -368,6 +383,13 @@ pub fn main() -> ExitCode {
             operator,
             api,
         } => client::rescale(&api, &job, parallelism, operator.as_deref()),
+        Command::Swap {
+            job,
+            operator,
+            component,
+            mode,
+            api,
+        } => client::swap(&api, &job, &operator, &component, &mode),
         Command::Coordinator {
             listen,
             data_dir,

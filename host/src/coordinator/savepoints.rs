@@ -24,6 +24,9 @@ pub enum Purpose {
     Stop,
     /// Then deploy the job again as this graph (another parallelism), from the savepoint.
     Rescale(Box<JobGraph>),
+    /// Then deploy the job again as this graph (an operator's component swapped), from the
+    /// savepoint.
+    Swap(Box<JobGraph>),
 }
 
 impl Purpose {
@@ -32,6 +35,7 @@ impl Purpose {
             Purpose::Savepoint => "savepoint",
             Purpose::Stop => "stop",
             Purpose::Rescale(_) => "rescale",
+            Purpose::Swap(_) => "swap",
         }
     }
 }
@@ -50,7 +54,7 @@ pub enum RequestStatus {
 pub struct Request {
     pub request: String,
     pub job: String,
-    /// `savepoint`, `stop` or `rescale`.
+    /// `savepoint`, `stop`, `rescale` or `swap`.
     pub kind: &'static str,
     /// The savepoint's checkpoint id, once triggered.
     #[serde(skip_serializing_if = "Option::is_none")]

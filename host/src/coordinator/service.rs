@@ -326,13 +326,7 @@ impl Cluster {
         parallelism: Option<u32>,
         operators: &BTreeMap<String, u32>,
     ) -> Result<String, ServiceError> {
-        let job = self
-            .shared
-            .store
-            .get(id)
-            .ok()
-            .flatten()
-            .ok_or_else(|| no_job(id))?;
+        let job = self.stored(id)?;
         let held = super::scheduler::slots_needed(&crate::plan::ExecutionGraph::build(&job.graph));
         let mut graph = job.graph;
         if parallelism.is_none() && operators.is_empty() {
@@ -375,6 +369,87 @@ impl Cluster {
         }
         self.request(id, None, Purpose::Rescale(Box::new(graph)))
             .await
+    }
+
+    /// What swapping the component of `operator` in job `id` for artifact `hash` starts from:
+    /// the job's graph and the operator's index in it, checked (an operator or a window
+    /// function, and an artifact of its world that it does not run already).
+    pub fn swap_target(
+        &self,
+        id: &str,
+        operator: &str,
+        hash: &str,
+    ) -> Result<(crate::plan::JobGraph, usize), ServiceError> {
+        let job = self.stored(id)?;
+        let graph = job.graph;
+        let index = (graph.nodes.iter().position(|n| n.uid == operator))
+            .ok_or_else(|| ServiceError::NotFound(format!("job {id} has no node `{operator}`")))?;
+        let node = &graph.nodes[index];
+        let what = match &node.kind {
+            crate::plan::NodeKind::Operator(_) | crate::plan::NodeKind::Window(_) => None,
+            crate::plan::NodeKind::Source(_) | crate::plan::NodeKind::WasmSource(_) => {
+                Some("a source")
+            }
+            crate::plan::NodeKind::Sink(_) => Some("a sink"),
+        };
+        if let Some(what) = what {
+            return Err(ServiceError::Invalid(format!(
+                "`{operator}` is {what}: only operators and window functions are swapped"
+            )));
+        }
+        let artifact = self.artifact(hash)?;
+        let world = crate::wasm::World::of(&node.kind).expect("operators and windows have one");
+        if !artifact.worlds.iter().any(|w| w == world.name()) {
+            return Err(ServiceError::Invalid(format!(
+                "artifact {hash} does not implement {}, the world of `{operator}` (it implements {})",
+                world.name(),
+                if artifact.worlds.is_empty() {
+                    "none".to_string()
+                } else {
+                    artifact.worlds.join(", ")
+                }
+            )));
+        }
+        if node
+            .kind
+            .component()
+            .is_some_and(|c| c.component.to_string_lossy() == hash)
+        {
+            return Err(ServiceError::Invalid(format!(
+                "`{operator}` runs artifact {hash} already"
+            )));
+        }
+        Ok((graph, index))
+    }
+
+    /// Swaps the component of `operator` in job `id` for artifact `hash` by a restart: a
+    /// savepoint, then the job deployed again with the new component, every task restored
+    /// from it (the caller checked the new component opens with the operator's config). The
+    /// request's id.
+    pub async fn swap(&self, id: &str, operator: &str, hash: &str) -> Result<String, ServiceError> {
+        let (mut graph, index) = self.swap_target(id, operator, hash)?;
+        if let Some(op) = graph.nodes[index].kind.component_mut() {
+            op.component = PathBuf::from(hash);
+        }
+        self.request(id, None, Purpose::Swap(Box::new(graph))).await
+    }
+
+    /// Where the coordinator keeps the component of content hash `hash`.
+    pub fn component_path(&self, hash: &str) -> Result<PathBuf, ServiceError> {
+        self.shared
+            .blobs
+            .path(hash)
+            .map_err(|e| ServiceError::NotFound(e.to_string()))
+    }
+
+    /// Job `id` as the store keeps it.
+    fn stored(&self, id: &str) -> Result<super::store::StoredJob, ServiceError> {
+        self.shared
+            .store
+            .get(id)
+            .ok()
+            .flatten()
+            .ok_or_else(|| no_job(id))
     }
 
     /// Savepoint request `request` of job `id`.

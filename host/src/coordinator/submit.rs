@@ -985,13 +985,18 @@ impl Savepoints {
                 continue;
             }
             let path = target.display().to_string();
+            let done = if purpose.name() == "swap" {
+                "swapped"
+            } else {
+                "rescaled"
+            };
             match purpose {
                 Purpose::Savepoint => {}
                 Purpose::Stop => {
                     self.stopped_at = Some(checkpoint);
                     actions.extend(run.stop(format!("stopped with savepoint {path}")));
                 }
-                Purpose::Rescale(g) => {
+                Purpose::Rescale(g) | Purpose::Swap(g) => {
                     self.rescale = Some((
                         g,
                         Restore {
@@ -1000,7 +1005,7 @@ impl Savepoints {
                             allow_non_restored_state: false,
                         },
                     ));
-                    actions.extend(run.redeploy(format!("rescaled from savepoint {path}")));
+                    actions.extend(run.redeploy(format!("{done} from savepoint {path}")));
                 }
             }
         }
