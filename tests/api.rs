@@ -1533,6 +1533,16 @@ fn a_running_operator_is_swapped_by_a_restart_exactly_once() {
     assert!(Path::new(savepoint.trim()).exists(), "{savepoint}");
     let job = wait_running(&api, id, 1);
     assert_eq!(job["restarts"], 1, "{job}");
+    // The version runs, and the history says so.
+    let hash = api.upload(&c_component("wordcount_count"), "wordcount_count.wasm");
+    assert_eq!(job["components"]["count"], hash.as_str(), "{job}");
+    assert_eq!(job["swaps"].as_array().unwrap().len(), 1, "{job}");
+    assert_eq!(job["swaps"][0]["to"], hash.as_str(), "{job}");
+    let status = verb(&api, &["status", id]);
+    assert!(
+        status.contains("swapped count: ") && status.contains(&hash),
+        "{status}"
+    );
     let job = api.wait_end(id, Duration::from_secs(120));
     assert_eq!(job["status"], "finished", "{job}");
     assert_running_counts(&published(dir.path()), &count_words(&text), 1);

@@ -178,6 +178,20 @@ pub fn status(args: &ApiArgs, id: &str, json: bool) -> Result<()> {
             f["cause"].as_str().unwrap_or("")
         );
     }
+    if let Some(components) = job["components"].as_object().filter(|c| !c.is_empty()) {
+        println!("components:");
+        for (uid, hash) in components {
+            println!("  {uid}: {}", hash.as_str().unwrap_or(""));
+        }
+    }
+    for s in job["swaps"].as_array().into_iter().flatten() {
+        println!(
+            "  swapped {}: {} -> {}",
+            s["operator"].as_str().unwrap_or(""),
+            s["from"].as_str().unwrap_or(""),
+            s["to"].as_str().unwrap_or("")
+        );
+    }
     Ok(())
 }
 

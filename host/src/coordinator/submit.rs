@@ -889,7 +889,10 @@ async fn drive(
                 let triggered = match keeper.as_mut() {
                     None => Err("the job is between attempts (restarting): try again once it runs".to_string()),
                     Some(_) if savepoints.ending() && !matches!(purpose, Purpose::Savepoint) => {
-                        Err("the job is already being stopped or rescaled".to_string())
+                        Err("the job is already being stopped, rescaled or swapped".to_string())
+                    }
+                    Some(_) if matches!(purpose, Purpose::Swap(_)) && !savepoints.pending.is_empty() => {
+                        Err("a savepoint of the job is in flight: swap once it is complete".to_string())
                     }
                     Some(k) => k.savepoint(std::time::Instant::now()).map(|(checkpoint, notices)| {
                         let target = super::savepoints::target(dir.as_deref(), &graph, &id, checkpoint);

@@ -7,7 +7,7 @@ use crate::net::control::TaskFigures;
 use crate::plan::{ExecutionGraph, JobGraph};
 use crate::state::checkpoints::Summary;
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The checkpoints, failures and log lines a view keeps (the newest).
@@ -85,6 +85,11 @@ pub struct JobView {
     /// The newest failures first is how a reader wants them; kept oldest first, newest last.
     pub failures: VecDeque<Failure>,
     pub savepoints: Vec<SavepointInfo>,
+    /// What each operator (and source and window function) runs now, by uid: its component's
+    /// content hash.
+    pub components: BTreeMap<String, String>,
+    /// The components swapped in while the job ran, oldest first.
+    pub swaps: Vec<SwapInfo>,
     #[serde(skip)]
     pub checkpoints: VecDeque<CheckpointInfo>,
     /// Guest lines dropped on their way (over a worker's queue, or past the lines kept).
@@ -97,6 +102,16 @@ pub struct JobView {
     sampled: Option<(Instant, u64, u64)>,
     #[serde(skip)]
     task_samples: HashMap<String, (Instant, TaskFigures)>,
+}
+
+/// A component swapped in for an operator's.
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapInfo {
+    pub operator: String,
+    pub from: String,
+    pub to: String,
+    /// When the job was deployed again with it (ms since the Unix epoch).
+    pub at_ms: u64,
 }
 
 /// A vertex: a chain of operators, and its subtasks.
@@ -181,6 +196,8 @@ impl JobView {
             checkpoints_completed: 0,
             failures: VecDeque::new(),
             savepoints: Vec::new(),
+            components: BTreeMap::new(),
+            swaps: Vec::new(),
             checkpoints: VecDeque::new(),
             log_lines_dropped: 0,
             logs: VecDeque::new(),
@@ -192,8 +209,24 @@ impl JobView {
         view
     }
 
-    /// The job's graph (again, after a rescale).
+    /// The job's graph (again, after a rescale or a swap: a component that changed is a swap).
     pub fn set_graph(&mut self, graph: &JobGraph) {
+        for n in &graph.nodes {
+            let Some(op) = n.kind.component() else {
+                continue;
+            };
+            let hash = op.component.to_string_lossy().into_owned();
+            if let Some(old) = self.components.insert(n.uid.clone(), hash.clone())
+                && old != hash
+            {
+                self.swaps.push(SwapInfo {
+                    operator: n.uid.clone(),
+                    from: old,
+                    to: hash,
+                    at_ms: now_ms(),
+                });
+            }
+        }
         let exec = ExecutionGraph::build(graph);
         self.vertices = exec
             .chains
