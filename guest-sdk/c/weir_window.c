@@ -141,25 +141,50 @@ __attribute__((unused)) static bool open_hook(bool (*open)(weir_ctx *, weir_byte
 }
 
 #if defined(WEIR_WORLD_AGGREGATE) || defined(WEIR_WORLD_REDUCE)
-/// Folds the records `pairs` name into the groups: `fold(ctx, group, absent, record)`.
-static bool fold_pairs(weir_ctx *ctx, groups *g, weir_bytes batch, const uint32_t *pairs, size_t n,
-                       bool (*fold)(weir_ctx *, weir_buf *, bool *, const weir_record *)) {
-    const weir_record *records;
-    size_t count = weir_glue_unpack(batch.ptr, batch.len, &records);
-    if (count == SIZE_MAX) return false;
-    if (n % 2) return weir_fail(ctx, "the host passed an odd number of pair items");
-    for (size_t i = 0; i < n; i += 2) {
-        uint32_t r = pairs[i], k = pairs[i + 1];
-        if (r >= count || k >= g->n) return weir_fail(ctx, "the host passed a pair out of range");
-        if (!fold(ctx, &g->items[k], &g->absent[k], &records[r])) return false;
+/// A call that folds records into the groups' values (aggregate's `add`, `reduce`): each
+/// (record, group) pair of `pairs` through `fold(ctx, value, absent, record)`, in order; a
+/// group no record reached and that had no value gets one from `fill` (none: the call fails).
+/// The reply is the groups' values; the call's lists are freed.
+static bool fold_call(stateful_operator_list_u8_t *values, stateful_operator_list_u8_t *records,
+                      stateful_operator_list_u32_t *pairs,
+                      bool (*fold)(weir_ctx *, weir_buf *, bool *, const weir_record *),
+                      bool (*fill)(weir_ctx *, weir_buf *), const char *hook,
+                      stateful_operator_list_u8_t *ret, stateful_operator_string_t *err) {
+    weir_ctx *ctx = weir_glue_ctx();
+    groups g;
+    bool ok = groups_of(ctx, weir_bytes_of(values->ptr, values->len), &g);
+    const weir_record *batch = NULL;
+    size_t count = ok ? weir_glue_unpack(records->ptr, records->len, &batch) : 0;
+    ok = ok && count != SIZE_MAX;
+    if (ok && pairs->len % 2) ok = weir_fail(ctx, "the host passed an odd number of pair items");
+    for (size_t i = 0; ok && i < pairs->len; i += 2) {
+        uint32_t r = pairs->ptr[i], k = pairs->ptr[i + 1];
+        if (r >= count || k >= g.n) ok = weir_fail(ctx, "the host passed a pair out of range");
+        else ok = fold(ctx, &g.items[k], &g.absent[k], &batch[r]);
     }
-    return true;
+    for (size_t i = 0; ok && i < g.n; i++) {
+        if (!g.absent[i]) continue;
+        weir_buf_clear(&g.items[i]);
+        ok = fill ? fill(ctx, &g.items[i])
+                  : weir_fail(ctx, "the host passed a group with no value and no records");
+        g.absent[i] = false;
+    }
+    ok = finish_groups(ok, hook, &g, ret, err);
+    groups_free(&g);
+    stateful_operator_list_u8_free(values);
+    stateful_operator_list_u8_free(records);
+    stateful_operator_list_u32_free(pairs);
+    return ok;
 }
 #endif
 
 #ifdef WEIR_WORLD_AGGREGATE
 static bool add_one(weir_ctx *ctx, weir_buf *acc, bool *absent, const weir_record *record) {
-    (void)absent; // every group has its accumulator by now
+    if (*absent) {
+        weir_buf_clear(acc);
+        if (!weir_aggregate_def.create(ctx, acc)) return false;
+        *absent = false;
+    }
     return weir_aggregate_def.add(ctx, acc, record);
 }
 
@@ -173,24 +198,9 @@ bool exports_weir_operator_aggregate_handler_add(stateful_operator_list_u8_t *ac
                                                  stateful_operator_list_u32_t *pairs,
                                                  stateful_operator_list_u8_t *ret,
                                                  stateful_operator_string_t *err) {
-    weir_ctx *ctx = weir_glue_ctx();
-    groups g;
-    bool ok = groups_of(ctx, weir_bytes_of(accumulators->ptr, accumulators->len), &g);
     // Every group gets an accumulator, even one no pair names.
-    for (size_t i = 0; ok && i < g.n; i++) {
-        if (!g.absent[i]) continue;
-        weir_buf_clear(&g.items[i]);
-        ok = weir_aggregate_def.create(ctx, &g.items[i]);
-        g.absent[i] = false;
-    }
-    if (ok) ok = fold_pairs(ctx, &g, weir_bytes_of(records->ptr, records->len), pairs->ptr,
-                            pairs->len, add_one);
-    ok = finish_groups(ok, "add", &g, ret, err);
-    groups_free(&g);
-    stateful_operator_list_u8_free(accumulators);
-    stateful_operator_list_u8_free(records);
-    stateful_operator_list_u32_free(pairs);
-    return ok;
+    return fold_call(accumulators, records, pairs, add_one, weir_aggregate_def.create, "add", ret,
+                     err);
 }
 
 bool exports_weir_operator_aggregate_handler_merge(stateful_operator_list_u8_t *sets,
@@ -267,19 +277,7 @@ bool exports_weir_operator_reduce_handler_reduce(stateful_operator_list_u8_t *va
                                                  stateful_operator_list_u32_t *pairs,
                                                  stateful_operator_list_u8_t *ret,
                                                  stateful_operator_string_t *err) {
-    weir_ctx *ctx = weir_glue_ctx();
-    groups g;
-    bool ok = groups_of(ctx, weir_bytes_of(values->ptr, values->len), &g);
-    if (ok) ok = fold_pairs(ctx, &g, weir_bytes_of(records->ptr, records->len), pairs->ptr,
-                            pairs->len, reduce_one);
-    for (size_t i = 0; ok && i < g.n; i++)
-        if (g.absent[i]) ok = weir_fail(ctx, "the host passed a group with no value and no records");
-    ok = finish_groups(ok, "reduce", &g, ret, err);
-    groups_free(&g);
-    stateful_operator_list_u8_free(values);
-    stateful_operator_list_u8_free(records);
-    stateful_operator_list_u32_free(pairs);
-    return ok;
+    return fold_call(values, records, pairs, reduce_one, NULL, "reduce", ret, err);
 }
 #endif
 

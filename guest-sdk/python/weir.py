@@ -547,6 +547,16 @@ def _paired(records, pairs, groups):
         yield g, decoded[r]
 
 
+def _window_at(buf, pos):
+    """A window's key and bounds at `pos`, as the host passes windows that fire; and where
+    what follows them starts."""
+    (n,) = _LEN.unpack_from(buf, pos)
+    key = bytes(buf[pos + 4 : pos + 4 + n])
+    pos += 4 + n
+    start, end = struct.unpack_from("<qq", buf, pos)
+    return key, Window(start, end), pos + 16
+
+
 class Window:
     """A window: from `start` (included) to `end` (excluded), in milliseconds."""
 
@@ -669,15 +679,11 @@ class WindowRuntime:
         fn = self._fn()
         out, pos = bytearray(), 0
         while pos < len(windows):
-            (n,) = _LEN.unpack_from(windows, pos)
-            key = bytes(windows[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-            start, end = struct.unpack_from("<qq", windows, pos)
-            pos += 16
+            key, window, pos = _window_at(windows, pos)
             (m,) = _LEN.unpack_from(windows, pos)
             acc = fn.decode(bytes(windows[pos + 4 : pos + 4 + m]))
             pos += 4 + m
-            _push_item(out, fn.result(key, Window(start, end), acc))
+            _push_item(out, fn.result(key, window, acc))
         return bytes(out)
 
     def reduce(self, values, records, pairs):
@@ -696,11 +702,9 @@ class WindowRuntime:
         fn = self._fn()
         out, pos = bytearray(), 0
         while pos < len(windows):
-            (n,) = _LEN.unpack_from(windows, pos)
-            key = bytes(windows[pos + 4 : pos + 4 + n])
-            pos += 4 + n
-            start, end, count = struct.unpack_from("<qqI", windows, pos)
-            pos += 20
+            key, window, pos = _window_at(windows, pos)
+            (count,) = _LEN.unpack_from(windows, pos)
+            pos += 4
             # The records run to the next window's start: read exactly `count` of them.
             at = pos
             for _ in range(count):
@@ -709,7 +713,7 @@ class WindowRuntime:
             records = decode_batch(bytes(windows[pos:at]))
             pos = at
             emitted = WindowOutput()
-            fn.process(key, Window(start, end), records, emitted)
+            fn.process(key, window, records, emitted)
             _push_item(out, bytes(emitted.batch))
         return bytes(out)
 

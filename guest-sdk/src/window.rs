@@ -156,6 +156,14 @@ fn u32_at(buf: &[u8], pos: &mut usize) -> Result<u32, String> {
     Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
+/// A window's key and bounds at `*pos`, as the host passes windows that fire.
+fn window_at<'a>(buf: &'a [u8], pos: &mut usize) -> Result<(&'a [u8], Window), String> {
+    let key = item(buf, pos)?.unwrap_or_default();
+    let start = i64_at(buf, pos)?;
+    let end = i64_at(buf, pos)?;
+    Ok((key, Window { start, end }))
+}
+
 fn i64_at(buf: &[u8], pos: &mut usize) -> Result<i64, String> {
     let b: [u8; 8] = (buf.get(*pos..*pos + 8))
         .and_then(|b| b.try_into().ok())
@@ -303,11 +311,7 @@ pub mod runtime {
             let mut out = Vec::new();
             let mut pos = 0;
             while pos < windows.len() {
-                let key = item(windows, &mut pos)?.unwrap_or_default();
-                let window = Window {
-                    start: i64_at(windows, &mut pos)?,
-                    end: i64_at(windows, &mut pos)?,
-                };
+                let (key, window) = window_at(windows, &mut pos)?;
                 let acc = item(windows, &mut pos)?.ok_or_else(|| bad("an absent accumulator"))?;
                 let value = f
                     .result(key, window, &decode(acc)?)
@@ -327,11 +331,7 @@ pub mod runtime {
             let mut out = Vec::new();
             let mut pos = 0;
             while pos < windows.len() {
-                let key = item(windows, &mut pos)?.unwrap_or_default();
-                let window = Window {
-                    start: i64_at(windows, &mut pos)?,
-                    end: i64_at(windows, &mut pos)?,
-                };
+                let (key, window) = window_at(windows, &mut pos)?;
                 let count = u32_at(windows, &mut pos)?;
                 let mut iter = weir_batch::iter(&windows[pos..]);
                 let mut records = Vec::with_capacity(count as usize);

@@ -195,10 +195,7 @@ impl Cluster {
         if let Some(v) = lock(&self.shared.views).get(id) {
             return Ok(v.clone());
         }
-        match self.shared.store.get(id) {
-            Ok(Some(job)) => Ok(stored_view(id, job)),
-            _ => Err(no_job(id)),
-        }
+        Ok(stored_view(id, self.stored(id)?))
     }
 
     /// Job `id`'s completed checkpoints (the newest last).
@@ -398,7 +395,11 @@ impl Cluster {
             )));
         }
         let artifact = self.artifact(hash)?;
-        let world = crate::wasm::World::of(&node.kind).expect("operators and windows have one");
+        let Some(world) = crate::wasm::World::of(&node.kind) else {
+            return Err(ServiceError::Invalid(format!(
+                "`{operator}` runs no component"
+            )));
+        };
         if !artifact.worlds.iter().any(|w| w == world.name()) {
             return Err(ServiceError::Invalid(format!(
                 "artifact {hash} does not implement {}, the world of `{operator}` (it implements {})",
@@ -488,10 +489,7 @@ impl Cluster {
                 "job {id} is not running: its state is read while it runs"
             )));
         }
-        let graph = match self.shared.store.get(id) {
-            Ok(Some(job)) => job.graph,
-            _ => return Err(no_job(id)),
-        };
+        let graph = self.stored(id)?.graph;
         let index = graph
             .nodes
             .iter()

@@ -51,42 +51,25 @@ mod bindings {
 
     /// The window function worlds; their imports are the operator world's.
     pub mod window {
-        pub mod aggregate {
-            wasmtime::component::bindgen!({
-                path: "../wit",
-                world: "window-aggregate",
-                with: {
-                    "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
-                    "weir:operator/state": crate::wasm::bindings::weir::operator::state,
-                    "weir:operator/log": crate::wasm::bindings::weir::operator::log,
-                    "weir:operator/context": crate::wasm::bindings::weir::operator::context,
-                },
-            });
+        macro_rules! window_world {
+            ($module:ident, $world:literal) => {
+                pub mod $module {
+                    wasmtime::component::bindgen!({
+                        path: "../wit",
+                        world: $world,
+                        with: {
+                            "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
+                            "weir:operator/state": crate::wasm::bindings::weir::operator::state,
+                            "weir:operator/log": crate::wasm::bindings::weir::operator::log,
+                            "weir:operator/context": crate::wasm::bindings::weir::operator::context,
+                        },
+                    });
+                }
+            };
         }
-        pub mod reduce {
-            wasmtime::component::bindgen!({
-                path: "../wit",
-                world: "window-reduce",
-                with: {
-                    "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
-                    "weir:operator/state": crate::wasm::bindings::weir::operator::state,
-                    "weir:operator/log": crate::wasm::bindings::weir::operator::log,
-                    "weir:operator/context": crate::wasm::bindings::weir::operator::context,
-                },
-            });
-        }
-        pub mod process {
-            wasmtime::component::bindgen!({
-                path: "../wit",
-                world: "window-process",
-                with: {
-                    "weir:operator/emit": crate::wasm::bindings::weir::operator::emit,
-                    "weir:operator/state": crate::wasm::bindings::weir::operator::state,
-                    "weir:operator/log": crate::wasm::bindings::weir::operator::log,
-                    "weir:operator/context": crate::wasm::bindings::weir::operator::context,
-                },
-            });
-        }
+        window_world!(aggregate, "window-aggregate");
+        window_world!(reduce, "window-reduce");
+        window_world!(process, "window-process");
     }
 
     /// The timed operator world: the stateful operator world and `on-timer`, looked up on an
