@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Python example operators into components with componentize-py, installed (pinned)
-# into target/guest-tools/python the first time. Each app module under examples/*-python/ that
-# exports a handler (`Handler = weir.export(...)`, or `weir.export_stateful(...)` for the
-# stateful-operator world) becomes examples/target/python/<dir>_<module>.wasm,
-# e.g. examples/wordcount-python/split.py -> wordcount_split.wasm. Rebuilds only what changed.
+# into target/guest-tools/python the first time. Each app module under examples/*-python/ or
+# examples/*/python/ that exports a handler (`Handler = weir.export(...)`,
+# `weir.export_stateful(...)` for the stateful-operator world, `weir.export_migrating(...)` for
+# the migrating-operator world) becomes examples/target/python/<dir>_<module>.wasm,
+# e.g. examples/wordcount-python/split.py -> wordcount_split.wasm,
+# examples/swap/python/count_v2.py -> swap_count_v2.wasm. Rebuilds only what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +26,8 @@ build() {
   # An operator with private state exports the checkpoint hooks too.
   local world=operator
   grep -qF "export_stateful(" "$1" && world=stateful-operator
+  # One whose state encoding evolves exports its migration hook too.
+  grep -qF "export_migrating(" "$1" && world=migrating-operator
   # A window function exports its world's handler.
   grep -qF "export_aggregate(" "$1" && world=window-aggregate
   grep -qF "export_reduce(" "$1" && world=window-reduce

@@ -1,18 +1,21 @@
 # Shared by the guest build scripts (sourced, not run).
 #
 # build_examples LANG EXT MARKER SDK_DIR BUILD
-#   For each module examples/*-LANG/*.EXT that contains MARKER (the line that exports a handler),
-#   calls `BUILD module-path module-name dir output.wasm` when the component
+#   For each module examples/*-LANG/*.EXT or examples/*/LANG/*.EXT (an example with a part in
+#   each of several languages) that contains MARKER (the line that exports a handler), calls
+#   `BUILD module-path module-name dir output.wasm` when the component
 #   examples/target/LANG/<dir>_<module>.wasm is older than the module, the SDK's sources (SDK_DIR
 #   may name several folders, separated by spaces) or the WIT (e.g.
-#   examples/wordcount-python/count.py -> examples/target/python/wordcount_count.wasm).
+#   examples/wordcount-python/count.py -> examples/target/python/wordcount_count.wasm,
+#   examples/swap/python/count_v1.py -> examples/target/python/swap_count_v1.wasm).
 build_examples() {
   local lang=$1 ext=$2 marker=$3 sdk=$4 build=$5
   local out=examples/target/$lang dir prefix module name wasm
   mkdir -p "$out"
-  for dir in examples/*-"$lang"; do
-    [ -d "$dir" ] || continue
-    prefix=$(basename "$dir" | sed "s/-$lang\$//; s/-/_/g")
+  for dir in examples/*-"$lang" examples/*/"$lang"; do
+    # examples/target/LANG matches too: it holds the components.
+    [ -d "$dir" ] && [ "$dir" != "$out" ] || continue
+    prefix=$(echo "${dir#examples/}" | sed "s#/$lang\$##; s/-$lang\$//; s/-/_/g")
     for module in "$dir"/*."$ext"; do
       grep -qF "$marker" "$module" || continue
       name=$(basename "$module" ."$ext")

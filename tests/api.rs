@@ -1540,10 +1540,314 @@ fn a_running_operator_is_swapped_by_a_restart_exactly_once() {
     assert_eq!(job["swaps"][0]["to"], hash.as_str(), "{job}");
     let status = verb(&api, &["status", id]);
     assert!(
-        status.contains("swapped count: ") && status.contains(&hash),
+        status.contains("swap of count (restart, checkpoint ") && status.contains(&hash),
         "{status}"
     );
     let job = api.wait_end(id, Duration::from_secs(120));
     assert_eq!(job["status"], "finished", "{job}");
     assert_running_counts(&published(dir.path()), &count_words(&text), 1);
+}
+
+/// The word count over an unbounded source of 5-word lines (a vocabulary of 200 words) at
+/// 4000 lines/s, counted by the word count's `count` (v1 of the swap example; with `count_config` as its config),
+/// checkpointing every 300 ms; its manifest, in `dir`.
+fn endless_wordcount(dir: &Path, count_config: &str) -> std::path::PathBuf {
+    endless_wordcount_with(dir, &component("wordcount_count"), count_config)
+}
+
+/// [`endless_wordcount`] counted by component `count`.
+fn endless_wordcount_with(dir: &Path, count: &str, count_config: &str) -> std::path::PathBuf {
+    let manifest = dir.join("endless.toml");
+    let text = format!(
+        r#"edges = ["lines -> split", "split -> count", "count -> out"]
+[job]
+name = "endless-wordcount"
+parallelism = 2
+max_parallelism = 128
+[sources.lines]
+kind = "datagen"
+shape = "lines"
+words_per_line = 5
+vocabulary = 200
+rate = 4000.0
+[operators.split]
+component = "{split}"
+[operators.count]
+component = "{count}"
+partition = "hash"
+config = {{ {count_config} }}
+[sinks.out]
+kind = "file"
+path = "{out}"
+[checkpoint]
+interval = "300ms"
+dir = "{checkpoints}"
+"#,
+        split = component("wordcount_split"),
+        out = dir.join("out").display(),
+        checkpoints = dir.join("checkpoints").display(),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    manifest
+}
+
+/// A cluster of two workers running `manifest` (see [`endless_wordcount`]), a checkpoint of
+/// it complete; its API and the job's id.
+fn endless_running(dir: &Path, manifest: &Path) -> (Cluster, Api, String) {
+    let cluster = Cluster::start(dir, &[2, 2]);
+    let api = Api::of(dir, &cluster.coord);
+    let id = verb(&api, &["submit", manifest.to_str().unwrap()]);
+    let id = id.trim().to_string();
+    wait_running(&api, &id, 0);
+    (cluster, api, id)
+}
+
+/// Each word's running counts in `lines` (v1's `<word> <n>` and v2's JSON), which must be
+/// 1..=n exactly once; and, per part file, v1's lines before v2's. Returns how many words
+/// have lines of both versions.
+fn assert_counts_continue(out: &Path) -> usize {
+    let mut counts: std::collections::HashMap<String, Vec<(u64, bool)>> = Default::default();
+    for file in std::fs::read_dir(out).unwrap().flatten() {
+        let text = std::fs::read_to_string(file.path()).unwrap();
+        let mut v2_seen = false;
+        for line in text.lines() {
+            let (word, n, v2) = match serde_json::from_str::<Value>(line) {
+                Ok(v) => (
+                    v["word"].as_str().unwrap().to_string(),
+                    v["count"].as_u64().unwrap(),
+                    true,
+                ),
+                Err(_) => {
+                    let (w, n) = line.split_once(' ').unwrap();
+                    (w.to_string(), n.parse().unwrap(), false)
+                }
+            };
+            assert!(
+                v2 || !v2_seen,
+                "{}: a v1 line after v2's: {line}",
+                file.path().display()
+            );
+            v2_seen |= v2;
+            counts.entry(word).or_default().push((n, v2));
+        }
+    }
+    assert!(!counts.is_empty(), "no output");
+    let mut both = 0;
+    for (word, mut seen) in counts {
+        seen.sort_unstable();
+        let ns: Vec<u64> = seen.iter().map(|s| s.0).collect();
+        let want: Vec<u64> = (1..=ns.len() as u64).collect();
+        assert!(ns == want, "{word}: running counts {ns:?}");
+        // Counted by v1 first, then by v2: v2 went on from v1's state.
+        let first_v2 = seen.iter().position(|s| s.1).unwrap_or(seen.len());
+        assert!(seen[first_v2..].iter().all(|s| s.1), "{word}: {seen:?}");
+        both += usize::from(first_v2 > 0 && first_v2 < seen.len());
+    }
+    both
+}
+
+/// Polls request `request` of job `id` until it ends; its final status.
+fn wait_request(api: &Api, id: &str, request: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let r = api.get(&format!("/v1/jobs/{id}/savepoints/{request}")).json;
+        if r["status"] != "in_progress" {
+            return r;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{r}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A live swap under load: the word count on two workers, count v1 -> v2 (another output
+/// format, its state in another encoding migrated lazily by v2's hook) while the source runs;
+/// no task restarts, another swap or a savepoint meanwhile is refused (409), and once the
+/// input ends (a stop with a savepoint) every word's running counts appear exactly once, v1's
+/// lines before v2's, v2's counts going on from v1's.
+#[test]
+fn a_running_word_count_is_swapped_live_exactly_once_its_state_migrated() {
+    let dir = scratch();
+    let manifest = endless_wordcount(dir.path(), "");
+    let (_cluster, api, id) = endless_running(dir.path(), &manifest);
+    let id = id.as_str();
+    let v2 = api.upload(&component("swap_count_v2"), "v2.wasm");
+    let swap = api.post_json(
+        &format!("/v1/jobs/{id}/swap"),
+        &serde_json::json!({ "operator": "count", "artifact": format!("sha256:{v2}") }),
+    );
+    assert_eq!(swap.status, 202, "{swap:?}");
+    let again = api.post_json(
+        &format!("/v1/jobs/{id}/swap"),
+        &serde_json::json!({ "operator": "count", "artifact": format!("sha256:{v2}") }),
+    );
+    assert_eq!(again.status, 409, "{again:?}");
+    let savepoint = api.post_json(&format!("/v1/jobs/{id}/savepoints"), &serde_json::json!({}));
+    assert_eq!(savepoint.status, 409, "{savepoint:?}");
+    let request = swap.json["request"].as_str().unwrap();
+    let done = wait_request(&api, id, request);
+    assert_eq!(done["status"], "completed", "{done}");
+    let job = api.get(&format!("/v1/jobs/{id}")).json;
+    assert_eq!(
+        (job["attempt"].clone(), job["restarts"].clone()),
+        (0.into(), 0.into()),
+        "{job}"
+    );
+    assert_eq!(job["components"]["count"], v2.as_str(), "{job}");
+    assert_eq!(job["versions"]["count"], 2, "{job}");
+    let s = &job["swaps"][0];
+    assert_eq!(
+        (s["mode"].as_str(), s["status"].as_str()),
+        (Some("live"), Some("confirmed")),
+        "{job}"
+    );
+    let status = verb(&api, &["status", id]);
+    assert!(status.contains(&format!("count: v2 {v2}")), "{status}");
+    // v2 runs on a while, then the input ends.
+    std::thread::sleep(Duration::from_millis(500));
+    verb(&api, &["stop", id]);
+    let job = api.wait_end(id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    let both = assert_counts_continue(&dir.path().join("out"));
+    assert!(
+        both > 100,
+        "only {both} words were counted by both versions"
+    );
+}
+
+/// A v2 that fails on its tenth batch, swapped in live: the job goes back to v1 from the
+/// swap's checkpoint (one restart, not counted as a failure), the swap request and the job's
+/// history say why, and the output stays exactly-once with none of v2's lines.
+#[test]
+fn a_live_swap_whose_new_version_fails_is_rolled_back_exactly_once() {
+    let dir = scratch();
+    let manifest = endless_wordcount(dir.path(), "fail_at_batch = 10");
+    let (_cluster, api, id) = endless_running(dir.path(), &manifest);
+    let id = id.as_str();
+    let out = run_bounded(
+        {
+            let mut c = weir();
+            c.args(["swap", id, "count", &component("swap_count_v2")])
+                .args(["--api", &api.base, "--token", &api.token]);
+            c
+        },
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the swap failed: rolled back to ")
+            && stderr.contains("failing at batch 10 as configured"),
+        "{stderr}"
+    );
+    let job = wait_running(&api, id, 1);
+    let v1 = api.upload(&component("wordcount_count"), "v1.wasm");
+    assert_eq!(job["components"]["count"], v1.as_str(), "{job}");
+    assert_eq!(job["versions"]["count"], 1, "{job}");
+    assert_eq!(job["swaps"][0]["status"], "rolled_back", "{job}");
+    assert!(
+        (job["swaps"][0]["why"].as_str().unwrap()).contains("failing at batch 10"),
+        "{job}"
+    );
+    verb(&api, &["stop", id]);
+    let job = api.wait_end(id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_eq!(assert_counts_continue(&dir.path().join("out")), 0);
+    let lines = published(dir.path());
+    assert!(
+        lines.iter().all(|l| !l.starts_with('{')),
+        "v2's output was published"
+    );
+}
+
+/// A new version whose migration hook panics on a value: the swap is rolled back, the error
+/// names the state and the key, and the job goes on on v1.
+#[test]
+fn a_migration_that_fails_rolls_the_swap_back_naming_the_state_and_key() {
+    let dir = scratch();
+    let manifest = endless_wordcount(dir.path(), "");
+    let cluster = Cluster::start(dir.path(), &[2, 2]);
+    let api = Api::of(dir.path(), &cluster.coord);
+    let id = verb(&api, &["submit", manifest.to_str().unwrap()]);
+    let id = id.trim();
+    // Long enough that some word's count is a multiple of 13.
+    wait_running(&api, id, 0);
+    std::thread::sleep(Duration::from_secs(1));
+    let bad = api.upload(&component("faulty_bad_migration"), "bad.wasm");
+    let swap = api.post_json(
+        &format!("/v1/jobs/{id}/swap"),
+        &serde_json::json!({ "operator": "count", "artifact": bad, "mode": "live" }),
+    );
+    assert_eq!(swap.status, 202, "{swap:?}");
+    let done = wait_request(&api, id, swap.json["request"].as_str().unwrap());
+    assert_eq!(done["status"], "failed", "{done}");
+    let why = done["error"].as_str().unwrap();
+    assert!(
+        why.contains("rolled back to ")
+            && why.contains("cannot migrate state `count` of key \"w")
+            && why.contains("from version 1 to 2")
+            && why.contains("unlucky count"),
+        "{why}"
+    );
+    let job = wait_running(&api, id, 1);
+    assert_eq!(job["versions"]["count"], 1, "{job}");
+    verb(&api, &["stop", id]);
+    let job = api.wait_end(id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_counts_continue(&dir.path().join("out"));
+}
+
+/// The same live swap in Python: the word count's Python `count` swapped for the Python v2 of
+/// the swap example (JSON output, its state migrated by its Python hook).
+#[test]
+fn a_python_count_is_swapped_live_to_its_python_v2() {
+    let dir = scratch();
+    let manifest = endless_wordcount_with(dir.path(), &python_component("wordcount_count"), "");
+    let (_cluster, api, id) = endless_running(dir.path(), &manifest);
+    let id = id.as_str();
+    verb(
+        &api,
+        &["swap", id, "count", &python_component("swap_count_v2")],
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    verb(&api, &["stop", id]);
+    let job = api.wait_end(id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(assert_counts_continue(&dir.path().join("out")) > 100);
+}
+
+/// A worker killed while a live swap is on probation: the job recovers to one version (the
+/// new one, from the swap's checkpoint, or the old one, if the swap's checkpoint did not
+/// complete), and the output is exactly-once.
+#[test]
+fn a_worker_killed_during_a_live_swap_leaves_one_version_and_exact_output() {
+    let dir = scratch();
+    let manifest = endless_wordcount(dir.path(), "");
+    let (mut cluster, api, id) = endless_running(dir.path(), &manifest);
+    let id = id.as_str();
+    // A third worker takes the killed one's place.
+    cluster.add_worker(2);
+    let v2 = api.upload(&component("swap_count_v2"), "v2.wasm");
+    let swap = api.post_json(
+        &format!("/v1/jobs/{id}/swap"),
+        &serde_json::json!({ "operator": "count", "artifact": format!("sha256:{v2}") }),
+    );
+    assert_eq!(swap.status, 202, "{swap:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.workers[0].kill();
+    let job = wait_running(&api, id, 1);
+    let versions = job["versions"]["count"].as_u64().unwrap();
+    let swap = &job["swaps"][0];
+    match versions {
+        2 => assert!(
+            ["applied", "confirmed"].contains(&swap["status"].as_str().unwrap()),
+            "{job}"
+        ),
+        1 => assert_eq!(swap["status"], "failed", "{job}"),
+        _ => panic!("{job}"),
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    verb(&api, &["stop", id]);
+    let job = api.wait_end(id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert_counts_continue(&dir.path().join("out"));
 }

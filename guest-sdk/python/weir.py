@@ -19,6 +19,15 @@ README.md beside this file).
             ctx.emit(record.key, b"%s %d" % (record.key, n))
 
     Handler = weir.export(Count)
+
+An operator with private state (`snapshot`/`restore`) is exported with `export_stateful`. One
+whose state encoding changes between versions of its component declares the version of each
+state it writes (`Operator.state_versions`), converts values an older version wrote
+(`Operator.migrate`) and is exported with `export_migrating`. The host tags what it stores with
+the version that wrote it; after a swap (or a restore from an older savepoint) it hands each
+older value to `migrate` the first time its key is read or written, stores the result at the new
+version and drops the old value. `migrate` runs in an instance of its own, never opened and never
+the one processing records, so it must be a pure conversion: no state calls, no emits.
 """
 
 import json
@@ -320,6 +329,28 @@ class Operator:
         """After a restore, called after `open` with each private state (bytes) this subtask
         takes over from `snapshot`."""
 
+    @staticmethod
+    def state_versions():
+        """The version of each state's encoding this operator writes, as (state name, version)
+        pairs. A state not listed is at version 1, as is every state of an operator that lists
+        none. Raise a state's version when a new version of the operator encodes it
+        differently, and convert older values in `migrate`. Exported by `export_migrating`."""
+        return []
+
+    @staticmethod
+    def migrate(state, from_version, value):
+        """`value` (bytes), which version `from_version` of state `state`'s encoding wrote,
+        converted to the encoding `state_versions` declares (bytes; for a map state, one
+        entry's value per call). The host calls it the first time a key whose value an older
+        version wrote is used, in an instance of its own that is never opened: a pure
+        conversion, with no state calls and no emits. An exception fails the call that used the
+        value; in the first run after a swap, that rolls the operator back to its previous
+        component."""
+        raise Error(
+            "state `%s` holds values of version %d, but the operator does not implement migrate"
+            % (state, from_version)
+        )
+
 
 # The host the SDK talks to: the component's imports, or a test double (see weir_testing).
 _current_host = None
@@ -501,6 +532,28 @@ def export_stateful(cls):
     """
     handler, hooks = _exports(cls)
     return handler, hooks()
+
+
+def export_migrating(cls):
+    """The `handler`, `checkpoint-hooks` and `migration` exports for an operator class whose
+    state encoding evolves: its `state_versions` and `migrate` are exported too (built for the
+    `migrating-operator` world). In the app module:
+
+        Handler, CheckpointHooks, Migration = weir.export_migrating(MyOperator)
+    """
+    from wit_world import exports
+
+    handler, hooks = _exports(cls)
+
+    class Migration(exports.Migration):
+        def state_versions(self):
+            # As tuples, the WIT tuple's Python form, whatever pairs the class lists.
+            return [(name, version) for name, version in cls.state_versions()]
+
+        def migrate(self, state, from_version, value):
+            return _guard(lambda: bytes(cls.migrate(state, from_version, bytes(value))))
+
+    return handler, hooks(), Migration
 
 
 # Window functions (wit/window.wit): what a `[windows.X]` operator runs on its windows. The host

@@ -64,7 +64,7 @@ pub mod prelude {
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "timed-operator",
+        world: "full-operator",
         pub_export_macro: true,
         export_macro_name: "__export_operator_world",
         default_bindings_module: "weir_guest_sdk::bindings",
@@ -150,6 +150,23 @@ pub mod bindings {
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
+/// The encoding keyed state values are stored in (postcard, compact binary), to convert values
+/// between encodings in [`Operator::migrate`].
+pub mod codec {
+    use crate::Error;
+    use serde::{Serialize, de::DeserializeOwned};
+
+    /// `value` as [`crate::ValueState`] stores it.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
+        postcard::to_allocvec(value).map_err(|e| Error::msg(format!("value does not encode: {e}")))
+    }
+
+    /// A value as [`crate::ValueState`] stored it.
+    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+        postcard::from_bytes(bytes).map_err(|e| Error::msg(format!("value does not decode: {e}")))
+    }
+}
+
 /// Helpers for building byte strings in hot paths.
 pub mod bytes {
     /// Appends `bytes` to `buf`, like `Vec::extend_from_slice` but much cheaper for short
@@ -213,6 +230,26 @@ pub trait Operator: Sized + 'static {
         Ok(Vec::new())
     }
 
+    /// The version of each state's encoding this operator writes: (state name, version). A
+    /// state not listed is at version 1, as is every state of an operator that lists none.
+    /// Raise a state's version when a new version of the operator encodes it differently, and
+    /// convert older values in [`Operator::migrate`]: the host hands it each value an older
+    /// version wrote, the first time the operator uses that value's key.
+    fn state_versions() -> Vec<(&'static str, u32)> {
+        Vec::new()
+    }
+
+    /// A value of state `state` written by version `from` of its encoding, in the encoding
+    /// [`Operator::state_versions`] says (for a map state, one entry's value). Runs in an
+    /// instance of its own, without `open`: a pure conversion. An error fails the call that
+    /// used the value (after a swap, that rolls the operator back to its previous component).
+    fn migrate(state: &str, from: u32, value: &[u8]) -> Result<Vec<u8>, Error> {
+        let _ = value;
+        Err(Error::msg(format!(
+            "state `{state}` holds values of version {from}, but the operator does not implement Operator::migrate"
+        )))
+    }
+
     /// After a restore, called after `open` and before the first batch with a private state
     /// [`Operator::snapshot`] returned: once with its own when the parallelism is unchanged; after
     /// a change, once per old subtask's state this subtask takes over, so merge them.
@@ -260,6 +297,23 @@ macro_rules! export_operator {
         impl $crate::bindings::exports::weir::operator::timer_handler::Guest for __WeirOperatorExports {
             fn on_timer(timers: ::std::vec::Vec<u8>) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::runtime::on_timer::<$ty>(&timers)
+            }
+        }
+
+        #[cfg(target_family = "wasm")]
+        impl $crate::bindings::exports::weir::operator::migration::Guest for __WeirOperatorExports {
+            fn state_versions() -> ::std::vec::Vec<(::std::string::String, u32)> {
+                <$ty as $crate::Operator>::state_versions()
+                    .into_iter()
+                    .map(|(name, v)| (::std::string::String::from(name), v))
+                    .collect()
+            }
+            fn migrate(
+                state: ::std::string::String,
+                from_version: u32,
+                value: ::std::vec::Vec<u8>,
+            ) -> ::std::result::Result<::std::vec::Vec<u8>, ::std::string::String> {
+                $crate::runtime::migrate::<$ty>(&state, from_version, &value)
             }
         }
 

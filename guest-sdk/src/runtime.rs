@@ -105,6 +105,15 @@ pub fn on_timer<T: Operator>(timers: &[u8]) -> Result<(), String> {
     })
 }
 
+/// The `migrate` export of `migration`: runs in an instance never opened, so it installs the
+/// panic hook itself.
+pub fn migrate<T: Operator>(state: &str, from: u32, value: &[u8]) -> Result<Vec<u8>, String> {
+    if cfg!(target_family = "wasm") {
+        install_panic_hook();
+    }
+    T::migrate(state, from, value).map_err(|e| e.to_string())
+}
+
 /// The `snapshot` export of `checkpoint-hooks`.
 pub fn snapshot<T: Operator>() -> Result<Vec<u8>, String> {
     with_instance::<T, _>(|op, _| op.snapshot().map_err(|e| e.to_string()))

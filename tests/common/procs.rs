@@ -226,6 +226,15 @@ impl Cluster {
         self.coord = coordinator_at(&self.dir, name, &self.addr).0;
     }
 
+    /// Starts one more worker with `slots`, registered when this returns.
+    pub fn add_worker(&mut self, slots: u32) {
+        let name = format!("w{}", self.names.len());
+        let w = worker(&self.dir, &name, &self.addr, Some(&self.token), slots);
+        w.wait_for("registered", LIMIT);
+        self.workers.push(w);
+        self.names.push(name);
+    }
+
     /// Worker `i`'s id.
     pub fn worker_id(&self, i: usize) -> String {
         let id = std::fs::read_to_string(self.dir.join(&self.names[i]).join("worker-id"));

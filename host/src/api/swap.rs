@@ -2,8 +2,10 @@
 //! running job, keeping its keyed state. Before anything happens to the job the new component
 //! is checked: an artifact of the operator's world, whose `open` runs once with the operator's
 //! config in a scratch instance; one that fails there is refused with the reason and the job is
-//! untouched. `restart` then takes a savepoint and deploys the job again with the new
-//! component, every task restored from it.
+//! untouched. `live` (the default) then
+//! swaps it in at a checkpoint barrier, the job running on (see `coordinator::swap`);
+//! `restart` takes a savepoint and deploys the job again with the new component, every task
+//! restored from it.
 
 use super::{ApiError, Param, Shared, blocking};
 use crate::net::blobs::is_hash;
@@ -22,7 +24,7 @@ struct SwapBody {
     operator: String,
     /// The new component: `sha256:<hash>`, or the name of an uploaded artifact.
     artifact: String,
-    /// `restart`; `live` is to come.
+    /// `live` (the default) or `restart`.
     #[serde(default)]
     mode: Option<String>,
 }
@@ -61,7 +63,8 @@ fn scratch_open(api: &Shared, graph: &JobGraph, index: usize, hash: &str) -> Res
             node.uid
         ))
     };
-    let component = (api.runtime()?)
+    let runtime = api.runtime()?;
+    let component = runtime
         .load(&path, world, graph.limits.component_bytes)
         .map_err(|e| refused(e.to_string().replace(&path.display().to_string(), hash)))?;
     let spec = InstanceSpec {
@@ -98,24 +101,23 @@ pub(super) async fn swap(
             "say the `operator` (its uid) and the `artifact` (sha256:<hash> or its name)",
         ));
     }
-    match body.mode.as_deref() {
-        Some("restart") => {}
-        Some("live") | None => {
-            return Err(ApiError::invalid(
-                "the live swap is not built yet: say \"mode\": \"restart\" (a savepoint, then the job deployed again with the new component)",
-            ));
-        }
+    let live = match body.mode.as_deref() {
+        Some("live") | None => true,
+        Some("restart") => false,
         Some(other) => {
             return Err(ApiError::invalid(format!(
-                "unknown mode {other:?}: use restart"
+                "unknown mode {other:?}: use live or restart"
             )));
         }
-    }
+    };
     let hash = artifact_hash(&api, &body.artifact)?;
     let (graph, index) = api.cluster.swap_target(&id, &body.operator, &hash)?;
     let checked = api.clone();
     let checked_hash = hash.clone();
     blocking(move || scratch_open(&checked, &graph, index, &checked_hash)).await?;
-    let request = api.cluster.swap(&id, &body.operator, &hash).await?;
+    let request = match live {
+        true => api.cluster.swap_live(&id, &body.operator, &hash).await?,
+        false => api.cluster.swap(&id, &body.operator, &hash).await?,
+    };
     Ok(super::jobs::accepted(&id, &request))
 }

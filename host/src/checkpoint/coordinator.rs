@@ -71,6 +71,8 @@ pub struct Coordinator {
     last_end: Option<Instant>,
     /// The pending checkpoints that are savepoints: a newer checkpoint does not subsume them.
     savepoints: std::collections::BTreeSet<CheckpointId>,
+    /// No checkpoint is triggered on schedule (a swap is being prepared for the next id).
+    held: bool,
 }
 
 impl Coordinator {
@@ -91,7 +93,19 @@ impl Coordinator {
             last_trigger: now,
             last_end: None,
             savepoints: std::collections::BTreeSet::new(),
+            held: false,
         }
+    }
+
+    /// Holds (or no longer holds) the schedule: while held, only a savepoint is triggered, so
+    /// that it gets [`Coordinator::next_id`].
+    pub fn hold(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// The id the next checkpoint triggered gets.
+    pub fn next_id(&self) -> CheckpointId {
+        self.next_id
     }
 
     /// When the next checkpoint may be triggered, pending ones permitting.
@@ -114,7 +128,7 @@ impl Coordinator {
         let source_running = (self.sources.iter().zip(&self.finished)).any(|(&s, &f)| s && !f);
         // No checkpoint is triggered while a savepoint is pending: none could overtake its
         // barrier at a source, or complete before it.
-        self.pending.len() < limit && source_running && self.savepoints.is_empty()
+        self.pending.len() < limit && source_running && self.savepoints.is_empty() && !self.held
     }
 
     /// When the driver should call [`Coordinator::poll`] next.

@@ -181,15 +181,26 @@ pub fn status(args: &ApiArgs, id: &str, json: bool) -> Result<()> {
     if let Some(components) = job["components"].as_object().filter(|c| !c.is_empty()) {
         println!("components:");
         for (uid, hash) in components {
-            println!("  {uid}: {}", hash.as_str().unwrap_or(""));
+            println!(
+                "  {uid}: v{} {}",
+                job["versions"][uid].as_u64().unwrap_or(1),
+                hash.as_str().unwrap_or("")
+            );
         }
     }
     for s in job["swaps"].as_array().into_iter().flatten() {
         println!(
-            "  swapped {}: {} -> {}",
+            "  swap of {} ({}, checkpoint {}): {} -> {}: {}{}",
             s["operator"].as_str().unwrap_or(""),
+            s["mode"].as_str().unwrap_or(""),
+            s["checkpoint"],
             s["from"].as_str().unwrap_or(""),
-            s["to"].as_str().unwrap_or("")
+            s["to"].as_str().unwrap_or(""),
+            s["status"].as_str().unwrap_or(""),
+            s["why"]
+                .as_str()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
         );
     }
     Ok(())
@@ -257,9 +268,10 @@ pub fn rescale(args: &ApiArgs, id: &str, parallelism: u32, operator: Option<&str
     redeployed(&client, id, &answer, before, "rescaled")
 }
 
-/// `weir swap JOB OPERATOR COMPONENT [--mode restart]`: uploads the component, then swaps it
-/// for the operator's (restart: a savepoint, then the job deployed again with it); prints the
-/// savepoint's path once the job runs again.
+/// `weir swap JOB OPERATOR COMPONENT [--mode live|restart]`: uploads the component, then swaps
+/// it for the operator's. Live: waits until the swap is confirmed (a checkpoint after it
+/// completed) and prints the swap's checkpoint; restart: a savepoint, then the job deployed
+/// again with it, and prints the savepoint's path once the job runs again.
 pub fn swap(args: &ApiArgs, id: &str, operator: &str, component: &Path, mode: &str) -> Result<()> {
     let client = args.client()?;
     let job_path = format!("/v1/jobs/{}", query_value(id));
@@ -272,7 +284,24 @@ pub fn swap(args: &ApiArgs, id: &str, operator: &str, component: &Path, mode: &s
         "mode": mode,
     });
     let answer = client.post_json(&format!("{job_path}/swap"), &body)?;
-    redeployed(&client, id, &answer, before, "swapped")
+    if mode == "restart" {
+        return redeployed(&client, id, &answer, before, "swapped");
+    }
+    let request = answer["request"]
+        .as_str()
+        .context("the API did not say the request's id")?;
+    let path = client
+        .wait_savepoint(id, request, Duration::from_millis(100), REQUEST_LIMIT)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                e.to_string()
+                    .replace("the savepoint failed: ", "the swap failed: ")
+            )
+        })?;
+    eprintln!("`{operator}` of job {id} runs {hash} (swapped live at checkpoint):");
+    println!("{path}");
+    Ok(())
 }
 
 /// Waits for the savepoint request in `answer` to complete, then for job `id` to run again

@@ -195,16 +195,18 @@ enum Command {
         api: client::ApiArgs,
     },
     /// Swap the component of one operator (or window function) of a running job, keeping its
-    /// state: the new component is checked first (its world, its open with the operator's
-    /// config), then `restart` takes a savepoint and deploys the job again with it.
+    /// state: the new component is checked first (its world, its exports, its open with the
+    /// operator's config), then `live` swaps it in at a checkpoint barrier while the job runs
+    /// on, or `restart` takes a savepoint and deploys the job again with it.
     Swap {
         job: String,
         /// The operator's uid.
         operator: String,
         /// The new component (.wasm), uploaded as an artifact.
         component: PathBuf,
-        /// `restart` (the live swap is to come).
-        #[arg(long, default_value = "restart", value_parser = ["restart", "live"])]
+        /// `live`: at a checkpoint barrier, the job running on (rolled back if the new
+        /// component fails before the next checkpoint); `restart`: from a savepoint.
+        #[arg(long, default_value = "live", value_parser = ["live", "restart"])]
         mode: String,
         #[command(flatten)]
         api: client::ApiArgs,

@@ -33,6 +33,10 @@ pub struct JobInfo {
     pub name: String,
     pub max_parallelism: u32,
     pub nodes: BTreeMap<String, u32>,
+    /// The component each node that runs one runs, by uid.
+    pub components: BTreeMap<String, String>,
+    /// The components swapped out of each node, oldest first.
+    pub replaced: BTreeMap<String, Vec<String>>,
 }
 
 impl JobInfo {
@@ -45,7 +49,20 @@ impl JobInfo {
                 .iter()
                 .map(|n| (n.uid.clone(), n.parallelism))
                 .collect(),
+            components: job.components_by_uid(),
+            replaced: BTreeMap::new(),
         }
+    }
+
+    /// The job `job` after `swaps`: what its operators' components replaced.
+    pub fn with_swaps(mut self, swaps: &[super::view::SwapInfo]) -> Self {
+        for s in swaps.iter().filter(|s| s.took()) {
+            self.replaced
+                .entry(s.operator.clone())
+                .or_default()
+                .push(s.from.clone());
+        }
+        self
     }
 }
 
@@ -56,6 +73,8 @@ struct InFlight {
     files: BTreeMap<usize, TaskFile>,
     /// What the sinks of each acknowledged task pre-committed.
     sinks: Vec<Vec<u8>>,
+    /// The components the job runs from this checkpoint's barrier on.
+    components: BTreeMap<String, String>,
 }
 
 /// A finished task's last snapshot file (or why it could not be stored), and what its sinks
@@ -130,6 +149,46 @@ impl Keeper {
         let (id, actions) = self.coordinator.savepoint(now)?;
         self.savepoints.insert(id);
         Ok((id, self.apply(actions)))
+    }
+
+    /// Holds (or releases) the schedule while a swap is being prepared for the checkpoint
+    /// [`Keeper::next_id`] names.
+    pub fn hold(&mut self, held: bool) {
+        self.coordinator.hold(held);
+    }
+
+    /// The id the next checkpoint triggered gets.
+    pub fn next_id(&self) -> CheckpointId {
+        self.coordinator.next_id()
+    }
+
+    /// Triggers the savepoint at whose barrier operator `operator` swaps to component
+    /// `component`: it must get id `expected` (the id the workers prepared the swap for); the
+    /// schedule is released. Its checkpoint and every later one record the new component.
+    pub fn swap_savepoint(
+        &mut self,
+        now: Instant,
+        expected: CheckpointId,
+        operator: &str,
+        component: &str,
+    ) -> Result<Vec<Notice>, String> {
+        self.coordinator.hold(false);
+        if self.coordinator.next_id() != expected {
+            return Err(format!(
+                "checkpoint {} was triggered while the swap was prepared for it",
+                expected
+            ));
+        }
+        let from = self
+            .job
+            .components
+            .insert(operator.to_string(), component.to_string());
+        self.job
+            .replaced
+            .entry(operator.to_string())
+            .or_default()
+            .extend(from);
+        self.savepoint(now).map(|(_, notices)| notices)
     }
 
     /// Copies completed checkpoint `id` into the new directory `to` with `marker` as its
@@ -242,6 +301,7 @@ impl Keeper {
                 triggered_unix_ms: unix_ms,
                 files: BTreeMap::new(),
                 sinks: Vec::new(),
+                components: self.job.components.clone(),
             },
         );
         self.dir.begin(id).map_err(|e| e.to_string())
@@ -288,6 +348,8 @@ impl Keeper {
             .into(),
             nodes: self.job.nodes.clone(),
             tasks: flight.files.into_values().collect(),
+            components: flight.components,
+            replaced: self.job.replaced.clone(),
         };
         self.dir.complete(&meta).map_err(|e| e.to_string())?;
         // Durable: what the sinks pre-committed up to this checkpoint is published.
@@ -494,6 +556,8 @@ mod tests {
             name: "j".into(),
             max_parallelism: 128,
             nodes: BTreeMap::new(),
+            components: BTreeMap::new(),
+            replaced: BTreeMap::new(),
         };
         let tasks = ["src-0", "out-0"]
             .iter()

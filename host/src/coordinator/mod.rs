@@ -12,6 +12,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 mod submit;
+pub mod swap;
 pub mod view;
 
 pub use membership::{Member, Membership, Refusal};

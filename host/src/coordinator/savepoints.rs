@@ -27,6 +27,12 @@ pub enum Purpose {
     /// Then deploy the job again as this graph (an operator's component swapped), from the
     /// savepoint.
     Swap(Box<JobGraph>),
+    /// Swap operator `operator`'s component to `to` (a content hash) at a checkpoint barrier,
+    /// the job running on (see `coordinator::swap`).
+    LiveSwap {
+        operator: String,
+        to: String,
+    },
 }
 
 impl Purpose {
@@ -35,7 +41,7 @@ impl Purpose {
             Purpose::Savepoint => "savepoint",
             Purpose::Stop => "stop",
             Purpose::Rescale(_) => "rescale",
-            Purpose::Swap(_) => "swap",
+            Purpose::Swap(_) | Purpose::LiveSwap { .. } => "swap",
         }
     }
 }

@@ -299,6 +299,13 @@ pub(super) enum JobEvent {
         attempt: u32,
         ack: Ack,
     },
+    /// A worker has the component of a live swap ready (or cannot).
+    SwapPrepared {
+        worker: String,
+        attempt: u32,
+        checkpoint: u64,
+        error: Option<String>,
+    },
     WorkerLost(String),
     Cancel(String),
     /// Another client follows the job.
@@ -561,6 +568,10 @@ async fn control_loop(
                 }
                 Ok(Some(ToCoordinator::Ack { job, attempt, ack })) => {
                     shared.to_job(&job, JobEvent::Ack { attempt, ack });
+                }
+                Ok(Some(ToCoordinator::SwapPrepared { job, attempt, checkpoint, error })) => {
+                    let worker = worker.clone();
+                    shared.to_job(&job, JobEvent::SwapPrepared { worker, attempt, checkpoint, error });
                 }
                 Ok(Some(ToCoordinator::Progress {
                     job, attempt, records_in, records_out, tasks, first_output_unix_ms,

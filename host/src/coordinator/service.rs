@@ -435,6 +435,23 @@ impl Cluster {
         self.request(id, None, Purpose::Swap(Box::new(graph))).await
     }
 
+    /// Swaps the component of `operator` in job `id` for artifact `hash` live, at a checkpoint
+    /// barrier, the job running on (the caller checked the new component as for
+    /// [`Cluster::swap`]). The request's id; it completes once a checkpoint after the swap has.
+    pub async fn swap_live(
+        &self,
+        id: &str,
+        operator: &str,
+        hash: &str,
+    ) -> Result<String, ServiceError> {
+        self.swap_target(id, operator, hash)?;
+        let purpose = Purpose::LiveSwap {
+            operator: operator.to_string(),
+            to: hash.to_string(),
+        };
+        self.request(id, None, purpose).await
+    }
+
     /// Where the coordinator keeps the component of content hash `hash`.
     pub fn component_path(&self, hash: &str) -> Result<PathBuf, ServiceError> {
         self.shared
@@ -592,6 +609,7 @@ fn unavailable(e: impl std::fmt::Display) -> ServiceError {
 /// coordinator started, or long ago): what the store says of it.
 fn stored_view(id: &str, job: super::store::StoredJob) -> JobView {
     let mut view = JobView::new(id, &job.graph);
+    view.set_swaps(&job.swaps);
     view.attempt = job.attempt;
     view.submitted_ms = job.submitted_ms;
     view.status = match job.state {

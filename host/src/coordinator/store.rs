@@ -51,6 +51,9 @@ pub struct StoredJob {
     /// When it was submitted (ms since the Unix epoch; 0 in stores written before it was kept).
     #[serde(default)]
     pub submitted_ms: u64,
+    /// The swaps of its components, oldest first.
+    #[serde(default)]
+    pub swaps: Vec<super::view::SwapInfo>,
 }
 
 /// The store, or why it cannot be used.
@@ -190,6 +193,7 @@ mod tests {
         };
         let store = JobStore::open(&path).unwrap();
         let job = StoredJob {
+            swaps: Vec::new(),
             graph,
             run_first: 3,
             attempt: 0,

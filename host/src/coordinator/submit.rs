@@ -10,11 +10,13 @@ use super::savepoints::{Purpose, RequestStatus};
 use super::scheduler::{place, slots_needed};
 use super::server::{JobEvent, Shared, lock};
 use super::store::{JobState, StoredJob};
-use super::view::{JobView, Status};
+use super::swap::{LiveSwap, Step as SwapStep};
+use super::view::{JobView, Status, SwapInfo};
 use crate::connectors::prepare_sink;
 use crate::net::blobs::{self, is_hash};
 use crate::net::control::{
-    self, ComponentRef, ControlReader, Deployment, Restore, ToClient, ToCoordinator, ToWorker,
+    self, ComponentRef, ControlReader, Deployment, PartOutcome, Restore, ToClient, ToCoordinator,
+    ToWorker,
 };
 use crate::plan::{ExecutionGraph, JobGraph, NodeKind};
 use crate::state::checkpoints::CheckpointDir;
@@ -147,6 +149,7 @@ pub(super) fn start(
         latest_checkpoint: None,
         state: JobState::Running,
         submitted_ms: super::view::now_ms(),
+        swaps: Vec::new(),
     };
     if let Err(e) = shared.store.put(&id, &stored) {
         tracing::error!(job = %id, "{e}; a restarted coordinator will not know this job");
@@ -267,6 +270,7 @@ pub(super) fn resume_all(shared: &Arc<Shared>) {
         let (events_tx, events) = mpsc::unbounded_channel();
         lock(&shared.jobs).insert(id.clone(), events_tx);
         let mut view = JobView::new(&id, &job.graph);
+        view.set_swaps(&job.swaps);
         view.attempt = job.attempt + 1;
         lock(&shared.views).insert(id.clone(), view);
         tracing::info!(job = %id, "resuming the job after a restart of the coordinator");
@@ -572,7 +576,7 @@ fn first_attempt(
 }
 
 /// The checkpoint keeper of a job's attempt, if the job checkpoints.
-fn keeper(graph: &JobGraph, id: &str, attempt: u32, first: u64) -> Option<Keeper> {
+fn keeper(shared: &Shared, graph: &JobGraph, id: &str, attempt: u32, first: u64) -> Option<Keeper> {
     let settings = graph.checkpoint.clone()?;
     let exec = ExecutionGraph::build(graph);
     let tasks = exec
@@ -588,7 +592,15 @@ fn keeper(graph: &JobGraph, id: &str, attempt: u32, first: u64) -> Option<Keeper
         .collect();
     Some(Keeper::new(
         settings,
-        JobInfo::of(graph),
+        JobInfo::of(graph).with_swaps(
+            &shared
+                .store
+                .get(id)
+                .ok()
+                .flatten()
+                .map(|j| j.swaps)
+                .unwrap_or_default(),
+        ),
         tasks,
         // The name the workers give the attempt too.
         format!("{id}-{attempt}"),
@@ -611,7 +623,24 @@ async fn drive(
     mut events: mpsc::UnboundedReceiver<JobEvent>,
     clients: Vec<mpsc::UnboundedSender<ToClient>>,
 ) {
-    let mut keeper = keeper(&graph, &id, first.attempt, first.first_checkpoint);
+    let mut keeper = keeper(&shared, &graph, &id, first.attempt, first.first_checkpoint);
+    // The live swap in flight (or on probation), if any.
+    let mut live: Option<LiveSwap> = None;
+    // Carries out a step of the live swap.
+    macro_rules! live {
+        ($step:expr) => {
+            live_step(
+                &shared,
+                &id,
+                &held,
+                &mut live,
+                &mut graph,
+                keeper.as_mut(),
+                &mut run,
+                $step,
+            )
+        };
+    }
     let clients = std::sync::Mutex::new(clients);
     let client = Broadcast(&clients);
     // Workers that were lost before the job could hear of it.
@@ -668,6 +697,9 @@ async fn drive(
                     }
                     savepoints
                         .fail_all(&shared, "the job restarted before the savepoint completed");
+                    if let Some(step) = live.as_ref().map(LiveSwap::restarted) {
+                        live!(step);
+                    }
                     release(&shared, &std::mem::take(&mut held));
                     progress.clear();
                     tracing::warn!(job = %id, attempt, "{cause}; restarting in {delay:?}");
@@ -737,7 +769,8 @@ async fn drive(
                     match deployed {
                         Some(Ok((h, plan))) => {
                             held = h;
-                            keeper = self::keeper(&graph, &id, attempt, plan.first_checkpoint);
+                            keeper =
+                                self::keeper(&shared, &graph, &id, attempt, plan.first_checkpoint);
                             run.deployed(held.iter().map(|(w, _)| w.clone()));
                             let from = plan.restore.as_ref().map_or("the start".to_string(), |r| {
                                 format!("checkpoint {}", r.id)
@@ -760,6 +793,19 @@ async fn drive(
                 }
                 Action::End(outcome) => {
                     savepoints.fail_all(&shared, "the job ended before the savepoint completed");
+                    // An applied swap ran to the end of the job; one still in flight did not
+                    // happen.
+                    let step = live.as_ref().map(|l| match l.applied() {
+                        true => SwapStep::Confirmed,
+                        false => SwapStep::Failed(
+                            "the job ended before the swap's checkpoint completed".into(),
+                        ),
+                    });
+                    if let Some(step) = step {
+                        live_step(
+                            &shared, &id, &held, &mut live, &mut graph, None, &mut run, step,
+                        );
+                    }
                     let finished = outcome == Outcome::Finished;
                     let published = keeper.take().map_or(Ok(()), |k| k.finish(finished));
                     release(&shared, &std::mem::take(&mut held));
@@ -827,13 +873,21 @@ async fn drive(
             }
         }
         let wakeup = keeper.as_ref().map(|k| k.next_wakeup());
+        let wakeup = match (wakeup, live.as_ref().and_then(LiveSwap::deadline)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let event = tokio::select! {
             event = events.recv() => event,
             () = sleep_until_instant(wakeup) => {
                 if let Some(k) = keeper.as_mut() {
                     let notices = k.poll(std::time::Instant::now());
                     actions.extend(savepoints.settle(&shared, &id, &graph, k, &notices, &mut run));
-                    notify(&held, run.attempt(), notices);
+                    notify(&held, run.attempt(), notices.clone());
+                    actions.extend(live_notices(&shared, &id, &held, &mut live, &mut graph, k, &mut run, &notices));
+                }
+                if let Some(step) = live.as_mut().map(|l| l.poll(std::time::Instant::now())) {
+                    actions.extend(live!(step));
                 }
                 continue;
             }
@@ -847,14 +901,38 @@ async fn drive(
                 worker,
                 attempt,
                 outcome,
-            } => actions.extend(run.part_ended(attempt, &worker, outcome)),
+            } => {
+                if let (PartOutcome::Failed { why }, true) = (&outcome, attempt == run.attempt())
+                    && let Some(step) = live.as_ref().map(|l| l.part_failed(why))
+                {
+                    actions.extend(live!(step));
+                }
+                actions.extend(run.part_ended(attempt, &worker, outcome))
+            }
+            JobEvent::SwapPrepared {
+                worker,
+                attempt: a,
+                checkpoint,
+                error,
+            } if a == attempt => {
+                if let Some(step) = live
+                    .as_mut()
+                    .map(|l| l.prepared(&worker, checkpoint, error))
+                {
+                    actions.extend(live!(step));
+                }
+            }
+            JobEvent::SwapPrepared { .. } => {}
             JobEvent::WorkerLost(worker) => actions.extend(run.worker_lost(&worker)),
             JobEvent::Cancel(why) => actions.extend(run.cancel(why)),
             JobEvent::Ack { attempt: a, ack } if a == attempt => {
                 if let Some(k) = keeper.as_mut() {
                     let notices = k.receive(ack, std::time::Instant::now());
                     actions.extend(savepoints.settle(&shared, &id, &graph, k, &notices, &mut run));
-                    notify(&held, attempt, notices);
+                    notify(&held, attempt, notices.clone());
+                    actions.extend(live_notices(
+                        &shared, &id, &held, &mut live, &mut graph, k, &mut run, &notices,
+                    ));
                 }
             }
             JobEvent::Ack { .. } => {}
@@ -891,8 +969,49 @@ async fn drive(
                     Some(_) if savepoints.ending() && !matches!(purpose, Purpose::Savepoint) => {
                         Err("the job is already being stopped, rescaled or swapped".to_string())
                     }
-                    Some(_) if matches!(purpose, Purpose::Swap(_)) && !savepoints.pending.is_empty() => {
+                    Some(_) if matches!(purpose, Purpose::Swap(_) | Purpose::LiveSwap { .. }) && !savepoints.pending.is_empty() => {
                         Err("a savepoint of the job is in flight: swap once it is complete".to_string())
+                    }
+                    Some(_) if live.as_ref().is_some_and(LiveSwap::in_flight) => {
+                        Err("a swap of the job is in flight: try again once its checkpoint completed".to_string())
+                    }
+                    Some(_) if live.is_some() && matches!(purpose, Purpose::Swap(_) | Purpose::LiveSwap { .. }) => {
+                        Err("the last swap of the job is on probation until its next checkpoint completes: swap again after it".to_string())
+                    }
+                    Some(k) if let Purpose::LiveSwap { operator, to } = &purpose => {
+                        let from = (graph.nodes.iter().find(|n| n.uid == *operator))
+                            .and_then(|n| n.kind.component())
+                            .map(|c| c.component.to_string_lossy().into_owned());
+                        match from {
+                            None => Err(format!("the job has no operator `{operator}`")),
+                            Some(from) => {
+                                k.hold(true);
+                                let checkpoint = k.next_id();
+                                for (w, _) in &held {
+                                    shared.to_worker(w, ToWorker::PrepareSwap {
+                                        job: id.clone(),
+                                        attempt,
+                                        operator: operator.clone(),
+                                        component: to.clone(),
+                                        checkpoint,
+                                    });
+                                }
+                                tracing::info!(job = %id, checkpoint, "live swap of `{operator}` to {to} requested: preparing");
+                                lock(&shared.requests).update(&request, |r| r.checkpoint = Some(checkpoint));
+                                let swap = LiveSwap::new(
+                                    request.clone(),
+                                    operator.clone(),
+                                    from,
+                                    to.clone(),
+                                    checkpoint,
+                                    held.iter().map(|(w, _)| w.clone()),
+                                    std::time::Instant::now(),
+                                );
+                                record_swap(&shared, &id, swap.info("preparing", None));
+                                live = Some(swap);
+                                Ok(())
+                            }
+                        }
                     }
                     Some(k) => k.savepoint(std::time::Instant::now()).map(|(checkpoint, notices)| {
                         let target = super::savepoints::target(dir.as_deref(), &graph, &id, checkpoint);
@@ -999,7 +1118,24 @@ impl Savepoints {
                     self.stopped_at = Some(checkpoint);
                     actions.extend(run.stop(format!("stopped with savepoint {path}")));
                 }
+                Purpose::LiveSwap { .. } => {}
                 Purpose::Rescale(g) | Purpose::Swap(g) => {
+                    let (old, new) = (graph.components_by_uid(), g.components_by_uid());
+                    for (uid, to) in new.iter().filter(|(uid, to)| old.get(*uid) != Some(*to)) {
+                        let now = super::view::now_ms();
+                        let info = SwapInfo {
+                            operator: uid.clone(),
+                            from: old.get(uid).cloned().unwrap_or_default(),
+                            to: to.clone(),
+                            mode: "restart".into(),
+                            status: "confirmed".into(),
+                            checkpoint: Some(checkpoint),
+                            why: None,
+                            started_ms: now,
+                            at_ms: now,
+                        };
+                        record_swap(shared, id, info);
+                    }
                     self.rescale = Some((
                         g,
                         Restore {
@@ -1039,5 +1175,184 @@ async fn sleep_until_instant(at: Option<std::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Adds (or updates: the newest of its operator and request) a swap in the job's stored
+/// history and its view.
+fn record_swap(shared: &Shared, id: &str, info: SwapInfo) {
+    let now = info.at_ms;
+    let mut swaps = Vec::new();
+    let _ = shared.store.update(id, |j| {
+        match j.swaps.iter_mut().rev().find(|s| {
+            s.operator == info.operator && s.checkpoint == info.checkpoint && s.to == info.to
+        }) {
+            Some(s) => {
+                s.status = info.status.clone();
+                s.why = info.why.clone();
+                s.at_ms = now;
+            }
+            None => j.swaps.push(info.clone()),
+        }
+        swaps = j.swaps.clone();
+    });
+    shared.view(id, |v| v.set_swaps(&swaps));
+}
+
+/// What the keeper's `notices` mean for the live swap, carried out.
+#[allow(clippy::too_many_arguments)]
+fn live_notices(
+    shared: &Shared,
+    id: &str,
+    held: &[(String, u32)],
+    live: &mut Option<LiveSwap>,
+    graph: &mut JobGraph,
+    keeper: &mut Keeper,
+    run: &mut JobRun,
+    notices: &[Notice],
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for notice in notices {
+        let Some(l) = live.as_mut() else { break };
+        let step = match notice {
+            Notice::Complete { summary } => l.completed(summary.id, std::time::Instant::now()),
+            Notice::Abort { id } => l.aborted(*id),
+            Notice::Trigger { .. } => continue,
+        };
+        actions.extend(live_step(
+            shared,
+            id,
+            held,
+            live,
+            graph,
+            Some(&mut *keeper),
+            run,
+            step,
+        ));
+    }
+    actions
+}
+
+/// Carries out what the live swap decided (`held`: the workers of the attempt).
+#[allow(clippy::too_many_arguments)]
+fn live_step(
+    shared: &Shared,
+    id: &str,
+    held: &[(String, u32)],
+    live: &mut Option<LiveSwap>,
+    graph: &mut JobGraph,
+    keeper: Option<&mut Keeper>,
+    run: &mut JobRun,
+    step: SwapStep,
+) -> Vec<Action> {
+    let Some(swap) = live.as_ref() else {
+        return Vec::new();
+    };
+    let set_component = |graph: &mut JobGraph, hash: &str| {
+        if let Some(op) = (graph.nodes.iter_mut().find(|n| n.uid == swap.operator))
+            .and_then(|n| n.kind.component_mut())
+        {
+            op.component = PathBuf::from(hash);
+        }
+        let _ = shared.store.update(id, |j| j.graph = graph.clone());
+        shared.view(id, |v| v.components = graph.components_by_uid());
+    };
+    let fail_request = |why: &str| {
+        lock(&shared.requests).update(&swap.request, |r| {
+            r.status = RequestStatus::Failed { error: why.into() }
+        });
+    };
+    match step {
+        SwapStep::Nothing => Vec::new(),
+        SwapStep::Trigger => {
+            let Some(k) = keeper else {
+                let why = SwapStep::Failed("the job is between attempts".into());
+                return live_step(shared, id, held, live, graph, None, run, why);
+            };
+            let now = std::time::Instant::now();
+            match k.swap_savepoint(now, swap.checkpoint, &swap.operator, &swap.to) {
+                Ok(notices) => {
+                    tracing::info!(job = %id, checkpoint = swap.checkpoint, "every worker has the new component of `{}`: swapping at the barrier", swap.operator);
+                    record_swap(shared, id, swap.info("swapping", None));
+                    for (w, _) in held {
+                        for notice in &notices {
+                            let notice = notice.clone();
+                            let message = ToWorker::Notice {
+                                job: id.to_string(),
+                                attempt: run.attempt(),
+                                notice,
+                            };
+                            shared.to_worker(w, message);
+                        }
+                    }
+                    live_notices(shared, id, held, live, graph, k, run, &notices)
+                }
+                Err(why) => live_step(
+                    shared,
+                    id,
+                    held,
+                    live,
+                    graph,
+                    Some(k),
+                    run,
+                    SwapStep::Failed(why),
+                ),
+            }
+        }
+        SwapStep::Failed(why) => {
+            if let Some(k) = keeper {
+                k.hold(false);
+            }
+            tracing::warn!(job = %id, "the live swap of `{}` failed: {why}", swap.operator);
+            record_swap(shared, id, swap.info("failed", Some(why.clone())));
+            fail_request(&format!("the swap did not happen: {why}"));
+            *live = None;
+            Vec::new()
+        }
+        SwapStep::Applied => {
+            tracing::info!(job = %id, checkpoint = swap.checkpoint, "`{}` swapped to {} (on probation for {:?})", swap.operator, swap.to, super::swap::PROBATION);
+            // No checkpoint on probation: nothing the new component emits is published before
+            // it passed.
+            if let Some(k) = keeper {
+                k.hold(true);
+            }
+            set_component(graph, &swap.to);
+            record_swap(shared, id, swap.info("applied", None));
+            Vec::new()
+        }
+        SwapStep::Release => {
+            if let Some(k) = keeper {
+                k.hold(false);
+            }
+            Vec::new()
+        }
+        SwapStep::Confirmed => {
+            let path = (graph.checkpoint.as_ref())
+                .map(|c| {
+                    c.dir
+                        .join(format!("chk-{}", swap.checkpoint))
+                        .display()
+                        .to_string()
+                })
+                .unwrap_or_default();
+            // The history first: whoever sees the request complete sees it confirmed.
+            record_swap(shared, id, swap.info("confirmed", None));
+            lock(&shared.requests).update(&swap.request, |r| {
+                r.status = RequestStatus::Completed { path }
+            });
+            *live = None;
+            Vec::new()
+        }
+        SwapStep::RollBack(why) => {
+            tracing::warn!(job = %id, "rolling the swap of `{}` back to {}: {why}", swap.operator, swap.from);
+            if swap.applied() {
+                set_component(graph, &swap.from);
+            }
+            record_swap(shared, id, swap.info("rolled_back", Some(why.clone())));
+            fail_request(&format!("rolled back to {}: {why}", swap.from));
+            let operator = swap.operator.clone();
+            *live = None;
+            run.redeploy(format!("the swap of `{operator}` was rolled back: {why}"))
+        }
     }
 }

@@ -88,7 +88,10 @@ pub struct JobView {
     /// What each operator (and source and window function) runs now, by uid: its component's
     /// content hash.
     pub components: BTreeMap<String, String>,
-    /// The components swapped in while the job ran, oldest first.
+    /// Each such node's version: 1 for the component it was submitted with, one more for each
+    /// swap that took.
+    pub versions: BTreeMap<String, u32>,
+    /// The swaps of the job's components, oldest first.
     pub swaps: Vec<SwapInfo>,
     #[serde(skip)]
     pub checkpoints: VecDeque<CheckpointInfo>,
@@ -104,14 +107,33 @@ pub struct JobView {
     task_samples: HashMap<String, (Instant, TaskFigures)>,
 }
 
-/// A component swapped in for an operator's.
-#[derive(Debug, Clone, Serialize)]
+/// A swap of an operator's component.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SwapInfo {
     pub operator: String,
     pub from: String,
     pub to: String,
-    /// When the job was deployed again with it (ms since the Unix epoch).
+    /// `live` (at a checkpoint barrier) or `restart` (from a savepoint).
+    pub mode: String,
+    /// `preparing`, `swapping` (its checkpoint triggered), `applied` (its checkpoint complete,
+    /// on probation until the next one), `confirmed`, `rolled_back` or `failed`.
+    pub status: String,
+    /// The checkpoint it happened at: a live swap's barrier, or the savepoint restarted from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<u64>,
+    /// Why it was rolled back or failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// When it was asked for and when it last changed (ms since the Unix epoch).
+    pub started_ms: u64,
     pub at_ms: u64,
+}
+
+impl SwapInfo {
+    /// Whether the operator runs the new component after it.
+    pub fn took(&self) -> bool {
+        matches!(self.status.as_str(), "applied" | "confirmed")
+    }
 }
 
 /// A vertex: a chain of operators, and its subtasks.
@@ -197,6 +219,7 @@ impl JobView {
             failures: VecDeque::new(),
             savepoints: Vec::new(),
             components: BTreeMap::new(),
+            versions: BTreeMap::new(),
             swaps: Vec::new(),
             checkpoints: VecDeque::new(),
             log_lines_dropped: 0,
@@ -209,24 +232,21 @@ impl JobView {
         view
     }
 
-    /// The job's graph (again, after a rescale or a swap: a component that changed is a swap).
+    /// The job's swaps (as the store keeps them): the newest one of its operator and
+    /// checkpoint is replaced, or it is added. Versions follow.
+    pub fn set_swaps(&mut self, swaps: &[SwapInfo]) {
+        self.swaps = swaps.to_vec();
+        self.versions = (self.components.keys())
+            .map(|uid| {
+                let took = swaps.iter().filter(|s| s.operator == *uid && s.took());
+                (uid.clone(), 1 + took.count() as u32)
+            })
+            .collect();
+    }
+
+    /// The job's graph (again, after a rescale or a swap).
     pub fn set_graph(&mut self, graph: &JobGraph) {
-        for n in &graph.nodes {
-            let Some(op) = n.kind.component() else {
-                continue;
-            };
-            let hash = op.component.to_string_lossy().into_owned();
-            if let Some(old) = self.components.insert(n.uid.clone(), hash.clone())
-                && old != hash
-            {
-                self.swaps.push(SwapInfo {
-                    operator: n.uid.clone(),
-                    from: old,
-                    to: hash,
-                    at_ms: now_ms(),
-                });
-            }
-        }
+        self.components = graph.components_by_uid();
         let exec = ExecutionGraph::build(graph);
         self.vertices = exec
             .chains

@@ -85,6 +85,14 @@ pub enum ToCoordinator {
         attempt: u32,
         ack: Ack,
     },
+    /// A worker's part of a job's attempt has the component `operator` swaps to at checkpoint
+    /// `checkpoint` fetched and compiled (or cannot: `error` says why).
+    SwapPrepared {
+        job: String,
+        attempt: u32,
+        checkpoint: u64,
+        error: Option<String>,
+    },
     /// On a stream of its own: the component with this content hash (the answer is its bytes,
     /// raw, then the end of the stream; a reset if the coordinator has none).
     Fetch {
@@ -240,6 +248,16 @@ pub enum ToWorker {
         job: String,
         attempt: u32,
         notice: Notice,
+    },
+    /// Fetch and compile component `component` (a content hash): operator `operator`'s
+    /// subtasks swap to it at the barrier of checkpoint `checkpoint` (answered with
+    /// `swap_prepared`).
+    PrepareSwap {
+        job: String,
+        attempt: u32,
+        operator: String,
+        component: String,
+        checkpoint: u64,
     },
     /// Read keyed state of a task of a job's attempt (answered with `answer`).
     Query {

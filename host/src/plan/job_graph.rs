@@ -68,6 +68,16 @@ impl JobGraph {
         (self.nodes.iter()).filter_map(|n| Some(n.kind.component()?.component.as_path()))
     }
 
+    /// The component of every WASM node, by uid (as text: a content hash in a cluster).
+    pub fn components_by_uid(&self) -> std::collections::BTreeMap<String, String> {
+        (self.nodes.iter())
+            .filter_map(|n| {
+                let c = n.kind.component()?;
+                Some((n.uid.clone(), c.component.to_string_lossy().into_owned()))
+            })
+            .collect()
+    }
+
     /// Checks what the rest of weir takes for granted of a graph that did not come from
     /// [`crate::manifest::load`] (one received over the network): edges between existing
     /// nodes, every node after its inputs, parallelism within the key groups, names that are

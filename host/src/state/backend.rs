@@ -157,6 +157,11 @@ impl StateBackend {
         }
     }
 
+    /// The job's number of key groups.
+    pub fn max_parallelism(&self) -> u32 {
+        self.max_parallelism
+    }
+
     /// Whether this backend can take a delta against its snapshot of checkpoint `base`: it
     /// tracks changes, took that snapshot since its last full one, and has not dropped its
     /// marks since.

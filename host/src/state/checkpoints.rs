@@ -42,6 +42,16 @@ pub struct Metadata {
     /// Every node of the job, by uid, with its parallelism.
     pub nodes: BTreeMap<String, u32>,
     pub tasks: Vec<TaskFile>,
+    /// The component each node that runs one ran at this checkpoint, by uid (a content hash
+    /// in a cluster, a path in local mode): after a swap, the new one. Older checkpoints have
+    /// none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub components: BTreeMap<String, String>,
+    /// The components swapped out of each node before this checkpoint, oldest first: a job
+    /// submitted from it with one of those runs the node's component above instead (it is a
+    /// restore of the job after a swap, not an upgrade).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replaced: BTreeMap<String, Vec<String>>,
 }
 
 /// One task's file in a checkpoint.
@@ -633,6 +643,8 @@ mod tests {
 
     fn meta(id: u64, tasks: Vec<TaskFile>) -> Metadata {
         Metadata {
+            components: BTreeMap::new(),
+            replaced: BTreeMap::new(),
             format: FORMAT,
             job: "j".into(),
             id,

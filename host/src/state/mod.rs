@@ -8,4 +8,4 @@ mod redb_state;
 pub mod snapshot;
 
 pub use backend::StateBackend;
-pub use keyed::{KeyRef, KeyedSnapshot, KeyedState, StateAccessError};
+pub use keyed::{EntryList, KeyRef, KeyedSnapshot, KeyedState, StateAccessError};

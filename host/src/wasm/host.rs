@@ -62,6 +62,9 @@ pub struct HostState {
     /// Most a single call may emit (batch bytes, names and [`EMIT_CALL_BYTES`] per call).
     max_output_bytes: usize,
     pub(super) state: StateBackend,
+    /// The versions of its state's encoding and its migration hook, when its component
+    /// declares a state above version 1.
+    pub(super) migration: Option<Box<super::migration::Migration>>,
     /// The watermark, the clock and the timers the instance sees.
     pub(super) time: super::timers::TimeService,
     pub(super) who: Identity,
@@ -105,6 +108,7 @@ impl HostState {
             emitted: Emitted::default(),
             max_output_bytes: memory_bytes.max(16 << 20),
             state,
+            migration: None,
             time: super::timers::TimeService::default(),
             who,
             bounds,
@@ -262,6 +266,15 @@ fn refused<T>(e: StateAccessError) -> StateResult<T> {
     }
 }
 
+/// A versioned state call's outcome: a value that cannot be migrated fails the call.
+fn migrated<T>(r: Result<T, super::migration::Failure>) -> StateResult<T> {
+    match r {
+        Ok(v) => Ok(Ok(v)),
+        Err(super::migration::Failure::State(e)) => refused(e),
+        Err(super::migration::Failure::Refused(r)) => Err(r.into()),
+    }
+}
+
 /// `r` as a state call's outcome.
 pub(super) fn answer<T>(r: Result<T, StateAccessError>) -> StateResult<T> {
     match r {
@@ -294,14 +307,43 @@ macro_rules! check_name {
     };
 }
 
+/// The migration of state `name` and the version it is written at, when above 1.
+fn versioned<'a>(
+    migration: &'a mut Option<Box<super::migration::Migration>>,
+    name: &str,
+) -> Option<(&'a mut super::migration::Migration, u32)> {
+    let m = migration.as_deref_mut()?;
+    let v = m.version(name)?;
+    Some((m, v))
+}
+
+impl HostState {
+    /// The name map state `name`'s entries of `key` are stored under when it is versioned
+    /// (`None`: its own name), the key's map migrated to that version first if an older
+    /// version holds it.
+    fn map_version(&mut self, name: &str, key: &[u8]) -> StateResult<Option<String>> {
+        match versioned(&mut self.migration, name) {
+            None => Ok(Ok(None)),
+            Some((m, v)) => migrated(m.map_migrate(&mut self.state, name, v, key))
+                .map(|r| r.map(|()| Some(super::migration::stored_name(name, v).into_owned()))),
+        }
+    }
+}
+
 impl state::Host for HostState {
     fn value_get(&mut self, name: String, key: Vec<u8>) -> StateResult<Option<Vec<u8>>> {
         check_name!(name);
+        if let Some((m, v)) = versioned(&mut self.migration, &name) {
+            return migrated(m.value_get(&mut self.state, &name, v, &key));
+        }
         answer(self.state.value_get(&name, &key))
     }
 
     fn value_set(&mut self, name: String, key: Vec<u8>, value: Vec<u8>) -> StateResult<()> {
         check_name!(name);
+        if let Some((m, v)) = versioned(&mut self.migration, &name) {
+            return migrated(m.value_set(&mut self.state, &name, v, &key, Some(&value)));
+        }
         answer(
             self.state
                 .value_set_many(&name, &[(key.as_slice(), Some(value.as_slice()))]),
@@ -319,6 +361,16 @@ impl state::Host for HostState {
             }
         }
         let mut out = Vec::with_capacity(keys.len());
+        if let Some((m, v)) = versioned(&mut self.migration, &name) {
+            for key in list {
+                let value = m.value_get(&mut self.state, &name, v, key);
+                match migrated(value)? {
+                    Ok(value) => weir_batch::lengths::push(&mut out, value.as_deref()),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            return Ok(Ok(out));
+        }
         answer(
             self.state
                 .value_get_many(&name, &list, |v| weir_batch::lengths::push(&mut out, v)),
@@ -342,11 +394,22 @@ impl state::Host for HostState {
                 Some(Ok(value)) => list.push((key, value)),
             }
         }
+        if let Some((m, v)) = versioned(&mut self.migration, &name) {
+            for (key, value) in list {
+                if let Err(e) = migrated(m.value_set(&mut self.state, &name, v, key, value))? {
+                    return Ok(Err(e));
+                }
+            }
+            return Ok(Ok(()));
+        }
         answer(self.state.value_set_many(&name, &list))
     }
 
     fn value_clear(&mut self, name: String, key: Vec<u8>) -> StateResult<()> {
         check_name!(name);
+        if let Some((m, v)) = versioned(&mut self.migration, &name) {
+            return migrated(m.value_set(&mut self.state, &name, v, &key, None));
+        }
         answer(self.state.value_set_many(&name, &[(key.as_slice(), None)]))
     }
 
@@ -357,7 +420,14 @@ impl state::Host for HostState {
         map_key: Vec<u8>,
     ) -> StateResult<Option<Vec<u8>>> {
         check_name!(name);
-        answer(self.state.map_get(&name, &key, &map_key))
+        let stored = match self.map_version(&name, &key)? {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(e)),
+        };
+        answer(
+            self.state
+                .map_get(stored.as_deref().unwrap_or(&name), &key, &map_key),
+        )
     }
 
     fn map_put(
@@ -368,22 +438,50 @@ impl state::Host for HostState {
         value: Vec<u8>,
     ) -> StateResult<()> {
         check_name!(name);
-        answer(self.state.map_put(&name, key, map_key, value))
+        let stored = match self.map_version(&name, &key)? {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(e)),
+        };
+        answer(
+            self.state
+                .map_put(stored.as_deref().unwrap_or(&name), key, map_key, value),
+        )
     }
 
     fn map_remove(&mut self, name: String, key: Vec<u8>, map_key: Vec<u8>) -> StateResult<()> {
         check_name!(name);
-        answer(self.state.map_remove(&name, &key, &map_key))
+        let stored = match self.map_version(&name, &key)? {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(e)),
+        };
+        answer(
+            self.state
+                .map_remove(stored.as_deref().unwrap_or(&name), &key, &map_key),
+        )
     }
 
     fn map_entries(&mut self, name: String, key: Vec<u8>) -> StateResult<Vec<(Vec<u8>, Vec<u8>)>> {
         check_name!(name);
-        answer(self.state.map_entries(&name, &key))
+        let stored = match self.map_version(&name, &key)? {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(e)),
+        };
+        answer(
+            self.state
+                .map_entries(stored.as_deref().unwrap_or(&name), &key),
+        )
     }
 
     fn map_clear(&mut self, name: String, key: Vec<u8>) -> StateResult<()> {
         check_name!(name);
-        answer(self.state.map_clear(&name, &key))
+        let stored = match self.map_version(&name, &key)? {
+            Ok(stored) => stored,
+            Err(e) => return Ok(Err(e)),
+        };
+        answer(
+            self.state
+                .map_clear(stored.as_deref().unwrap_or(&name), &key),
+        )
     }
 }
 

@@ -87,7 +87,13 @@ pub struct OperatorBindings {
     plain: bindings::Operator,
     hooks: Option<bindings::stateful::StatefulOperator>,
     timed: Option<bindings::timed::TimedOperator>,
+    /// Its state versions and migration hook (the `migrating-operator` world).
+    migrating: Option<bindings::migrating::MigratingOperator>,
 }
+
+/// An instance of an operator's component that only migrates values of its state
+/// ([`super::migration`]).
+type Migrator = Guest<bindings::migrating::MigratingOperator>;
 
 /// How many rounds of timers one advance of time fires at most: timers that `on-timer`
 /// registers for a time already passed fire in the next round, as in Flink, but a guest that
@@ -187,22 +193,45 @@ impl LoadedComponent {
 
     /// Instantiates the operator for one subtask and calls its `open`.
     pub fn instantiate(&self, spec: &InstanceSpec) -> Result<OperatorInstance, GuestError> {
+        self.instantiate_with(spec, keyed_state(spec)?)
+    }
+
+    /// Instantiates the operator for one subtask on keyed state `state` (its own, or what
+    /// the component it replaces held) and calls its `open`.
+    pub fn instantiate_with(
+        &self,
+        spec: &InstanceSpec,
+        state: StateBackend,
+    ) -> Result<OperatorInstance, GuestError> {
         let Pre::Operator(pre) = &self.pre else {
             return Err(wrong_world(&self.path, "an operator"));
         };
-        let state = keyed_state(spec)?;
         let mut guest = self.guest(spec, state, false, |store| {
             let instance = pre.instance_pre().instantiate(&mut *store)?;
             let plain = bindings::Operator::new(&mut *store, &instance)?;
             let hooks = bindings::stateful::StatefulOperator::new(&mut *store, &instance).ok();
             let timed = bindings::timed::TimedOperator::new(&mut *store, &instance).ok();
+            let migrating =
+                bindings::migrating::MigratingOperator::new(&mut *store, &instance).ok();
             store.data_mut().time.on_timer = timed.is_some();
             Ok(OperatorBindings {
                 plain,
                 hooks,
                 timed,
+                migrating,
             })
         })?;
+        if guest.bindings.migrating.is_some() {
+            let (declared, _) = guest.call("state-versions", |b, store| {
+                let m = b.migrating.as_ref().expect("checked above");
+                m.weir_operator_migration()
+                    .call_state_versions(store)
+                    .map(Ok)
+            })?;
+            let migrate = self.migrate_hook(spec);
+            guest.store.data_mut().migration =
+                super::migration::Migration::new(declared, migrate).map(Box::new);
+        }
         guest.call("open", |b, store| {
             b.plain
                 .weir_operator_handler()
@@ -211,9 +240,49 @@ impl LoadedComponent {
         Ok(guest)
     }
 
+    /// The component's `migrate` hook, run in an instance of its own made on first use (the
+    /// instance whose state it migrates is in the middle of a call when it is needed).
+    fn migrate_hook(&self, spec: &InstanceSpec) -> super::migration::Migrate {
+        let (component, spec) = (self.clone(), spec.clone());
+        let mut migrator: Option<Migrator> = None;
+        Box::new(move |name, from, value| {
+            let m = match &mut migrator {
+                Some(m) => m,
+                None => migrator.insert(component.migrator(&spec).map_err(|e| e.to_string())?),
+            };
+            m.call("migrate", |b, store| {
+                b.weir_operator_migration()
+                    .call_migrate(store, name, from, value)
+            })
+            .map(|(value, _)| value)
+            .map_err(|e| e.to_string())
+        })
+    }
+
+    /// An instance that only migrates: no keyed state, never opened.
+    fn migrator(&self, spec: &InstanceSpec) -> Result<Migrator, GuestError> {
+        let Pre::Operator(pre) = &self.pre else {
+            return Err(wrong_world(&self.path, "an operator"));
+        };
+        let state = StateBackend::memory(0..0, spec.max_parallelism, 0, false);
+        self.guest(spec, state, false, |store| {
+            let instance = pre.instance_pre().instantiate(&mut *store)?;
+            bindings::migrating::MigratingOperator::new(&mut *store, &instance)
+        })
+    }
+
     /// Instantiates the window function for one subtask and calls its `open`.
     pub fn instantiate_window(&self, spec: &InstanceSpec) -> Result<WindowInstance, GuestError> {
-        let state = keyed_state(spec)?;
+        self.instantiate_window_with(spec, keyed_state(spec)?)
+    }
+
+    /// Instantiates the window function for one subtask on keyed state `state` and calls its
+    /// `open`.
+    pub fn instantiate_window_with(
+        &self,
+        spec: &InstanceSpec,
+        state: StateBackend,
+    ) -> Result<WindowInstance, GuestError> {
         let mut guest = match &self.pre {
             Pre::Aggregate(pre) => self.guest(spec, state, false, |store| {
                 pre.instantiate(store).map(WindowBindings::Aggregate)
@@ -303,6 +372,16 @@ fn keyed_state(spec: &InstanceSpec) -> Result<StateBackend, GuestError> {
 }
 
 impl<B> Guest<B> {
+    /// Takes the subtask's keyed state away (for the instance that replaces this one),
+    /// leaving it none.
+    fn take_state(&mut self) -> StateBackend {
+        let max_parallelism = self.store.data().state.max_parallelism();
+        std::mem::replace(
+            &mut self.store.data_mut().state,
+            StateBackend::memory(0..0, max_parallelism, 0, false),
+        )
+    }
+
     /// The subtask's keyed state, to read between calls (a query of a running job's state).
     pub fn keyed_state(&mut self) -> &mut crate::state::StateBackend {
         &mut self.store.data_mut().state
@@ -398,6 +477,42 @@ impl<B> Guest<B> {
 }
 
 impl OperatorInstance {
+    /// Replaces this instance by one of `component` (a new version of the operator, swapped in
+    /// at a checkpoint barrier) that goes on from where it stands: the same keyed state, timers
+    /// and watermark, and `private` (what this one's `snapshot` just returned, if anything)
+    /// handed to the new one's `restore` after its `open`. On an error this instance is left
+    /// without its state: the task fails.
+    pub fn swap(
+        &mut self,
+        component: &LoadedComponent,
+        spec: &InstanceSpec,
+        private: Option<&[u8]>,
+    ) -> Result<(), GuestError> {
+        let state = self.take_state();
+        let watermark = self.store.data().time.watermark;
+        let mut new = component.instantiate_with(spec, state)?;
+        new.store.data_mut().time.watermark = watermark;
+        new.restore_timers()
+            .map_err(|message| GuestError::Refused {
+                call: "restore",
+                message,
+            })?;
+        if let Some(private) = private {
+            new.restore_private(private)?;
+        }
+        *self = new;
+        Ok(())
+    }
+
+    /// Values of its state migrated to a newer encoding so far.
+    pub fn migrated(&self) -> u64 {
+        self.store
+            .data()
+            .migration
+            .as_ref()
+            .map_or(0, |m| m.migrated)
+    }
+
     /// The operator's private state for a checkpoint (`None`: it exports no checkpoint hooks).
     pub fn snapshot_private(&mut self) -> Result<Option<Vec<u8>>, GuestError> {
         if self.bindings.hooks.is_none() {
@@ -546,6 +661,18 @@ impl SourceInstance {
 }
 
 impl WindowInstance {
+    /// Replaces this instance by one of `component` (a new version of the window function),
+    /// on the same keyed state.
+    pub fn swap(
+        &mut self,
+        component: &LoadedComponent,
+        spec: &InstanceSpec,
+    ) -> Result<(), GuestError> {
+        let state = self.take_state();
+        *self = component.instantiate_window_with(spec, state)?;
+        Ok(())
+    }
+
     /// Adds (aggregate) or folds (reduce) records of `records` into the accumulators as
     /// `pairs` say; see `weir:operator/aggregate-handler.add`.
     pub fn add(

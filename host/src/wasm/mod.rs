@@ -8,6 +8,7 @@ pub mod guest_log;
 mod host;
 mod inspect;
 mod instance;
+mod migration;
 mod timers;
 
 pub use inspect::{Inspection, inspect};
@@ -78,6 +79,22 @@ mod bindings {
         wasmtime::component::bindgen!({
             path: "../wit",
             world: "timed-operator",
+            with: {
+                "weir:operator/emit": super::weir::operator::emit,
+                "weir:operator/state": super::weir::operator::state,
+                "weir:operator/log": super::weir::operator::log,
+                "weir:operator/context": super::weir::operator::context,
+                "weir:operator/timers": super::weir::operator::timers,
+            },
+        });
+    }
+
+    /// The migrating operator world: the stateful operator world and its migration hook,
+    /// looked up on an operator's instance when its component exports it.
+    pub mod migrating {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            world: "migrating-operator",
             with: {
                 "weir:operator/emit": super::weir::operator::emit,
                 "weir:operator/state": super::weir::operator::state,

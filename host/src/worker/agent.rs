@@ -326,6 +326,9 @@ async fn session(
                 }
                 Ok(Some(ToWorker::Cancel { job, attempt, why })) => me.cancel(&job, attempt, &why),
                 Ok(Some(ToWorker::Notice { job, attempt, notice })) => me.notice(&job, attempt, notice),
+                Ok(Some(ToWorker::PrepareSwap { job, attempt, operator, component, checkpoint })) => {
+                    me.prepare_swap(job, attempt, operator, component, checkpoint, conn.clone(), report.clone());
+                }
                 Ok(Some(ToWorker::Query { job, attempt, query, request })) => {
                     me.query(&job, attempt, query, request, report.clone());
                 }

@@ -185,6 +185,8 @@ struct RunningPart {
     /// broke: a failure).
     by_coordinator: Arc<AtomicBool>,
     notices: Notices,
+    /// The attempt's job graph (its components named by content hash).
+    graph: Arc<JobGraph>,
 }
 
 /// The guest lines a part keeps between two progress reports (500 ms), at most.
@@ -288,6 +290,86 @@ impl Worker {
         }
     }
 
+    /// Fetches (if this worker lacks it) and compiles component `component`, which operator
+    /// `operator` of attempt `attempt` of `job` swaps to at the barrier of checkpoint
+    /// `checkpoint`, on a thread of its own; says how it went to `report`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_swap(
+        self: &Arc<Self>,
+        job: String,
+        attempt: u32,
+        operator: String,
+        component: String,
+        checkpoint: u64,
+        coordinator: quinn::Connection,
+        report: Reports,
+    ) {
+        let worker = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("swap-{job}"))
+            .spawn(move || {
+                let error = worker
+                    .prepare(
+                        &job,
+                        attempt,
+                        &operator,
+                        &component,
+                        checkpoint,
+                        &coordinator,
+                    )
+                    .err();
+                if let Some(why) = &error {
+                    tracing::warn!(%job, attempt, %operator, "cannot prepare the swap: {why}");
+                }
+                let _ = report.blocking_send(ToCoordinator::SwapPrepared {
+                    job,
+                    attempt,
+                    checkpoint,
+                    error,
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to prepare a swap: {e}");
+        }
+    }
+
+    fn prepare(
+        &self,
+        job: &str,
+        attempt: u32,
+        operator: &str,
+        hash: &str,
+        checkpoint: u64,
+        coordinator: &quinn::Connection,
+    ) -> Result<(), String> {
+        let (graph, control) = match lock(&self.parts).get(&(job.to_string(), attempt)) {
+            Some(part) => (part.graph.clone(), part.control.clone()),
+            None => {
+                return Err(format!(
+                    "attempt {attempt} of job {job} no longer runs on worker {}",
+                    self.id
+                ));
+            }
+        };
+        let node = (graph.nodes.iter().find(|n| n.uid == operator))
+            .ok_or_else(|| format!("the job has no operator `{operator}`"))?;
+        let world = crate::wasm::World::of(&node.kind)
+            .ok_or_else(|| format!("`{operator}` runs no component"))?;
+        let limit = graph.limits.component_bytes;
+        if !self.blobs.has(hash) {
+            let bytes = self
+                .handle
+                .block_on(fetch(coordinator, hash, limit))
+                .map_err(|e| format!("cannot fetch component {hash}: {e}"))?;
+            self.blobs.put(hash, &bytes).map_err(|e| e.to_string())?;
+        }
+        let path = self.blobs.path(hash).map_err(|e| e.to_string())?;
+        let component = (self.runtime.load(&path, world, limit))
+            .map_err(|e| e.to_string().replace(&path.display().to_string(), hash))?;
+        control.swap_at(checkpoint, operator.to_string(), component);
+        Ok(())
+    }
+
     /// Passes query `query` to its task in attempt `attempt` of `job`; the answer goes to
     /// `report` (at once, if the attempt does not run here).
     pub fn query(
@@ -358,6 +440,7 @@ impl Worker {
                 control: control.clone(),
                 by_coordinator: by_coordinator.clone(),
                 notices: notices.clone(),
+                graph: Arc::new(deployment.graph.clone()),
             },
         );
         let worker = self.clone();

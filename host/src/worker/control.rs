@@ -19,6 +19,9 @@ pub struct JobControl {
     attempt: Mutex<Attempt>,
     /// Where its guests' lines are kept for the API, when they are.
     logs: OnceLock<Arc<crate::wasm::guest_log::RecentLogs>>,
+    /// Components to swap in at checkpoint barriers: by checkpoint id, the operator's uid and
+    /// its new component (compiled before the barrier is injected).
+    swaps: Mutex<std::collections::HashMap<u64, (String, crate::wasm::LoadedComponent)>>,
 }
 
 /// One run of the job's tasks, from its start or from a checkpoint.
@@ -39,6 +42,32 @@ impl JobControl {
 
     fn attempt(&self) -> std::sync::MutexGuard<'_, Attempt> {
         self.attempt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// At the barrier of checkpoint `checkpoint`, operator `operator`'s subtasks take their
+    /// snapshot, then go on with `component`.
+    pub fn swap_at(
+        &self,
+        checkpoint: u64,
+        operator: String,
+        component: crate::wasm::LoadedComponent,
+    ) {
+        let mut swaps = self.swaps.lock().unwrap_or_else(|e| e.into_inner());
+        swaps.insert(checkpoint, (operator, component));
+    }
+
+    /// The component operator `operator` swaps to at the barrier of checkpoint `checkpoint`,
+    /// if it does.
+    pub fn swap_for(
+        &self,
+        checkpoint: u64,
+        operator: &str,
+    ) -> Option<crate::wasm::LoadedComponent> {
+        let swaps = self.swaps.lock().unwrap_or_else(|e| e.into_inner());
+        swaps
+            .get(&checkpoint)
+            .filter(|(uid, _)| uid == operator)
+            .map(|(_, c)| c.clone())
     }
 
     /// Registers a gate to wake on cancel.

@@ -932,6 +932,8 @@ fn run_task(
         let n = &job.nodes[node];
         let uid: Arc<str> = n.uid.as_str().into();
         enter_node(node);
+        let step_spec =
+            (n.kind.component()).map(|op| spec(node, &uid, n.parallelism, &op.config_json));
         let step = match &n.kind {
             NodeKind::Operator(op) => {
                 let component = components[node]
@@ -990,6 +992,7 @@ fn run_task(
         };
         steps.push(ChainStep {
             node,
+            spec: step_spec,
             uid,
             step,
             routes: r,

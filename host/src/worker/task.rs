@@ -66,6 +66,8 @@ pub enum Step {
 pub struct ChainStep {
     /// The node's index in the job graph.
     pub node: usize,
+    /// How its guest was instantiated (what a component swapped in is instantiated with).
+    pub spec: Option<crate::wasm::InstanceSpec>,
     pub uid: Arc<str>,
     pub step: Step,
     pub routes: Routes,
@@ -361,6 +363,19 @@ impl Task {
         for w in &mut self.writers {
             w.barrier(id).map_err(|_| TaskError::Cancelled)?;
         }
+        // The steps that swap their component at this barrier, with their private state as
+        // the snapshot just took it.
+        let swaps: Vec<(usize, crate::wasm::LoadedComponent, Option<Vec<u8>>)> =
+            (0..self.steps.len())
+                .filter_map(|i| {
+                    let uid = &self.steps[i].uid;
+                    let component = self.control.swap_for(id, uid)?;
+                    let private = (snapshot.private.iter())
+                        .find(|(u, _)| **u == **uid)
+                        .map(|(_, state)| state.clone());
+                    Some((i, component, private))
+                })
+                .collect();
         if let Some(c) = &self.checkpoints {
             c.report(Report::Snapshot {
                 id,
@@ -371,6 +386,45 @@ impl Task {
                 align,
             });
         }
+        for (i, component, private) in swaps {
+            self.swap(i, &component, private.as_deref())?;
+        }
+        Ok(())
+    }
+
+    /// Step `i` goes on with `component` (a new version of its operator or window function)
+    /// from where its snapshot for the barrier just passed left it: its keyed state, and
+    /// `private` (its private state) handed to the new version's `restore`.
+    fn swap(
+        &mut self,
+        i: usize,
+        component: &crate::wasm::LoadedComponent,
+        private: Option<&[u8]>,
+    ) -> Result<(), TaskError> {
+        let started = Instant::now();
+        let step = &mut self.steps[i];
+        enter_node(step.node);
+        let Some(spec) = &step.spec else {
+            return Err(TaskError::Failed {
+                uid: step.uid.clone(),
+                cause: "a swap reached a step that runs no component".into(),
+            });
+        };
+        let swapped = match &mut step.step {
+            Step::Operator(op) => op.swap(component, spec, private),
+            Step::Window(w) => w.instance().swap(component, spec),
+            Step::Sink(_) => Ok(()),
+        };
+        swapped.map_err(|e| TaskError::Failed {
+            uid: step.uid.clone(),
+            cause: format!("the component swapped in failed: {e}"),
+        })?;
+        tracing::info!(
+            operator = %step.uid,
+            subtask = spec.subtask,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "swapped in a new component"
+        );
         Ok(())
     }
 
