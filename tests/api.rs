@@ -1704,7 +1704,7 @@ fn a_running_word_count_is_swapped_live_exactly_once_its_state_migrated() {
     assert!(status.contains(&format!("count: v2 {v2}")), "{status}");
     // v2 runs on a while, then the input ends.
     std::thread::sleep(Duration::from_millis(500));
-    verb(&api, &["stop", id]);
+    let savepoint = verb(&api, &["stop", id]);
     let job = api.wait_end(id, Duration::from_secs(60));
     assert_eq!(job["status"], "finished", "{job}");
     let both = assert_counts_continue(&dir.path().join("out"));
@@ -1712,6 +1712,18 @@ fn a_running_word_count_is_swapped_live_exactly_once_its_state_migrated() {
         both > 100,
         "only {both} words were counted by both versions"
     );
+    // The same manifest (naming v1) from the savepoint: the job restored after its swap runs v2.
+    let args = [
+        "submit",
+        manifest.to_str().unwrap(),
+        "--from",
+        savepoint.trim(),
+    ];
+    let again = verb(&api, &args);
+    let again = again.trim();
+    let job = wait_running(&api, again, 0);
+    assert_eq!(job["components"]["count"], v2.as_str(), "{job}");
+    verb(&api, &["cancel", again]);
 }
 
 /// A v2 that fails on its tenth batch, swapped in live: the job goes back to v1 from the

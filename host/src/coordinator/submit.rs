@@ -127,6 +127,10 @@ pub(super) fn start(
 ) -> Result<String, String> {
     let id = job_id(&graph.name).map_err(|e| e.to_string())?;
     let first = first_attempt(&graph, from, allow_non_restored_state)?;
+    let graph = match &first.restore {
+        Some(r) => after_swaps(shared, graph, r),
+        None => graph,
+    };
     let (events_tx, events) = mpsc::unbounded_channel();
     lock(&shared.views).insert(id.clone(), JobView::new(&id, &graph));
     let held = match deploy(shared, &id, &graph, &first) {
@@ -176,6 +180,34 @@ pub(super) fn start(
         clients,
     ));
     Ok(id)
+}
+
+/// `graph` restored from `restore`: a node whose component a swap before that checkpoint
+/// replaced runs the component the checkpoint recorded (when the coordinator holds it), since
+/// the job is the same one, restored after its swap; any other component is the user's choice.
+fn after_swaps(shared: &Shared, mut graph: JobGraph, restore: &Restore) -> JobGraph {
+    let (dir, id) = CheckpointDir::resolve(&restore.path);
+    let Ok(Some(meta)) = dir.metadata(id.unwrap_or(restore.id)) else {
+        return graph;
+    };
+    for node in &mut graph.nodes {
+        let (Some(op), Some(recorded)) =
+            (node.kind.component_mut(), meta.components.get(&node.uid))
+        else {
+            continue;
+        };
+        let submitted = op.component.to_string_lossy().into_owned();
+        let replaced = meta.replaced.get(&node.uid);
+        if replaced.is_some_and(|r| r.contains(&submitted)) && shared.blobs.has(recorded) {
+            tracing::info!(
+                node = %node.uid,
+                "checkpoint {} was taken after a swap: running {recorded}, not {submitted}",
+                meta.id
+            );
+            op.component = PathBuf::from(recorded);
+        }
+    }
+    graph
 }
 
 /// A client (again) following job `id` (after a restart of the coordinator, say): its events
