@@ -102,6 +102,19 @@ impl Client {
         every: Duration,
         limit: Duration,
     ) -> Result<String> {
+        self.wait_request(id, request, "savepoint", every, limit)
+    }
+
+    /// Polls request `request` of job `id` (a `what`: a savepoint, a swap) every `every`
+    /// until it ends, for up to `limit`; the path it completed with, or why it failed.
+    pub fn wait_request(
+        &self,
+        id: &str,
+        request: &str,
+        what: &str,
+        every: Duration,
+        limit: Duration,
+    ) -> Result<String> {
         let path = format!(
             "/v1/jobs/{}/savepoints/{}",
             query_value(id),
@@ -115,14 +128,14 @@ impl Client {
                     return r["path"]
                         .as_str()
                         .map(str::to_string)
-                        .context("the API did not say the savepoint's path");
+                        .with_context(|| format!("the API did not say the {what}'s path"));
                 }
                 Some("failed") => bail!(
-                    "the savepoint failed: {}",
+                    "the {what} failed: {}",
                     r["error"].as_str().unwrap_or("no cause given")
                 ),
                 _ if since.elapsed() > limit => bail!(
-                    "the savepoint did not complete within {} s (request {request} goes on)",
+                    "the {what} did not complete within {} s (request {request} goes on)",
                     limit.as_secs()
                 ),
                 _ => std::thread::sleep(every),

@@ -290,15 +290,13 @@ pub fn swap(args: &ApiArgs, id: &str, operator: &str, component: &Path, mode: &s
     let request = answer["request"]
         .as_str()
         .context("the API did not say the request's id")?;
-    let path = client
-        .wait_savepoint(id, request, Duration::from_millis(100), REQUEST_LIMIT)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}",
-                e.to_string()
-                    .replace("the savepoint failed: ", "the swap failed: ")
-            )
-        })?;
+    let path = client.wait_request(
+        id,
+        request,
+        "swap",
+        Duration::from_millis(100),
+        REQUEST_LIMIT,
+    )?;
     eprintln!("`{operator}` of job {id} runs {hash} (swapped live at checkpoint):");
     println!("{path}");
     Ok(())

@@ -38,9 +38,10 @@ enum Phase {
         deadline: Instant,
     },
     Triggered,
-    /// On probation: checkpoints held until `until`, then the next one confirms it.
+    /// On probation: checkpoints held until `until` (`None` once released), then the next
+    /// one confirms it.
     Applied {
-        until: Instant,
+        until: Option<Instant>,
     },
 }
 
@@ -131,7 +132,7 @@ impl LiveSwap {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Preparing { deadline, .. } => Some(*deadline),
-            Phase::Applied { until } => Some(*until),
+            Phase::Applied { until } => *until,
             Phase::Triggered => None,
         }
     }
@@ -159,9 +160,8 @@ impl LiveSwap {
     /// The time is `now`.
     pub fn poll(&mut self, now: Instant) -> Step {
         match &mut self.phase {
-            Phase::Applied { until } if now >= *until => {
-                // Once: the next poll is due when a checkpoint confirms it.
-                *until = now + PREPARE_TIMEOUT * 1000;
+            Phase::Applied { until: Some(t) } if now >= *t => {
+                self.phase = Phase::Applied { until: None };
                 Step::Release
             }
             Phase::Preparing { waiting, deadline } if now >= *deadline => Step::Failed(format!(
@@ -178,7 +178,7 @@ impl LiveSwap {
         match self.phase {
             Phase::Triggered if id == self.checkpoint => {
                 self.phase = Phase::Applied {
-                    until: now + PROBATION,
+                    until: Some(now + PROBATION),
                 };
                 Step::Applied
             }

@@ -504,15 +504,6 @@ impl OperatorInstance {
         Ok(())
     }
 
-    /// Values of its state migrated to a newer encoding so far.
-    pub fn migrated(&self) -> u64 {
-        self.store
-            .data()
-            .migration
-            .as_ref()
-            .map_or(0, |m| m.migrated)
-    }
-
     /// The operator's private state for a checkpoint (`None`: it exports no checkpoint hooks).
     pub fn snapshot_private(&mut self) -> Result<Option<Vec<u8>>, GuestError> {
         if self.bindings.hooks.is_none() {
