@@ -4,6 +4,10 @@
 #
 #   scripts/flink-bench.sh [--quick] [--job NAME] [--rounds R]
 #
+# `--job swap` compares the pause of replacing a keyed operator's function instead: weir's
+# live swap and restart swap (`weir bench --job swap`) against Flink's stop-with-savepoint and
+# resubmission (Swap.java), at 1 K and 1 M keys.
+#
 # Flink's jars come from the `apache-flink-libraries` package (the jars PyFlink ships), fetched
 # once into target/flink with pip; the jobs are examples/bench/flink/Reference.java, compiled with
 # javac (a JDK 17 must be installed). Each Flink job runs in a local MiniCluster at parallelism 2
@@ -54,11 +58,15 @@ if [ ! -f "$dir/lib/flink-dist-$FLINK_VERSION.jar" ]; then
   rm -rf "$dir/download" "$dir/unpacked"
 fi
 classes="$dir/classes"
-source=examples/bench/flink/Reference.java
-if [ ! -f "$classes/Reference.class" ] || [ "$source" -nt "$classes/Reference.class" ]; then
-  mkdir -p "$classes"
-  javac -cp "$dir/lib/*" -d "$classes" "$source"
-fi
+sources="examples/bench/flink/Reference.java examples/bench/flink/Swap.java"
+for source in $sources; do
+  class="$classes/$(basename "$source" .java).class"
+  if [ ! -f "$class" ] || [ "$source" -nt "$class" ]; then
+    mkdir -p "$classes"
+    javac -cp "$dir/lib/*" -d "$classes" $sources
+    break
+  fi
+done
 classpath="$dir/lib/*:$classes"
 
 scratch=$(mktemp -d)
@@ -103,8 +111,24 @@ flink_job() {
 
 ok=0
 for round in $(seq "$rounds"); do
-  for job in stateless stateless-unchained wordcount window; do
+  for job in stateless stateless-unchained wordcount window swap; do
     if [ -n "$only" ] && [ "$only" != "$job" ]; then
+      continue
+    fi
+    if [ "$job" = swap ]; then
+      # The pause of replacing a keyed operator's function: weir live and by restart, Flink by
+      # stop-with-savepoint and a resubmission from it (examples/bench/flink/Swap.java).
+      quick_flag=""
+      keys="1000 1000000"
+      if [ $quick = 1 ]; then quick_flag=--quick; keys="1000 20000"; fi
+      target/release/weir bench --job swap $quick_flag | sed 's/^/engine=weir /' || ok=1
+      for k in $keys; do
+        java -Xmx3g -cp "$classpath" Swap "$k" 2>"$scratch/err" || {
+          echo "error: the Flink swap job failed:" >&2
+          tail -20 "$scratch/err" >&2
+          ok=1
+        }
+      done
       continue
     fi
     case "$job" in

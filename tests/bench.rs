@@ -90,6 +90,18 @@ fn quick_bench_verifies_every_workload_weir_can_run() {
             "state_query_per_s=",
         ],
     );
+    // A hot swap's pause, live and by restart, on a cluster.
+    verified_line(
+        &stdout,
+        "swap",
+        &[
+            "keys=",
+            "live_pause_ms=",
+            "live_steady_gap_ms=",
+            "live_p99_ms=",
+            "restart_pause_ms=",
+        ],
+    );
     // The checkpointed jobs compare themselves with those run before them.
     for (job, ratios) in [
         ("checkpointed", &["cpu_vs_wordcount="][..]),

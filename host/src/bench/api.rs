@@ -28,7 +28,7 @@ fn now_ms() -> u64 {
 }
 
 /// Polls `GET path` until `done` says so, up to `limit`; the last answer.
-fn poll(
+pub(super) fn poll(
     client: &Client,
     path: &str,
     limit: Duration,

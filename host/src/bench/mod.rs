@@ -9,6 +9,7 @@ mod api;
 mod cluster;
 mod expected;
 mod network;
+mod swap;
 
 pub use expected::Expected;
 
@@ -199,7 +200,7 @@ pub fn run(options: &Options) -> Result<bool> {
     let known: Vec<&str> = JOBS
         .iter()
         .map(|j| j.name)
-        .chain(["network", "shuffle", "api"])
+        .chain(["network", "shuffle", "api", "swap"])
         .collect();
     if let Some(name) = &options.job
         && !known.contains(&name.as_str())
@@ -289,6 +290,9 @@ pub fn run(options: &Options) -> Result<bool> {
     }
     if selected("api") {
         all_ok &= api::run(options.quick, &options.manifests, &scratch)?;
+    }
+    if selected("swap") {
+        all_ok &= swap::run(options.quick, &options.manifests, &scratch)?;
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(all_ok)

@@ -10,7 +10,7 @@ mod sinks;
 
 pub use datagen::{DatagenConfig, DatagenShape, MAX_WORDS_PER_LINE, splitmix};
 pub use file::{FileSourceConfig, LineFormat, TimestampField, open_input};
-pub use sinks::{MAX_DELAY_US, SinkConfig, commit, make_durable, prepare_sink};
+pub use sinks::{MAX_DELAY_US, SinkConfig, commit, make_durable, now_us, prepare_sink};
 
 use crate::checkpoint::CheckpointId;
 use std::path::PathBuf;

@@ -35,9 +35,13 @@ pub enum SinkConfig {
     },
     /// Measures how long records took from their making (the value: microseconds since the
     /// epoch, as the `clock` datagen writes it) to this sink; at the end writes
-    /// `records=N p50_us=.. p99_us=.. max_us=..` to `dir/part-<subtask>`. For benchmarks.
+    /// `records=N p50_us=.. p99_us=.. max_us=..` to `dir/part-<subtask>`. With `trace`, also
+    /// writes `<made µs> <arrived µs>` per record, batch by batch (what a cancelled run wrote
+    /// stays), to `dir/trace-<subtask>-<opened µs>`. For benchmarks.
     Latency {
         dir: PathBuf,
+        #[serde(default)]
+        trace: bool,
     },
 }
 
@@ -51,10 +55,19 @@ impl SinkConfig {
         cancel: &CancelToken,
         transactional: Option<&str>,
     ) -> Result<Box<dyn Sink>, ConnectorError> {
-        if let SinkConfig::Latency { dir } = self {
+        if let SinkConfig::Latency { dir, trace } = self {
+            let trace = match trace {
+                false => None,
+                true => {
+                    let path = dir.join(format!("trace-{subtask}-{}", now_us()));
+                    let file = crate::files::create_regular(&path)?;
+                    Some((BufWriter::new(file), path))
+                }
+            };
             return Ok(Box::new(LatencySink {
                 path: dir.join(format!("part-{subtask}")),
                 histogram: Histogram::default(),
+                trace,
             }));
         }
         let out = match (self, transactional) {
@@ -88,7 +101,7 @@ impl SinkConfig {
     /// The directory a file sink writes to.
     pub fn dir(&self) -> Option<&Path> {
         match self {
-            SinkConfig::File { dir, .. } | SinkConfig::Latency { dir } => Some(dir),
+            SinkConfig::File { dir, .. } | SinkConfig::Latency { dir, .. } => Some(dir),
             SinkConfig::Stdout { .. } => None,
         }
     }
@@ -396,6 +409,8 @@ impl Histogram {
 struct LatencySink {
     path: PathBuf,
     histogram: Histogram,
+    /// Where each record's times go, with `trace`.
+    trace: Option<(BufWriter<std::fs::File>, PathBuf)>,
 }
 
 impl Sink for LatencySink {
@@ -413,6 +428,15 @@ impl Sink for LatencySink {
                     ))
                 })?;
             self.histogram.add(now.saturating_sub(made));
+            if let Some((out, _)) = &mut self.trace {
+                let _ = writeln!(out, "{made} {now}");
+            }
+        }
+        if let Some((out, path)) = &mut self.trace {
+            out.flush().map_err(|source| ConnectorError::Io {
+                path: path.clone(),
+                source,
+            })?;
         }
         Ok(())
     }

@@ -1151,6 +1151,15 @@ impl Checker<'_> {
             )?
             .unwrap_or(0),
         );
+        if let Some(t) = &s.trace
+            && s.kind.get_ref() != "latency"
+        {
+            return Err(self.err(
+                Some(t.span()),
+                format!("{field}.trace"),
+                "`trace` is a field of latency sinks",
+            ));
+        }
         match s.kind.get_ref().as_str() {
             "file" => {
                 let path = s.path.as_ref().ok_or_else(|| {
@@ -1184,6 +1193,7 @@ impl Checker<'_> {
                 })?;
                 Ok(SinkConfig::Latency {
                     dir: self.path(&format!("{field}.path"), path.get_ref()),
+                    trace: s.trace.as_ref().is_some_and(|t| *t.get_ref()),
                 })
             }
             other => Err(self.err(

@@ -170,6 +170,8 @@ pub struct SinkSpec {
     pub path: Option<Spanned<String>>,
     /// Test hook and demo of backpressure: sleep this long per record written.
     pub delay_us: Option<Spanned<u64>>,
+    /// A latency sink also writes each record's making and arrival times (for benchmarks).
+    pub trace: Option<Spanned<bool>>,
 }
 
 impl SourceSpec {

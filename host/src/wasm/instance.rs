@@ -489,14 +489,12 @@ impl OperatorInstance {
         private: Option<&[u8]>,
     ) -> Result<(), GuestError> {
         let state = self.take_state();
-        let watermark = self.store.data().time.watermark;
         let mut new = component.instantiate_with(spec, state)?;
-        new.store.data_mut().time.watermark = watermark;
-        new.restore_timers()
-            .map_err(|message| GuestError::Refused {
-                call: "restore",
-                message,
-            })?;
+        // The timers and the watermark carry over as they are (rebuilding the queues from the
+        // keyed state would read all of it).
+        let mut time = std::mem::take(&mut self.store.data_mut().time);
+        time.on_timer = new.store.data().time.on_timer;
+        new.store.data_mut().time = time;
         if let Some(private) = private {
             new.restore_private(private)?;
         }
