@@ -1863,3 +1863,35 @@ fn a_worker_killed_during_a_live_swap_leaves_one_version_and_exact_output() {
     assert_eq!(job["status"], "finished", "{job}");
     assert_counts_continue(&dir.path().join("out"));
 }
+
+/// A new component without checkpoint hooks for an operator whose checkpoints hold private
+/// state is refused before anything happens: it could not take that state back.
+#[test]
+fn a_swap_that_would_lose_private_state_is_refused() {
+    let dir = scratch();
+    let manifest = endless_wordcount_with(
+        dir.path(),
+        &component("faulty_flaky"),
+        "fail_at = 1000000000000",
+    );
+    let (_cluster, api, id) = endless_running(dir.path(), &manifest);
+    let id = id.as_str();
+    let hash = api.upload(&js_component("wordcount_count"), "count.js.wasm");
+    let swap = api.post_json(
+        &format!("/v1/jobs/{id}/swap"),
+        &serde_json::json!({ "operator": "count", "artifact": format!("sha256:{hash}") }),
+    );
+    assert_eq!(swap.status, 400, "{swap:?}");
+    let why = swap.json["error"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("`count` keeps private state in checkpoints")
+            && why.contains("does not export weir:operator/checkpoint-hooks@0.1.0"),
+        "{why}"
+    );
+    let job = api.get(&format!("/v1/jobs/{id}")).json;
+    assert_eq!(
+        (job["attempt"].clone(), job["versions"]["count"].clone()),
+        (0.into(), 1.into())
+    );
+    verb(&api, &["cancel", id]);
+}

@@ -2,7 +2,8 @@
 //! running job, keeping its keyed state. Before anything happens to the job the new component
 //! is checked: an artifact of the operator's world, whose `open` runs once with the operator's
 //! config in a scratch instance; one that fails there is refused with the reason and the job is
-//! untouched. `live` (the default) then
+//! untouched; so is one without checkpoint hooks for an operator whose newest checkpoint holds
+//! private state (it could not take it back). `live` (the default) then
 //! swaps it in at a checkpoint barrier, the job running on (see `coordinator::swap`);
 //! `restart` takes a savepoint and deploys the job again with the new component, every task
 //! restored from it.
@@ -46,6 +47,19 @@ fn artifact_hash(api: &Shared, reference: &str) -> Result<String, ApiError> {
         })
 }
 
+/// The interface a component takes its private state back through.
+const HOOKS: &str = "weir:operator/checkpoint-hooks@0.1.0";
+
+/// The newest complete checkpoint of `graph`'s job, if it holds private state of node `uid`
+/// (which a component swapped in must restore).
+fn private_state_in(graph: &JobGraph, uid: &str) -> Option<u64> {
+    let dir = crate::state::checkpoints::CheckpointDir::new(&graph.checkpoint.as_ref()?.dir);
+    let latest = dir.latest().ok()?;
+    let holds = (latest.tasks.iter().flat_map(|t| &t.private))
+        .any(|(u, state)| u == uid && !state.is_empty());
+    holds.then_some(latest.metadata.id)
+}
+
 /// Opens the new component once, as subtask 0 of operator `index` of `graph` with its config,
 /// in a scratch instance (its state in memory, dropped after).
 fn scratch_open(api: &Shared, graph: &JobGraph, index: usize, hash: &str) -> Result<(), ApiError> {
@@ -67,6 +81,17 @@ fn scratch_open(api: &Shared, graph: &JobGraph, index: usize, hash: &str) -> Res
     let component = runtime
         .load(&path, world, graph.limits.component_bytes)
         .map_err(|e| refused(e.to_string().replace(&path.display().to_string(), hash)))?;
+    if let Some(id) = private_state_in(graph, &node.uid) {
+        let exports = crate::wasm::inspect(runtime, &path, graph.limits.component_bytes)
+            .map(|i| i.exports)
+            .map_err(|e| refused(e.to_string()))?;
+        if !exports.iter().any(|e| e.starts_with(HOOKS)) {
+            return Err(refused(format!(
+                "`{}` keeps private state in checkpoints (checkpoint {id} holds some), which it could not restore: it does not export {HOOKS}",
+                node.uid
+            )));
+        }
+    }
     let spec = InstanceSpec {
         operator: node.uid.as_str().into(),
         subtask: 0,

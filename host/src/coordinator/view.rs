@@ -229,6 +229,7 @@ impl JobView {
             task_samples: HashMap::new(),
         };
         view.set_graph(graph);
+        view.set_swaps(&[]);
         view
     }
 
