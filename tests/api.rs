@@ -1895,3 +1895,47 @@ fn a_swap_that_would_lose_private_state_is_refused() {
     );
     verb(&api, &["cancel", id]);
 }
+
+/// The same swap by restart, on the same job, after the refusals of what cannot be swapped (an
+/// unknown operator: 404; a sink: 400): one restart, from its savepoint, on v2, its state
+/// migrated, every running count exactly once, v1's lines before v2's.
+#[test]
+fn the_running_word_count_is_swapped_by_a_restart_its_state_migrated() {
+    let dir = scratch();
+    let manifest = endless_wordcount(dir.path(), "");
+    let (_cluster, api, id) = endless_running(dir.path(), &manifest);
+    let id = id.as_str();
+    let v2 = api.upload(&component("swap_count_v2"), "v2.wasm");
+    let swap = |operator: &str| {
+        api.post_json(
+            &format!("/v1/jobs/{id}/swap"),
+            &serde_json::json!({ "operator": operator, "artifact": format!("sha256:{v2}") }),
+        )
+    };
+    let unknown = swap("nope");
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+    assert!(
+        unknown.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no node `nope`")
+    );
+    let sink = swap("out");
+    assert_eq!(sink.status, 400, "{sink:?}");
+    assert!(
+        sink.json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`out` is a sink")
+    );
+    let v2_path = component("swap_count_v2");
+    verb(&api, &["swap", id, "count", &v2_path, "--mode", "restart"]);
+    let job = wait_running(&api, id, 1);
+    assert_eq!(job["versions"]["count"], 2, "{job}");
+    assert_eq!(job["swaps"][0]["mode"], "restart", "{job}");
+    std::thread::sleep(Duration::from_millis(500));
+    verb(&api, &["stop", id]);
+    let job = api.wait_end(id, Duration::from_secs(60));
+    assert_eq!(job["status"], "finished", "{job}");
+    assert!(assert_counts_continue(&dir.path().join("out")) > 100);
+}
