@@ -356,14 +356,8 @@ impl Worker {
         let world = crate::wasm::World::of(&node.kind)
             .ok_or_else(|| format!("`{operator}` runs no component"))?;
         let limit = graph.limits.component_bytes;
-        if !self.blobs.has(hash) {
-            let bytes = self
-                .handle
-                .block_on(fetch(coordinator, hash, limit))
-                .map_err(|e| format!("cannot fetch component {hash}: {e}"))?;
-            self.blobs.put(hash, &bytes).map_err(|e| e.to_string())?;
-        }
-        let path = self.blobs.path(hash).map_err(|e| e.to_string())?;
+        let path = (self.component_file(hash, limit, coordinator))
+            .map_err(|e| format!("cannot fetch component {hash}: {e}"))?;
         let component = (self.runtime.load(&path, world, limit))
             .map_err(|e| e.to_string().replace(&path.display().to_string(), hash))?;
         control.swap_at(checkpoint, operator.to_string(), component);
@@ -604,19 +598,29 @@ impl Worker {
                 continue;
             };
             let hash = op.component.to_string_lossy().to_string();
-            if !self.blobs.has(&hash) {
-                let bytes = self
-                    .handle
-                    .block_on(fetch(coordinator, &hash, limit))
-                    .map_err(|e| {
-                        format!("cannot fetch the component of `{}` ({hash}): {e}", node.uid)
-                    })?;
-                self.blobs.put(&hash, &bytes).map_err(|e| e.to_string())?;
-                tracing::debug!(hash, bytes = bytes.len(), "fetched a component");
-            }
-            op.component = self.blobs.path(&hash).map_err(|e| e.to_string())?;
+            op.component = self
+                .component_file(&hash, limit, coordinator)
+                .map_err(|e| {
+                    format!("cannot fetch the component of `{}` ({hash}): {e}", node.uid)
+                })?;
         }
         Ok(())
+    }
+
+    /// The file of component `hash` in this worker's store, fetched from the coordinator
+    /// first if the store lacks it.
+    fn component_file(
+        &self,
+        hash: &str,
+        limit: u64,
+        coordinator: &quinn::Connection,
+    ) -> Result<PathBuf, String> {
+        if !self.blobs.has(hash) {
+            let bytes = self.handle.block_on(fetch(coordinator, hash, limit))?;
+            self.blobs.put(hash, &bytes).map_err(|e| e.to_string())?;
+            tracing::debug!(hash, bytes = bytes.len(), "fetched a component");
+        }
+        self.blobs.path(hash).map_err(|e| e.to_string())
     }
 }
 
