@@ -4,7 +4,8 @@
 //! runner) over [`wasm`] (engine, components, limits), [`state`] and [`connectors`]; [`manifest`]
 //! and [`plan`] turn a job description into what the worker runs; [`coordinator`] places a
 //! job's subtasks on workers and [`net`] holds the wire between processes (frames, remote
-//! credits, the cluster's TLS); [`files`] and [`cancel`] are the ground every layer stands on.
+//! credits, the cluster's TLS); [`files`] and [`cancel`] are the ground every layer stands on. [`project`] (operator projects: `weir
+//! new`, `build`, `test`) stands over [`manifest`], [`wasm`] and [`worker`], under [`cli`].
 
 pub mod api;
 pub mod bench;
@@ -17,6 +18,7 @@ pub mod files;
 pub mod manifest;
 pub mod net;
 pub mod plan;
+pub mod project;
 pub mod state;
 pub mod time;
 pub mod wasm;

@@ -38,8 +38,9 @@ pub fn submit(
     from: Option<&Path>,
     allow_non_restored_state: bool,
     follow: bool,
+    components: &dyn manifest::Components,
 ) -> Result<()> {
-    let job = manifest::load(manifest_path, overrides)?;
+    let job = manifest::load_with(manifest_path, overrides, components)?;
     for w in manifest::warnings(&job) {
         eprintln!("warning: {}: {w}", manifest_path.display());
     }

@@ -27,8 +27,9 @@ pub fn run(
     from: Option<&Path>,
     allow_non_restored_state: bool,
     http: &ApiOptions,
+    components: &dyn manifest::Components,
 ) -> Result<()> {
-    let job = manifest::load(manifest_path, overrides)?;
+    let job = manifest::load_with(manifest_path, overrides, components)?;
     crate::worker::check(&job)?;
     let slots = crate::coordinator::slots_needed(&ExecutionGraph::build(&job));
     let dir = tempfile::Builder::new()

@@ -1,4 +1,5 @@
-//! The `weir` command line: `run`, `validate`, `inspect`.
+//! The `weir` command line: `run`, `validate`, `inspect`, the cluster's verbs, and the
+//! project verbs `new`, `build` and `test`.
 
 mod checkpoints;
 mod client;
@@ -58,6 +59,10 @@ enum Command {
         /// Serve the job's metrics (Prometheus text) at http://ADDR/metrics.
         #[arg(long, value_name = "ADDR", conflicts_with = "coordinator")]
         metrics: Option<std::net::SocketAddr>,
+        /// Build the components the manifest names by their project directory
+        /// (`component = "../count"`) first; unchanged projects are not built again.
+        #[arg(long)]
+        build: bool,
         /// Serve the HTTP API at ADDR while the job runs (an embedded coordinator and worker
         /// in this process): status, savepoints, rescaling, live state, logs.
         #[arg(long, value_name = "ADDR", conflicts_with_all = ["coordinator", "metrics", "stats"])]
@@ -87,6 +92,9 @@ enum Command {
         manifest: PathBuf,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<Override>,
+        /// Build the components named by their project directory first, as `run --build`.
+        #[arg(long)]
+        build: bool,
     },
     /// Start a cluster's coordinator: workers join it with the token it prints.
     Coordinator {
@@ -146,6 +154,9 @@ enum Command {
         /// Follow the job to its end (the exit status is its outcome).
         #[arg(long)]
         follow: bool,
+        /// Build the components named by their project directory first, as `run --build`.
+        #[arg(long)]
+        build: bool,
         #[command(flatten)]
         api: client::ApiArgs,
     },
@@ -231,6 +242,39 @@ enum Command {
         /// The job's checkpoint directory (`checkpoint.dir`).
         dir: PathBuf,
     },
+    /// Create an operator project: code that compiles, a job that runs it on an input it
+    /// ships, a test with its expected output, and the language's build file.
+    New {
+        /// The directory to create; its name names the project.
+        #[arg(required_unless_present = "list")]
+        name: Option<PathBuf>,
+        /// rust, python, js or c.
+        #[arg(long, required_unless_present = "list")]
+        lang: Option<String>,
+        /// map, keyed or source (see --list).
+        #[arg(long, default_value = "map")]
+        template: String,
+        /// Show the templates and their languages.
+        #[arg(long, exclusive = true)]
+        list: bool,
+    },
+    /// Build a project's component (Rust, Python, JavaScript or C), installing the language's
+    /// toolchain the first time; prints its path and what it implements and imports.
+    Build {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Build a project and run its job on each test case in tests/, comparing what the sinks
+    /// write with the expected files (and, for Rust, run its native tests).
+    Test {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Write the current output as the expected one.
+        #[arg(long)]
+        update: bool,
+    },
     /// Show which weir worlds a component implements, and its imports and exports.
     Inspect {
         /// A component (.wasm).
@@ -295,6 +339,7 @@ pub fn main() -> ExitCode {
             metrics,
             http,
             no_auth,
+            build,
         } => match (coordinator, token, http) {
             (_, _, Some(listen)) => embedded::run(
                 &manifest,
@@ -307,6 +352,7 @@ pub fn main() -> ExitCode {
                     max_body: 256 << 20,
                     tls: None,
                 },
+                components(build).as_ref(),
             ),
             (Some(coordinator), Some(token), None) => remote::run(
                 &manifest,
@@ -318,6 +364,7 @@ pub fn main() -> ExitCode {
                     allow_non_restored_state,
                 },
                 stats,
+                components(build).as_ref(),
             ),
             _ => run(
                 manifest,
@@ -328,6 +375,7 @@ pub fn main() -> ExitCode {
                     allow_non_restored_state,
                 },
                 metrics,
+                components(build).as_ref(),
             ),
         },
         Command::Bench {
@@ -353,7 +401,22 @@ pub fn main() -> ExitCode {
         Command::Validate {
             manifest,
             overrides,
-        } => validate(manifest, &overrides),
+            build,
+        } => validate(manifest, &overrides, components(build).as_ref()),
+        Command::New {
+            name,
+            lang,
+            template,
+            list,
+        } => new(name, lang, &template, list),
+        Command::Build { dir } => build(&dir),
+        Command::Test { dir, update } => {
+            match crate::project::test(&dir, crate::project::TestOptions { update }) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::FAILURE,
+                Err(e) => Err(e),
+            }
+        }
         Command::Inspect { component, max_mib } => inspect(component, max_mib),
         Command::Checkpoints { dir } => checkpoints::list(&dir),
         Command::Submit {
@@ -362,6 +425,7 @@ pub fn main() -> ExitCode {
             from,
             allow_non_restored_state,
             follow,
+            build,
             api,
         } => client::submit(
             &api,
@@ -370,6 +434,7 @@ pub fn main() -> ExitCode {
             from.as_deref(),
             allow_non_restored_state,
             follow,
+            components(build).as_ref(),
         ),
         Command::List { api } => client::list(&api),
         Command::Status { job, json, api } => client::status(&api, &job, json),
@@ -488,8 +553,9 @@ fn cluster_worker(options: worker::agent::WorkerOptions) -> Result<()> {
 fn prepare(
     manifest: &Path,
     overrides: &[Override],
+    components: &dyn manifest::Components,
 ) -> Result<(JobGraph, Runtime, Vec<Option<LoadedComponent>>)> {
-    let job = manifest::load(manifest, overrides)?;
+    let job = manifest::load_with(manifest, overrides, components)?;
     for w in manifest::warnings(&job) {
         eprintln!("warning: {}: {w}", manifest.display());
     }
@@ -499,8 +565,12 @@ fn prepare(
     Ok((job, runtime, components))
 }
 
-fn validate(manifest: PathBuf, overrides: &[Override]) -> Result<()> {
-    let (job, _, _) = prepare(&manifest, overrides)?;
+fn validate(
+    manifest: PathBuf,
+    overrides: &[Override],
+    components: &dyn manifest::Components,
+) -> Result<()> {
+    let (job, _, _) = prepare(&manifest, overrides, components)?;
     let exec = ExecutionGraph::build(&job);
     println!(
         "{}: ok; job `{}`, {} tasks: {}",
@@ -518,9 +588,10 @@ fn run(
     stats: bool,
     options: &worker::RunOptions,
     metrics_at: Option<std::net::SocketAddr>,
+    resolver: &dyn manifest::Components,
 ) -> Result<()> {
     let started = Instant::now();
-    let (job, _runtime, components) = prepare(&manifest, overrides)?;
+    let (job, _runtime, components) = prepare(&manifest, overrides, resolver)?;
     let control = JobControl::new();
     let metrics = JobMetrics::new(started);
     if let Some(addr) = metrics_at {
@@ -554,6 +625,46 @@ fn run(
         eprintln!("stats: {}", progress::stats(&metrics));
     }
     Ok(result?)
+}
+
+/// How a command finds the components a manifest names: as files, or (`--build`) building the
+/// project directories among them.
+fn components(build: bool) -> Box<dyn manifest::Components> {
+    if build {
+        Box::new(crate::project::BuildingComponents::default())
+    } else {
+        Box::new(manifest::ComponentFiles)
+    }
+}
+
+fn new(name: Option<PathBuf>, lang: Option<String>, template: &str, list: bool) -> Result<()> {
+    if list {
+        print!("{}", crate::project::list());
+        return Ok(());
+    }
+    let (Some(path), Some(lang)) = (name, lang) else {
+        anyhow::bail!("weir new needs NAME and --lang (or --list)");
+    };
+    let lang = crate::project::Lang::parse(&lang)?;
+    crate::project::create(&path, lang, template)?;
+    let shown = path.display();
+    println!(
+        "created {shown}: the {template} template in {}
+
+  cd {shown}
+  weir build                  # the component; the first build installs the toolchain
+  weir test                   # runs the job on tests/*/input.txt, compares with expected.txt
+  weir run job.toml --build   # runs the job; the output goes to out/",
+        lang.name()
+    );
+    Ok(())
+}
+
+fn build(dir: &Path) -> Result<()> {
+    let project = crate::project::Project::open(dir)?;
+    let component = crate::project::fresh_build(&project)?;
+    print!("{}", crate::project::report(&component)?);
+    Ok(())
 }
 
 fn inspect(component: PathBuf, max_mib: u64) -> Result<()> {

@@ -27,9 +27,15 @@ pub struct Target {
     pub allow_non_restored_state: bool,
 }
 
-pub fn run(manifest: &Path, overrides: &[Override], target: &Target, stats: bool) -> Result<()> {
+pub fn run(
+    manifest: &Path,
+    overrides: &[Override],
+    target: &Target,
+    stats: bool,
+    components: &dyn manifest::Components,
+) -> Result<()> {
     let started = Instant::now();
-    let mut job = manifest::load(manifest, overrides)?;
+    let mut job = manifest::load_with(manifest, overrides, components)?;
     worker::check(&job)?;
     let token = JoinToken::parse(&target.token).context("--token")?;
     // Components by content: the graph names them by hash.

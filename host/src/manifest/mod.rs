@@ -89,6 +89,15 @@ impl std::error::Error for ManifestError {}
 /// Relative paths in the file resolve against the manifest's directory; relative paths set with
 /// `--set` resolve against the current directory, as on any command line.
 pub fn load(path: &Path, overrides: &[Override]) -> Result<JobGraph, ManifestError> {
+    load_with(path, overrides, &ComponentFiles)
+}
+
+/// [`load`], with the components resolved through `components`.
+pub fn load_with(
+    path: &Path,
+    overrides: &[Override],
+    components: &dyn Components,
+) -> Result<JobGraph, ManifestError> {
     let whole = |message: String| ManifestError {
         file: path.to_path_buf(),
         at: None,
@@ -100,7 +109,7 @@ pub fn load(path: &Path, overrides: &[Override]) -> Result<JobGraph, ManifestErr
     let text = String::from_utf8(bytes)
         .map_err(|e| whole(format!("the manifest is not UTF-8 text: {e}")))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_text(&text, path, &base, overrides, &ComponentFiles)
+    load_text(&text, path, &base, overrides, components)
 }
 
 /// Where the components a manifest names come from.
@@ -116,6 +125,13 @@ pub struct ComponentFiles;
 impl Components for ComponentFiles {
     fn resolve(&self, base: &Path, name: &str) -> Result<PathBuf, String> {
         let path = base.join(name);
+        if path.is_dir() {
+            return Err(format!(
+                "{} is a directory: to build the project it holds first, run with --build \
+                 (or name the .wasm that `weir build` prints)",
+                path.display()
+            ));
+        }
         crate::files::check_regular(&path).map_err(|e| {
             let hint = match e {
                 crate::files::FileError::Missing { .. } => " (build the example guests first?)",
