@@ -22,6 +22,7 @@ fn main() {
     for file in [
         "guest-sdk/python/weir.py",
         "guest-sdk/js/weir.js",
+        "guest-sdk/js/weir_core.js",
         "guest-sdk/c/weir.c",
         "guest-sdk/c/weir.h",
         "guest-sdk/c/weir_glue.h",

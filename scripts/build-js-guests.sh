@@ -31,6 +31,8 @@ build() {
   grep -qF "exportAggregate(" "$1" && world=window-aggregate
   grep -qF "exportReduce(" "$1" && world=window-reduce
   grep -qF "exportProcessWindow(" "$1" && world=window-process
+  # A source exports the source world's handler.
+  grep -qF "exportSource(" "$1" && world=source
   "$bin" --wit wit --world "$world" --js "$1" --module-root . --sync -o "$4" >/dev/null
   stamp "$4" JavaScript= "componentize-qjs=$COMPONENTIZE_QJS"
 }

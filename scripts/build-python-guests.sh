@@ -3,7 +3,7 @@
 # into target/guest-tools/python the first time. Each app module under examples/*-python/ or
 # examples/*/python/ that exports a handler (`Handler = weir.export(...)`,
 # `weir.export_stateful(...)` for the stateful-operator world, `weir.export_migrating(...)` for
-# the migrating-operator world) becomes examples/target/python/<dir>_<module>.wasm,
+# the migrating-operator world, `weir.export_source(...)` for a source) becomes examples/target/python/<dir>_<module>.wasm,
 # e.g. examples/wordcount-python/split.py -> wordcount_split.wasm,
 # examples/swap/python/count_v2.py -> swap_count_v2.wasm. Rebuilds only what changed.
 set -euo pipefail
@@ -32,6 +32,8 @@ build() {
   grep -qF "export_aggregate(" "$1" && world=window-aggregate
   grep -qF "export_reduce(" "$1" && world=window-reduce
   grep -qF "export_process_window(" "$1" && world=window-process
+  # A source exports the source world's handler.
+  grep -qF "export_source(" "$1" && world=source
   "$venv/bin/componentize-py" -d wit -w "$world" componentize \
     -p guest-sdk/python -p "$3" "$2" -o "$4" >/dev/null
   stamp "$4" Python= "componentize-py=$COMPONENTIZE_PY"

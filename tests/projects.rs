@@ -178,6 +178,16 @@ fn rust_source() {
 }
 
 #[test]
+fn python_source() {
+    lifecycle("python", "source", "weir:operator/source@0.1.0");
+}
+
+#[test]
+fn js_source() {
+    lifecycle("js", "source", "weir:operator/source@0.1.0");
+}
+
+#[test]
 fn python_map() {
     lifecycle("python", "map", OPERATOR);
 }

@@ -837,3 +837,108 @@ def export_process_window(cls):
             return _guard(runtime.process, windows)
 
     return ProcessHandler
+
+
+# Sources (wit/source.wit): records from outside, or generated, with a replayable position the
+# host checkpoints.
+
+
+class Source:
+    """A source subtask: emits records when polled, and can say and restore where it is.
+
+    Positions must be monotonic (a later position never re-emits what an earlier one covered)
+    and exact: after `restore(p)`, the source emits the first record not emitted before `p` was
+    taken.
+    """
+
+    def open(self, ctx, config, subtask, parallelism):
+        """Called once: `config` is the source's `config` table (a dict); this is subtask
+        `subtask` of `parallelism`."""
+
+    def poll(self, ctx, max_records):
+        """Emits up to `max_records` records through `ctx`; returns False once the source has
+        ended (the host polls no more), True while more may come."""
+        raise NotImplementedError
+
+    def position(self):
+        """The position after the last record emitted (bytes)."""
+        return b""
+
+    def restore(self, position):
+        """Continues from a position `position()` returned (called after open, before polls)."""
+
+
+class _SourceHost:
+    """A source component's imports: emit, log and context (sources hold no keyed state)."""
+
+    def __init__(self):
+        from wit_world.imports import context, emit, log
+
+        self._emit = emit.emit
+        self._log = log
+        self._context = context
+
+    def emit(self, output, batch):
+        self._emit(output, batch)
+
+    def log(self, level, message):
+        self._log.log(self._log.Level[level.upper()], message)
+
+    def attempt(self):
+        return self._context.attempt()
+
+
+def export_source(cls):
+    """The `source-handler` export of the `source` world for a `Source` subclass:
+    `SourceHandler = weir.export_source(Numbers)`."""
+    from wit_world import exports
+    from wit_world.exports import source_handler
+
+    # The imports are bound now, while the component is built (as `export` does): a module
+    # first imported at run time is not in the component.
+    host = _SourceHost()
+    subtask = {}
+
+    def started():
+        if "source" not in subtask:
+            raise Error("source called before open")
+        return subtask["source"], subtask["ctx"]
+
+    def open_(config, index, parallelism):
+        set_host(host)
+        ctx = Context(host)
+        try:
+            parsed = json.loads(config.strip() or "{}")
+        except ValueError as e:
+            raise Error("invalid source config: %s" % e)
+        source = cls()
+        source.open(ctx, parsed, index, parallelism)
+        ctx.flush()
+        subtask["source"], subtask["ctx"] = source, ctx
+
+    def poll(max_records):
+        source, ctx = started()
+        more = source.poll(ctx, max_records)
+        ctx.flush()
+        return source_handler.PollStatus.MORE if more else source_handler.PollStatus.ENDED
+
+    def restore(position):
+        source, _ = started()
+        source.restore(bytes(position))
+
+    class SourceHandler(exports.SourceHandler):
+        def open(self, config, index, parallelism):
+            _guard(open_, config, index, parallelism)
+
+        def poll(self, max_records):
+            return _guard(poll, max_records)
+
+        def position(self):
+            # No error to return here: a failure traps, which fails the job too.
+            source, _ = started()
+            return bytes(source.position())
+
+        def restore(self, position):
+            _guard(restore, position)
+
+    return SourceHandler

@@ -134,6 +134,7 @@ fn python(dir: &Path, sdk: &Path) -> Result<PathBuf> {
             ("export_aggregate(", "window-aggregate"),
             ("export_reduce(", "window-reduce"),
             ("export_process_window(", "window-process"),
+            ("export_source(", "source"),
         ],
     );
     let componentize = toolchain::python()?;
@@ -181,6 +182,7 @@ fn js(dir: &Path, sdk: &Path) -> Result<PathBuf> {
             ("exportAggregate(", "window-aggregate"),
             ("exportReduce(", "window-reduce"),
             ("exportProcessWindow(", "window-process"),
+            ("exportSource(", "source"),
         ],
     );
     let componentize = toolchain::js()?;

@@ -257,6 +257,7 @@ mod tests {
             "rust/batch/Cargo.toml",
             "python/weir.py",
             "js/weir.js",
+            "js/weir_core.js",
             "c/weir.h",
         ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
