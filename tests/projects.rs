@@ -317,3 +317,72 @@ fn a_toolchain_that_cannot_be_installed_says_what_to_install() {
         );
     }
 }
+
+#[test]
+fn a_manifest_builds_the_projects_it_names_by_directory() {
+    let sandbox = Sandbox::new();
+    let here = sandbox.dir.path();
+    sandbox.ok(here, &["new", "upper", "--lang", "c", "--template", "map"]);
+    sandbox.ok(
+        here,
+        &["new", "tally", "--lang", "js", "--template", "keyed"],
+    );
+    let jobs = sandbox.path("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("views.txt"),
+        "{\"user\": \"ana\"}\n{\"user\": \"bo\"}\n{\"user\": \"ana\"}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        jobs.join("pipeline.toml"),
+        r#"edges = ["views -> upper", "upper -> tally", "tally -> out"]
+
+[job]
+name = "pipeline"
+parallelism = 2
+
+[sources.views]
+kind = "file"
+path = "views.txt"
+format = "json"
+key_field = "user"
+
+[operators.upper]
+component = "../upper"
+
+[operators.tally]
+component = "../tally"
+partition = "hash"
+
+[sinks.out]
+kind = "file"
+path = "out"
+"#,
+    )
+    .unwrap();
+    let (_, stderr) = sandbox.ok(&jobs, &["validate", "pipeline.toml", "--build"]);
+    assert!(stderr.contains("==> building"), "{stderr}");
+    // Built by validate, so the run finds both unchanged.
+    let (_, stderr) = sandbox.ok(&jobs, &["run", "pipeline.toml", "--build"]);
+    assert_eq!(
+        stderr.matches("unchanged since its last build").count(),
+        2,
+        "{stderr}"
+    );
+    let mut lines = sink_lines(&jobs.join("out"));
+    lines.sort();
+    assert_eq!(lines, ["ana 1", "ana 2", "bo 1"]);
+
+    // A change to a project's source is built again; the other one is not.
+    let code = sandbox.path("upper/upper.c");
+    let text = std::fs::read_to_string(&code).unwrap();
+    std::fs::write(&code, format!("{text}\n// changed\n")).unwrap();
+    let (_, stderr) = sandbox.ok(&jobs, &["run", "pipeline.toml", "--build"]);
+    assert_eq!(
+        stderr.matches("unchanged since its last build").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("upper (C)"), "{stderr}");
+}
