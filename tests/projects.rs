@@ -275,6 +275,21 @@ fn a_test_without_expected_output_and_a_directory_without_build_are_explained() 
     let sandbox = Sandbox::new();
     sandbox.ok(sandbox.dir.path(), &["new", "lonely", "--lang", "c"]);
     let project = sandbox.path("lonely");
+    // The case's input stands for the job's own, even when that file does not exist.
+    let job = project.join("job.toml");
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace(
+            "path = \"tests/basic/input.txt\"",
+            "path = \"elsewhere.txt\"",
+        ),
+    )
+    .unwrap();
+    let (stdout, _) = sandbox.ok(&project, &["test"]);
+    assert!(stdout.contains("test basic ... ok"), "{stdout}");
+    std::fs::write(&job, text).unwrap();
+
     std::fs::remove_file(project.join("tests/basic/expected.txt")).unwrap();
     let (stdout, _) = sandbox.fails(&project, &["test"]);
     assert!(stdout.contains("no expected output"), "{stdout}");

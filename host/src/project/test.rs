@@ -13,9 +13,8 @@
 
 use super::cache::BuildingComponents;
 use super::{Lang, Project};
-use crate::connectors::{SinkConfig, SourceConfig};
 use crate::manifest::{self, Components, Override};
-use crate::plan::{JobGraph, NodeKind};
+use crate::plan::JobGraph;
 use crate::wasm::Runtime;
 use crate::worker::{self, JobControl, JobMetrics, RunOptions};
 use anyhow::{Context as _, Result, bail};
@@ -82,13 +81,13 @@ pub fn test(dir: &Path, options: TestOptions) -> Result<bool> {
         component,
         others: BuildingComponents::default(),
     };
-    let job = manifest::load_with(&manifest, &[], &components)?;
+    let files = FileConnectors::of(&manifest)?;
     for case in &cases {
         let name = case
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match run_case(&manifest, &job, case, &components, options) {
+        match run_case(&manifest, &files, case, &components, options) {
             Ok(None) => {
                 passed += 1;
                 println!("test {name} ... ok");
@@ -137,13 +136,50 @@ fn cases(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(cases)
 }
 
-/// The file sinks of `job`: uid, parallelism.
-fn file_sinks(job: &JobGraph) -> Vec<(String, u32)> {
+/// The file sources and file sinks a manifest declares, by name: read from its text, since the
+/// job can only be loaded once their paths are set (a case's input may stand for a file the
+/// manifest names but that does not exist).
+struct FileConnectors {
+    sources: Vec<String>,
+    sinks: Vec<String>,
+}
+
+impl FileConnectors {
+    fn of(manifest: &Path) -> Result<FileConnectors> {
+        let text = std::fs::read_to_string(manifest)
+            .with_context(|| format!("reading {}", manifest.display()))?;
+        // Malformed text is reported by the manifest's own checks when the job is loaded.
+        let table: toml::Table = text.parse().unwrap_or_default();
+        let files = |section: &str| -> Vec<String> {
+            let Some(entries) = table.get(section).and_then(|s| s.as_table()) else {
+                return Vec::new();
+            };
+            entries
+                .iter()
+                .filter(|(_, t)| t.get("kind").and_then(|k| k.as_str()) == Some("file"))
+                .map(|(name, _)| name.clone())
+                .collect()
+        };
+        let found = FileConnectors {
+            sources: files("sources"),
+            sinks: files("sinks"),
+        };
+        if found.sinks.is_empty() {
+            bail!(
+                "{} has no file sink: weir test compares what file sinks write",
+                manifest.display()
+            );
+        }
+        Ok(found)
+    }
+}
+
+/// The parallelism of node `uid` in `job`.
+fn parallelism(job: &JobGraph, uid: &str) -> u32 {
     job.nodes
         .iter()
-        .filter(|n| matches!(n.kind, NodeKind::Sink(SinkConfig::File { .. })))
-        .map(|n| (n.uid.clone(), n.parallelism))
-        .collect()
+        .find(|n| n.uid == uid)
+        .map_or(1, |n| n.parallelism)
 }
 
 /// `uid`'s file in `case`: `<prefix>.txt` when it is the only one of its kind, else
@@ -166,38 +202,26 @@ fn set(key: String, path: &Path) -> Result<Override> {
 /// Runs one case; `Some(why)` when the output differs from the expected one.
 fn run_case(
     manifest: &Path,
-    job: &JobGraph,
+    files: &FileConnectors,
     case: &Path,
     components: &dyn Components,
     options: TestOptions,
 ) -> Result<Option<String>> {
-    let sources: Vec<&str> = job
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.kind, NodeKind::Source(SourceConfig::File(_))))
-        .map(|n| n.uid.as_str())
-        .collect();
-    let sinks = file_sinks(job);
-    if sinks.is_empty() {
-        bail!(
-            "{} has no file sink: weir test compares what file sinks write",
-            manifest.display()
-        );
-    }
+    let (sources, sinks) = (&files.sources, &files.sinks);
     let out = tempfile::tempdir().context("creating a folder for the output")?;
     let mut overrides = Vec::new();
-    for uid in &sources {
+    for uid in sources {
         let input = case_file(case, "input", uid, sources.len() == 1);
         if input.is_file() {
             overrides.push(set(format!("sources.{uid}.path"), &input)?);
         }
     }
-    for (uid, _) in &sinks {
+    for uid in sinks {
         overrides.push(set(format!("sinks.{uid}.path"), &out.path().join(uid))?);
     }
     let expected: Vec<(PathBuf, Option<String>)> = sinks
         .iter()
-        .map(|(uid, _)| {
+        .map(|uid| {
             let path = case_file(case, "expected", uid, sinks.len() == 1);
             let text = std::fs::read_to_string(&path).ok();
             (path, text)
@@ -227,7 +251,8 @@ fn run_case(
     .context("the job failed")?;
 
     let mut differences = String::new();
-    for ((uid, parallelism), (path, want)) in sinks.iter().zip(&expected) {
+    for (uid, (path, want)) in sinks.iter().zip(&expected) {
+        let parallelism = parallelism(&job, uid);
         let got = read_parts(&out.path().join(uid))?;
         if options.update {
             std::fs::write(path, &got).with_context(|| format!("writing {}", path.display()))?;
@@ -235,7 +260,7 @@ fn run_case(
             continue;
         }
         let want = want.as_deref().unwrap_or_default();
-        let (want, got) = if *parallelism > 1 {
+        let (want, got) = if parallelism > 1 {
             (sorted(want), sorted(&got))
         } else {
             (want.to_string(), got)
@@ -245,7 +270,7 @@ fn run_case(
             differences.push_str(&format!(
                 "sink `{uid}` wrote other lines than {}{}:\n{}",
                 path.display(),
-                if *parallelism > 1 {
+                if parallelism > 1 {
                     " (both sorted: the sink has more than one subtask)"
                 } else {
                     ""
